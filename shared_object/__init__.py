@@ -1,0 +1,50 @@
+"""shared_object: live data shared between processes and containers through shared memory.
+
+``SharedObject`` holds one value (a frame, a pose, a command, a dict of arrays...) in a
+/dev/shm segment that any process, in any container sharing the IPC namespace, can ``fetch``,
+``assign``, ``trigger`` and ``wait`` on, without ever seeing torn data.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    CapacityError,
+    ClosedError,
+    IntegerOverflowError,
+    InvalidNameError,
+    LayoutError,
+    LockTimeoutError,
+    OutOfSharedMemoryError,
+    SegmentExistsError,
+    SegmentNotFoundError,
+    SegmentPermissionError,
+    SharedObjectError,
+    TypeMismatchError,
+    UnsupportedPlatformError,
+    UnsupportedTypeError,
+)
+from ._lock import ReadersLock
+from ._object import SharedDynamicObject, SharedObject
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CapacityError",
+    "ClosedError",
+    "IntegerOverflowError",
+    "InvalidNameError",
+    "LayoutError",
+    "LockTimeoutError",
+    "OutOfSharedMemoryError",
+    "ReadersLock",
+    "SegmentExistsError",
+    "SegmentNotFoundError",
+    "SegmentPermissionError",
+    "SharedDynamicObject",
+    "SharedObject",
+    "SharedObjectError",
+    "TypeMismatchError",
+    "UnsupportedPlatformError",
+    "UnsupportedTypeError",
+    "__version__",
+]

@@ -1,0 +1,649 @@
+"""Codecs: how each supported value is described (its *schema*) and laid out in a slot's payload.
+
+A schema is JSON text stored in the slot (see ``_layout``); it fixes the type identity of the
+value: kinds, dtypes, shapes, string capacities, compound structure and dict keys. It is data,
+never code: nothing from shared memory is unpickled or evaluated.
+
+Schema grammar (JSON arrays)::
+
+    ["none"] | ["bool"] | ["int"] | ["float"] | ["complex"] | ["pose"]
+    ["str", capacity] | ["bytes", capacity] | ["bytearray", capacity]     capacity in bytes
+    ["npscalar", dtype]            dtype: numpy ``dtype.str`` ("<f4") or, if structured, ``dtype.descr``
+    ["ndarray", dtype, [d0, d1, ...]]
+    ["tuple", [schema, ...]] | ["list", [schema, ...]] | ["set", [schema, ...]] | ["frozenset", [...]]
+    ["dict", [[key, schema], ...]]  key: ["str", s] | ["int", i] | ["float", float.hex()] |
+                                         ["bytes", hex] | ["bool", b] | ["none"] | ["tuple", [key, ...]]
+
+Payload layout: the leaves in schema order (depth first), each at the next offset aligned as
+below, offsets counted from the payload start (itself 64-byte aligned in the segment)::
+
+    none              0 bytes
+    bool              1 byte, 0 or 1
+    int               8 bytes, i64                                        (8-aligned)
+    float             8 bytes, f64                                        (8-aligned)
+    complex           16 bytes, f64 real then f64 imaginary               (8-aligned)
+    pose              28 bytes, f32 x y z then f32 qw qx qy qz            (8-aligned)
+    str/bytes/...     u64 length, then ``capacity`` bytes (UTF-8 for str) (8-aligned)
+    npscalar          itemsize bytes                                      (16-aligned)
+    ndarray           the C-contiguous data, ``nbytes`` bytes             (64-aligned)
+
+Rules a caller relies on:
+
+* A str/bytes/bytearray leaf has a capacity fixed when its schema is made:
+  ``max(init_size, len(encoded value))`` bytes. Later values of any length up to it fit.
+* Python ints are 64-bit signed; anything outside raises IntegerOverflowError.
+* Subclasses are stored as their base type (a namedtuple comes back a tuple, an IntEnum an int).
+* Scalar leaves accept lossless numeric conversions: an int leaf takes numpy integers, a float
+  leaf takes ints and numpy reals, a complex leaf any real or complex number. bool never passes
+  for a number, nor a number for a bool.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Callable
+from typing import Any, ClassVar, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import CapacityError, IntegerOverflowError, LayoutError, TypeMismatchError, UnsupportedTypeError
+
+Schema = list[Any]
+#: (leaf node, prepared value) pairs, produced by ``Node.prepare`` after every check has passed.
+Writes = list[tuple["Node", Any]]
+
+SUPPORTED: Final = (
+    "None, bool, int (64-bit), float, complex, str, bytes, bytearray, numpy scalars, "
+    "numpy.ndarray of any fixed-size dtype, sapien.Pose, and tuple/list/set/frozenset/dict of these"
+)
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+_C128 = struct.Struct("<dd")
+_U64 = struct.Struct("<Q")
+_POSE = struct.Struct("<7f")
+_BOOL = struct.Struct("<?")
+
+
+# --------------------------------------------------------------------------------------------
+# Schema from a value
+# --------------------------------------------------------------------------------------------
+def schema_of(value: object, init_size: int = 0) -> Schema:
+    """The schema that stores ``value``; str/bytes capacities are ``max(init_size, length)``."""
+    if value is None:
+        return ["none"]
+    if isinstance(value, np.ndarray):
+        return ["ndarray", _dtype_to_json(value.dtype), list(value.shape)]
+    if isinstance(value, np.generic):
+        return ["npscalar", _dtype_to_json(np.asarray(value).dtype)]
+    if isinstance(value, bool):
+        return ["bool"]
+    if isinstance(value, int):
+        _check_int(value, "")
+        return ["int"]
+    if isinstance(value, float):
+        return ["float"]
+    if isinstance(value, complex):
+        return ["complex"]
+    if isinstance(value, str):
+        return ["str", max(init_size, len(value.encode("utf-8")))]
+    if isinstance(value, bytearray):
+        return ["bytearray", max(init_size, len(value))]
+    if isinstance(value, bytes):
+        return ["bytes", max(init_size, len(value))]
+    if _is_pose(value):
+        return ["pose"]
+    if isinstance(value, tuple):
+        return ["tuple", [schema_of(v, init_size) for v in value]]
+    if isinstance(value, list):
+        return ["list", [schema_of(v, init_size) for v in value]]
+    if isinstance(value, (set, frozenset)):
+        kind = "frozenset" if isinstance(value, frozenset) else "set"
+        return [kind, [schema_of(v, init_size) for v in _set_order(value)]]
+    if isinstance(value, dict):
+        return ["dict", [[_key_to_json(k), schema_of(v, init_size)] for k, v in value.items()]]
+    msg = f"cannot store a value of type {_type_name(value)} in shared memory; supported: {SUPPORTED}"
+    raise UnsupportedTypeError(msg)
+
+
+def _type_name(value: object) -> str:
+    t = type(value)
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def _is_pose(value: object) -> bool:
+    t = type(value)
+    return t.__name__ == "Pose" and t.__module__.split(".")[0] == "sapien"
+
+
+def _check_int(value: int, path: str) -> int:
+    if not INT64_MIN <= value <= INT64_MAX:
+        where = f" at {path}" if path else ""
+        msg = f"int {value}{where} does not fit in 64 bits (range {INT64_MIN} to {INT64_MAX})"
+        raise IntegerOverflowError(msg)
+    return value
+
+
+def _set_order(values: set[Any] | frozenset[Any]) -> list[Any]:
+    """A deterministic order for set elements: by kind, then longest str/bytes first.
+
+    Elements of one kind are interchangeable, so pairing offered elements with stored slots in
+    this order always fits when it can (largest string into largest capacity).
+    """
+
+    def key(v: object) -> tuple[str, int]:
+        size = len(v.encode("utf-8")) if isinstance(v, str) else len(v) if isinstance(v, (bytes, bytearray)) else 0
+        return (type(v).__name__, -size)
+
+    return sorted(values, key=key)
+
+
+def _dtype_to_json(dtype: np.dtype[Any]) -> Any:
+    if dtype.hasobject:
+        msg = f"cannot store an array or scalar of dtype {dtype} (Python objects): only fixed-size dtypes live in shared memory"
+        raise UnsupportedTypeError(msg)
+    if dtype.fields is None and dtype.subdtype is None:
+        if dtype.itemsize == 0 and dtype.kind in "SUV":
+            msg = f"cannot store dtype {dtype!s}: a flexible dtype needs a size (e.g. 'S8', 'U8')"
+            raise UnsupportedTypeError(msg)
+        return dtype.str
+    descr = dtype.descr
+    if _dtype_from_json(json.loads(json.dumps(descr))) != dtype:
+        msg = f"cannot store structured dtype {dtype}: it does not round-trip through its description"
+        raise UnsupportedTypeError(msg)
+    return descr
+
+
+def _dtype_from_json(raw: Any) -> np.dtype[Any]:
+    if isinstance(raw, str):
+        return np.dtype(raw)
+
+    def fields(items: list[Any]) -> list[tuple[Any, ...]]:
+        out = []
+        for item in items:
+            name, fmt, *rest = item
+            out.append((name, fields(fmt) if isinstance(fmt, list) else fmt, *(tuple(r) for r in rest)))
+        return out
+
+    return np.dtype(fields(raw))
+
+
+def _key_to_json(key: object) -> Any:
+    if key is None:
+        return ["none"]
+    if isinstance(key, bool):
+        return ["bool", key]
+    if isinstance(key, int):
+        return ["int", key]
+    if isinstance(key, float):
+        return ["float", key.hex()]
+    if isinstance(key, str):
+        return ["str", key]
+    if isinstance(key, bytes):
+        return ["bytes", key.hex()]
+    if isinstance(key, tuple):
+        return ["tuple", [_key_to_json(k) for k in key]]
+    msg = f"cannot store a dict key of type {_type_name(key)}; keys may be str, int, float, bool, bytes, None or tuples of these"
+    raise UnsupportedTypeError(msg)
+
+
+def _key_from_json(raw: Any) -> Any:
+    kind = raw[0]
+    if kind == "none":
+        return None
+    if kind in ("bool", "int", "str"):
+        return raw[1]
+    if kind == "float":
+        return float.fromhex(raw[1])
+    if kind == "bytes":
+        return bytes.fromhex(raw[1])
+    if kind == "tuple":
+        return tuple(_key_from_json(k) for k in raw[1])
+    msg = f"unknown dict key kind {kind!r}"
+    raise ValueError(msg)
+
+
+def dumps(schema: Schema) -> bytes:
+    return json.dumps(schema, separators=(",", ":")).encode("utf-8")
+
+
+def loads(raw: bytes, name: str) -> Schema:
+    try:
+        schema = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        msg = f"segment {name!r} has a corrupt schema ({exc})"
+        raise LayoutError(msg) from exc
+    if not isinstance(schema, list) or not schema:
+        msg = f"segment {name!r} has a corrupt schema (not a JSON array)"
+        raise LayoutError(msg)
+    return schema
+
+
+# --------------------------------------------------------------------------------------------
+# Nodes: one per schema element, with its payload offset
+# --------------------------------------------------------------------------------------------
+def describe(value: object) -> str:
+    """A short human description of a value's kind, for error messages."""
+    if isinstance(value, np.ndarray):
+        return f"ndarray[{value.dtype}, {tuple(value.shape)}]"
+    if isinstance(value, np.generic):
+        return f"numpy scalar {np.asarray(value).dtype}"
+    if isinstance(value, str):
+        return f"str of {len(value.encode('utf-8'))} bytes"
+    if isinstance(value, (bytes, bytearray)):
+        return f"{type(value).__name__} of {len(value)} bytes"
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return f"{type(value).__name__} of {len(value)}"
+    if isinstance(value, dict):
+        return f"dict with keys {list(value)[:8]!r}"
+    return _type_name(value)
+
+
+class Node:
+    """A schema element placed at ``offset`` bytes into the payload."""
+
+    align: ClassVar[int] = 8
+    #: Values of exactly this type need no conversion (the assign fast path); None: always convert.
+    fast_type: ClassVar[type | None] = None
+    size: int = 0
+    offset: int = 0
+
+    def place(self, offset: int) -> int:
+        """Give this node (and its children) their offsets; return the end offset."""
+        self.offset = (offset + self.align - 1) // self.align * self.align
+        return self.offset + self.size
+
+    def prepare(self, value: Any, path: str, out: Writes) -> None:
+        """Check ``value`` against this node and append what to write; raise on any mismatch."""
+        raise NotImplementedError
+
+    def write(self, buf: memoryview, base: int, prepared: Any) -> None:
+        raise NotImplementedError
+
+    def read(self, buf: memoryview, base: int) -> Any:
+        """The value as a private copy."""
+        raise NotImplementedError
+
+    def view(self, buf: memoryview, base: int) -> Any:
+        """The value with array leaves as read-only views into ``buf`` (zero copy)."""
+        return self.read(buf, base)
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def mismatch(self, value: object, path: str) -> TypeMismatchError:
+        where = f" at {path}" if path else ""
+        return TypeMismatchError(f"stored kind is {self.describe()}, offered {describe(value)}{where}")
+
+    def clear_cache(self) -> None:  # noqa: B027 - optional hook
+        """Forget cached views into a mapping (before it is replaced)."""
+
+
+class NoneNode(Node):
+    def prepare(self, value: Any, path: str, out: Writes) -> None:
+        if value is not None:
+            raise self.mismatch(value, path)
+
+    def write(self, buf: memoryview, base: int, prepared: Any) -> None:
+        pass
+
+    def read(self, buf: memoryview, base: int) -> Any:
+        return None
+
+    def describe(self) -> str:
+        return "None"
+
+
+class StructNode(Node):
+    """A fixed-size scalar packed with one struct format."""
+
+    fmt: ClassVar[struct.Struct]
+    label: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.size = self.fmt.size
+
+    def write(self, buf: memoryview, base: int, prepared: Any) -> None:
+        self.fmt.pack_into(buf, base + self.offset, prepared)
+
+    def read(self, buf: memoryview, base: int) -> Any:
+        return self.fmt.unpack_from(buf, base + self.offset)[0]
+
+    def describe(self) -> str:
+        return self.label
+
+    def prepare(self, value: Any, path: str, out: Writes) -> None:
+        out.append((self, self.convert(value, path)))
+
+    def convert(self, value: Any, path: str) -> Any:
+        raise NotImplementedError
+
+
+class BoolNode(StructNode):
+    fmt = _BOOL
+    label = "bool"
+    align = 1
+    fast_type = bool
+
+    def convert(self, value: Any, path: str) -> Any:
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise self.mismatch(value, path)
+
+
+class IntNode(StructNode):
+    fmt = _I64
+    label = "int"
+    fast_type = int
+
+    def convert(self, value: Any, path: str) -> Any:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            return _check_int(int(value), path)
+        raise self.mismatch(value, path)
+
+
+class FloatNode(StructNode):
+    fmt = _F64
+    label = "float"
+    fast_type = float
+
+    def convert(self, value: Any, path: str) -> Any:
+        if isinstance(value, (float, int, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            return float(value)
+        raise self.mismatch(value, path)
+
+
+class ComplexNode(Node):
+    size = 16
+
+    def prepare(self, value: Any, path: str, out: Writes) -> None:
+        if isinstance(value, (complex, float, int, np.number)) and not isinstance(value, (bool, np.bool_)):
+            out.append((self, complex(value)))
+            return
+        raise self.mismatch(value, path)
+
+    def write(self, buf: memoryview, base: int, prepared: Any) -> None:
+        _C128.pack_into(buf, base + self.offset, prepared.real, prepared.imag)
+
+    def read(self, buf: memoryview, base: int) -> Any:
+        return complex(*_C128.unpack_from(buf, base + self.offset))
+
+    def describe(self) -> str:
+        return "complex"
+
+
+class PoseNode(Node):
+    size = _POSE.size
+
+    def prepare(self, value: Any, path: str, out: Writes) -> None:
+        if not _is_pose(value):
+            raise self.mismatch(value, path)
+        out.append((self, (*np.asarray(value.p, np.float32).tolist(), *np.asarray(value.q, np.float32).tolist())))
+
+    def write(self, buf: memoryview, base: int, prepared: Any) -> None:
+        _POSE.pack_into(buf, base + self.offset, *prepared)
+
+    def read(self, buf: memoryview, base: int) -> Any:
+        values = _POSE.unpack_from(buf, base + self.offset)
+        try:
+            import sapien  # noqa: PLC0415 - optional dependency, imported only when a pose is read
+        except ImportError as exc:
+            msg = "this object holds a sapien.Pose; install the extra: pip install 'shared_object[sapien]'"
+            raise UnsupportedTypeError(msg) from exc
+        return sapien.Pose(values[:3], values[3:])
+
+    def describe(self) -> str:
+        return "sapien.Pose"
+
+
+class BufferNode(Node):
+    """str / bytes / bytearray: a u64 length then ``capacity`` bytes."""
+
+    def __init__(self, kind: str, capacity: int) -> None:
+        if not isinstance(capacity, int) or capacity < 0:
+            msg = f"bad {kind} capacity {capacity!r}"
+            raise ValueError(msg)
+        self.kind = kind
+        self.capacity = capacity
+        self.size = 8 + capacity
+        self.pytype: type = {"str": str, "bytes": bytes, "bytearray": bytearray}[kind]
+
+    def prepare(self, value: Any, path: str, out: Writes) -> None:
+        if not isinstance(value, self.pytype) or (self.pytype is bytes and isinstance(value, bytearray)):
+            raise self.mismatch(value, path)
+        data = value.encode("utf-8") if self.pytype is str else value
+        if len(data) > self.capacity:
+            where = f" at {path}" if path else ""
+            msg = (
+                f"{self.kind} of {len(data)} bytes{where} exceeds the capacity of {self.capacity} bytes fixed at "
+                "creation (create with a larger init_size, or use SharedDynamicObject)"
+            )
+            raise CapacityError(msg)
+        out.append((self, data))
+
+    def write(self, buf: memoryview, base: int, prepared: Any) -> None:
+        start = base + self.offset
+        n = len(prepared)
+        buf[start + 8 : start + 8 + n] = prepared
+        _U64.pack_into(buf, start, n)
+
+    def _span(self, buf: memoryview, base: int) -> memoryview:
+        start = base + self.offset
+        (n,) = _U64.unpack_from(buf, start)
+        if n > self.capacity:
+            msg = f"{self.kind} length {n} exceeds its capacity {self.capacity}"
+            raise LayoutError(msg)
+        return buf[start + 8 : start + 8 + n]
+
+    def read(self, buf: memoryview, base: int) -> Any:
+        span = self._span(buf, base)
+        if self.pytype is str:
+            return str(span, "utf-8")
+        return self.pytype(span)
+
+    def describe(self) -> str:
+        return f"{self.kind} (capacity {self.capacity} bytes)"
+
+
+class NpScalarNode(Node):
+    align = 16
+
+    def __init__(self, dtype: np.dtype[Any]) -> None:
+        self.dtype = dtype
+        self.size = dtype.itemsize
+
+    def prepare(self, value: Any, path: str, out: Writes) -> None:
+        if not isinstance(value, np.generic) or np.asarray(value).dtype != self.dtype:
+            raise self.mismatch(value, path)
+        out.append((self, value))
+
+    def write(self, buf: memoryview, base: int, prepared: Any) -> None:
+        start = base + self.offset
+        np.frombuffer(buf, self.dtype, 1, start)  # bounds check before writing
+        buf[start : start + self.size] = np.asarray(prepared).tobytes()
+
+    def read(self, buf: memoryview, base: int) -> Any:
+        return np.frombuffer(buf, self.dtype, 1, base + self.offset).copy()[0]
+
+    def describe(self) -> str:
+        return f"numpy scalar {self.dtype}"
+
+
+class ArrayNode(Node):
+    align = 64
+
+    def __init__(self, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
+        if any(not isinstance(d, int) or d < 0 for d in shape):
+            msg = f"bad array shape {shape!r}"
+            raise ValueError(msg)
+        self.dtype = dtype
+        self.shape = shape
+        self.count = math.prod(shape)
+        self.size = self.count * dtype.itemsize
+        # (id of buffer, base) -> (writable view, read-only view); each view keeps its buffer alive.
+        self._views: dict[tuple[int, int], tuple[npt.NDArray[Any], npt.NDArray[Any]]] = {}
+
+    def views(self, buf: memoryview, base: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        key = (id(buf), base)
+        pair = self._views.get(key)
+        if pair is None:
+            rw = np.frombuffer(buf, self.dtype, self.count, base + self.offset).reshape(self.shape)
+            ro = rw.view()
+            ro.flags.writeable = False
+            pair = self._views[key] = (rw, ro)
+        return pair
+
+    def clear_cache(self) -> None:
+        self._views.clear()
+
+    def prepare(self, value: Any, path: str, out: Writes) -> None:
+        if not isinstance(value, np.ndarray) or value.dtype != self.dtype or value.shape != self.shape:
+            raise self.mismatch(value, path)
+        out.append((self, value))
+
+    def write(self, buf: memoryview, base: int, prepared: Any) -> None:
+        np.copyto(self.views(buf, base)[0], prepared, casting="no")
+
+    def read(self, buf: memoryview, base: int) -> Any:
+        return self.views(buf, base)[1].copy()
+
+    def view(self, buf: memoryview, base: int) -> Any:
+        return self.views(buf, base)[1]
+
+    def describe(self) -> str:
+        return f"ndarray[{self.dtype}, {self.shape}]"
+
+
+class SequenceNode(Node):
+    """tuple / list / set / frozenset: a fixed number of children."""
+
+    align = 1
+
+    def __init__(self, kind: str, children: list[Node]) -> None:
+        self.kind = kind
+        self.children = children
+        self.pytype: Callable[[Any], Any] = {"tuple": tuple, "list": list, "set": set, "frozenset": frozenset}[kind]
+
+    def place(self, offset: int) -> int:
+        self.offset = offset
+        for child in self.children:
+            offset = child.place(offset)
+        self.size = offset - self.offset
+        return offset
+
+    def _accepts(self, value: Any) -> bool:
+        if self.kind in ("set", "frozenset"):
+            return isinstance(value, (set, frozenset))
+        return isinstance(value, tuple if self.kind == "tuple" else list)
+
+    def prepare(self, value: Any, path: str, out: Writes) -> None:
+        if not self._accepts(value) or len(value) != len(self.children):
+            raise self.mismatch(value, path)
+        items = _set_order(value) if isinstance(value, (set, frozenset)) else value
+        for i, (child, item) in enumerate(zip(self.children, items)):
+            child.prepare(item, f"{path}[{i}]", out)
+
+    def read(self, buf: memoryview, base: int) -> Any:
+        return self.pytype([c.read(buf, base) for c in self.children])
+
+    def view(self, buf: memoryview, base: int) -> Any:
+        if self.kind in ("set", "frozenset"):  # set elements are hashable scalars: no arrays inside
+            return self.read(buf, base)
+        return self.pytype([c.view(buf, base) for c in self.children])
+
+    def describe(self) -> str:
+        return f"{self.kind} of {len(self.children)}"
+
+    def clear_cache(self) -> None:
+        for child in self.children:
+            child.clear_cache()
+
+
+class DictNode(Node):
+    align = 1
+
+    def __init__(self, keys: list[Any], children: list[Node]) -> None:
+        self.keys = keys
+        self.children = children
+
+    def place(self, offset: int) -> int:
+        self.offset = offset
+        for child in self.children:
+            offset = child.place(offset)
+        self.size = offset - self.offset
+        return offset
+
+    def prepare(self, value: Any, path: str, out: Writes) -> None:
+        if not isinstance(value, dict) or len(value) != len(self.keys):
+            raise self.mismatch(value, path)
+        for key, child in zip(self.keys, self.children):
+            try:
+                item = value[key]
+            except (KeyError, TypeError):
+                raise self.mismatch(value, path) from None
+            child.prepare(item, f"{path}[{key!r}]", out)
+
+    def read(self, buf: memoryview, base: int) -> Any:
+        return {k: c.read(buf, base) for k, c in zip(self.keys, self.children)}
+
+    def view(self, buf: memoryview, base: int) -> Any:
+        return {k: c.view(buf, base) for k, c in zip(self.keys, self.children)}
+
+    def describe(self) -> str:
+        return f"dict with keys {self.keys[:8]!r}"
+
+    def clear_cache(self) -> None:
+        for child in self.children:
+            child.clear_cache()
+
+
+_SCALARS: Final[dict[str, type[Node]]] = {
+    "none": NoneNode, "bool": BoolNode, "int": IntNode, "float": FloatNode, "complex": ComplexNode, "pose": PoseNode,
+}
+
+
+def build(schema: Schema) -> Node:
+    """The node tree for a schema, with payload offsets assigned. Raises ValueError if malformed."""
+    node = _build(schema)
+    node.place(0)
+    return node
+
+
+def _build(schema: Any) -> Node:
+    if not isinstance(schema, list) or not schema or not isinstance(schema[0], str):
+        msg = f"malformed schema element {schema!r}"
+        raise ValueError(msg)
+    kind = schema[0]
+    if kind in _SCALARS and len(schema) == 1:
+        return _SCALARS[kind]()
+    if kind in ("str", "bytes", "bytearray") and len(schema) == 2:
+        return BufferNode(kind, schema[1])
+    if kind == "npscalar" and len(schema) == 2:
+        return NpScalarNode(_dtype_from_json(schema[1]))
+    if kind == "ndarray" and len(schema) == 3 and isinstance(schema[2], list):
+        return ArrayNode(_dtype_from_json(schema[1]), tuple(schema[2]))
+    if kind in ("tuple", "list", "set", "frozenset") and len(schema) == 2 and isinstance(schema[1], list):
+        return SequenceNode(kind, [_build(s) for s in schema[1]])
+    if kind == "dict" and len(schema) == 2 and isinstance(schema[1], list):
+        pairs = schema[1]
+        return DictNode([_key_from_json(k) for k, _ in pairs], [_build(s) for _, s in pairs])
+    msg = f"malformed schema element {schema!r}"
+    raise ValueError(msg)
+
+
+def build_checked(schema: Schema, name: str) -> Node:
+    """``build`` for a schema read from a segment: any malformation is a LayoutError."""
+    try:
+        return build(schema)
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+        msg = f"segment {name!r} has a corrupt schema ({exc})"
+        raise LayoutError(msg) from exc
+
+
+__all__ = ["INT64_MAX", "INT64_MIN", "SUPPORTED", "ArrayNode", "Node", "Schema", "Writes", "build", "build_checked",
+           "describe", "dumps", "loads", "schema_of"]

@@ -1,0 +1,84 @@
+"""One error hierarchy for shared_object.
+
+Every error derives from :class:`SharedObjectError`, and each leaf also inherits the builtin
+exception a caller would naturally catch (``FileNotFoundError`` for a missing segment,
+``TypeError`` for a value of the wrong kind, ...), so ``except FileNotFoundError`` keeps working.
+
+Errors carry only their message in ``args``, so they pickle and cross process boundaries as is.
+"""
+
+from __future__ import annotations
+
+
+class SharedObjectError(Exception):
+    """Base class of every error raised by shared_object."""
+
+
+class SegmentNotFoundError(SharedObjectError, FileNotFoundError):
+    """No segment exists under the name (in this process's /dev/shm)."""
+
+
+class SegmentExistsError(SharedObjectError, FileExistsError):
+    """A segment already exists under the name (raised by ``create``)."""
+
+
+class SegmentPermissionError(SharedObjectError, PermissionError):
+    """The segment exists but this process may not open it (see the ``mode`` argument)."""
+
+
+class InvalidNameError(SharedObjectError, ValueError):
+    """The segment name is empty, too long, or has characters that cannot name a file."""
+
+
+class LayoutError(SharedObjectError, ValueError):
+    """The segment is not a shared_object segment, has another layout version, or is corrupt."""
+
+
+class TypeMismatchError(SharedObjectError, TypeError):
+    """The offered value's kind (type, dtype, shape, structure) differs from the stored one."""
+
+
+class UnsupportedTypeError(SharedObjectError, TypeError):
+    """The value's type cannot be stored in shared memory."""
+
+
+class CapacityError(SharedObjectError, ValueError):
+    """The value is larger than the capacity fixed when the object was created."""
+
+
+class IntegerOverflowError(SharedObjectError, OverflowError):
+    """A Python int does not fit in the 64-bit signed integer that stores it."""
+
+
+class OutOfSharedMemoryError(SharedObjectError, OSError):
+    """The shared-memory filesystem (/dev/shm) has no room for the segment."""
+
+
+class LockTimeoutError(SharedObjectError, TimeoutError):
+    """The writer lock could not be taken within the timeout."""
+
+
+class ClosedError(SharedObjectError, ValueError):
+    """The handle was closed; it can no longer read or write."""
+
+
+class UnsupportedPlatformError(SharedObjectError, NotImplementedError):
+    """This platform lacks what shared_object needs (Linux with glibc)."""
+
+
+__all__ = [
+    "CapacityError",
+    "ClosedError",
+    "IntegerOverflowError",
+    "InvalidNameError",
+    "LayoutError",
+    "LockTimeoutError",
+    "OutOfSharedMemoryError",
+    "SegmentExistsError",
+    "SegmentNotFoundError",
+    "SegmentPermissionError",
+    "SharedObjectError",
+    "TypeMismatchError",
+    "UnsupportedPlatformError",
+    "UnsupportedTypeError",
+]

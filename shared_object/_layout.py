@@ -1,0 +1,162 @@
+"""The binary layout of a segment, byte by byte. This docstring is the specification.
+
+A segment is one file in /dev/shm, mapped whole. All integers are little-endian. It holds a
+256-byte header followed by two *slots*; each slot holds one complete value. A writer always
+writes the slot that readers are *not* reading, then publishes it with one 8-byte store, so a
+reader never sees a half-written value, and a writer killed mid-write leaves the last complete
+value in place (the next write simply overwrites the abandoned slot).
+
+Header (offset, size, field)::
+
+    0    6  magic             b"\\x93SHOBJ"
+    6    2  layout version    u16, currently 1; attaching checks both
+    8    4  header size       u32, 256
+    12   4  flags             u32; bit 0: dynamic (SharedDynamicObject), other bits zero
+    16   8  state             u64, the publication word (below). Bytes 16..19 are the futex word
+    24   8  mtime_ns          u64, time.time_ns() of the last assign/trigger
+    32   8  waiter_deadline   u64, CLOCK_MONOTONIC ns until which a wait()er may be asleep; 0: none
+    40   8  reader_request    u64, CLOCK_MONOTONIC ns of the newest request by a starving reader
+    48   8  schema_counter    u64, the last schema id handed out (dynamic objects)
+    56   8  reserved          zero
+    64  64  writer mutex      process-shared robust pthread_mutex_t (see _sync), zero padded
+    128 16  slot 0            u64 offset from the segment start, u64 capacity in bytes
+    144 16  slot 1            same for slot 1
+    160 32  lock ABI          ASCII, NUL padded: the C library that wrote the mutex ("glibc-x86_64")
+    192 64  reserved          zero
+
+The state word::
+
+    bit 0      index of the current slot (the one readers read)
+    bit 1      writing: a writer is filling the other slot
+    bits 2-63  change counter, +1 on every assign and trigger
+
+Writer (holding the writer mutex): store ``state | WRITING``; write the other slot; store
+``(change + 1) << 2 | other_slot`` with mtime in the same 16-byte store. A trigger stores
+``(change + 1) << 2 | current_slot`` and touches no slot.
+
+Reader (no lock, on x86): load state ``s1``; read slot ``s1 & 1``; load state ``s2``. The read is
+whole if ``s2 == s1``, or if exactly one change was published since and no write started after it
+(``s2 >> 2 == (s1 >> 2) + 1`` and not ``s2 & WRITING``): the slot read can only be rewritten
+after a later publication *and* a new WRITING mark. x86 keeps stores in order and loads in order,
+which is all this needs; see ``_sync.LOCK_FREE_READS`` for other CPUs.
+
+Slot (at a 64-byte aligned offset)::
+
+    0   8  schema_id        u64; fixed objects: 1. Dynamic objects: a new id per new schema
+    8   4  schema_len       u32, bytes of schema text
+    12  4  reserved         zero
+    16  8  payload_offset   u64, from the slot start, a multiple of 64
+    24  8  payload_len      u64
+    32 32  reserved         zero
+    64  -  schema           UTF-8 JSON text describing the value's type (see _codecs)
+    payload_offset  -  payload, laid out by the schema (see _codecs); arrays 64-byte aligned
+
+Slots of dynamic objects may move to the end of the file when a value outgrows them; the file
+only grows, so a mapping made earlier stays valid, and a reader that finds a slot past its
+mapping maps the file again.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from ._errors import LayoutError
+
+MAGIC: Final = b"\x93SHOBJ"
+VERSION: Final = 1
+HEADER_SIZE: Final = 256
+ALIGN: Final = 64
+FLAG_DYNAMIC: Final = 1
+
+STATE_OFFSET: Final = 16
+MTIME_OFFSET: Final = 24
+WAITER_OFFSET: Final = 32
+MUTEX_OFFSET: Final = 64
+SLOT_TABLE_OFFSET: Final = 128
+ABI_OFFSET: Final = 160
+SCHEMA_COUNTER_OFFSET: Final = 48
+
+WRITING: Final = 2
+SLOT_HEADER_SIZE: Final = 64
+FIXED_SCHEMA_ID: Final = 1
+
+#: magic, version, header size, flags (the first 16 bytes).
+IDENTITY: Final = struct.Struct("<6sHII")
+U64: Final = struct.Struct("<Q")
+#: state + mtime_ns, written together by a publication.
+STATE_MTIME: Final = struct.Struct("<QQ")
+#: waiter_deadline + reader_request, read together by a writer after it publishes.
+WAITER_REQUEST: Final = struct.Struct("<QQ")
+SLOT_ENTRY: Final = struct.Struct("<QQ")
+ABI: Final = struct.Struct("<32s")
+#: schema_id, schema_len, reserved, payload_offset, payload_len.
+SLOT_HEADER: Final = struct.Struct("<QIIQQ")
+
+
+def align(n: int, to: int = ALIGN) -> int:
+    """Round ``n`` up to a multiple of ``to``."""
+    return (n + to - 1) // to * to
+
+
+def slot_size(schema_len: int, payload_len: int) -> tuple[int, int]:
+    """(payload_offset, total slot bytes) for a schema and payload of these lengths."""
+    payload_offset = align(SLOT_HEADER_SIZE + schema_len)
+    return payload_offset, align(payload_offset + max(payload_len, 1))
+
+
+@dataclass(frozen=True)
+class Header:
+    """The static part of a header, as read and checked at attach time."""
+
+    dynamic: bool
+    lock_abi: str
+    slots: tuple[tuple[int, int], tuple[int, int]]
+
+
+def write_identity(buf: memoryview, *, dynamic: bool, lock_abi: str) -> None:
+    """Write the static header fields of a fresh segment (all other bytes are zero)."""
+    IDENTITY.pack_into(buf, 0, MAGIC, VERSION, HEADER_SIZE, FLAG_DYNAMIC if dynamic else 0)
+    ABI.pack_into(buf, ABI_OFFSET, lock_abi.encode("ascii"))
+
+
+def read_header(buf: memoryview, file_size: int, name: str) -> Header:
+    """Read and check the header; any inconsistency raises LayoutError naming the segment."""
+    if file_size < HEADER_SIZE:
+        msg = f"segment {name!r} is truncated: {file_size} bytes, a header alone needs {HEADER_SIZE}"
+        raise LayoutError(msg)
+    magic, version, header_size, flags = IDENTITY.unpack_from(buf, 0)
+    if magic != MAGIC:
+        msg = f"segment {name!r} is not a shared_object segment (magic {magic!r}, expected {MAGIC!r})"
+        raise LayoutError(msg)
+    if version != VERSION:
+        msg = f"segment {name!r} has layout version {version}; this shared_object reads version {VERSION}"
+        raise LayoutError(msg)
+    if header_size != HEADER_SIZE or flags & ~FLAG_DYNAMIC:
+        msg = f"segment {name!r} has a corrupt header (header size {header_size}, flags {flags:#x})"
+        raise LayoutError(msg)
+    (abi_raw,) = ABI.unpack_from(buf, ABI_OFFSET)
+    abi = abi_raw.rstrip(b"\0").decode("ascii", "replace")
+    slots = tuple(SLOT_ENTRY.unpack_from(buf, SLOT_TABLE_OFFSET + 16 * i) for i in (0, 1))
+    for i, (offset, capacity) in enumerate(slots):
+        check_slot(name, i, offset, capacity, file_size)
+    return Header(bool(flags & FLAG_DYNAMIC), abi, (slots[0], slots[1]))
+
+
+def check_slot(name: str, index: int, offset: int, capacity: int, file_size: int) -> None:
+    """Raise LayoutError unless the slot lies inside the file, aligned and big enough."""
+    if offset % ALIGN or offset < HEADER_SIZE or capacity < SLOT_HEADER_SIZE or offset + capacity > file_size:
+        msg = (
+            f"segment {name!r} is corrupt or truncated: slot {index} spans bytes "
+            f"[{offset}, {offset + capacity}) of a {file_size}-byte file"
+        )
+        raise LayoutError(msg)
+
+
+__all__ = [
+    "ABI_OFFSET", "ALIGN", "FIXED_SCHEMA_ID", "HEADER_SIZE", "MAGIC", "MTIME_OFFSET", "MUTEX_OFFSET",
+    "SCHEMA_COUNTER_OFFSET", "SLOT_ENTRY", "SLOT_HEADER", "SLOT_HEADER_SIZE", "SLOT_TABLE_OFFSET",
+    "STATE_MTIME", "STATE_OFFSET", "U64", "VERSION", "WAITER_OFFSET", "WAITER_REQUEST", "WRITING",
+    "Header", "align", "check_slot", "read_header", "slot_size", "write_identity",
+]

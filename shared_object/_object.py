@@ -1,0 +1,763 @@
+"""SharedObject and SharedDynamicObject: the public classes.
+
+How the pieces fit (each in its own module):
+
+* ``_segment``: the /dev/shm file and its mapping (creation is atomic; no resource tracker).
+* ``_layout``: the header and the two slots, byte by byte, and the read/publish protocol.
+* ``_codecs``: schemas and payload layout of every supported value.
+* ``_sync``: the robust writer mutex and the futex behind ``wait()``.
+
+Reads take no lock (on x86): a reader checks the state word before and after copying and retries
+when a writer lapped it. A reader that fails :data:`OPTIMISTIC_TRIES` times in a row asks busy
+writers to pause (``reader_request`` in the header) and reads under the writer mutex, so a writer
+assigning in a tight loop cannot starve readers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import struct
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, ClassVar, Final, TypeVar
+
+import numpy as np
+
+from . import _codecs, _layout, _segment
+from ._errors import (
+    ClosedError,
+    LayoutError,
+    SegmentExistsError,
+    SegmentNotFoundError,
+    SharedObjectError,
+    TypeMismatchError,
+)
+from ._codecs import INT64_MAX, INT64_MIN
+from ._layout import STATE_OFFSET, WAITER_OFFSET, WRITING
+from ._sync import LOCK_FREE_READS, WriterMutex, futex_wait, futex_wake, lock_abi
+
+log = logging.getLogger("shared_object")
+
+Self = TypeVar("Self", bound="SharedObject")
+FetchFn = Callable[[Any], Any]
+
+#: Lock-free read attempts before a reader falls back to reading under the writer mutex.
+OPTIMISTIC_TRIES: Final = 3
+#: A starving reader's request makes writers pause only while it is this fresh (a dead reader's expires).
+REQUEST_FRESH_NS: Final = 5_000_000
+#: How long a writer pauses at most, per assign, for readers that asked.
+WRITER_YIELD_MAX_NS: Final = 2_000_000
+#: Poll step of a reader waiting for the writer mutex, and of a writer yielding to readers.
+POLL_S: Final = 0.00005
+#: A wait()er re-announces itself this often; writers wake it while its announcement is fresh.
+WAIT_SLICE_S: Final = 1.0
+WAIT_GRACE_NS: Final = 2_000_000_000
+DEFAULT_INIT_SIZE: Final = 100
+DEFAULT_MODE: Final = 0o600
+
+_u64_unpack = _layout.U64.unpack_from
+_u64_pack = _layout.U64.pack_into
+_state_mtime_pack = _layout.STATE_MTIME.pack_into
+_waiter_request_unpack = _layout.WAITER_REQUEST.unpack_from
+_monotonic_ns = time.monotonic_ns
+_time_ns = time.time_ns
+_CLOSED_BUF: Final = memoryview(b"")
+
+try:  # numpy >= 2.0 moved it
+    from numpy.lib.array_utils import byte_bounds as _byte_bounds
+except ImportError:  # pragma: no cover - numpy 1.x
+    _byte_bounds = np.byte_bounds  # type: ignore[attr-defined]
+
+
+class _ClosedMutex:
+    """Stands in for the mutex of a closed handle, so writes fail cleanly instead of touching unmapped memory."""
+
+    owner_died_count = 0
+    address = 0
+
+    def _closed(self, *args: object) -> Any:
+        msg = "this shared object handle is closed"
+        raise ClosedError(msg)
+
+    acquire = acquire_contended = try_acquire = release = trylock = _closed
+
+    @staticmethod
+    def unlock(address: int) -> int:
+        return 0
+
+
+class _Slot:
+    """What a handle knows about one slot: where its payload starts and the node tree that reads it."""
+
+    __slots__ = ("base", "node", "offset", "read", "schema_id")
+
+    def __init__(self, node: _codecs.Node, buf: memoryview, offset: int, payload_offset: int, schema_id: int) -> None:
+        self.node = node
+        self.offset = offset
+        self.base = offset + payload_offset
+        self.schema_id = schema_id
+        self.read = _fast_reader(node, buf, self.base)
+
+
+def _fast_reader(node: _codecs.Node, buf: memoryview, base: int) -> Callable[[], Any]:
+    """A zero-argument function that reads the slot's value as a private copy."""
+    if isinstance(node, _codecs.StructNode):
+        unpack, offset = node.fmt.unpack_from, base + node.offset
+        return lambda: unpack(buf, offset)[0]
+    if isinstance(node, _codecs.ArrayNode):
+        ro = node.views(buf, base)[1]
+        return ro.copy
+    return lambda: node.read(buf, base)
+
+
+class SharedObject:
+    """A value in shared memory that any process (or container) can fetch, assign and trigger.
+
+    ``SharedObject(name, data=...)`` creates the object, or attaches to the existing one and
+    assigns ``data``; ``SharedObject(name)`` attaches, or creates a trigger object (holding
+    None) when none exists. ``create`` and ``attach`` say exactly which one you want.
+
+    The type identity of the value (type, dtype, shape, structure, dict keys) is fixed at creation;
+    assigning a value of another kind raises TypeMismatchError and leaves the stored value as it
+    was. str/bytes/bytearray values may be re-assigned with any length up to their capacity,
+    ``max(init_size, len(first value))`` bytes (UTF-8 for str), fixed at creation
+    (use SharedDynamicObject to change any of this).
+
+    :param name: segment name: letters, digits, ``_ - .``; the file is ``/dev/shm/<name>``.
+    :param data: the value to store (see README for the supported types), or None.
+    :param init_size: minimum capacity in bytes of each str/bytes/bytearray value.
+    :param mode: permission bits of a segment this call creates; 0o666 lets other users attach.
+
+    .. code-block:: python
+
+        frame = SharedObject("frame", data=np.zeros((480, 848, 3), np.uint8))   # producer
+        frame = SharedObject.attach("frame", timeout=10)                        # consumer
+        if frame.wait(timeout=1.0):
+            image = frame.fetch()
+    """
+
+    _dynamic: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        data: Any = None,
+        init_size: int = DEFAULT_INIT_SIZE,
+        mode: int = DEFAULT_MODE,
+    ) -> None:
+        _segment.validate_name(name)
+        self._init_size = _check_init_size(init_size)
+        if data is None:
+            try:
+                self._open(_segment.Segment.open(name))
+            except SegmentNotFoundError:
+                try:
+                    self._create(name, None, mode)
+                except SegmentExistsError:  # another process created it in between: attach to that
+                    self._open(_segment.Segment.open(name))
+            return
+        try:
+            self._create(name, data, mode)
+        except SegmentExistsError:
+            self._open(_segment.Segment.open(name))
+            try:
+                self.assign(data)
+            except BaseException:
+                self.close()
+                raise
+
+    # ----------------------------------------------------------------------------------------
+    # Construction
+    # ----------------------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls: type[Self], name: str, data: Any = None, *, init_size: int = DEFAULT_INIT_SIZE, mode: int = DEFAULT_MODE,
+    ) -> Self:
+        """Create a new object holding ``data``; SegmentExistsError if the name is taken."""
+        self = cls.__new__(cls)
+        self._init_size = _check_init_size(init_size)
+        self._create(name, data, mode)
+        return self
+
+    @classmethod
+    def attach(cls: type[Self], name: str, *, timeout: float | None = 0.0) -> Self:
+        """Attach to an existing object, waiting up to ``timeout`` seconds (None: forever) for it to appear.
+
+        On timeout raises SegmentNotFoundError, whose message explains that processes in
+        different containers must share an IPC namespace or /dev/shm.
+        """
+        _segment.validate_name(name)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.001
+        while True:
+            try:
+                segment = _segment.Segment.open(name)
+                break
+            except SegmentNotFoundError as exc:
+                if deadline is not None and time.monotonic() >= deadline:
+                    waited = f" after waiting {timeout} s" if timeout else ""
+                    msg = f"no shared object named {name!r} in {_segment.SHM_DIR}{waited}. {_segment.IPC_HINT}"
+                    raise SegmentNotFoundError(msg) from exc
+                time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
+                pause = min(pause * 2, 0.05)
+        self = cls.__new__(cls)
+        self._init_size = DEFAULT_INIT_SIZE
+        self._open(segment)
+        return self
+
+    def _create(self, name: str, data: Any, mode: int) -> None:
+        _segment.validate_name(name)
+        if not isinstance(mode, int) or not 0 <= mode <= 0o777:
+            msg = f"mode must be permission bits between 0 and 0o777, not {mode!r}"
+            raise ValueError(msg)
+        schema = _codecs.schema_of(data, self._init_size)
+        node = _codecs.build(schema)
+        writes: _codecs.Writes = []
+        node.prepare(data, "", writes)  # every check passes before any file exists
+        schema_text = _codecs.dumps(schema)
+        payload_offset, capacity = _layout.slot_size(len(schema_text), node.size)
+        slots = ((_layout.HEADER_SIZE, capacity), (_layout.HEADER_SIZE + capacity, capacity))
+        segment = _segment.Segment.create_private(name, _layout.HEADER_SIZE + 2 * capacity, mode)
+        try:
+            buf = segment.buf
+            _layout.write_identity(buf, dynamic=self._dynamic, lock_abi=lock_abi())
+            WriterMutex(_address_of(segment) + _layout.MUTEX_OFFSET).initialize()
+            for i, (offset, cap) in enumerate(slots):
+                _layout.SLOT_ENTRY.pack_into(buf, _layout.SLOT_TABLE_OFFSET + 16 * i, offset, cap)
+                _write_slot_header(buf, offset, _layout.FIXED_SCHEMA_ID, schema_text, payload_offset, node.size)
+            _u64_pack(buf, _layout.SCHEMA_COUNTER_OFFSET, _layout.FIXED_SCHEMA_ID)
+            for leaf, value in writes:
+                leaf.write(buf, slots[0][0] + payload_offset, value)
+            node.clear_cache()
+            _state_mtime_pack(buf, STATE_OFFSET, 0, _time_ns())
+            segment.publish()
+        except BaseException:
+            segment.discard()
+            raise
+        log.debug("created %r (%s, %d bytes)", name, node.describe(), _layout.HEADER_SIZE + 2 * capacity)
+        self._bind(segment)
+
+    def _open(self, segment: _segment.Segment) -> None:
+        try:
+            header = _layout.read_header(segment.buf, segment.file_size(), segment.name)
+            if header.dynamic != self._dynamic:
+                made, want = ("SharedDynamicObject", "SharedObject") if header.dynamic else ("SharedObject", "SharedDynamicObject")
+                msg = f"segment {segment.name!r} was created as a {made}; attach to it with {made}, not {want}"
+                raise TypeMismatchError(msg)
+            if header.lock_abi != lock_abi():
+                msg = (
+                    f"segment {segment.name!r} was created by a process using {header.lock_abi}, this one uses "
+                    f"{lock_abi()}: their writer locks are not compatible"
+                )
+                raise LayoutError(msg)
+            self._bind(segment)
+        except BaseException:
+            segment.close()
+            raise
+        log.debug("attached %r", segment.name)
+
+    def _bind(self, segment: _segment.Segment) -> None:
+        self._segment = segment
+        self.name = segment.name
+        self._slots: list[_Slot | None] = [None, None]
+        self._nodes: dict[int, _codecs.Node] = {}
+        self._map_ranges: list[tuple[int, int]] = []
+        address = _address_of(segment)
+        # The first mapping stays mapped until close (see Segment.refresh), so the mutex and
+        # futex addresses taken from it stay valid even after the file grows and is remapped.
+        self._mutex: WriterMutex | _ClosedMutex = WriterMutex(address + _layout.MUTEX_OFFSET)
+        self._futex_address = address + STATE_OFFSET
+        self._remapped()
+        self._seen = _u64_unpack(segment.buf, STATE_OFFSET)[0] >> 2
+        if not self._dynamic:
+            self._slots = [self._load_slot(0), self._load_slot(1)]
+
+    def _remapped(self) -> None:
+        """Follow the segment's (new) mapping: drop views into older ones."""
+        for node in self._nodes.values():
+            node.clear_cache()
+        for slot in self._slots:
+            if slot is not None:
+                slot.node.clear_cache()
+        self._slots = [None, None]
+        self._buf = self._segment.buf
+        address = _address_of(self._segment)
+        self._map_ranges.append((address, address + len(self._buf)))
+
+    def _load_slot(self, index: int) -> _Slot:
+        """Read slot ``index``'s table entry and header; may see torn data unless the caller validates."""
+        buf = self._buf
+        offset, capacity = _layout.SLOT_ENTRY.unpack_from(buf, _layout.SLOT_TABLE_OFFSET + 16 * index)
+        if offset + capacity > len(buf):
+            if self._segment.refresh():
+                self._remapped()
+                buf = self._buf
+        _layout.check_slot(self.name, index, offset, capacity, len(buf))
+        schema_id, schema_len, _, payload_offset, payload_len = _layout.SLOT_HEADER.unpack_from(buf, offset)
+        if (
+            payload_offset % _layout.ALIGN
+            or payload_offset < _layout.SLOT_HEADER_SIZE + schema_len
+            or payload_offset + payload_len > capacity
+        ):
+            msg = f"segment {self.name!r} is corrupt: slot {index} header does not fit its {capacity}-byte slot"
+            raise LayoutError(msg)
+        node = self._nodes.get(schema_id)
+        if node is None:
+            start = offset + _layout.SLOT_HEADER_SIZE
+            schema = _codecs.loads(bytes(buf[start : start + schema_len]), self.name)
+            node = _codecs.build_checked(schema, self.name)
+            if node.size != payload_len:
+                msg = f"segment {self.name!r} is corrupt: its schema needs {node.size} payload bytes, slot {index} has {payload_len}"
+                raise LayoutError(msg)
+            if len(self._nodes) >= 4:  # keep the few recent ones; a dynamic object rarely flips between more
+                self._nodes.clear()
+            self._nodes[schema_id] = node
+        return _Slot(node, buf, offset, payload_offset, schema_id)
+
+    # ----------------------------------------------------------------------------------------
+    # Reading
+    # ----------------------------------------------------------------------------------------
+    def fetch(self, fn: FetchFn | None = None, *, out: np.ndarray[Any, Any] | None = None) -> Any:
+        """A private copy of the value (never torn; never a view into shared memory).
+
+        :param fn: applied to the value with its arrays as *read-only views* into shared memory,
+            so ``fetch(lambda x: x.sum())`` reduces a frame without copying it. The result is
+            copied only if it still points into shared memory (``lambda x: x[..., 0]``). ``fn``
+            may run more than once, when a writer overwrote the data under it: keep it pure.
+        :param out: for an ndarray object, copy into this preallocated array (same dtype and shape)
+            instead of allocating one; returns ``out``.
+        """
+        if fn is None and out is None and LOCK_FREE_READS and not self._dynamic:
+            buf = self._buf
+            try:
+                s1 = _u64_unpack(buf, STATE_OFFSET)[0]
+                value = self._slots[s1 & 1].read()  # type: ignore[union-attr]
+                if _u64_unpack(buf, STATE_OFFSET)[0] == s1:
+                    self._seen = s1 >> 2
+                    return value
+            except struct.error:
+                self._check_open()
+                raise
+        return self._fetch_slow(fn, out)
+
+    def _fetch_slow(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
+        self._check_open()
+        if LOCK_FREE_READS:
+            for _ in range(OPTIMISTIC_TRIES):
+                buf = self._buf
+                s1 = _u64_unpack(buf, STATE_OFFSET)[0]
+                try:
+                    slot = self._slot_for_read(s1 & 1)
+                    if fn is not None:
+                        value = self._detach(fn(slot.node.view(buf, slot.base)))
+                    elif out is not None:
+                        value = _copy_into(out, slot.node, buf, slot.base)
+                    else:
+                        value = slot.read()
+                except Exception:
+                    if _valid(s1, _u64_unpack(self._buf, STATE_OFFSET)[0]):
+                        raise  # the data was stable: a real error (corruption, or fn's own)
+                    continue
+                if _valid(s1, _u64_unpack(buf, STATE_OFFSET)[0]):
+                    self._seen = s1 >> 2
+                    return value
+        return self._fetch_locked(fn, out)
+
+    def _slot_for_read(self, index: int) -> _Slot:
+        slot = self._slots[index]
+        if self._dynamic and (slot is None or not self._slot_current(slot, index)):
+            slot = self._slots[index] = self._load_slot(index)
+        return slot  # type: ignore[return-value]
+
+    def _slot_current(self, slot: _Slot, index: int) -> bool:
+        """Does the segment still describe dynamic slot ``index`` as our cached ``slot`` does?"""
+        buf = self._buf
+        offset, capacity = _layout.SLOT_ENTRY.unpack_from(buf, _layout.SLOT_TABLE_OFFSET + 16 * index)
+        return (
+            offset == slot.offset
+            and offset + capacity <= len(buf)
+            and _u64_unpack(buf, offset)[0] == slot.schema_id
+        )
+
+    def _fetch_locked(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
+        """Read under the writer mutex (after repeated collisions, or on CPUs without load ordering)."""
+        self._lock_as_reader()
+        try:
+            s = _u64_unpack(self._buf, STATE_OFFSET)[0]
+            slot = self._slot_for_read(s & 1)
+            value = _copy_into(out, slot.node, self._buf, slot.base) if out is not None else slot.node.read(self._buf, slot.base)
+            self._seen = s >> 2
+        finally:
+            self._mutex.release()
+        return value if fn is None else self._detach(fn(value))
+
+    def _lock_as_reader(self) -> None:
+        """Take the writer mutex, asking busy writers to pause until we have it."""
+        mutex = self._mutex
+        if mutex.try_acquire():
+            return
+        while True:
+            stamp = _monotonic_ns()
+            _u64_pack(self._buf, WAITER_OFFSET + 8, stamp)
+            time.sleep(POLL_S)
+            if mutex.try_acquire():
+                if _u64_unpack(self._buf, WAITER_OFFSET + 8)[0] == stamp:
+                    _u64_pack(self._buf, WAITER_OFFSET + 8, 0)
+                return
+
+    def _detach(self, value: Any) -> Any:
+        """Copy whatever in ``value`` still points into the shared mapping."""
+        if isinstance(value, np.ndarray):
+            if value.size:
+                lo, hi = _byte_bounds(value)
+                if any(lo < end and hi > start for start, end in self._map_ranges):
+                    return value.copy()
+            return value
+        if type(value) in (tuple, list):
+            return type(value)(self._detach(v) for v in value)
+        if type(value) is dict:
+            return {k: self._detach(v) for k, v in value.items()}
+        if isinstance(value, memoryview):
+            return bytes(value)
+        return value
+
+    @property
+    def modified(self) -> bool:
+        """True if another handle assigned or triggered since this handle last fetched (no reset, no system call)."""
+        try:
+            return _u64_unpack(self._buf, STATE_OFFSET)[0] >> 2 != self._seen
+        except struct.error:
+            self._check_open()
+            raise
+
+    @property
+    def triggered(self) -> bool:
+        """True once for each change since this handle last looked: reading it resets it (no system call)."""
+        try:
+            change = _u64_unpack(self._buf, STATE_OFFSET)[0] >> 2
+        except struct.error:
+            self._check_open()
+            raise
+        if change != self._seen:
+            self._seen = change
+            return True
+        return False
+
+    @property
+    def mtime(self) -> int:
+        """Time of the last assign or trigger, in ns since the epoch (``time.time_ns()``)."""
+        self._check_open()
+        return int(_u64_unpack(self._buf, _layout.MTIME_OFFSET)[0])
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until another handle assigns or triggers; False on timeout.
+
+        Returns at once if the object changed since this handle last fetched (or read
+        ``triggered``), so no change is ever missed between a fetch and the next wait. Sleeps in
+        the kernel (a futex on the shared mapping): an idle waiter uses no CPU. Works across
+        processes and across containers that share the segment.
+        """
+        self._check_open()
+        deadline = None if timeout is None else _monotonic_ns() + int(max(timeout, 0.0) * 1e9)
+        while True:
+            buf = self._buf
+            state = _u64_unpack(buf, STATE_OFFSET)[0]
+            if state >> 2 != self._seen:
+                return True
+            now = _monotonic_ns()
+            if deadline is not None and now >= deadline:
+                return False
+            nap = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, (deadline - now) / 1e9)
+            announce = now + int(nap * 1e9) + WAIT_GRACE_NS
+            if _u64_unpack(buf, WAITER_OFFSET)[0] < announce:
+                _u64_pack(buf, WAITER_OFFSET, announce)
+            # The kernel re-checks the word after our announcement is stored: a writer either sees
+            # the announcement and wakes us, or changed the word first and we return at once.
+            futex_wait(self._futex_address, state & 0xFFFFFFFF, nap)
+
+    # ----------------------------------------------------------------------------------------
+    # Writing
+    # ----------------------------------------------------------------------------------------
+    def assign(self: Self, data: Any) -> Self:
+        """Store ``data``, visible to every handle as a whole or not at all; returns self.
+
+        Raises (leaving the stored value unchanged) TypeMismatchError for a value of another kind,
+        CapacityError for a str/bytes longer than its capacity, IntegerOverflowError for an int
+        beyond 64 bits, UnsupportedTypeError for a type that cannot be stored.
+        """
+        slots = self._slots
+        node = slots[0].node if slots[0] is not None else self._closed_node()
+        if type(data) is node.fast_type and (data.__class__ is not int or INT64_MIN <= data <= INT64_MAX):
+            # Scalar fast path: a bool/int/float going into a leaf of exactly its type.
+            pack, offset = node.fmt.pack_into, node.offset  # type: ignore[attr-defined]
+            writes = None
+        else:
+            writes = []
+            node.prepare(data, "", writes)
+        buf = self._buf
+        mutex = self._mutex
+        rc = mutex.trylock(mutex.address)
+        if rc:
+            mutex.acquire_contended(rc)
+        try:
+            state = _u64_unpack(buf, STATE_OFFSET)[0]
+            target = (state & 1) ^ 1
+            _u64_pack(buf, STATE_OFFSET, state | WRITING)
+            base = slots[target].base  # type: ignore[union-attr]
+            if writes is None:
+                pack(buf, base + offset, data)
+            else:
+                for leaf, value in writes:
+                    leaf.write(buf, base, value)
+            change = (state >> 2) + 1
+            _state_mtime_pack(buf, STATE_OFFSET, change << 2 | target, _time_ns())
+        finally:
+            mutex.unlock(mutex.address)
+        self._seen = change
+        if _waiter_request_unpack(buf, WAITER_OFFSET) != (0, 0):
+            self._after_publish(buf)
+        return self
+
+    def _closed_node(self) -> _codecs.Node:
+        self._check_open()
+        raise AssertionError  # pragma: no cover - _check_open raised
+
+    def trigger(self: Self) -> Self:
+        """Mark the object changed without changing its value (wakes waiters); returns self."""
+        self._check_open()
+        buf = self._buf
+        self._mutex.acquire()
+        try:
+            state = _u64_unpack(buf, STATE_OFFSET)[0]
+            change = (state >> 2) + 1
+            _state_mtime_pack(buf, STATE_OFFSET, change << 2 | (state & 1), _time_ns())
+        finally:
+            self._mutex.release()
+        self._seen = change
+        self._after_publish(buf)
+        return self
+
+    def _after_publish(self, buf: memoryview) -> None:
+        """Wake waiters and make room for starving readers, if there are any.
+
+        Runs after the mutex release, which is a full memory barrier: the state store above is
+        visible before we load the waiter announcement (so a waiter cannot be missed).
+        """
+        waiter, request = _waiter_request_unpack(buf, WAITER_OFFSET)
+        if not (waiter or request):
+            return
+        now = _monotonic_ns()
+        if waiter > now:
+            futex_wake(self._futex_address)
+        if request and now - request < REQUEST_FRESH_NS:
+            # A reader failed to get a clean copy several times: pause until it has read (it
+            # clears its request) or the pause runs out, before our next write can lap it again.
+            end = now + WRITER_YIELD_MAX_NS
+            while True:
+                time.sleep(POLL_S)
+                request = _u64_unpack(buf, WAITER_OFFSET + 8)[0]
+                now = _monotonic_ns()
+                if not request or now - request >= REQUEST_FRESH_NS or now >= end:
+                    break
+
+    # ----------------------------------------------------------------------------------------
+    # Lifetime
+    # ----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Drop this handle's mapping; the shared object stays for every other handle."""
+        segment = getattr(self, "_segment", None)
+        if segment is None or self._buf is _CLOSED_BUF:
+            return
+        for node in self._nodes.values():
+            node.clear_cache()
+        for slot in self._slots:
+            if slot is not None:
+                slot.node.clear_cache()
+        self._slots = [None, None]
+        self._buf = _CLOSED_BUF
+        self._mutex = _ClosedMutex()
+        segment.close()
+
+    def unlink(self) -> None:
+        """Remove the object's name from /dev/shm; existing handles keep working until they close."""
+        _segment.unlink(self.name)
+
+    @property
+    def closed(self) -> bool:
+        return self._buf is _CLOSED_BUF
+
+    def _check_open(self) -> None:
+        if self._buf is _CLOSED_BUF:
+            msg = f"the handle on {self.name!r} is closed"
+            raise ClosedError(msg)
+
+    def __enter__(self: Self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001, S110 - never raise from a finalizer
+            pass
+
+    def __reduce__(self) -> tuple[Callable[..., SharedObject], tuple[type[SharedObject], str]]:
+        """Pickle as "attach by name": the receiving process opens the same object."""
+        return _attach_by_name, (type(self), self.name)
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"{type(self).__name__}({self.name!r}, closed)"
+        try:
+            slot = self._slot_for_read(_u64_unpack(self._buf, STATE_OFFSET)[0] & 1)
+            kind, size = slot.node.describe(), slot.node.size
+        except SharedObjectError:
+            kind, size = "unreadable", 0
+        return f"{type(self).__name__}({self.name!r}, type={kind}, size={size} bytes)"
+
+    @property
+    def kind(self) -> str:
+        """A description of the stored value's type identity, e.g. ``ndarray[uint8, (480, 848, 3)]``."""
+        self._check_open()
+        return self._slot_for_read(_u64_unpack(self._buf, STATE_OFFSET)[0] & 1).node.describe()
+
+
+class SharedDynamicObject(SharedObject):
+    """A SharedObject whose value may change type, size, dtype, shape or structure on ``assign``.
+
+    The segment grows when a value outgrows its slot (never shrinks); other handles follow on
+    their next fetch. Each fetch checks the slot's schema, so it is a little slower than a
+    SharedObject's. str/bytes values may grow without limit.
+    """
+
+    _dynamic = True
+
+    def assign(self: Self, data: Any) -> Self:
+        self._check_open()
+        offered = _codecs.schema_of(data, self._init_size)  # refuses unsupported types before any lock
+        self._mutex.acquire()
+        try:
+            self._assign_locked(data, offered)
+        finally:
+            self._mutex.release()
+        self._after_publish(self._buf)
+        return self
+
+    def _assign_locked(self, data: Any, offered: _codecs.Schema) -> None:
+        state = _u64_unpack(self._buf, STATE_OFFSET)[0]
+        current = self._slots[state & 1] = self._load_slot(state & 1)
+        writes: _codecs.Writes = []
+        try:  # keep the current schema when the value fits it: readers then need not re-read a schema
+            current.node.prepare(data, "", writes)
+            node, schema_id = current.node, current.schema_id
+            schema_text = b""
+        except (TypeError, ValueError):
+            writes.clear()
+            node = _codecs.build(offered)
+            node.prepare(data, "", writes)
+            schema_id = _u64_unpack(self._buf, _layout.SCHEMA_COUNTER_OFFSET)[0] + 1
+            schema_text = _codecs.dumps(offered)
+        target = (state & 1) ^ 1
+        _u64_pack(self._buf, STATE_OFFSET, state | WRITING)  # from here on the target slot is ours
+        try:
+            target_slot = self._prepare_target(target, node, schema_id, schema_text)
+        except BaseException:
+            _u64_pack(self._buf, STATE_OFFSET, state)  # nothing was touched: undo the mark
+            raise
+        buf = self._buf
+        for leaf, value in writes:
+            leaf.write(buf, target_slot.base, value)
+        change = (state >> 2) + 1
+        _state_mtime_pack(buf, STATE_OFFSET, change << 2 | target, _time_ns())
+        self._seen = change
+
+    def _prepare_target(self, target: int, node: _codecs.Node, schema_id: int, schema_text: bytes) -> _Slot:
+        """Make slot ``target`` hold ``node``'s schema, relocating it to a larger region if needed."""
+        buf = self._buf
+        entry_at = _layout.SLOT_TABLE_OFFSET + 16 * target
+        offset, capacity = _layout.SLOT_ENTRY.unpack_from(buf, entry_at)
+        if not schema_text:
+            if _layout.U64.unpack_from(buf, offset)[0] == schema_id:
+                slot = self._slots[target] = self._load_slot(target)
+                return slot
+            schema_text = self._schema_text_of(schema_id)
+        payload_offset, needed = _layout.slot_size(len(schema_text), node.size)
+        if needed > capacity:
+            # Grow at the end of the file, never in place: a reader may still be mapping the old region.
+            file_size = self._segment.file_size()
+            new_offset = _layout.align(file_size, 4096)
+            new_capacity = _layout.align(max(needed, capacity + capacity // 2), 4096)
+            self._segment.grow(new_offset + new_capacity)
+            if self._segment.buf is not self._buf:
+                self._remapped()
+                self._slots[target ^ 1] = self._load_slot(target ^ 1)
+            buf = self._buf
+            _layout.SLOT_ENTRY.pack_into(buf, entry_at, new_offset, new_capacity)
+            offset = new_offset
+        _write_slot_header(buf, offset, schema_id, schema_text, payload_offset, node.size)
+        if schema_id > _u64_unpack(buf, _layout.SCHEMA_COUNTER_OFFSET)[0]:
+            _u64_pack(buf, _layout.SCHEMA_COUNTER_OFFSET, schema_id)
+        self._nodes[schema_id] = node
+        slot = self._slots[target] = _Slot(node, buf, offset, payload_offset, schema_id)
+        return slot
+
+    def _schema_text_of(self, schema_id: int) -> bytes:
+        """The schema text of the current slot (whose id is ``schema_id``)."""
+        for index in (0, 1):
+            offset, _ = _layout.SLOT_ENTRY.unpack_from(self._buf, _layout.SLOT_TABLE_OFFSET + 16 * index)
+            sid, length = struct.unpack_from("<QI", self._buf, offset)
+            if sid == schema_id:
+                start = offset + _layout.SLOT_HEADER_SIZE
+                return bytes(self._buf[start : start + length])
+        msg = f"segment {self.name!r}: schema {schema_id} is in neither slot"
+        raise LayoutError(msg)
+
+
+def _write_slot_header(buf: memoryview, offset: int, schema_id: int, schema_text: bytes, payload_offset: int, payload_len: int) -> None:
+    _layout.SLOT_HEADER.pack_into(buf, offset, schema_id, len(schema_text), 0, payload_offset, payload_len)
+    start = offset + _layout.SLOT_HEADER_SIZE
+    buf[start : start + len(schema_text)] = schema_text
+
+
+def _valid(s1: int, s2: int) -> bool:
+    """Did the slot read under state ``s1`` stay untouched until state ``s2`` was loaded? (see _layout)"""
+    return s2 == s1 or (s2 >> 2 == (s1 >> 2) + 1 and not s2 & WRITING)
+
+
+def _copy_into(out: np.ndarray[Any, Any], node: _codecs.Node, buf: memoryview, base: int) -> np.ndarray[Any, Any]:
+    if not isinstance(node, _codecs.ArrayNode):
+        msg = f"fetch(out=...) needs an ndarray object; this one holds {node.describe()}"
+        raise TypeMismatchError(msg)
+    if not isinstance(out, np.ndarray) or out.dtype != node.dtype or out.shape != node.shape:
+        msg = f"fetch(out=...): stored kind is {node.describe()}, out is {_codecs.describe(out)}"
+        raise TypeMismatchError(msg)
+    np.copyto(out, node.views(buf, base)[1])
+    return out
+
+
+def _address_of(segment: _segment.Segment) -> int:
+    """The address of the segment's mapping (valid while the mapping lives)."""
+    anchor = ctypes.c_char.from_buffer(segment.mm)
+    try:
+        return ctypes.addressof(anchor)
+    finally:
+        del anchor  # release the buffer export at once, or the mapping could never be closed
+
+
+def _check_init_size(init_size: int) -> int:
+    if not isinstance(init_size, int) or isinstance(init_size, bool) or init_size < 0:
+        msg = f"init_size must be a non-negative int (bytes), not {init_size!r}"
+        raise ValueError(msg)
+    return init_size
+
+
+def _attach_by_name(cls: type[SharedObject], name: str) -> SharedObject:
+    return cls.attach(name)
+
+
+__all__ = ["SharedDynamicObject", "SharedObject"]

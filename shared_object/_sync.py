@@ -1,0 +1,222 @@
+"""Synchronization primitives that live inside the shared mapping.
+
+Two primitives, both reached through ``ctypes`` on the C library:
+
+* :class:`WriterMutex`: a process-shared, *robust* ``pthread_mutex_t`` stored in the segment
+  header. Writers exclude each other with it. Uncontended lock + unlock costs two C calls and no
+  system call (about 0.26 us), against about 0.9 us for ``fcntl.flock`` (two system calls).
+  Robust means that when a holder dies (even by SIGKILL) the kernel marks the mutex, and the next
+  locker gets ``EOWNERDEAD``, marks it consistent and carries on: a crashed writer never leaves a
+  stale lock. It works across containers that share the segment, because a process-shared mutex
+  waits on a futex keyed by the shared file, not by process.
+  Its layout is the C library's ABI, so the header records which ABI made it
+  (``glibc-x86_64`` ...) and attaching from another ABI is refused with a clear error.
+
+* :func:`futex_wait` / :func:`futex_wake` on a 32-bit word of the mapping: ``wait()`` sleeps in
+  the kernel until a writer changes the word, without spinning a core.
+
+Memory ordering. Readers do not lock: they read a state word, the payload, and the state word
+again (see ``_layout``). That is correct only where the CPU keeps loads in order with loads and
+stores in order with stores, which x86 (TSO) guarantees. Elsewhere (aarch64, ...) loads and
+stores may be reordered, so :data:`LOCK_FREE_READS` is false there and readers take the writer
+mutex, whose acquire/release give the ordering. ``modified`` stays lock-free everywhere: it is
+one aligned 8-byte load, which is single-copy atomic on every 64-bit architecture.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import sys
+import time
+from typing import Final
+
+from ._errors import LayoutError, LockTimeoutError, UnsupportedPlatformError
+
+#: x86 never reorders a load with an older load, nor a store with an older store.
+LOCK_FREE_READS: Final[bool] = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686"}
+
+#: Bytes reserved for the mutex in the header; glibc's pthread_mutex_t is 40 (x86-64) or 48 (aarch64).
+MUTEX_SPACE: Final = 64
+
+_SYS_FUTEX: Final[dict[str, int]] = {
+    "x86_64": 202, "amd64": 202, "i386": 240, "i686": 240, "aarch64": 98, "arm64": 98,
+    "armv7l": 240, "riscv64": 98, "ppc64le": 221, "s390x": 238,
+}
+_FUTEX_WAIT: Final = 0
+_FUTEX_WAKE: Final = 1
+_INT_MAX: Final = 0x7FFFFFFF
+_PTHREAD_PROCESS_SHARED: Final = 1
+_PTHREAD_MUTEX_ROBUST: Final = 1
+
+
+def lock_abi() -> str:
+    """Name of the C library ABI whose pthread_mutex_t this process would write."""
+    libc, _ = platform.libc_ver()
+    return f"{libc or 'unknown'}-{platform.machine().lower()}"
+
+
+class _Libc:
+    """The few C library entry points we use, resolved once."""
+
+    def __init__(self) -> None:
+        if sys.platform != "linux":
+            msg = f"shared_object needs Linux (shared memory in /dev/shm, futexes); this is {sys.platform}"
+            raise UnsupportedPlatformError(msg)
+        if not lock_abi().startswith("glibc-"):
+            msg = (
+                "shared_object needs the GNU C library (glibc) for its process-shared robust mutex; "
+                f"this process runs {lock_abi()} (for example Alpine's musl): use a Debian/Ubuntu based image"
+            )
+            raise UnsupportedPlatformError(msg)
+        # CDLL releases the GIL around calls (for blocking ones); PyDLL keeps it (cheaper, for
+        # calls that never block).
+        blocking = ctypes.CDLL(None, use_errno=True)
+        quick = ctypes.PyDLL(None, use_errno=True)
+        ptr = ctypes.c_void_p
+        self.trylock = _fn(quick.pthread_mutex_trylock, [ptr])
+        self.unlock = _fn(quick.pthread_mutex_unlock, [ptr])
+        self.lock = _fn(blocking.pthread_mutex_lock, [ptr])
+        self.timedlock = _fn(blocking.pthread_mutex_timedlock, [ptr, ptr])
+        self.consistent = _fn(quick.pthread_mutex_consistent, [ptr])
+        self.init = _fn(quick.pthread_mutex_init, [ptr, ptr])
+        self.attr_init = _fn(quick.pthread_mutexattr_init, [ptr])
+        self.attr_setpshared = _fn(quick.pthread_mutexattr_setpshared, [ptr, ctypes.c_int])
+        self.attr_setrobust = _fn(quick.pthread_mutexattr_setrobust, [ptr, ctypes.c_int])
+        self.syscall_blocking = blocking.syscall
+        self.syscall_blocking.restype = ctypes.c_long
+        self.syscall_quick = quick.syscall
+        self.syscall_quick.restype = ctypes.c_long
+        self.sys_futex = _SYS_FUTEX.get(platform.machine().lower())
+
+
+def _fn(f: ctypes._CFuncPtr, argtypes: list[type]) -> ctypes._CFuncPtr:  # type: ignore[name-defined]
+    f.argtypes = argtypes
+    f.restype = ctypes.c_int
+    return f
+
+
+_libc: _Libc | None = None
+
+
+def libc() -> _Libc:
+    """The resolved C library; raises UnsupportedPlatformError where we cannot run."""
+    global _libc  # noqa: PLW0603 - resolved once, lazily, so importing works everywhere
+    if _libc is None:
+        _libc = _Libc()
+    return _libc
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
+
+
+class WriterMutex:
+    """A robust, process-shared pthread mutex at a fixed address inside a shared mapping.
+
+    The caller keeps the mapping alive for as long as the mutex is used.
+    """
+
+    __slots__ = ("_address", "_lib", "address", "owner_died_count", "trylock", "unlock")
+
+    def __init__(self, address: int) -> None:
+        self._lib = libc()
+        self._address = address
+        #: The raw C calls, for hot paths: ``rc = m.trylock(m.address)``; on non-zero ``rc`` call
+        #: :meth:`acquire_contended`; release with ``m.unlock(m.address)`` (returns non-zero on error).
+        self.address = address
+        self.trylock = self._lib.trylock
+        self.unlock = self._lib.unlock
+        #: How many times this handle found the mutex abandoned by a dead holder and recovered it.
+        self.owner_died_count = 0
+
+    def initialize(self) -> None:
+        """Write a fresh robust, process-shared mutex at the address (creator only)."""
+        lib = self._lib
+        attr = ctypes.create_string_buffer(64)  # pthread_mutexattr_t is 4 bytes; be generous
+        _check(lib.attr_init(attr), "pthread_mutexattr_init")
+        _check(lib.attr_setpshared(attr, _PTHREAD_PROCESS_SHARED), "pthread_mutexattr_setpshared")
+        _check(lib.attr_setrobust(attr, _PTHREAD_MUTEX_ROBUST), "pthread_mutexattr_setrobust")
+        _check(lib.init(self._address, attr), "pthread_mutex_init")
+
+    def acquire(self, timeout: float | None = None) -> None:
+        """Take the mutex, waiting at most ``timeout`` seconds (None: no limit)."""
+        rc = self._lib.trylock(self._address)
+        if rc:
+            self.acquire_contended(rc, timeout)
+
+    def acquire_contended(self, rc: int, timeout: float | None = None) -> None:
+        """Finish taking the mutex after ``trylock`` returned ``rc`` (EBUSY or EOWNERDEAD)."""
+        if rc == errno.EBUSY:
+            if timeout is None:
+                rc = self._lib.lock(self._address)
+            else:
+                deadline = time.time() + max(timeout, 0.0)
+                spec = _Timespec(int(deadline), int((deadline % 1) * 1e9))
+                rc = self._lib.timedlock(self._address, ctypes.byref(spec))
+                if rc == errno.ETIMEDOUT:
+                    msg = f"the writer lock was not free within {timeout} s"
+                    raise LockTimeoutError(msg)
+        if rc == errno.EOWNERDEAD:
+            # The previous holder died while holding the lock. Whatever it was writing is in a
+            # slot that readers never look at (see _layout), so the data is safe: mark the mutex
+            # consistent and go on; the next write repairs the object.
+            _check(self._lib.consistent(self._address), "pthread_mutex_consistent")
+            self.owner_died_count += 1
+            rc = 0
+        _check(rc, "pthread_mutex_lock")
+
+    def try_acquire(self) -> bool:
+        """Take the mutex if it is free; never blocks."""
+        rc = self._lib.trylock(self._address)
+        if rc == errno.EBUSY:
+            return False
+        if rc == errno.EOWNERDEAD:
+            _check(self._lib.consistent(self._address), "pthread_mutex_consistent")
+            self.owner_died_count += 1
+            rc = 0
+        _check(rc, "pthread_mutex_trylock")
+        return True
+
+    def release(self) -> None:
+        """Release the mutex (held by this thread)."""
+        _check(self._lib.unlock(self._address), "pthread_mutex_unlock")
+
+
+def _check(rc: int, what: str) -> None:
+    if rc == 0:
+        return
+    if rc == errno.ENOTRECOVERABLE:
+        msg = f"{what}: the segment's writer lock is not recoverable (ENOTRECOVERABLE); recreate the object"
+        raise LayoutError(msg)
+    raise OSError(rc, f"{what}: {os.strerror(rc)}")
+
+
+def futex_wait(address: int, expected: int, timeout: float) -> None:
+    """Sleep while the 32-bit word at ``address`` equals ``expected``, at most ``timeout`` s.
+
+    Returns on a wake-up, a timeout, a signal, or at once when the word already differs; the
+    caller re-checks its condition in every case. The GIL is released while sleeping.
+    """
+    lib = libc()
+    if lib.sys_futex is None:  # an architecture we have no number for: degrade to a nap
+        time.sleep(min(timeout, 0.001))
+        return
+    seconds = max(timeout, 0.0)
+    spec = _Timespec(int(seconds), int((seconds % 1) * 1e9))
+    lib.syscall_blocking(
+        lib.sys_futex, ctypes.c_void_p(address), _FUTEX_WAIT, ctypes.c_uint32(expected),
+        ctypes.byref(spec), None, 0,
+    )
+
+
+def futex_wake(address: int) -> None:
+    """Wake every process sleeping in :func:`futex_wait` on the word at ``address``."""
+    lib = libc()
+    if lib.sys_futex is not None:
+        lib.syscall_quick(lib.sys_futex, ctypes.c_void_p(address), _FUTEX_WAKE, _INT_MAX, None, None, 0)
+
+
+__all__ = ["LOCK_FREE_READS", "MUTEX_SPACE", "WriterMutex", "futex_wait", "futex_wake", "libc", "lock_abi"]

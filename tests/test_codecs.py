@@ -1,0 +1,235 @@
+"""Every supported type round-trips exactly; bad input is refused and never stored."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, namedtuple
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from shared_object import (
+    CapacityError,
+    IntegerOverflowError,
+    SharedObject,
+    TypeMismatchError,
+    UnsupportedTypeError,
+    _codecs,
+)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Exact equality: same types all the way down, arrays equal in dtype, shape and bytes."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(a, np.generic):
+        if a.dtype.kind in "fc":  # long doubles carry padding bytes that hold no value
+            return a.dtype == b.dtype and bool(np.array_equal(a, b, equal_nan=True))
+        return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, float) and a != a:
+        return b != b
+    if type(a).__name__ == "Pose":
+        return bool(np.array_equal(a.p, b.p) and np.array_equal(a.q, b.q))
+    return bool(a == b)
+
+
+DTYPES = [
+    np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+    np.float16, np.float32, np.float64, np.longdouble, np.complex64, np.complex128, np.clongdouble,
+    "S5", "U3", "M8[ns]", "m8[s]", ">i4", [("x", "<f4"), ("y", "<i2")],
+]
+
+VALUES = [
+    None, True, False, 0, -1, 2**63 - 1, -(2**63), 1.5, float("inf"), float("nan"), -0.0, 1 + 2j,
+    "", "héllo wörld ✓", b"", b"\x00\xff" * 10, bytearray(b"abc"),
+    np.float32(1.25), np.int64(-3), np.bool_(True), np.uint8(255), np.complex128(1 - 1j), np.longdouble(1) / 3,
+    np.datetime64("2026-11-25T08:45"),
+    np.zeros((480, 848, 3), np.uint8), np.arange(12.0).reshape(3, 4), np.array(5), np.zeros((0, 3)),
+    (1, "a", None), [1.0, [2, [3, (4,)]]], {1, 2, "x"}, frozenset({b"a", 3}),
+    {"a": 1, 2: "b", (1, "k"): [np.ones(2)], None: {3.5: b"x"}, True: False},
+    {"pos": np.zeros(3), "vel": np.ones(3), "img": np.zeros((4, 4, 3), np.uint8), "meta": {"id": 7}},
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=lambda v: _codecs.describe(v)[:40])
+def test_round_trip(shm_name: str, value: Any) -> None:
+    with SharedObject.create(shm_name, value) as obj, SharedObject.attach(shm_name) as other:
+        assert same(other.fetch(), value)
+        obj.assign(value)
+        assert same(other.fetch(), value)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_every_fixed_size_dtype(shm_name: str, dtype: Any) -> None:
+    array = np.zeros((3, 2), dtype)
+    array.reshape(-1).view(np.uint8)[:] = np.arange(array.nbytes, dtype=np.uint8) % 7
+    with SharedObject.create(shm_name, array) as obj:
+        assert same(obj.fetch(), array)
+        obj.assign(array[::-1].copy())
+        assert same(obj.fetch(), array[::-1].copy())
+    scalar = array.reshape(-1)[1]  # numpy scalars (always native byte order) round-trip too
+    with SharedObject.create(shm_name + "s", scalar) as obj:
+        assert same(obj.fetch(), scalar)
+        obj.unlink()
+
+
+def test_non_contiguous_arrays_are_stored_contiguous(shm_name: str) -> None:
+    base = np.arange(60.0).reshape(6, 10)
+    strided = base[::2, ::3]
+    with SharedObject.create(shm_name, strided) as obj:
+        out = obj.fetch()
+        assert out.flags.c_contiguous and same(out, np.ascontiguousarray(strided))
+        obj.assign(base[1::2, ::3])
+        assert same(obj.fetch(), np.ascontiguousarray(base[1::2, ::3]))
+
+
+def test_subclasses_are_stored_as_their_base(shm_name: str) -> None:
+    point = namedtuple("point", "x y")(1, 2)
+    with SharedObject.create(shm_name, [point, OrderedDict(a=1)]) as obj:
+        assert obj.fetch() == [(1, 2), {"a": 1}]
+
+
+def test_sapien_pose_round_trip(shm_name: str) -> None:
+    sapien = pytest.importorskip("sapien")
+    pose = sapien.Pose([1.0, 2.0, 3.5], [0.5, 0.5, 0.5, 0.5])
+    with SharedObject.create(shm_name, {"pose": pose, "t": 1}) as obj:
+        assert same(obj.fetch()["pose"], pose)
+        obj.assign({"pose": sapien.Pose([0, 0, 1], [1, 0, 0, 0]), "t": 2})
+        got = obj.fetch()["pose"]
+        assert got.p.tolist() == [0, 0, 1] and got.q.tolist() == [1, 0, 0, 0]
+        with pytest.raises(TypeMismatchError, match="sapien.Pose"):
+            obj.assign({"pose": (0, 0, 1), "t": 3})
+
+
+def test_strings_reassign_up_to_capacity(shm_name: str) -> None:
+    with SharedObject.create(shm_name, "short", init_size=16) as obj:
+        for text in ("", "a" * 16, "ünï", "x"):
+            obj.assign(text)
+            assert obj.fetch() == text
+        with pytest.raises(CapacityError, match="17 bytes exceeds the capacity of 16"):
+            obj.assign("a" * 17)
+        assert obj.fetch() == "x"
+
+
+BAD_ASSIGNMENTS = [
+    (1, "1", TypeMismatchError, "stored kind is int, offered str"),
+    (1, True, TypeMismatchError, "stored kind is int, offered bool"),
+    (1, 2**63, IntegerOverflowError, "does not fit in 64 bits"),
+    (1.0, "x", TypeMismatchError, "stored kind is float"),
+    (True, 1, TypeMismatchError, "stored kind is bool, offered int"),
+    (np.zeros(3), np.zeros(4), TypeMismatchError, r"ndarray\[float64, \(3,\)\], offered ndarray\[float64, \(4,\)\]"),
+    (np.zeros(3), np.zeros(3, np.float32), TypeMismatchError, "offered ndarray.float32"),
+    ((1, 2), (1, 2, 3), TypeMismatchError, "tuple of 2, offered tuple of 3"),
+    ((1, 2), [1, 2], TypeMismatchError, "offered list of 2"),
+    ({"a": 1}, {"b": 1}, TypeMismatchError, "dict with keys"),
+    ({"a": [1, "x"]}, {"a": [1, 2]}, TypeMismatchError, r"at \['a'\]\[1\]"),
+    (b"ab", "ab", TypeMismatchError, "stored kind is bytes"),
+    (bytearray(b"ab"), b"ab", TypeMismatchError, "stored kind is bytearray"),
+    (np.float32(1), np.float64(1), TypeMismatchError, "numpy scalar float32"),
+    (None, 1, TypeMismatchError, "stored kind is None"),
+    (1, object(), TypeMismatchError, "offered object"),
+]
+
+
+@pytest.mark.parametrize(("stored", "offered", "error", "message"), BAD_ASSIGNMENTS)
+def test_bad_assignment_names_both_kinds_and_keeps_value(
+    shm_name: str, stored: Any, offered: Any, error: type[Exception], message: str
+) -> None:
+    with SharedObject.create(shm_name, stored) as obj:
+        with pytest.raises(error, match=message):
+            obj.assign(offered)
+        assert same(obj.fetch(), stored)
+        assert not obj.modified
+
+
+def test_compound_failure_deep_inside_changes_nothing(shm_name: str) -> None:
+    value = {"a": np.zeros(3), "b": [1, 2, "text"]}
+    with SharedObject.create(shm_name, value) as obj:
+        with pytest.raises(TypeMismatchError):
+            obj.assign({"a": np.ones(3), "b": [5, 6, 7]})  # "a" is fine, "b"[2] is not
+        assert same(obj.fetch(), value)
+
+
+def test_lossless_numeric_conversions(shm_name: str) -> None:
+    with SharedObject.create(shm_name, (1, 1.0, 1j)) as obj:
+        obj.assign((np.int32(5), 3, np.float32(0.5)))
+        assert same(obj.fetch(), (5, 3.0, 0.5 + 0j))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (object(), "type object"),
+        (np.array([1, None], dtype=object), "Python objects"),
+        ({"a": {1, 2}.__iter__()}, "set_iterator"),
+        ({frozenset(): 1}, "dict key of type frozenset"),
+        (2**70, "does not fit in 64 bits"),
+        (np.zeros(2, [("a", "<f4"), ("b", object)]), "Python objects"),
+    ],
+)
+def test_unsupported_values_are_refused_at_creation(shm_name: str, value: Any, message: str) -> None:
+    with pytest.raises((UnsupportedTypeError, IntegerOverflowError), match=message):
+        SharedObject.create(shm_name, value)
+
+
+def test_unsupported_type_error_lists_what_is_supported() -> None:
+    with pytest.raises(UnsupportedTypeError, match="supported: None, bool, int"):
+        _codecs.schema_of(object())
+
+
+# ---------------------------------------------------------------------------------------------
+# Property-based round trips over every type and nested compounds
+# ---------------------------------------------------------------------------------------------
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.complex_numbers(allow_nan=False),
+    st.text(max_size=20), st.binary(max_size=20), st.binary(max_size=20).map(bytearray),
+    hnp.from_dtype(np.dtype(np.float32), allow_nan=False), hnp.from_dtype(np.dtype(np.int16)),
+)
+arrays = hnp.arrays(
+    dtype=st.sampled_from([np.uint8, np.int32, np.float64, np.complex64, np.bool_]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
+)
+keys = st.one_of(st.text(max_size=5), st.integers(-5, 5), st.none(), st.tuples(st.integers(0, 3), st.text(max_size=2)))
+values = st.recursive(
+    st.one_of(scalars, arrays),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner), st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4),
+        st.frozensets(st.integers(-(2**63), 2**63 - 1), max_size=4), st.sets(st.text(max_size=4), max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=values)
+def test_property_round_trip(value: Any) -> None:
+    from shared_object.testing import unique_name
+
+    name = unique_name("so-hyp")
+    obj = SharedObject.create(name, value)
+    try:
+        with SharedObject.attach(name) as other:
+            assert same(other.fetch(), value)
+        obj.assign(value)
+        assert same(obj.fetch(), value)
+    finally:
+        obj.unlink()
+        obj.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=values)
+def test_property_schema_survives_json(value: Any) -> None:
+    schema = _codecs.schema_of(value, 10)
+    assert _codecs.loads(_codecs.dumps(schema), "x") == schema
+    node = _codecs.build(schema)
+    node.prepare(value, "", [])  # a value always fits the schema made from it

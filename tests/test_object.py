@@ -1,0 +1,250 @@
+"""The SharedObject API in one process: the reference's semantics plus what we added."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from shared_object import (
+    ClosedError,
+    ReadersLock,
+    SegmentExistsError,
+    SegmentNotFoundError,
+    SharedObject,
+    TypeMismatchError,
+)
+
+
+def test_reference_constructor_creates_attaches_and_assigns(shm_name: str) -> None:
+    with SharedObject(shm_name, data=np.ones((4, 3))) as producer:
+        with SharedObject(shm_name) as consumer:  # mounts the existing object
+            assert consumer.fetch().sum() == 12
+        with SharedObject(shm_name, data=np.zeros((4, 3))):  # attaches and assigns
+            pass
+        assert producer.fetch().sum() == 0
+
+
+def test_reference_constructor_without_data_makes_a_trigger(shm_name: str) -> None:
+    with SharedObject(shm_name) as trigger, SharedObject(shm_name) as listener:
+        assert trigger.fetch() is None
+        assert not listener.triggered
+        trigger.trigger()
+        assert listener.triggered
+        assert not listener.triggered  # reading it resets it
+        trigger.trigger().trigger()  # returns self; two changes before anyone looks
+        assert listener.triggered and not listener.triggered
+
+
+def test_modified_does_not_reset_until_fetch(shm_name: str) -> None:
+    with SharedObject.create(shm_name, 1) as writer, SharedObject.attach(shm_name) as reader:
+        assert not reader.modified
+        writer.assign(2)
+        assert not writer.modified  # its own write does not count
+        assert reader.modified and reader.modified
+        assert reader.fetch() == 2
+        assert not reader.modified
+        writer.trigger()
+        assert reader.modified
+
+
+def test_mtime_moves_with_every_change(shm_name: str) -> None:
+    before = time.time_ns()
+    with SharedObject.create(shm_name, 1) as obj:
+        created = obj.mtime
+        assert before <= created <= time.time_ns()
+        obj.assign(2)
+        assigned = obj.mtime
+        obj.trigger()
+        assert created <= assigned <= obj.mtime
+
+
+def test_assign_returns_self(shm_name: str) -> None:
+    with SharedObject.create(shm_name, 1) as obj:
+        assert obj.assign(3) is obj
+        assert obj.assign(4).fetch() == 4
+
+
+def test_fetch_returns_private_copies(shm_name: str) -> None:
+    frame = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    with SharedObject.create(shm_name, {"f": frame, "l": [frame]}) as obj:
+        got = obj.fetch()
+        got["f"][:] = 0
+        got["l"][0][:] = 0
+        assert obj.fetch()["f"].sum() == frame.sum()
+        assert got["f"].flags.writeable
+
+
+def test_fetch_fn_sees_a_read_only_view_and_copies_only_when_needed(shm_name: str) -> None:
+    frame = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
+    with SharedObject.create(shm_name, frame) as obj:
+        def reduce(view: np.ndarray) -> float:
+            assert not view.flags.writeable
+            with pytest.raises(ValueError, match="read-only"):
+                view[0, 0, 0] = 1
+            return float(view.sum())
+
+        assert obj.fetch(reduce) == frame.sum()
+        sliced = obj.fetch(lambda x: x[..., 0])  # still points into shared memory: must be copied
+        assert sliced.flags.owndata or sliced.base is not None
+        obj.assign(frame * 2)
+        assert sliced.tolist() == frame[..., 0].tolist()  # the copy did not follow the write
+        plus = obj.fetch(lambda x: x + 1)
+        assert plus.flags.writeable and plus[0, 0, 0] == 1
+        pair = obj.fetch(lambda x: (x[0], x[1].sum()))
+        obj.assign(frame * 0)
+        assert pair[0].sum() == (frame * 2)[0].sum()
+
+
+def test_fetch_into_preallocated_array(shm_name: str) -> None:
+    with SharedObject.create(shm_name, np.full((3, 4), 7, np.int32)) as obj:
+        out = np.empty((3, 4), np.int32)
+        assert obj.fetch(out=out) is out
+        assert out.sum() == 84
+        with pytest.raises(TypeMismatchError, match="out is ndarray"):
+            obj.fetch(out=np.empty((4, 3), np.int32))
+
+
+def test_create_and_attach_are_explicit(shm_name: str) -> None:
+    with pytest.raises(SegmentNotFoundError):
+        SharedObject.attach(shm_name)
+    with SharedObject.create(shm_name, "x") as obj:
+        with pytest.raises(SegmentExistsError):
+            SharedObject.create(shm_name, "y")
+        assert SharedObject.attach(shm_name).fetch() == "x"
+        obj.unlink()
+    with pytest.raises(SegmentNotFoundError):
+        SharedObject.attach(shm_name)
+
+
+def test_repr_names_segment_type_and_size(shm_name: str) -> None:
+    with SharedObject.create(shm_name, np.zeros((480, 848, 3), np.uint8)) as obj:
+        assert repr(obj) == f"SharedObject({shm_name!r}, type=ndarray[uint8, (480, 848, 3)], size=1221120 bytes)"
+    assert repr(obj).endswith("closed)")
+
+
+def test_pickles_as_attach_by_name(shm_name: str) -> None:
+    with SharedObject.create(shm_name, [1, 2]) as obj:
+        copy = pickle.loads(pickle.dumps(obj))
+        assert copy is not obj and copy.name == shm_name
+        obj.assign([3, 4])
+        assert copy.fetch() == [3, 4]
+        copy.close()
+
+
+def test_closed_handle_refuses_everything_clearly(shm_name: str) -> None:
+    obj = SharedObject.create(shm_name, 1)
+    other = SharedObject.attach(shm_name)
+    obj.close()
+    obj.close()  # idempotent
+    assert obj.closed
+    for action in (obj.fetch, lambda: obj.assign(2), obj.trigger, lambda: obj.wait(0), lambda: obj.fetch(lambda x: x)):
+        with pytest.raises(ClosedError, match="closed"):
+            action()
+    with pytest.raises(ClosedError):
+        _ = obj.modified
+    assert other.fetch() == 1  # closing one handle leaves the object alone
+    other.close()
+
+
+def test_context_manager_closes_but_never_unlinks(shm_name: str) -> None:
+    with SharedObject.create(shm_name, 1) as obj:
+        pass
+    assert obj.closed
+    with SharedObject.attach(shm_name) as again:
+        assert again.fetch() == 1
+
+
+def test_close_with_views_still_alive_is_safe(shm_name: str) -> None:
+    obj = SharedObject.create(shm_name, np.ones(1000))
+    kept = obj.fetch(lambda x: x)  # copied, so not a view; also hold an internal one
+    obj.close()
+    assert kept.sum() == 1000
+
+
+def test_wait_returns_at_once_when_already_changed(shm_name: str) -> None:
+    with SharedObject.create(shm_name, 1) as writer, SharedObject.attach(shm_name) as reader:
+        assert reader.wait(0) is False
+        writer.assign(2)
+        started = time.monotonic()
+        assert reader.wait(10) is True
+        assert time.monotonic() - started < 5
+        assert reader.wait(0) is True  # still unseen until fetched
+        reader.fetch()
+        assert reader.wait(0.05) is False
+
+
+def test_wait_wakes_on_assign_from_another_thread(shm_name: str) -> None:
+    with SharedObject.create(shm_name, 0) as writer, SharedObject.attach(shm_name) as reader:
+        woke: list[bool] = []
+        waiter = threading.Thread(target=lambda: woke.append(reader.wait(30)))
+        waiter.start()
+        time.sleep(0.2)
+        writer.assign(1)
+        waiter.join(30)
+        assert woke == [True]
+        assert reader.fetch() == 1
+
+
+def test_wait_timeout_returns_false(shm_name: str) -> None:
+    with SharedObject.create(shm_name, 0) as obj:
+        started = time.monotonic()
+        assert obj.wait(0.1) is False
+        assert time.monotonic() - started >= 0.09
+
+
+def test_readers_lock_is_a_shared_flock(tmp_path: pytest.TempPathFactory) -> None:
+    import fcntl
+    import os
+
+    path = os.path.join(str(tmp_path), "lockfile")
+    fd1 = os.open(path, os.O_CREAT | os.O_RDWR)
+    fd2 = os.open(path, os.O_RDWR)
+    fd3 = os.open(path, os.O_RDWR)
+    try:
+        with ReadersLock(fd1):
+            ReadersLock(fd2).acquire(timeout=1)  # readers share
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd3, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a writer is kept out
+            ReadersLock(fd2).release()
+        fcntl.flock(fd3, fcntl.LOCK_EX)
+        from shared_object import LockTimeoutError
+
+        with pytest.raises(LockTimeoutError):
+            ReadersLock(fd1).acquire(timeout=0.05)
+    finally:
+        for fd in (fd1, fd2, fd3):
+            os.close(fd)
+
+
+def test_init_size_is_checked(shm_name: str) -> None:
+    with pytest.raises(ValueError, match="init_size"):
+        SharedObject.create(shm_name, "x", init_size=-1)
+
+
+def test_threads_sharing_one_handle_never_tear(shm_name: str) -> None:
+    a, b = np.zeros(100_000), np.ones(100_000)
+    with SharedObject.create(shm_name, a) as obj:
+        stop = time.monotonic() + 1.0
+        errors: list[str] = []
+
+        def write() -> None:
+            while time.monotonic() < stop:
+                obj.assign(a)
+                obj.assign(b)
+
+        def read() -> None:
+            while time.monotonic() < stop:
+                got = obj.fetch()
+                if got.min() != got.max():
+                    errors.append("torn")
+
+        threads = [threading.Thread(target=write), threading.Thread(target=write), threading.Thread(target=read)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []

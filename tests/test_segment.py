@@ -1,0 +1,157 @@
+"""Segment files: names, atomic creation, permissions, running out of /dev/shm."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from shared_object import (
+    InvalidNameError,
+    SegmentExistsError,
+    SegmentNotFoundError,
+    SegmentPermissionError,
+    SharedObject,
+    _segment,
+)
+
+
+@pytest.mark.parametrize(
+    "name", ["", "a/b", "../etc", "..", ".hidden", "-flag", "x\0y", "sp ace", "a" * 201, "ü", 5, None]
+)
+def test_hostile_names_are_refused(name: object) -> None:
+    with pytest.raises(InvalidNameError, match="segment name"):
+        SharedObject.create(name, 1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidNameError):
+        SharedObject.attach(name)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["a", "frame_0", "robot.pose-left", "A" * 200])
+def test_reasonable_names_are_accepted(name: str) -> None:
+    assert _segment.validate_name(name) == name
+
+
+def test_create_fails_if_the_name_exists_and_leaves_no_temporary(shm_name: str) -> None:
+    with SharedObject.create(shm_name, 1):
+        with pytest.raises(SegmentExistsError, match="already exists"):
+            SharedObject.create(shm_name, 2)
+    assert not [f for f in os.listdir(_segment.SHM_DIR) if f.startswith(_segment.TEMP_PREFIX + shm_name)]
+
+
+def test_attach_missing_explains_ipc_namespaces(shm_name: str) -> None:
+    with pytest.raises(SegmentNotFoundError, match="share an IPC namespace") as info:
+        SharedObject.attach(shm_name, timeout=0.2)
+    assert "after waiting 0.2 s" in str(info.value)
+
+
+def test_attach_waits_for_the_producer(shm_name: str) -> None:
+    code = f"import time; from shared_object import SharedObject; time.sleep(0.5); SharedObject.create({shm_name!r}, 42).close()"
+    producer = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        with SharedObject.attach(shm_name, timeout=30) as obj:
+            assert obj.fetch() == 42
+    finally:
+        producer.wait(30)
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o666])
+def test_mode_is_applied_despite_umask(shm_name: str, mode: int) -> None:
+    old = os.umask(0o077)
+    try:
+        SharedObject.create(shm_name, 1, mode=mode).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(os.path.join(_segment.SHM_DIR, shm_name)).st_mode) == mode
+
+
+def test_bad_mode_is_refused(shm_name: str) -> None:
+    with pytest.raises(ValueError, match="permission bits"):
+        SharedObject.create(shm_name, 1, mode=0o1777)
+
+
+def _as_other_user(action: str, name: str) -> str:
+    """Run ``action`` on segment ``name`` in a forked child that switched to UID/GID 65534 (nobody).
+
+    Forked rather than exec'd: the child keeps this interpreter, which another user may not be
+    allowed to execute from root's home.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            try:
+                obj = SharedObject.attach(name)
+                value = obj.fetch()
+                if action == "write":
+                    obj.assign(value + 1)
+                result = f"OK {value}"
+            except SegmentPermissionError as exc:
+                result = f"DENIED {exc}"
+            os.write(write_end, result.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as f:
+        return f.read().decode()
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching to another UID needs root")
+
+
+@needs_root
+def test_other_uid_is_refused_by_default_mode(shm_name: str) -> None:
+    SharedObject.create(shm_name, 5).close()
+    out = _as_other_user("read", shm_name)
+    assert out.startswith("DENIED"), out
+    assert "mode=0o666" in out and "uid 0" in out
+
+
+@needs_root
+def test_other_uid_reads_and_writes_with_a_wide_mode(shm_name: str) -> None:
+    with SharedObject.create(shm_name, 5, mode=0o666) as obj:
+        assert _as_other_user("write", shm_name) == "OK 5"
+        assert obj.fetch() == 6
+
+
+def test_permission_error_is_the_library_error(shm_name: str) -> None:
+    assert issubclass(SegmentPermissionError, PermissionError)
+
+
+def _can_mount_tmpfs() -> bool:
+    return os.geteuid() == 0 and sys.platform == "linux"
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="mounting a small tmpfs needs root")
+def test_full_shm_fails_at_creation_not_with_sigbus() -> None:
+    """A 4 MiB tmpfs stands in for a container's small /dev/shm."""
+    with tempfile.TemporaryDirectory() as small:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small], capture_output=True)
+        if mounted.returncode:
+            pytest.skip(f"cannot mount tmpfs here: {mounted.stderr.decode().strip()}")
+        try:
+            code = (
+                "import numpy as np\n"
+                "from shared_object import SharedObject, SharedDynamicObject, OutOfSharedMemoryError\n"
+                "try:\n    SharedObject.create('big', np.zeros((8, 1024, 1024), np.uint8))\n"
+                "except OutOfSharedMemoryError as e:\n    print('REFUSED', e)\n"
+                "d = SharedDynamicObject.create('grow', np.ones(1000))\n"
+                "try:\n    d.assign(np.zeros((4, 1024, 1024), np.uint8))\n"
+                "except OutOfSharedMemoryError as e:\n    print('GROWTH REFUSED')\n"
+                "print('KEPT', d.fetch().sum())\n"
+            )
+            result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                                    env={**os.environ, "SHARED_OBJECT_DIR": small})
+            assert result.returncode == 0, result.stderr
+            assert "REFUSED" in result.stdout and "no room" in result.stdout and "shm_size" in result.stdout
+            assert "asked for 16.0 MiB" in result.stdout
+            assert "GROWTH REFUSED" in result.stdout and "KEPT 1000.0" in result.stdout
+        finally:
+            subprocess.run(["umount", small], check=False)
