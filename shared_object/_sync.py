@@ -76,8 +76,11 @@ class _Libc:
         blocking = ctypes.CDLL(None, use_errno=True)
         quick = ctypes.PyDLL(None, use_errno=True)
         ptr = ctypes.c_void_p
-        self.trylock = _fn(quick.pthread_mutex_trylock, [ptr])
-        self.unlock = _fn(quick.pthread_mutex_unlock, [ptr])
+        # The two hot calls through PYFUNCTYPE prototypes: keeps the GIL, takes a plain int address,
+        # about 60 ns cheaper per pair than argtypes-converted calls.
+        hot = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+        self.trylock = hot(ctypes.cast(quick.pthread_mutex_trylock, ctypes.c_void_p).value)
+        self.unlock = hot(ctypes.cast(quick.pthread_mutex_unlock, ctypes.c_void_p).value)
         self.lock = _fn(blocking.pthread_mutex_lock, [ptr])
         self.timedlock = _fn(blocking.pthread_mutex_timedlock, [ptr, ptr])
         self.consistent = _fn(quick.pthread_mutex_consistent, [ptr])

@@ -5,12 +5,16 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.context
 import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from shared_object import _segment
+
+# tests/helpers.py holds what spawned processes run; they import it by name, so it must be on the path.
+sys.path.insert(0, os.path.dirname(__file__))
 from shared_object.testing import unique_name
 
 #: Every multi-process test spawns (fresh interpreters, as separate programs would be), never forks.

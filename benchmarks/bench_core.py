@@ -1,0 +1,229 @@
+"""Core benchmark: every operation beside its physical floor, measured in the same run.
+
+    python benchmarks/bench_core.py            # full run (about a minute)
+    python benchmarks/bench_core.py --quick    # fewer repetitions
+
+Prints one table of medians and ratios (ours / floor) with the issue's targets. Ratios, not
+absolute times, are what count: the machines are shared and noisy, and both sides of a ratio are
+measured interleaved, round by round, so a slow moment slows both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import mmap
+import multiprocessing as mp
+import os
+import statistics
+import struct
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing import shared_memory
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from shared_object import SharedObject  # noqa: E402
+from shared_object.testing import unique_name  # noqa: E402
+
+FRAME = (480, 848, 3)
+
+
+def per_call(fn: Callable[[], Any], number: int) -> float:
+    """Seconds per call of ``fn``, over ``number`` calls."""
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t0) / number
+
+
+def compare(ours: Callable[[], Any], floor: Callable[[], Any], number: int, rounds: int) -> tuple[float, float]:
+    """Median per-call time of ``ours`` and ``floor``, measured alternately round by round."""
+    a, b = [], []
+    per_call(ours, max(1, number // 10))  # warm up caches and allocator
+    per_call(floor, max(1, number // 10))
+    for _ in range(rounds):
+        a.append(per_call(ours, number))
+        b.append(per_call(floor, number))
+    return statistics.median(a), statistics.median(b)
+
+
+def row(rows: list[tuple[str, ...]], op: str, payload: str, ours: float, floor: float, target: float, floor_name: str) -> None:
+    ratio = ours / floor
+    verdict = "ok" if ratio <= target else "MISSED"
+    rows.append((op, payload, f"{ours * 1e6:.3f}", f"{floor * 1e6:.3f}", floor_name, f"{ratio:.2f}x", f"<= {target}x", verdict))
+
+
+def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
+    scalar_n, scalar_rounds = (20_000, 7) if quick else (100_000, 15)
+    region = mmap.mmap(-1, 4096)
+    view = memoryview(region)
+    i64, f64, b8 = struct.Struct("<q"), struct.Struct("<d"), struct.Struct("<?")
+    u64 = struct.Struct("<Q")
+    for label, value, new, fmt in (("bool", True, False, b8), ("int", 7, 9, i64), ("float", 1.5, 2.5, f64)):
+        name = unique_name("bench")
+        with SharedObject.create(name, value) as obj:
+            fetch, floor = compare(obj.fetch, lambda fmt=fmt: fmt.unpack_from(view, 64), scalar_n, scalar_rounds)
+            row(rows, "fetch", label, fetch, floor, 10, "struct.unpack_from")
+            assign, floor = compare(lambda obj=obj, new=new: obj.assign(new), lambda fmt=fmt, new=new: fmt.pack_into(view, 64, new),
+                                    scalar_n, scalar_rounds)
+            row(rows, "assign", label, assign, floor, 15, "struct.pack_into")
+            if label == "int":
+                mod, floor = compare(lambda obj=obj: obj.modified, lambda: u64.unpack_from(view, 16), scalar_n, scalar_rounds)
+                row(rows, "modified", label, mod, floor, 4, "8-byte unpack")
+            obj.unlink()
+
+    frame_n, frame_rounds = (50, 7) if quick else (200, 11)
+    for label, dtype, n in (("uint8 480x848x3", np.uint8, frame_n), ("float64 480x848x3", np.float64, max(10, frame_n // 5))):
+        src = np.full(FRAME, 3, dtype)
+        dst = np.empty(FRAME, dtype)
+        name = unique_name("bench")
+        with SharedObject.create(name, src) as obj:
+            fetch, floor = compare(obj.fetch, lambda src=src, dst=dst: np.copyto(dst, src), n, frame_rounds)
+            row(rows, "fetch", label, fetch, floor, 1.10, "np.copyto")
+            assign, floor = compare(lambda obj=obj, src=src: obj.assign(src), lambda src=src, dst=dst: np.copyto(dst, src), n, frame_rounds)
+            row(rows, "assign", label, assign, floor, 1.10, "np.copyto")
+            obj.unlink()
+
+    payload = os.urandom(1 << 20)
+    src_b = np.frombuffer(payload, np.uint8)
+    dst_b = np.empty(1 << 20, np.uint8)
+    name = unique_name("bench")
+    with SharedObject.create(name, payload) as obj:
+        fetch, floor = compare(obj.fetch, lambda: np.copyto(dst_b, src_b), frame_n, frame_rounds)
+        row(rows, "fetch", "bytes 1 MiB", fetch, floor, 1.2, "memcpy")
+        assign, floor = compare(lambda: obj.assign(payload), lambda: np.copyto(dst_b, src_b), frame_n, frame_rounds)
+        row(rows, "assign", "bytes 1 MiB", assign, floor, 1.2, "memcpy")
+        obj.unlink()
+
+
+# ------------------------------------------------------------------------------------------------
+# Producer -> consumer across processes, paced by an ack
+# ------------------------------------------------------------------------------------------------
+def consumer_shared_object(frame_name: str, ack_name: str, mode: str, count: int) -> None:
+    frames = SharedObject.attach(frame_name, timeout=30)
+    acks = SharedObject.attach(ack_name, timeout=30)
+    for _ in range(count):
+        if mode == "wait":
+            frames.wait()
+        else:
+            while not frames.modified:
+                pass
+        frame = frames.fetch()
+        acks.assign(int(frame[0, 0, 0]))
+
+
+def consumer_seqlock(shm_name: str, count: int) -> None:
+    """The floor: raw shared memory, two slots, a sequence word, busy polling, no syscalls."""
+    shm = shared_memory.SharedMemory(shm_name)
+    buf = shm.buf
+    nbytes = int(np.prod(FRAME))
+    slots = [np.ndarray(FRAME, np.uint8, buf, 64 + i * nbytes) for i in (0, 1)]
+    seq_word = struct.Struct("<Q")
+    last = seq_word.unpack_from(buf, 0)[0]
+    for _ in range(count):
+        while True:
+            seq = seq_word.unpack_from(buf, 0)[0]
+            if seq != last:
+                frame = slots[seq & 1].copy()
+                if seq_word.unpack_from(buf, 0)[0] == seq:
+                    break
+        last = seq
+        seq_word.pack_into(buf, 8, int(frame[0, 0, 0]) + 1)  # ack word (+1 so 0 is "nothing yet")
+    del slots, frame, buf
+    shm.close()
+
+
+def latency_shared_object(mode: str, count: int) -> list[float]:
+    frame_name, ack_name = unique_name("bench-f"), unique_name("bench-a")
+    frames = SharedObject.create(frame_name, np.zeros(FRAME, np.uint8))
+    acks = SharedObject.create(ack_name, -1)
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(target=consumer_shared_object, args=(frame_name, ack_name, mode, count))
+    proc.start()
+    payloads = [np.full(FRAME, i % 200, np.uint8) for i in range(4)]
+    latencies = []
+    time.sleep(1.0)  # let the consumer attach
+    for i in range(count):
+        payload = payloads[i % 4]
+        t0 = time.perf_counter()
+        frames.assign(payload)
+        while not acks.modified:
+            pass
+        latencies.append(time.perf_counter() - t0)
+        acks.fetch()
+    proc.join(30)
+    for obj in (frames, acks):
+        obj.unlink()
+        obj.close()
+    return latencies
+
+
+def latency_seqlock(count: int) -> list[float]:
+    nbytes = int(np.prod(FRAME))
+    shm = shared_memory.SharedMemory(create=True, size=64 + 2 * nbytes)
+    buf = shm.buf
+    seq_word = struct.Struct("<Q")
+    seq_word.pack_into(buf, 0, 0)
+    seq_word.pack_into(buf, 8, 0)
+    slots = [np.ndarray(FRAME, np.uint8, buf, 64 + i * nbytes) for i in (0, 1)]
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(target=consumer_seqlock, args=(shm.name, count))
+    proc.start()
+    payloads = [np.full(FRAME, i % 200, np.uint8) for i in range(4)]
+    latencies = []
+    time.sleep(1.0)
+    seq = 0
+    for i in range(count):
+        payload = payloads[i % 4]
+        expect = int(payload[0, 0, 0]) + 1
+        seq_word.pack_into(buf, 8, 0)
+        t0 = time.perf_counter()
+        seq += 1
+        np.copyto(slots[seq & 1], payload)
+        seq_word.pack_into(buf, 0, seq)
+        while seq_word.unpack_from(buf, 8)[0] != expect:
+            pass
+        latencies.append(time.perf_counter() - t0)
+    proc.join(30)
+    del slots, buf
+    shm.close()
+    shm.unlink()
+    return latencies
+
+
+def bench_cross_process(rows: list[tuple[str, ...]], quick: bool) -> None:
+    count = 300 if quick else 2000
+    ours_runs, floor_runs, wait_runs = [], [], []
+    for _ in range(1 if quick else 3):  # interleave whole runs too
+        ours_runs.append(statistics.median(latency_shared_object("poll", count)))
+        floor_runs.append(statistics.median(latency_seqlock(count)))
+        wait_runs.append(statistics.median(latency_shared_object("wait", count)))
+    ours, floor, waited = statistics.median(ours_runs), statistics.median(floor_runs), statistics.median(wait_runs)
+    row(rows, "frame to consumer + ack (polling)", "uint8 480x848x3", ours, floor, 1.1, "2-slot seqlock")
+    rows.append(("frame to consumer + ack (wait())", "uint8 480x848x3", f"{waited * 1e6:.3f}", f"{floor * 1e6:.3f}",
+                 "2-slot seqlock", f"{waited / floor:.2f}x", "(info)", ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (for a smoke run)")
+    parser.add_argument("--skip-cross-process", action="store_true")
+    args = parser.parse_args()
+    rows: list[tuple[str, ...]] = []
+    bench_in_process(rows, args.quick)
+    if not args.skip_cross_process:
+        bench_cross_process(rows, args.quick)
+    header = ("operation", "payload", "ours us", "floor us", "floor", "ratio", "target", "")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {np.__version__}")
+    for r in [header, *rows]:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
