@@ -6,13 +6,16 @@
 # fails; this script makes an equivalent image from Debian's own packages with
 # debootstrap and `docker import`, using the machine's apt mirror.
 #
-# Usage: docker/build-base-image.sh [IMAGE_TAG]     (default: shared-object-base:bookworm)
+# Usage: docker/build-base-image.sh [IMAGE_TAG]
 # Prints the tag of the image to use as BASE_IMAGE on its last line.
-# Cached: when the tag already exists, nothing is rebuilt.
+# Cached: the default tag carries a hash of the package list, so an image is rebuilt only when
+# that list changes.
 set -euo pipefail
 
-tag="${1:-shared-object-base:bookworm}"
 suite="${SHARED_OBJECT_BASE_SUITE:-bookworm}"
+# python3 + pip for the package; libx11-6 because sapien's native module links against it.
+packages="python3,python3-pip,python3-venv,python3-numpy,libx11-6,procps"
+tag="${1:-shared-object-base:$suite-$(echo "$suite $packages" | sha256sum | cut -c1-8)}"
 
 if docker image inspect "$tag" >/dev/null 2>&1; then
     echo "base image $tag already present (cached)" >&2
@@ -40,7 +43,7 @@ fi
 rootfs=$(mktemp -d /tmp/shared-object-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
 echo "building $tag from $mirror ($suite) in $rootfs ..." >&2
-debootstrap --variant=minbase --include=python3,python3-numpy,python3-pip,python3-venv,procps \
+debootstrap --variant=minbase --include="$packages" \
     "$suite" "$rootfs" "$mirror" >&2
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 # `python` as in the official image; pip may install into the system interpreter.

@@ -15,12 +15,9 @@ from shared_object import _segment
 
 # tests/helpers.py holds what spawned processes run; they import it by name, so it must be on the path.
 sys.path.insert(0, os.path.dirname(__file__))
-from shared_object.testing import unique_name
 
-#: Every multi-process test spawns (fresh interpreters, as separate programs would be), never forks.
-SPAWN = multiprocessing.get_context("spawn")
-#: How long a helper process may take to start and finish its part (spawn imports numpy: ~0.3 s).
-PROCESS_DEADLINE = 60.0
+from helpers import SPAWN  # noqa: E402
+from shared_object.testing import unique_name
 
 
 @pytest.fixture
@@ -54,3 +51,26 @@ def spawn() -> Iterator[Callable[..., multiprocessing.context.SpawnProcess]]:
             process.kill()
             process.join(5)
         process.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Under CI=true, the Docker integration tests must run: any of them skipped fails the session.
+# ---------------------------------------------------------------------------------------------
+_skipped_integration: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and "tests/integration/" in report.nodeid.replace(os.sep, "/"):
+        _skipped_integration.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI", "").lower() == "true" and _skipped_integration:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"CI=true: {len(_skipped_integration)} Docker integration test(s) were skipped; "
+                "under CI they must run (first: " + _skipped_integration[0] + ")",
+                red=True,
+            )

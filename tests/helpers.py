@@ -4,6 +4,7 @@ spawned interpreter can import it by name."""
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import signal
 import time
@@ -12,6 +13,11 @@ from typing import Any
 import numpy as np
 
 from shared_object import SharedDynamicObject, SharedObject
+
+#: Every multi-process test spawns (fresh interpreters, as separate programs would be), never forks.
+SPAWN = multiprocessing.get_context("spawn")
+#: How long a helper process may take to start and finish its part (spawn imports numpy: ~0.3 s).
+PROCESS_DEADLINE = 60.0
 
 
 def checksummed_frame(seed: int, shape: tuple[int, ...] = (480, 848, 3)) -> np.ndarray[Any, Any]:

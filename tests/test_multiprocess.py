@@ -11,7 +11,7 @@ from typing import Any
 import helpers
 import numpy as np
 import pytest
-from conftest import PROCESS_DEADLINE, SPAWN
+from helpers import PROCESS_DEADLINE, SPAWN
 
 from shared_object import SharedDynamicObject, SharedObject, _segment
 

@@ -7,6 +7,7 @@ which joins the sensor's IPC namespace (``ipc: "service:sensor"``).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from typing import Any
@@ -23,10 +24,16 @@ def decide(frame: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return np.resize(frame[::16, ::16].mean(axis=(0, 1)).astype(np.float32) / 255.0, 7)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """docker stop sends SIGTERM: leave the loop the same way Ctrl-C does, so cleanup runs."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--attach-timeout", type=float, default=30.0, help="seconds to wait for the sensor")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     frames = SharedObject.attach(FRAME, timeout=args.attach_timeout)
     actions = SharedObject.attach(ACTION, timeout=args.attach_timeout)

@@ -6,6 +6,7 @@ Run ``python -m examples.sensor_policy.sensor --help``. In compose it is the ``s
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 
@@ -25,11 +26,17 @@ def create_fresh(name: str, value: object) -> SharedObject:
         return SharedObject.create(name, value, mode=0o666)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """docker stop sends SIGTERM: leave the loop the same way Ctrl-C does, so cleanup runs."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=30.0, help="frames per second (default 30)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds to run, 0 for ever (default 10)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     frame_msg = initial_frame_message()
     frames = create_fresh(FRAME, frame_msg)

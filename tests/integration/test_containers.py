@@ -1,0 +1,309 @@
+"""Cross-container proofs, driven through docker-py.
+
+The donor (producer) runs with ``ipc_mode="shareable"`` and the others join it with
+``ipc_mode="container:<id>"``: docker-py's spelling of compose's ``ipc: "service:sensor"``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import textwrap
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from dockertools import Containers, finish, wait_for_output
+
+import helpers
+from shared_object import SharedObject
+from shared_object.testing import unique_name
+
+pytestmark = pytest.mark.docker
+
+
+def script(code: str) -> str:
+    return textwrap.dedent(code).strip()
+
+
+def producer(containers: Containers, code: str, **kwargs: Any) -> Any:
+    """A donor container (shareable IPC) that runs ``code`` and prints READY when set up."""
+    container = containers.run(script(code), ipc_mode="shareable", shm_size=kwargs.pop("shm_size", "256m"), **kwargs)
+    wait_for_output(container, "READY")
+    return container
+
+
+def joiner(containers: Containers, donor: Any, code: str, **kwargs: Any) -> Any:
+    return containers.run(script(code), ipc_mode=f"container:{donor.id}", **kwargs)
+
+
+def test_fetch_of_an_array_written_in_another_container(containers: Containers) -> None:
+    donor = producer(containers, """
+        import time, helpers
+        from shared_object import SharedObject
+        obj = SharedObject.create("frame", helpers.checksummed_frame(42), mode=0o666)
+        print("READY", flush=True)
+        time.sleep(120)
+    """)
+    reader = joiner(containers, donor, """
+        import helpers
+        from shared_object import SharedObject
+        frame = SharedObject.attach("frame", timeout=30).fetch()
+        print("OK" if helpers.frame_ok(frame) else "TORN", int(frame[0, 0, 0]), frame.shape)
+    """)
+    code, out = finish(reader)
+    expected = helpers.checksummed_frame(42)
+    assert code == 0, out
+    assert f"OK {int(expected[0, 0, 0])} (480, 848, 3)" in out
+
+
+def test_assign_from_the_consumer_is_seen_by_the_producer(containers: Containers) -> None:
+    donor = producer(containers, """
+        from shared_object import SharedObject
+        obj = SharedObject.create("command", {"cmd": "idle", "gain": 0.0}, mode=0o666)
+        print("READY", flush=True)
+        assert obj.wait(60)
+        print("GOT", obj.fetch(), flush=True)
+    """)
+    writer = joiner(containers, donor, """
+        from shared_object import SharedObject
+        SharedObject.attach("command", timeout=30).assign({"cmd": "grasp", "gain": 2.5})
+    """)
+    assert finish(writer)[0] == 0
+    code, out = finish(donor)
+    assert code == 0, out
+    assert "GOT {'cmd': 'grasp', 'gain': 2.5}" in out
+
+
+def test_trigger_wakes_a_waiter_in_another_container_promptly(containers: Containers) -> None:
+    donor = producer(containers, """
+        import time
+        from shared_object import SharedObject
+        trigger = SharedObject.create("go", None, mode=0o666)
+        print("READY", flush=True)
+        time.sleep(120)
+    """)
+    waiter = joiner(containers, donor, """
+        import time
+        from shared_object import SharedObject
+        go = SharedObject.attach("go", timeout=30)
+        print("WAITING", flush=True)
+        woke = go.wait(60)
+        late_ms = (time.time_ns() - go.mtime) / 1e6
+        print("WOKE", woke, go.triggered, f"{late_ms:.3f}", flush=True)
+    """)
+    wait_for_output(waiter, "WAITING")
+    time.sleep(0.5)  # the waiter is asleep in the kernel by now
+    trigger = joiner(containers, donor, """
+        from shared_object import SharedObject
+        SharedObject.attach("go", timeout=30).trigger()
+    """)
+    assert finish(trigger)[0] == 0
+    code, out = finish(waiter)
+    assert code == 0, out
+    woke, triggered, late_ms = out.split("WOKE", 1)[1].split()[:3]
+    assert (woke, triggered) == ("True", "True")
+    # A lost wake-up would show as ~1000 ms (the waiter's re-announcement slice); the futex wake is sub-ms.
+    assert float(late_ms) < 500, out
+
+
+def test_dynamic_object_resized_in_one_container_and_read_in_the_other(containers: Containers) -> None:
+    donor = producer(containers, """
+        import numpy as np
+        from shared_object import SharedDynamicObject
+        obj = SharedDynamicObject.create("dyn", "start", mode=0o666)
+        print("READY", flush=True)
+        assert obj.wait(60)  # the reader attached and asked for the next value
+        for i, shape in enumerate([(10,), (480, 848, 3), (1000, 1000), (3,)]):
+            obj.assign(np.full(shape, i, np.float32))
+            obj.wait(60)
+        print("DONE", flush=True)
+    """)
+    reader = joiner(containers, donor, """
+        from shared_object import SharedDynamicObject
+        obj = SharedDynamicObject.attach("dyn", timeout=30)
+        assert obj.fetch() == "start"
+        obj.trigger()
+        for _ in range(4):
+            assert obj.wait(60)
+            value = obj.fetch()
+            print("SHAPE", value.shape, value.dtype, float(value.min()), float(value.max()), flush=True)
+            obj.trigger()
+    """)
+    code, out = finish(reader)
+    assert code == 0, out
+    assert "SHAPE (10,) float32 0.0 0.0" in out
+    assert "SHAPE (480, 848, 3) float32 1.0 1.0" in out
+    assert "SHAPE (1000, 1000) float32 2.0 2.0" in out
+    assert "SHAPE (3,) float32 3.0 3.0" in out
+    assert finish(donor)[0] == 0
+
+
+def test_compound_and_sapien_pose_values_cross_containers(containers: Containers) -> None:
+    donor = producer(containers, """
+        import time, numpy as np, sapien
+        from shared_object import SharedObject
+        value = {"pose": sapien.Pose([1, 2, 3], [0, 1, 0, 0]), "joints": np.arange(7.0),
+                 "meta": ("arm", [1, {"ok": True}], {3, 4}), "img": np.ones((4, 4, 3), np.uint8)}
+        SharedObject.create("robot", value, mode=0o666)
+        print("READY", flush=True)
+        time.sleep(120)
+    """)
+    reader = joiner(containers, donor, """
+        from shared_object import SharedObject
+        v = SharedObject.attach("robot", timeout=30).fetch()
+        print("POSE", v["pose"].p.tolist(), v["pose"].q.tolist())
+        print("REST", v["joints"].sum(), v["meta"], int(v["img"].sum()), type(v["pose"]).__module__)
+    """)
+    code, out = finish(reader)
+    assert code == 0, out
+    assert "POSE [1.0, 2.0, 3.0] [0.0, 1.0, 0.0, 0.0]" in out
+    assert "REST 21.0 ('arm', [1, {'ok': True}], {3, 4}) 48 sapien" in out
+
+
+def test_bind_mounted_shm_directory_shared_by_two_containers(containers: Containers) -> None:
+    """The other documented way: the same host tmpfs directory mounted as /dev/shm in both (no shared IPC)."""
+    shared = tempfile.mkdtemp(prefix="so-test-bind-", dir="/dev/shm")
+    os.chmod(shared, 0o1777)
+    try:
+        mount = {shared: {"bind": "/dev/shm", "mode": "rw"}}
+        donor = containers.run(script("""
+            import time, numpy as np
+            from shared_object import SharedObject
+            SharedObject.create("bound", np.arange(1000.0), mode=0o666)
+            print("READY", flush=True)
+            time.sleep(120)
+        """), volumes=mount)
+        wait_for_output(donor, "READY")
+        reader = containers.run(script("""
+            from shared_object import SharedObject
+            print("SUM", SharedObject.attach("bound", timeout=30).fetch().sum())
+        """), volumes=mount)
+        code, out = finish(reader)
+        assert code == 0, out
+        assert "SUM 499500.0" in out
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_host_process_shares_with_a_container(containers: Containers, shm_name: str) -> None:
+    """A process on the host and a container in the host's IPC namespace (the only use of ipc: host)."""
+    with SharedObject.create(shm_name, np.arange(10), mode=0o666) as obj:
+        reader = containers.run(script(f"""
+            from shared_object import SharedObject
+            obj = SharedObject.attach({shm_name!r}, timeout=30)
+            print("SUM", obj.fetch().sum(), flush=True)
+            obj.assign(obj.fetch() * 2)
+        """), ipc_mode="host")
+        code, out = finish(reader)
+        assert code == 0, out
+        assert "SUM 45" in out
+        assert obj.modified and obj.fetch().sum() == 90
+
+
+def test_consumer_without_shared_ipc_gets_the_hint_not_a_hang(containers: Containers) -> None:
+    donor = producer(containers, """
+        import time
+        from shared_object import SharedObject
+        SharedObject.create("lonely", 1, mode=0o666)
+        print("READY", flush=True)
+        time.sleep(120)
+    """)
+    del donor
+    stranger = containers.run(script("""
+        from shared_object import SharedObject, SegmentNotFoundError
+        try:
+            SharedObject.attach("lonely", timeout=2)
+        except SegmentNotFoundError as exc:
+            print("NOTFOUND", exc)
+            raise SystemExit(3)
+        print("ATTACHED")
+    """))
+    code, out = finish(stranger)
+    assert code == 3, out
+    assert "NOTFOUND" in out and "share an IPC namespace" in out and "after waiting 2 s" in out
+
+
+def test_segment_larger_than_shm_size_fails_clearly_not_with_sigbus(containers: Containers) -> None:
+    container = containers.run(script("""
+        import numpy as np
+        from shared_object import SharedObject, OutOfSharedMemoryError
+        try:
+            SharedObject.create("huge", np.zeros((4, 1024, 1024), np.uint8))  # 2 slots x 4 MiB > 4 MiB
+        except OutOfSharedMemoryError as exc:
+            print("REFUSED", exc)
+            raise SystemExit(4)
+    """), shm_size="4m")
+    code, out = finish(container)
+    assert code == 4, out  # not 135 (SIGBUS)
+    assert "REFUSED" in out and "shm_size" in out and "asked for 8.0 MiB" in out
+
+
+def test_permissions_across_uids(containers: Containers) -> None:
+    donor = producer(containers, """
+        import time
+        from shared_object import SharedObject
+        SharedObject.create("private", 1)               # default mode 0o600, owned by root
+        SharedObject.create("public", 2, mode=0o666)
+        print("READY", flush=True)
+        time.sleep(120)
+    """, user="0")
+    reader = joiner(containers, donor, """
+        from shared_object import SharedObject, SegmentPermissionError
+        print("PUBLIC", SharedObject.attach("public").fetch())
+        try:
+            SharedObject.attach("private")
+        except SegmentPermissionError as exc:
+            print("DENIED", exc)
+    """, user="10001")
+    code, out = finish(reader)
+    assert code == 0, out
+    assert "PUBLIC 2" in out
+    assert "DENIED" in out and "uid 0" in out and "mode=0o666" in out
+
+
+def test_consumer_survives_a_producer_killed_mid_stream(containers: Containers) -> None:
+    donor = producer(containers, """
+        import helpers
+        from shared_object import SharedObject
+        obj = SharedObject.create("stream", helpers.checksummed_frame(0), mode=0o666)
+        frames = [helpers.checksummed_frame(i) for i in range(1, 9)]
+        print("READY", flush=True)
+        i = 0
+        while True:
+            obj.assign(frames[i % 8])
+            i += 1
+    """)
+    consumer = joiner(containers, donor, """
+        import time, helpers
+        from shared_object import SharedObject
+        obj = SharedObject.attach("stream", timeout=30)
+        bad = reads = 0
+        t_end = time.monotonic() + 8
+        while time.monotonic() < t_end:
+            frame = obj.fetch()
+            reads += 1
+            bad += not helpers.frame_ok(frame)
+            if reads == 200:
+                print("STREAMING", flush=True)
+        print("READS", reads, "TORN", bad, flush=True)
+    """)
+    wait_for_output(consumer, "STREAMING")
+    donor.kill(signal="SIGKILL")
+    code, out = finish(consumer)
+    assert code == 0, out
+    reads, torn = out.split("READS")[1].split()[0], out.split("TORN")[1].split()[0]
+    assert int(torn) == 0 and int(reads) > 200, out
+
+
+def test_unit_tests_pass_inside_the_image(containers: Containers) -> None:
+    """The containerized test run: the unit and multi-process tests, inside the image."""
+    container = containers.run(
+        command=["python3", "-m", "pytest", "tests", "--ignore=tests/integration", "-p", "no:cacheprovider", "-q"],
+        shm_size="1g",
+    )
+    code, out = finish(container, timeout=600)
+    assert code == 0, out[-4000:]
+    assert " passed" in out

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: `bash tests/run.sh [pytest args...]`.
+#
+# 1. a virtual environment in .venv with the package (editable) and its test dependencies;
+# 2. Docker for the integration tests (docker/prepare.sh: engine, Compose v2, base image);
+#    where it cannot be had, the integration tests skip and say how to enable them, except
+#    under CI=true, where that is a failure;
+# 3. lint (ruff) and types (mypy --strict on the package);
+# 4. pytest: unit, multi-process, crash and stress tests, Docker integration tests, and the
+#    unit tests again inside the image.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+python="${PYTHON:-python3}"
+ci="${CI:-false}"
+
+say() { echo "[tests] $*" >&2; }
+
+if [ ! -x .venv/bin/python ]; then
+    say "creating .venv"
+    "$python" -m venv .venv || { say "python3 -m venv failed: install python3-venv"; exit 1; }
+fi
+venv_python="$root/.venv/bin/python"
+say "installing the package and its test dependencies into .venv"
+"$venv_python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+"$venv_python" -m pip install -q -e ".[test,sapien,integration,dev]"
+
+if bash docker/prepare.sh --python "$venv_python" >/dev/null; then
+    export SHARED_OBJECT_DOCKER_READY=1
+else
+    if [ "$ci" = "true" ]; then
+        say "Docker could not be prepared, and under CI the integration tests must run"
+        exit 1
+    fi
+    say "Docker is not available: the integration tests will be skipped (see the message above)"
+fi
+
+say "ruff"
+"$venv_python" -m ruff check shared_object tests examples benchmarks
+say "mypy --strict"
+"$venv_python" -m mypy
+
+say "pytest"
+exec "$venv_python" -m pytest tests "$@"
