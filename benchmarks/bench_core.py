@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shared_object import SharedObject  # noqa: E402
-from shared_object.testing import unique_name  # noqa: E402
+from shared_object import SharedObject
+from shared_object.testing import unique_name
 
 FRAME = (480, 848, 3)
 
@@ -176,13 +176,12 @@ def latency_seqlock(count: int) -> list[float]:
     payloads = [np.full(FRAME, i % 200, np.uint8) for i in range(4)]
     latencies = []
     time.sleep(1.0)
-    seq = 0
     for i in range(count):
         payload = payloads[i % 4]
         expect = int(payload[0, 0, 0]) + 1
         seq_word.pack_into(buf, 8, 0)
         t0 = time.perf_counter()
-        seq += 1
+        seq = i + 1
         np.copyto(slots[seq & 1], payload)
         seq_word.pack_into(buf, 0, seq)
         while seq_word.unpack_from(buf, 8)[0] != expect:
@@ -221,7 +220,7 @@ def main() -> int:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {np.__version__}")
     for r in [header, *rows]:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
     return 0
 
 

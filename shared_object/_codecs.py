@@ -73,7 +73,7 @@ _BOOL = struct.Struct("<?")
 # --------------------------------------------------------------------------------------------
 # Schema from a value
 # --------------------------------------------------------------------------------------------
-def schema_of(value: object, init_size: int = 0) -> Schema:
+def schema_of(value: object, init_size: int = 0) -> Schema:  # noqa: PLR0912 - one branch per supported type
     """The schema that stores ``value``; str/bytes capacities are ``max(init_size, length)``."""
     if value is None:
         return ["none"]
@@ -145,7 +145,10 @@ def _set_order(values: set[Any] | frozenset[Any]) -> list[Any]:
 
 def _dtype_to_json(dtype: np.dtype[Any]) -> Any:
     if dtype.hasobject:
-        msg = f"cannot store an array or scalar of dtype {dtype} (Python objects): only fixed-size dtypes live in shared memory"
+        msg = (
+            f"cannot store an array or scalar of dtype {dtype} (Python objects): "
+            "only fixed-size dtypes live in shared memory"
+        )
         raise UnsupportedTypeError(msg)
     if dtype.fields is None and dtype.subdtype is None:
         if dtype.itemsize == 0 and dtype.kind in "SUV":
@@ -188,7 +191,10 @@ def _key_to_json(key: object) -> Any:
         return ["bytes", key.hex()]
     if isinstance(key, tuple):
         return ["tuple", [_key_to_json(k) for k in key]]
-    msg = f"cannot store a dict key of type {_type_name(key)}; keys may be str, int, float, bool, bytes, None or tuples of these"
+    msg = (
+        f"cannot store a dict key of type {_type_name(key)}; "
+        "keys may be str, int, float, bool, bytes, None or tuples of these"
+    )
     raise UnsupportedTypeError(msg)
 
 
@@ -280,7 +286,7 @@ class Node:
         where = f" at {path}" if path else ""
         return TypeMismatchError(f"stored kind is {self.describe()}, offered {describe(value)}{where}")
 
-    def clear_cache(self) -> None:  # noqa: B027 - optional hook
+    def clear_cache(self) -> None:
         """Forget cached views into a mapping (before it is replaced)."""
 
 
@@ -391,7 +397,7 @@ class PoseNode(Node):
     def read(self, buf: memoryview, base: int) -> Any:
         values = _POSE.unpack_from(buf, base + self.offset)
         try:
-            import sapien  # noqa: PLC0415 - optional dependency, imported only when a pose is read
+            import sapien
         except ImportError as exc:
             msg = "this object holds a sapien.Pose; install the extra: pip install 'shared_object[sapien]'"
             raise UnsupportedTypeError(msg) from exc
@@ -416,7 +422,8 @@ class BufferNode(Node):
     def prepare(self, value: Any, path: str, out: Writes) -> None:
         if not isinstance(value, self.pytype) or (self.pytype is bytes and isinstance(value, bytearray)):
             raise self.mismatch(value, path)
-        data = value.encode("utf-8") if self.pytype is str else value
+        raw: Any = value
+        data = raw.encode("utf-8") if self.pytype is str else raw
         if len(data) > self.capacity:
             where = f" at {path}" if path else ""
             msg = (
@@ -545,7 +552,7 @@ class SequenceNode(Node):
         if not self._accepts(value) or len(value) != len(self.children):
             raise self.mismatch(value, path)
         items = _set_order(value) if isinstance(value, (set, frozenset)) else value
-        for i, (child, item) in enumerate(zip(self.children, items)):
+        for i, (child, item) in enumerate(zip(self.children, items, strict=True)):
             child.prepare(item, f"{path}[{i}]", out)
 
     def read(self, buf: memoryview, base: int) -> Any:
@@ -581,7 +588,7 @@ class DictNode(Node):
     def prepare(self, value: Any, path: str, out: Writes) -> None:
         if not isinstance(value, dict) or len(value) != len(self.keys):
             raise self.mismatch(value, path)
-        for key, child in zip(self.keys, self.children):
+        for key, child in zip(self.keys, self.children, strict=True):
             try:
                 item = value[key]
             except (KeyError, TypeError):
@@ -589,10 +596,10 @@ class DictNode(Node):
             child.prepare(item, f"{path}[{key!r}]", out)
 
     def read(self, buf: memoryview, base: int) -> Any:
-        return {k: c.read(buf, base) for k, c in zip(self.keys, self.children)}
+        return {k: c.read(buf, base) for k, c in zip(self.keys, self.children, strict=True)}
 
     def view(self, buf: memoryview, base: int) -> Any:
-        return {k: c.view(buf, base) for k, c in zip(self.keys, self.children)}
+        return {k: c.view(buf, base) for k, c in zip(self.keys, self.children, strict=True)}
 
     def describe(self) -> str:
         return f"dict with keys {self.keys[:8]!r}"

@@ -39,13 +39,14 @@ class ReadersLock:
         while True:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     msg = f"the readers lock on fd {self.fd} was not granted within {timeout} s"
                     raise LockTimeoutError(msg) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.01)
+            else:
+                return
 
     def release(self) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
@@ -54,7 +55,9 @@ class ReadersLock:
         self.acquire()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.release()
 
 

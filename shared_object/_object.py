@@ -241,22 +241,27 @@ class SharedObject:
 
     def _open(self, segment: _segment.Segment) -> None:
         try:
-            header = _layout.read_header(segment.buf, segment.file_size(), segment.name)
-            if header.dynamic != self._dynamic:
-                made, want = ("SharedDynamicObject", "SharedObject") if header.dynamic else ("SharedObject", "SharedDynamicObject")
-                msg = f"segment {segment.name!r} was created as a {made}; attach to it with {made}, not {want}"
-                raise TypeMismatchError(msg)
-            if header.lock_abi != lock_abi():
-                msg = (
-                    f"segment {segment.name!r} was created by a process using {header.lock_abi}, this one uses "
-                    f"{lock_abi()}: their writer locks are not compatible"
-                )
-                raise LayoutError(msg)
+            self._check_header(_layout.read_header(segment.buf, segment.file_size(), segment.name), segment.name)
             self._bind(segment)
         except BaseException:
             segment.close()
             raise
         log.debug("attached %r", segment.name)
+
+    def _check_header(self, header: _layout.Header, name: str) -> None:
+        """Refuse segments this class cannot use: the other class's, or another C library's lock."""
+        if header.dynamic != self._dynamic:
+            made, want = ("SharedDynamicObject", "SharedObject")
+            if not header.dynamic:
+                made, want = want, made
+            msg = f"segment {name!r} was created as a {made}; attach to it with {made}, not {want}"
+            raise TypeMismatchError(msg)
+        if header.lock_abi != lock_abi():
+            msg = (
+                f"segment {name!r} was created by a process using {header.lock_abi}, this one uses "
+                f"{lock_abi()}: their writer locks are not compatible"
+            )
+            raise LayoutError(msg)
 
     def _bind(self, segment: _segment.Segment) -> None:
         self._segment = segment
@@ -272,12 +277,14 @@ class SharedObject:
         self._remapped()
         self._seen = _u64_unpack(segment.buf, STATE_OFFSET)[0] >> 2
         #: (type, pack_into, offset in slot 0, offset in slot 1) when the value is one bool/int/float.
-        self._fast: tuple[type, Callable[..., None], int, int] | None = None
+        self._fast: tuple[type[Any], Callable[..., None], int, int] | None = None
         if not self._dynamic:
-            self._slots = [self._load_slot(0), self._load_slot(1)]
-            node = self._slots[0].node
+            first, second = self._load_slot(0), self._load_slot(1)
+            self._slots = [first, second]
+            node = first.node
             if isinstance(node, _codecs.StructNode) and node.fast_type is not None:
-                self._fast = (node.fast_type, node.fmt.pack_into, *(s.base + node.offset for s in self._slots))  # type: ignore[union-attr]
+                offset = node.offset
+                self._fast = (node.fast_type, node.fmt.pack_into, first.base + offset, second.base + offset)
 
     def _remapped(self) -> None:
         """Follow the segment's (new) mapping: drop views into older ones."""
@@ -295,10 +302,9 @@ class SharedObject:
         """Read slot ``index``'s table entry and header; may see torn data unless the caller validates."""
         buf = self._buf
         offset, capacity = _layout.SLOT_ENTRY.unpack_from(buf, _layout.SLOT_TABLE_OFFSET + 16 * index)
-        if offset + capacity > len(buf):
-            if self._segment.refresh():
-                self._remapped()
-                buf = self._buf
+        if offset + capacity > len(buf) and self._segment.refresh():
+            self._remapped()
+            buf = self._buf
         _layout.check_slot(self.name, index, offset, capacity, len(buf))
         schema_id, schema_len, _, payload_offset, payload_len = _layout.SLOT_HEADER.unpack_from(buf, offset)
         if (
@@ -314,7 +320,10 @@ class SharedObject:
             schema = _codecs.loads(bytes(buf[start : start + schema_len]), self.name)
             node = _codecs.build_checked(schema, self.name)
             if node.size != payload_len:
-                msg = f"segment {self.name!r} is corrupt: its schema needs {node.size} payload bytes, slot {index} has {payload_len}"
+                msg = (
+                    f"segment {self.name!r} is corrupt: its schema needs {node.size} payload bytes, "
+                    f"slot {index} has {payload_len}"
+                )
                 raise LayoutError(msg)
             if len(self._nodes) >= 4:  # keep the few recent ones; a dynamic object rarely flips between more
                 self._nodes.clear()
@@ -338,7 +347,7 @@ class SharedObject:
             buf = self._buf
             try:
                 s1 = _u64_unpack(buf, STATE_OFFSET)[0]
-                value = self._slots[s1 & 1].read()  # type: ignore[union-attr]
+                value = self._slots[s1 & 1].read()
                 if _u64_unpack(buf, STATE_OFFSET)[0] == s1:
                     self._seen = s1 >> 2
                     return value
@@ -380,7 +389,7 @@ class SharedObject:
         """Does the segment still describe dynamic slot ``index`` as our cached ``slot`` does?"""
         buf = self._buf
         offset, capacity = _layout.SLOT_ENTRY.unpack_from(buf, _layout.SLOT_TABLE_OFFSET + 16 * index)
-        return (
+        return bool(
             offset == slot.offset
             and offset + capacity <= len(buf)
             and _u64_unpack(buf, offset)[0] == slot.schema_id
@@ -392,7 +401,10 @@ class SharedObject:
         try:
             s = _u64_unpack(self._buf, STATE_OFFSET)[0]
             slot = self._slot_for_read(s & 1)
-            value = _copy_into(out, slot.node, self._buf, slot.base) if out is not None else slot.node.read(self._buf, slot.base)
+            if out is not None:
+                value = _copy_into(out, slot.node, self._buf, slot.base)
+            else:
+                value = slot.node.read(self._buf, slot.base)
             self._seen = s >> 2
         finally:
             self._mutex.release()
@@ -432,7 +444,7 @@ class SharedObject:
     def modified(self) -> bool:
         """True if another handle assigned or triggered since this handle last fetched (no reset, no system call)."""
         try:
-            return _u64_unpack(self._buf, STATE_OFFSET)[0] >> 2 != self._seen
+            return bool(_u64_unpack(self._buf, STATE_OFFSET)[0] >> 2 != self._seen)
         except struct.error:
             self._check_open()
             raise
@@ -509,9 +521,9 @@ class SharedObject:
             target = (state & 1) ^ 1
             _u64_pack(buf, 16, state | 2)  # WRITING: the other slot is being filled
             if writes is None:
-                fast[1](buf, fast[2 + target], data)  # type: ignore[index]
+                fast[1](buf, fast[2 + target], data)  # type: ignore[index]  # writes is None => fast is set
             else:
-                base = self._slots[target].base  # type: ignore[union-attr]
+                base = self._slots[target].base
                 for leaf, value in writes:
                     leaf.write(buf, base, value)
             change = (state >> 2) + 1
@@ -605,7 +617,9 @@ class SharedObject:
     def __enter__(self: Self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __del__(self) -> None:
@@ -635,6 +649,9 @@ class SharedObject:
         return self._slot_for_read(_u64_unpack(self._buf, STATE_OFFSET)[0] & 1).node.describe()
 
 
+DynamicSelf = TypeVar("DynamicSelf", bound="SharedDynamicObject")
+
+
 class SharedDynamicObject(SharedObject):
     """A SharedObject whose value may change type, size, dtype, shape or structure on ``assign``.
 
@@ -645,7 +662,7 @@ class SharedDynamicObject(SharedObject):
 
     _dynamic = True
 
-    def assign(self: Self, data: Any) -> Self:
+    def assign(self: DynamicSelf, data: Any) -> DynamicSelf:
         self._check_open()
         offered = _codecs.schema_of(data, self._init_size)  # refuses unsupported types before any lock
         self._mutex.acquire()
@@ -726,7 +743,9 @@ class SharedDynamicObject(SharedObject):
         raise LayoutError(msg)
 
 
-def _write_slot_header(buf: memoryview, offset: int, schema_id: int, schema_text: bytes, payload_offset: int, payload_len: int) -> None:
+def _write_slot_header(
+    buf: memoryview, offset: int, schema_id: int, schema_text: bytes, payload_offset: int, payload_len: int
+) -> None:
     _layout.SLOT_HEADER.pack_into(buf, offset, schema_id, len(schema_text), 0, payload_offset, payload_len)
     start = offset + _layout.SLOT_HEADER_SIZE
     buf[start : start + len(schema_text)] = schema_text

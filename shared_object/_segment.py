@@ -28,7 +28,7 @@ from ._errors import (
 )
 
 #: Where segments live. Override with SHARED_OBJECT_DIR (e.g. a tmpfs bind-mounted into containers).
-SHM_DIR: Final = os.environ.get("SHARED_OBJECT_DIR", "/dev/shm")
+SHM_DIR: Final = os.environ.get("SHARED_OBJECT_DIR", "/dev/shm")  # noqa: S108 - it is the shared-memory dir
 TEMP_PREFIX: Final = ".shared_object-tmp-"
 MAX_NAME_LENGTH: Final = 200  # NAME_MAX is 255; leave room for the temporary prefix and suffix
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -130,10 +130,11 @@ class Segment:
         except PermissionError as exc:
             msg = f"segment {name!r} exists but this process may not open it ({_owner(path)}); {_mode_hint()}"
             raise SegmentPermissionError(msg) from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            msg = f"{path} is not a regular file"
+            raise SegmentNotFoundError(msg)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                msg = f"{path} is not a regular file"
-                raise SegmentNotFoundError(msg)
             return cls(name, path, fd)
         except BaseException:
             os.close(fd)
@@ -218,7 +219,8 @@ def _owner(path: str) -> str:
         st = os.stat(path)
     except OSError:
         return "owner unknown"
-    return f"owner uid {st.st_uid}, gid {st.st_gid}, mode {stat.S_IMODE(st.st_mode):#o}; this process is uid {os.getuid()}"
+    mode = stat.S_IMODE(st.st_mode)
+    return f"owner uid {st.st_uid}, gid {st.st_gid}, mode {mode:#o}; this process is uid {os.getuid()}"
 
 
 def _mode_hint() -> str:
@@ -236,4 +238,7 @@ def _fmt(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-__all__ = ["IPC_HINT", "SHM_DIR", "SHM_SIZE_HINT", "TEMP_PREFIX", "Segment", "exists", "reserve", "segment_path", "unlink", "validate_name"]
+__all__ = [
+    "IPC_HINT", "SHM_DIR", "SHM_SIZE_HINT", "TEMP_PREFIX",
+    "Segment", "exists", "reserve", "segment_path", "unlink", "validate_name",
+]

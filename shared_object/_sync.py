@@ -79,8 +79,8 @@ class _Libc:
         # The two hot calls through PYFUNCTYPE prototypes: keeps the GIL, takes a plain int address,
         # about 60 ns cheaper per pair than argtypes-converted calls.
         hot = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
-        self.trylock = hot(ctypes.cast(quick.pthread_mutex_trylock, ctypes.c_void_p).value)
-        self.unlock = hot(ctypes.cast(quick.pthread_mutex_unlock, ctypes.c_void_p).value)
+        self.trylock = hot(_address_of_function(quick.pthread_mutex_trylock))
+        self.unlock = hot(_address_of_function(quick.pthread_mutex_unlock))
         self.lock = _fn(blocking.pthread_mutex_lock, [ptr])
         self.timedlock = _fn(blocking.pthread_mutex_timedlock, [ptr, ptr])
         self.consistent = _fn(quick.pthread_mutex_consistent, [ptr])
@@ -95,6 +95,14 @@ class _Libc:
         self.sys_futex = _SYS_FUTEX.get(platform.machine().lower())
 
 
+def _address_of_function(f: ctypes._CFuncPtr) -> int:  # type: ignore[name-defined]
+    address = ctypes.cast(f, ctypes.c_void_p).value
+    if not address:
+        msg = f"cannot resolve the C function {f!r}"
+        raise UnsupportedPlatformError(msg)
+    return address
+
+
 def _fn(f: ctypes._CFuncPtr, argtypes: list[type]) -> ctypes._CFuncPtr:  # type: ignore[name-defined]
     f.argtypes = argtypes
     f.restype = ctypes.c_int
@@ -106,7 +114,7 @@ _libc: _Libc | None = None
 
 def libc() -> _Libc:
     """The resolved C library; raises UnsupportedPlatformError where we cannot run."""
-    global _libc  # noqa: PLW0603 - resolved once, lazily, so importing works everywhere
+    global _libc
     if _libc is None:
         _libc = _Libc()
     return _libc

@@ -69,7 +69,8 @@ def describe_segment(name: str) -> dict[str, Any]:
 def _preview(value: Any) -> str:
     if isinstance(value, np.ndarray):
         with np.printoptions(threshold=8, edgeitems=2, precision=4):
-            return f"{_codecs.describe(value)} min={value.min() if value.size else '-'} max={value.max() if value.size else '-'}"
+            low, high = (value.min(), value.max()) if value.size else ("-", "-")
+            return f"{_codecs.describe(value)} min={low} max={high}"
     text = repr(value)
     return text if len(text) < 200 else text[:197] + "..."
 
@@ -89,7 +90,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     print(f"{'NAME':32} {'KIND':40} {'BYTES':>10} {'AGE':>9} {'MODE':>6} OWNER")
     for r in rows:
         age = f"{r['age_s']:.1f}s" if "age_s" in r else "?"
-        print(f"{r['name']:32} {r.get('kind', r.get('error', '?'))[:40]:40} {r['bytes']:>10} {age:>9} {r['mode']:>6} {r['owner']}")
+        kind = r.get("kind", r.get("error", "?"))[:40]
+        print(f"{r['name']:32} {kind:40} {r['bytes']:>10} {age:>9} {r['mode']:>6} {r['owner']}")
     return 0
 
 

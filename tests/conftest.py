@@ -17,6 +17,7 @@ from shared_object import _segment
 sys.path.insert(0, os.path.dirname(__file__))
 
 from helpers import SPAWN  # noqa: E402
+
 from shared_object.testing import unique_name
 
 

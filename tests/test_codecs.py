@@ -32,7 +32,7 @@ def same(a: Any, b: Any) -> bool:
             return a.dtype == b.dtype and bool(np.array_equal(a, b, equal_nan=True))
         return a.dtype == b.dtype and a.tobytes() == b.tobytes()
     if isinstance(a, (tuple, list)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, float) and a != a:

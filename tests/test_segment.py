@@ -36,9 +36,8 @@ def test_reasonable_names_are_accepted(name: str) -> None:
 
 
 def test_create_fails_if_the_name_exists_and_leaves_no_temporary(shm_name: str) -> None:
-    with SharedObject.create(shm_name, 1):
-        with pytest.raises(SegmentExistsError, match="already exists"):
-            SharedObject.create(shm_name, 2)
+    with SharedObject.create(shm_name, 1), pytest.raises(SegmentExistsError, match="already exists"):
+        SharedObject.create(shm_name, 2)
     assert not [f for f in os.listdir(_segment.SHM_DIR) if f.startswith(_segment.TEMP_PREFIX + shm_name)]
 
 

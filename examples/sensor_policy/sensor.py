@@ -26,6 +26,21 @@ def create_fresh(name: str, value: object) -> SharedObject:
         return SharedObject.create(name, value, mode=0o666)
 
 
+def shut_down(frames: SharedObject, actions: SharedObject, stop: SharedObject) -> None:
+    """Tell the policy to stop, wait for its goodbye (it no longer uses the objects), then remove them."""
+    stop.trigger()
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and actions.wait(max(0.0, deadline - time.monotonic())):
+        if actions.fetch()["seq"] == BYE:
+            break
+    for obj in (frames, actions, stop):
+        try:
+            obj.unlink()
+        except SegmentNotFoundError:
+            pass
+        obj.close()
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     """docker stop sends SIGTERM: leave the loop the same way Ctrl-C does, so cleanup runs."""
     raise KeyboardInterrupt
@@ -74,18 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        stop.trigger()
-        # Wait for the policy's goodbye (it stops using the objects), then remove them.
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and actions.wait(max(0.0, deadline - time.monotonic())):
-            if actions.fetch()["seq"] == BYE:
-                break
-        for obj in (frames, actions, stop):
-            try:
-                obj.unlink()
-            except SegmentNotFoundError:
-                pass
-            obj.close()
+        shut_down(frames, actions, stop)
     print(f"[sensor] done: {seq} frames sent, {answered} answered, {stats.total_dropped} dropped", flush=True)
     return 0
 

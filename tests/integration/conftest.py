@@ -42,8 +42,9 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
     try:
-        import docker  # docker-py; guarded: the repository's docker/ folder is not a package
         import docker.errors
+
+        import docker  # docker-py; guarded: the repository's docker/ folder is not a package
     except ImportError:
         _unavailable("docker-py is not installed (pip install docker)")
     try:

@@ -13,13 +13,12 @@ import textwrap
 import time
 from typing import Any
 
+import helpers
 import numpy as np
 import pytest
 from dockertools import Containers, finish, wait_for_output
 
-import helpers
 from shared_object import SharedObject
-from shared_object.testing import unique_name
 
 pytestmark = pytest.mark.docker
 
