@@ -82,17 +82,29 @@ WRITING: Final = 2
 SLOT_HEADER_SIZE: Final = 64
 FIXED_SCHEMA_ID: Final = 1
 
+#: The header fields that one process writes while others read them (state, mtime, waiter,
+#: request, schema counter) are accessed only as whole 8-byte words, through a memoryview cast to
+#: "Q" (see header_words): its item get and set are one 8-byte memcpy, a single load or store.
+#: ``struct.pack_into`` is not: CPython zeroes the field first and then writes it byte by byte, so a
+#: concurrent reader could see 0 or a mix of two values. Word indices (byte offset / 8):
+STATE_WORD: Final = 2
+MTIME_WORD: Final = 3
+WAITER_WORD: Final = 4
+REQUEST_WORD: Final = 5
+SCHEMA_COUNTER_WORD: Final = 6
+
 #: magic, version, header size, flags (the first 16 bytes).
 IDENTITY: Final = struct.Struct("<6sHII")
 U64: Final = struct.Struct("<Q")
-#: state + mtime_ns, written together by a publication.
-STATE_MTIME: Final = struct.Struct("<QQ")
-#: waiter_deadline + reader_request, read together by a writer after it publishes.
-WAITER_REQUEST: Final = struct.Struct("<QQ")
 SLOT_ENTRY: Final = struct.Struct("<QQ")
 ABI: Final = struct.Struct("<32s")
 #: schema_id, schema_len, reserved, payload_offset, payload_len.
 SLOT_HEADER: Final = struct.Struct("<QIIQQ")
+
+
+def header_words(buf: memoryview) -> memoryview:
+    """The header as 32 native 8-byte words (little-endian: checked by _sync at start-up)."""
+    return buf[:HEADER_SIZE].cast("Q")
 
 
 def align(n: int, to: int = ALIGN) -> int:
@@ -157,6 +169,7 @@ def check_slot(name: str, index: int, offset: int, capacity: int, file_size: int
 __all__ = [
     "ABI_OFFSET", "ALIGN", "FIXED_SCHEMA_ID", "HEADER_SIZE", "MAGIC", "MTIME_OFFSET", "MUTEX_OFFSET",
     "SCHEMA_COUNTER_OFFSET", "SLOT_ENTRY", "SLOT_HEADER", "SLOT_HEADER_SIZE", "SLOT_TABLE_OFFSET",
-    "STATE_MTIME", "STATE_OFFSET", "U64", "VERSION", "WAITER_OFFSET", "WAITER_REQUEST", "WRITING",
-    "Header", "align", "check_slot", "read_header", "slot_size", "write_identity",
+    "STATE_OFFSET", "U64", "VERSION", "WAITER_OFFSET", "WRITING",
+    "MTIME_WORD", "REQUEST_WORD", "SCHEMA_COUNTER_WORD", "STATE_WORD", "WAITER_WORD",
+    "Header", "align", "check_slot", "header_words", "read_header", "slot_size", "write_identity",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import struct
 import time
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from ._errors import (
     SharedObjectError,
     TypeMismatchError,
 )
-from ._layout import STATE_OFFSET, WAITER_OFFSET, WRITING
+from ._layout import STATE_OFFSET, WRITING
 from ._sync import LOCK_FREE_READS, WriterMutex, futex_wait, futex_wake, lock_abi
 
 log = logging.getLogger("shared_object")
@@ -42,8 +43,13 @@ log = logging.getLogger("shared_object")
 Self = TypeVar("Self", bound="SharedObject")
 FetchFn = Callable[[Any], Any]
 
-#: Lock-free read attempts before a reader falls back to reading under the writer mutex.
+#: Lock-free read attempts before a reader falls back to reading under the writer mutex: at least
+#: this many, and more while they take less than OPTIMISTIC_BUDGET_NS in all (a scalar read costs
+#: ~0.3 us, so it retries many times; a 10 MB copy gets its three tries).
 OPTIMISTIC_TRIES: Final = 3
+OPTIMISTIC_BUDGET_NS: Final = 100_000
+#: A reader waiting for the writer mutex first yields the CPU this many times, then naps POLL_S.
+READER_SPINS: Final = 200
 #: A starving reader's request makes writers pause only while it is this fresh (a dead reader's expires).
 REQUEST_FRESH_NS: Final = 5_000_000
 #: How long a writer pauses at most, per assign, for readers that asked.
@@ -57,12 +63,11 @@ DEFAULT_INIT_SIZE: Final = 100
 DEFAULT_MODE: Final = 0o600
 
 _u64_unpack = _layout.U64.unpack_from
-_u64_pack = _layout.U64.pack_into
-_state_mtime_pack = _layout.STATE_MTIME.pack_into
-_waiter_request_unpack = _layout.WAITER_REQUEST.unpack_from
 _monotonic_ns = time.monotonic_ns
 _time_ns = time.time_ns
 _CLOSED_BUF: Final = memoryview(b"")
+_CLOSED_WORDS: Final = memoryview(b"").cast("Q")  # any index raises IndexError
+STATE, MTIME, WAITER, REQUEST = _layout.STATE_WORD, _layout.MTIME_WORD, _layout.WAITER_WORD, _layout.REQUEST_WORD
 
 try:  # numpy >= 2.0 moved it
     from numpy.lib.array_utils import byte_bounds as _byte_bounds
@@ -227,11 +232,14 @@ class SharedObject:
             for i, (offset, cap) in enumerate(slots):
                 _layout.SLOT_ENTRY.pack_into(buf, _layout.SLOT_TABLE_OFFSET + 16 * i, offset, cap)
                 _write_slot_header(buf, offset, _layout.FIXED_SCHEMA_ID, schema_text, payload_offset, node.size)
-            _u64_pack(buf, _layout.SCHEMA_COUNTER_OFFSET, _layout.FIXED_SCHEMA_ID)
             for leaf, value in writes:
                 leaf.write(buf, slots[0][0] + payload_offset, value)
             node.clear_cache()
-            _state_mtime_pack(buf, STATE_OFFSET, 0, _time_ns())
+            words = _layout.header_words(buf)
+            words[_layout.SCHEMA_COUNTER_WORD] = _layout.FIXED_SCHEMA_ID
+            words[MTIME] = _time_ns()
+            words[STATE] = 0
+            words.release()
             segment.publish()
         except BaseException:
             segment.discard()
@@ -274,8 +282,9 @@ class SharedObject:
         # futex addresses taken from it stay valid even after the file grows and is remapped.
         self._mutex: WriterMutex | _ClosedMutex = WriterMutex(address + _layout.MUTEX_OFFSET)
         self._futex_address = address + STATE_OFFSET
+        self._words = _layout.header_words(segment.buf)  # single-load/single-store header fields
         self._remapped()
-        self._seen = _u64_unpack(segment.buf, STATE_OFFSET)[0] >> 2
+        self._seen = self._words[STATE] >> 2
         #: (type, pack_into, offset in slot 0, offset in slot 1) when the value is one bool/int/float.
         self._fast: tuple[type[Any], Callable[..., None], int, int] | None = None
         if not self._dynamic:
@@ -344,14 +353,14 @@ class SharedObject:
             instead of allocating one; returns ``out``.
         """
         if fn is None and out is None and LOCK_FREE_READS and not self._dynamic:
-            buf = self._buf
+            words = self._words
             try:
-                s1 = _u64_unpack(buf, STATE_OFFSET)[0]
+                s1 = words[2]  # STATE
                 value = self._slots[s1 & 1].read()
-                if _u64_unpack(buf, STATE_OFFSET)[0] == s1:
+                if words[2] == s1:
                     self._seen = s1 >> 2
                     return value
-            except struct.error:
+            except (IndexError, AttributeError):
                 self._check_open()
                 raise
         return self._fetch_slow(fn, out)
@@ -359,9 +368,13 @@ class SharedObject:
     def _fetch_slow(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
         self._check_open()
         if LOCK_FREE_READS:
-            for _ in range(OPTIMISTIC_TRIES):
+            words = self._words
+            tries = 0
+            budget_end = _monotonic_ns() + OPTIMISTIC_BUDGET_NS
+            while tries < OPTIMISTIC_TRIES or _monotonic_ns() < budget_end:
+                tries += 1
                 buf = self._buf
-                s1 = _u64_unpack(buf, STATE_OFFSET)[0]
+                s1 = words[STATE]
                 try:
                     slot = self._slot_for_read(s1 & 1)
                     if fn is not None:
@@ -371,10 +384,10 @@ class SharedObject:
                     else:
                         value = slot.read()
                 except Exception:
-                    if _valid(s1, _u64_unpack(self._buf, STATE_OFFSET)[0]):
+                    if _valid(s1, words[STATE]):
                         raise  # the data was stable: a real error (corruption, or fn's own)
                     continue
-                if _valid(s1, _u64_unpack(buf, STATE_OFFSET)[0]):
+                if _valid(s1, words[STATE]):
                     self._seen = s1 >> 2
                     return value
         return self._fetch_locked(fn, out)
@@ -399,7 +412,7 @@ class SharedObject:
         """Read under the writer mutex (after repeated collisions, or on CPUs without load ordering)."""
         self._lock_as_reader()
         try:
-            s = _u64_unpack(self._buf, STATE_OFFSET)[0]
+            s = self._words[STATE]
             slot = self._slot_for_read(s & 1)
             if out is not None:
                 value = _copy_into(out, slot.node, self._buf, slot.base)
@@ -415,13 +428,19 @@ class SharedObject:
         mutex = self._mutex
         if mutex.try_acquire():
             return
+        words = self._words
+        spins = 0
         while True:
             stamp = _monotonic_ns()
-            _u64_pack(self._buf, WAITER_OFFSET + 8, stamp)
-            time.sleep(POLL_S)
+            words[REQUEST] = stamp
+            if spins < READER_SPINS:
+                spins += 1
+                os.sched_yield()
+            else:
+                time.sleep(POLL_S)
             if mutex.try_acquire():
-                if _u64_unpack(self._buf, WAITER_OFFSET + 8)[0] == stamp:
-                    _u64_pack(self._buf, WAITER_OFFSET + 8, 0)
+                if words[REQUEST] == stamp:
+                    words[REQUEST] = 0
                 return
 
     def _detach(self, value: Any) -> Any:
@@ -444,8 +463,8 @@ class SharedObject:
     def modified(self) -> bool:
         """True if another handle assigned or triggered since this handle last fetched (no reset, no system call)."""
         try:
-            return bool(_u64_unpack(self._buf, STATE_OFFSET)[0] >> 2 != self._seen)
-        except struct.error:
+            return bool(self._words[2] >> 2 != self._seen)  # 2: STATE
+        except IndexError:
             self._check_open()
             raise
 
@@ -453,8 +472,8 @@ class SharedObject:
     def triggered(self) -> bool:
         """True once for each change since this handle last looked: reading it resets it (no system call)."""
         try:
-            change = _u64_unpack(self._buf, STATE_OFFSET)[0] >> 2
-        except struct.error:
+            change = self._words[2] >> 2  # 2: STATE
+        except IndexError:
             self._check_open()
             raise
         if change != self._seen:
@@ -466,7 +485,7 @@ class SharedObject:
     def mtime(self) -> int:
         """Time of the last assign or trigger, in ns since the epoch (``time.time_ns()``)."""
         self._check_open()
-        return int(_u64_unpack(self._buf, _layout.MTIME_OFFSET)[0])
+        return int(self._words[MTIME])
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until another handle assigns or triggers; False on timeout.
@@ -478,9 +497,9 @@ class SharedObject:
         """
         self._check_open()
         deadline = None if timeout is None else _monotonic_ns() + int(max(timeout, 0.0) * 1e9)
+        words = self._words
         while True:
-            buf = self._buf
-            state = _u64_unpack(buf, STATE_OFFSET)[0]
+            state = words[STATE]
             if state >> 2 != self._seen:
                 return True
             now = _monotonic_ns()
@@ -488,8 +507,8 @@ class SharedObject:
                 return False
             nap = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, (deadline - now) / 1e9)
             announce = now + int(nap * 1e9) + WAIT_GRACE_NS
-            if _u64_unpack(buf, WAITER_OFFSET)[0] < announce:
-                _u64_pack(buf, WAITER_OFFSET, announce)
+            if words[WAITER] < announce:  # noqa: PLR1730 - store only when it moves: writers poll this line
+                words[WAITER] = announce
             # The kernel re-checks the word after our announcement is stored: a writer either sees
             # the announcement and wakes us, or changed the word first and we return at once.
             futex_wait(self._futex_address, state & 0xFFFFFFFF, nap)
@@ -504,22 +523,23 @@ class SharedObject:
         CapacityError for a str/bytes longer than its capacity, IntegerOverflowError for an int
         beyond 64 bits, UnsupportedTypeError for a type that cannot be stored.
         """
-        # The offsets below are _layout's STATE_OFFSET (16) and WAITER_OFFSET (32), written as
-        # literals: this is the hottest path of the library and a global lookup costs ~20 ns.
+        # The word indices below are _layout's STATE (2), MTIME (3), WAITER (4) and REQUEST (5),
+        # written as literals: this is the hottest path of the library and a global lookup costs ~20 ns.
         fast = self._fast
         if fast is not None and type(data) is fast[0] and (fast[0] is not int or -(2**63) <= data < 2**63):
             writes = None  # a bool/int/float going into a top-level leaf of exactly its type
         else:
             writes = self._prepare(data)
         buf = self._buf
+        words = self._words
         mutex = self._mutex
         rc = mutex.trylock(mutex.address)
         if rc:
             mutex.acquire_contended(rc)
         try:
-            state = _u64_unpack(buf, 16)[0]
+            state = words[2]
             target = (state & 1) ^ 1
-            _u64_pack(buf, 16, state | 2)  # WRITING: the other slot is being filled
+            words[2] = state | 2  # WRITING: the other slot is being filled
             if writes is None:
                 fast[1](buf, fast[2 + target], data)  # type: ignore[index]  # writes is None => fast is set
             else:
@@ -527,12 +547,13 @@ class SharedObject:
                 for leaf, value in writes:
                     leaf.write(buf, base, value)
             change = (state >> 2) + 1
-            _state_mtime_pack(buf, 16, change << 2 | target, _time_ns())
+            words[3] = _time_ns()
+            words[2] = change << 2 | target  # the publication: one 8-byte store
         finally:
             mutex.unlock(mutex.address)
         self._seen = change
-        if _waiter_request_unpack(buf, 32) != (0, 0):
-            self._after_publish(buf)
+        if words[4] or words[5]:
+            self._after_publish()
         return self
 
     def _prepare(self, data: Any) -> _codecs.Writes:
@@ -547,25 +568,27 @@ class SharedObject:
     def trigger(self: Self) -> Self:
         """Mark the object changed without changing its value (wakes waiters); returns self."""
         self._check_open()
-        buf = self._buf
+        words = self._words
         self._mutex.acquire()
         try:
-            state = _u64_unpack(buf, STATE_OFFSET)[0]
+            state = words[STATE]
             change = (state >> 2) + 1
-            _state_mtime_pack(buf, STATE_OFFSET, change << 2 | (state & 1), _time_ns())
+            words[MTIME] = _time_ns()
+            words[STATE] = change << 2 | (state & 1)
         finally:
             self._mutex.release()
         self._seen = change
-        self._after_publish(buf)
+        self._after_publish()
         return self
 
-    def _after_publish(self, buf: memoryview) -> None:
+    def _after_publish(self) -> None:
         """Wake waiters and make room for starving readers, if there are any.
 
         Runs after the mutex release, which is a full memory barrier: the state store above is
         visible before we load the waiter announcement (so a waiter cannot be missed).
         """
-        waiter, request = _waiter_request_unpack(buf, WAITER_OFFSET)
+        words = self._words
+        waiter, request = words[WAITER], words[REQUEST]
         if not (waiter or request):
             return
         now = _monotonic_ns()
@@ -577,7 +600,7 @@ class SharedObject:
             end = now + WRITER_YIELD_MAX_NS
             while True:
                 time.sleep(POLL_S)
-                request = _u64_unpack(buf, WAITER_OFFSET + 8)[0]
+                request = words[REQUEST]
                 now = _monotonic_ns()
                 if not request or now - request >= REQUEST_FRESH_NS or now >= end:
                     break
@@ -597,6 +620,8 @@ class SharedObject:
                 slot.node.clear_cache()
         self._slots = [None, None]
         self._fast = None
+        self._words.release()
+        self._words = _CLOSED_WORDS
         self._buf = _CLOSED_BUF
         self._mutex = _ClosedMutex()
         segment.close()
@@ -636,7 +661,7 @@ class SharedObject:
         if self.closed:
             return f"{type(self).__name__}({self.name!r}, closed)"
         try:
-            slot = self._slot_for_read(_u64_unpack(self._buf, STATE_OFFSET)[0] & 1)
+            slot = self._slot_for_read(self._words[STATE] & 1)
             kind, size = slot.node.describe(), slot.node.size
         except SharedObjectError:
             kind, size = "unreadable", 0
@@ -646,7 +671,7 @@ class SharedObject:
     def kind(self) -> str:
         """A description of the stored value's type identity, e.g. ``ndarray[uint8, (480, 848, 3)]``."""
         self._check_open()
-        return self._slot_for_read(_u64_unpack(self._buf, STATE_OFFSET)[0] & 1).node.describe()
+        return self._slot_for_read(self._words[STATE] & 1).node.describe()
 
 
 DynamicSelf = TypeVar("DynamicSelf", bound="SharedDynamicObject")
@@ -670,11 +695,12 @@ class SharedDynamicObject(SharedObject):
             self._assign_locked(data, offered)
         finally:
             self._mutex.release()
-        self._after_publish(self._buf)
+        self._after_publish()
         return self
 
     def _assign_locked(self, data: Any, offered: _codecs.Schema) -> None:
-        state = _u64_unpack(self._buf, STATE_OFFSET)[0]
+        words = self._words
+        state = words[STATE]
         current = self._slots[state & 1] = self._load_slot(state & 1)
         writes: _codecs.Writes = []
         try:  # keep the current schema when the value fits it: readers then need not re-read a schema
@@ -685,20 +711,21 @@ class SharedDynamicObject(SharedObject):
             writes.clear()
             node = _codecs.build(offered)
             node.prepare(data, "", writes)
-            schema_id = _u64_unpack(self._buf, _layout.SCHEMA_COUNTER_OFFSET)[0] + 1
+            schema_id = words[_layout.SCHEMA_COUNTER_WORD] + 1
             schema_text = _codecs.dumps(offered)
         target = (state & 1) ^ 1
-        _u64_pack(self._buf, STATE_OFFSET, state | WRITING)  # from here on the target slot is ours
+        words[STATE] = state | WRITING  # from here on the target slot is ours
         try:
             target_slot = self._prepare_target(target, node, schema_id, schema_text)
         except BaseException:
-            _u64_pack(self._buf, STATE_OFFSET, state)  # nothing was touched: undo the mark
+            words[STATE] = state  # nothing was touched: undo the mark
             raise
         buf = self._buf
         for leaf, value in writes:
             leaf.write(buf, target_slot.base, value)
         change = (state >> 2) + 1
-        _state_mtime_pack(buf, STATE_OFFSET, change << 2 | target, _time_ns())
+        words[MTIME] = _time_ns()
+        words[STATE] = change << 2 | target
         self._seen = change
 
     def _prepare_target(self, target: int, node: _codecs.Node, schema_id: int, schema_text: bytes) -> _Slot:
@@ -725,8 +752,8 @@ class SharedDynamicObject(SharedObject):
             _layout.SLOT_ENTRY.pack_into(buf, entry_at, new_offset, new_capacity)
             offset = new_offset
         _write_slot_header(buf, offset, schema_id, schema_text, payload_offset, node.size)
-        if schema_id > _u64_unpack(buf, _layout.SCHEMA_COUNTER_OFFSET)[0]:
-            _u64_pack(buf, _layout.SCHEMA_COUNTER_OFFSET, schema_id)
+        counter = _layout.SCHEMA_COUNTER_WORD
+        self._words[counter] = max(self._words[counter], schema_id)
         self._nodes[schema_id] = node
         slot = self._slots[target] = _Slot(node, buf, offset, payload_offset, schema_id)
         return slot

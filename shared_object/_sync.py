@@ -65,6 +65,9 @@ class _Libc:
         if sys.platform != "linux":
             msg = f"shared_object needs Linux (shared memory in /dev/shm, futexes); this is {sys.platform}"
             raise UnsupportedPlatformError(msg)
+        if sys.byteorder != "little":
+            msg = "shared_object's segment layout is little-endian; this CPU is big-endian"
+            raise UnsupportedPlatformError(msg)
         if not lock_abi().startswith("glibc-"):
             msg = (
                 "shared_object needs the GNU C library (glibc) for its process-shared robust mutex; "

@@ -87,3 +87,21 @@ def resize_in_child(name: str, shapes: list[tuple[int, ...]], done: Any) -> None
             obj.assign(np.full(shape, i, np.float64))
             time.sleep(0.001)
     done.set()
+
+
+def count_up(name: str, count: int, started: Any) -> None:
+    """Assign 1, 2, 3, ... ``count`` back to back."""
+    with SharedObject.attach(name, timeout=30) as obj:
+        started.set()
+        for i in range(1, count + 1):
+            obj.assign(i)
+
+
+def echo(name: str, ack_name: str, rounds: int, started: Any) -> None:
+    """Answer each new value of ``name`` by assigning it to ``ack_name`` (spinning on modified)."""
+    with SharedObject.attach(name, timeout=30) as ping, SharedObject.attach(ack_name, timeout=30) as ack:
+        started.set()
+        for _ in range(rounds):
+            while not ping.modified:
+                pass
+            ack.assign(ping.fetch())

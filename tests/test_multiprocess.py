@@ -162,3 +162,48 @@ def test_busy_writer_does_not_starve_a_reader(shm_name: str, spawn: Any) -> None
     print(f"starvation: {changes} changes followed in {fetched} fetches")
     assert changes >= 100, f"reader followed only {changes} writer changes in 400 fetches"
     assert mtime_span > 0
+
+
+def test_modified_is_never_spurious(shm_name: str, spawn: Any) -> None:
+    """Ack-paced ping-pong: each time ``modified`` says so, the other side really sent something new.
+
+    Regression: header words were once written with ``struct.pack_into``, which zeroes a field
+    before writing it byte by byte; a reader could see a zero state word, hence a phantom change,
+    and a ping-pong fell out of step (an ack for the previous value, then a hang).
+    """
+    rounds = 3000
+    ack_name = shm_name + "-ack"
+    with SharedObject.create(shm_name, 0) as ping, SharedObject.create(ack_name, -1) as ack:
+        started = SPAWN.Event()
+        spawn(helpers.echo, shm_name, ack_name, rounds, started)
+        assert started.wait(PROCESS_DEADLINE)
+        wrong = []
+        for i in range(1, rounds + 1):
+            ping.assign(i)
+            deadline = time.monotonic() + PROCESS_DEADLINE
+            while not ack.modified:
+                assert time.monotonic() < deadline, f"no ack for round {i}: a change was lost"
+            value = ack.fetch()
+            if value != i:
+                wrong.append((i, value))
+        ack.unlink()
+    assert wrong == [], f"acks out of step (phantom changes): {wrong[:5]}"
+
+
+def test_reader_keeps_up_with_a_busy_scalar_writer(shm_name: str, spawn: Any) -> None:
+    """A writer assigning ints back to back: the reader sees many of its values, in order."""
+    count = 200_000
+    with SharedObject.create(shm_name, 0) as obj:
+        started = SPAWN.Event()
+        writer = spawn(helpers.count_up, shm_name, count, started)
+        assert started.wait(PROCESS_DEADLINE)
+        last, changes, backwards = 0, 0, 0
+        while last < count:
+            if obj.modified:
+                value = obj.fetch()
+                changes += 1
+                backwards += value < last
+                last = value
+        writer.join(PROCESS_DEADLINE)
+    assert backwards == 0
+    assert changes > 1000, f"the reader saw only {changes} of {count} values"
