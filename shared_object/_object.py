@@ -356,7 +356,7 @@ class SharedObject:
             words = self._words
             try:
                 s1 = words[2]  # STATE
-                value = self._slots[s1 & 1].read()
+                value = self._slots[s1 & 1].read()  # type: ignore[union-attr]  # fixed objects: both slots loaded
                 if words[2] == s1:
                     self._seen = s1 >> 2
                     return value
@@ -543,7 +543,7 @@ class SharedObject:
             if writes is None:
                 fast[1](buf, fast[2 + target], data)  # type: ignore[index]  # writes is None => fast is set
             else:
-                base = self._slots[target].base
+                base = self._slots[target].base  # type: ignore[union-attr]
                 for leaf, value in writes:
                     leaf.write(buf, base, value)
             change = (state >> 2) + 1
