@@ -25,15 +25,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 CONSUMER = textwrap.dedent("""
-    import sys
+    import sys, time
     from shared_object import SharedObject
     frames = SharedObject.attach("bench-frame", timeout=60)
     acks = SharedObject.attach("bench-ack", timeout=60)
     count = int(sys.argv[1])
+    deadline = time.monotonic() + 300  # never outlive a producer that died
     acks.assign(-2)  # ready
     for _ in range(count):
         while not frames.modified:
-            pass
+            if time.monotonic() > deadline:
+                sys.exit("consumer: producer gone")
         frame = frames.fetch()
         acks.assign(int(frame[0, 0, 0]))
 """)
@@ -51,11 +53,13 @@ PRODUCER = textwrap.dedent("""
         time.sleep(0.01)
     payloads = [np.full((480, 848, 3), i * 10, np.uint8) for i in range(4)]
     samples = []
+    deadline = time.monotonic() + 300
     for i in range(count):
         t0 = time.perf_counter()
         frames.assign(payloads[i % 4])
         while not acks.modified:
-            pass
+            if time.monotonic() > deadline:
+                sys.exit("producer: consumer gone")
         samples.append(time.perf_counter() - t0)
         acks.fetch()
     if consumer:

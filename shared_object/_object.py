@@ -42,6 +42,8 @@ log = logging.getLogger("shared_object")
 
 Self = TypeVar("Self", bound="SharedObject")
 FetchFn = Callable[[Any], Any]
+#: (dtype, shape, writable view of slot 0, of slot 1): the assign fast path of a one-ndarray object.
+_ArrayFast = tuple[np.dtype[Any], tuple[int, ...], np.ndarray[Any, Any], np.ndarray[Any, Any]]
 
 #: Lock-free read attempts before a reader falls back to reading under the writer mutex: at least
 #: this many, and more while they take less than OPTIMISTIC_BUDGET_NS in all (a scalar read costs
@@ -64,6 +66,7 @@ DEFAULT_MODE: Final = 0o600
 
 _u64_unpack = _layout.U64.unpack_from
 _monotonic_ns = time.monotonic_ns
+_copyto = np.copyto
 _time_ns = time.time_ns
 _CLOSED_BUF: Final = memoryview(b"")
 _CLOSED_WORDS: Final = memoryview(b"").cast("Q")  # any index raises IndexError
@@ -287,6 +290,8 @@ class SharedObject:
         self._seen = self._words[STATE] >> 2
         #: (type, pack_into, offset in slot 0, offset in slot 1) when the value is one bool/int/float.
         self._fast: tuple[type[Any], Callable[..., None], int, int] | None = None
+        #: (dtype, shape, writable view of slot 0, of slot 1) when the value is one ndarray.
+        self._fast_array: _ArrayFast | None = None
         if not self._dynamic:
             first, second = self._load_slot(0), self._load_slot(1)
             self._slots = [first, second]
@@ -294,6 +299,9 @@ class SharedObject:
             if isinstance(node, _codecs.StructNode) and node.fast_type is not None:
                 offset = node.offset
                 self._fast = (node.fast_type, node.fmt.pack_into, first.base + offset, second.base + offset)
+            elif isinstance(node, _codecs.ArrayNode):
+                views = node.views(self._buf, first.base)[0], node.views(self._buf, second.base)[0]
+                self._fast_array = (node.dtype, node.shape, *views)
 
     def _remapped(self) -> None:
         """Follow the segment's (new) mapping: drop views into older ones."""
@@ -526,9 +534,18 @@ class SharedObject:
         # The word indices below are _layout's STATE (2), MTIME (3), WAITER (4) and REQUEST (5),
         # written as literals: this is the hottest path of the library and a global lookup costs ~20 ns.
         fast = self._fast
+        array = None
         if fast is not None and type(data) is fast[0] and (fast[0] is not int or -(2**63) <= data < 2**63):
             writes = None  # a bool/int/float going into a top-level leaf of exactly its type
+        elif (
+            (array := self._fast_array) is not None
+            and type(data) is np.ndarray
+            and data.shape == array[1]
+            and data.dtype == array[0]
+        ):
+            writes = None  # an ndarray of exactly the stored dtype and shape
         else:
+            array = None
             writes = self._prepare(data)
         buf = self._buf
         words = self._words
@@ -540,7 +557,9 @@ class SharedObject:
             state = words[2]
             target = (state & 1) ^ 1
             words[2] = state | 2  # WRITING: the other slot is being filled
-            if writes is None:
+            if array is not None:
+                _copyto(array[3] if target else array[2], data)
+            elif writes is None:
                 fast[1](buf, fast[2 + target], data)  # type: ignore[index]  # writes is None => fast is set
             else:
                 base = self._slots[target].base  # type: ignore[union-attr]
@@ -620,6 +639,7 @@ class SharedObject:
                 slot.node.clear_cache()
         self._slots = [None, None]
         self._fast = None
+        self._fast_array = None
         self._words.release()
         self._words = _CLOSED_WORDS
         self._buf = _CLOSED_BUF
