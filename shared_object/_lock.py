@@ -1,4 +1,11 @@
-"""ReadersLock: the reference library's shared ``fcntl.flock`` lock, kept as a public utility.
+"""Everything that uses ``fcntl.flock``: segment liveness, and the public ReadersLock.
+
+Liveness: every handle holds a shared flock on its segment file for as long as it is open (the
+kernel drops it when the process dies, however it dies). ``shared-object gc`` removes only
+segments on which it can take an exclusive lock, that is, that no live handle holds. flock works
+on the file, so this holds across containers sharing /dev/shm, where PIDs mean nothing.
+
+ReadersLock: the reference library's shared ``fcntl.flock`` lock, kept as a public utility.
 
 shared_object's own objects do not use it: ``flock`` costs two system calls per acquisition and
 promises no fairness (a busy writer can starve readers indefinitely). They use a lock-free
@@ -12,10 +19,52 @@ even inside one process, while a forked child shares its parent's lock.
 from __future__ import annotations
 
 import fcntl
+import os
 import time
 from types import TracebackType
 
 from ._errors import LockTimeoutError
+
+
+def hold_liveness(fd: int) -> bool:
+    """Take a shared lock on a segment's fd, held until the fd is closed: "a live handle uses this".
+
+    Returns False (without waiting) if ``gc`` holds its exclusive lock at this moment.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def held_by_anyone(path: str) -> bool:
+    """True if some open handle (in any process or container sharing the file) holds ``path``."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our probe lock, if we got it
+    return False
+
+
+def remove_if_unused(path: str) -> bool:
+    """Unlink ``path`` if no handle holds it, atomically with respect to new attachers; True if removed."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        # An attacher that opened the file just now waits for our lock, then sees the name is gone.
+        if os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
+            os.unlink(path)
+            return True
+        return False
+    finally:
+        os.close(fd)
 
 
 class ReadersLock:
@@ -61,4 +110,4 @@ class ReadersLock:
         self.release()
 
 
-__all__ = ["ReadersLock"]
+__all__ = ["ReadersLock", "held_by_anyone", "hold_liveness", "remove_if_unused"]

@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from typing import Final
 
 from ._errors import (
@@ -26,6 +27,7 @@ from ._errors import (
     SegmentNotFoundError,
     SegmentPermissionError,
 )
+from ._lock import hold_liveness
 
 #: Where segments live. Override with SHARED_OBJECT_DIR (e.g. a tmpfs bind-mounted into containers).
 SHM_DIR: Final = os.environ.get("SHARED_OBJECT_DIR", "/dev/shm")  # noqa: S108 - it is the shared-memory dir
@@ -91,6 +93,7 @@ class Segment:
             raise SegmentNotFoundError(msg) from exc
         try:
             os.fchmod(fd, mode)  # the umask must not narrow the mode asked for
+            hold_liveness(fd)  # a private file: nobody else can hold it yet
             reserve(fd, 0, size, name)
             return cls(name, path, fd)
         except BaseException:
@@ -122,14 +125,22 @@ class Segment:
     def open(cls, name: str) -> Segment:
         """Open and map an existing segment by name."""
         path = segment_path(name)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError as exc:
-            msg = f"no shared object named {name!r} in {SHM_DIR}. {IPC_HINT}"
-            raise SegmentNotFoundError(msg) from exc
-        except PermissionError as exc:
-            msg = f"segment {name!r} exists but this process may not open it ({_owner(path)}); {_mode_hint()}"
-            raise SegmentPermissionError(msg) from exc
+        for _ in range(1000):  # retried only while `gc` is removing this very name
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError as exc:
+                msg = f"no shared object named {name!r} in {SHM_DIR}. {IPC_HINT}"
+                raise SegmentNotFoundError(msg) from exc
+            except PermissionError as exc:
+                msg = f"segment {name!r} exists but this process may not open it ({_owner(path)}); {_mode_hint()}"
+                raise SegmentPermissionError(msg) from exc
+            if hold_liveness(fd) and _same_file(path, fd):
+                break
+            os.close(fd)  # gc held it, or removed the name after we opened it: look again
+            time.sleep(0.001)
+        else:
+            msg = f"segment {name!r} kept being removed while attaching"
+            raise SegmentNotFoundError(msg)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             msg = f"{path} is not a regular file"
@@ -208,6 +219,13 @@ def unlink(name: str) -> None:
     except FileNotFoundError as exc:
         msg = f"no shared object named {name!r} in {SHM_DIR}"
         raise SegmentNotFoundError(msg) from exc
+
+
+def _same_file(path: str, fd: int) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def exists(name: str) -> bool:

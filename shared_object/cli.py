@@ -1,7 +1,16 @@
-"""The ``shared-object`` command: look at the segments in /dev/shm.
+"""The ``shared-object`` command (also ``python -m shared_object``): segments in /dev/shm, and the
+environment they live in.
 
-``shared-object ls`` lists them, ``inspect NAME`` decodes one, ``health NAME`` tells a container
-healthcheck whether a producer is alive (its object exists and changed recently).
+    shared-object ls [--json]             the segments this library made, and who holds them
+    shared-object inspect NAME [--json]   one segment's header, decoded, and a preview of its value
+    shared-object rm NAME...              remove segments by name (open handles keep working)
+    shared-object gc [--dry-run] [--prefix P] [--json]
+                                          remove segments (and half-created files) no live handle holds
+    shared-object doctor [--json]         what in this environment will break shared memory, and the fix
+    shared-object health NAME [--max-age S]  exit 0 if NAME changed in the last S seconds (healthchecks)
+
+"Held" means some open handle, in any process or container sharing /dev/shm, holds the file's
+liveness lock (see ``_lock``); the kernel drops it when a process dies, however it dies.
 """
 
 from __future__ import annotations
@@ -9,18 +18,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import pwd
 import stat
 import sys
 import time
 from collections.abc import Sequence
+from importlib import metadata
 from typing import Any
 
 import numpy as np
 
-from . import _codecs, _layout, _segment
+from . import __version__, _codecs, _layout, _lock, _segment
 from ._errors import SharedObjectError
 from ._object import SharedDynamicObject, SharedObject
+from ._sync import LOCK_FREE_READS, libc, lock_abi
+
+#: Below this, /dev/shm is likely a container's default (64 MiB): frames of a few MB x 2 slots fill it.
+SMALL_SHM_BYTES = 128 * 1024 * 1024
 
 
 def _open_any(name: str) -> SharedObject:
@@ -42,6 +57,21 @@ def _is_ours(path: str) -> bool:
         return False
 
 
+def _segment_names() -> list[str]:
+    try:
+        entries = os.listdir(_segment.SHM_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in entries if not n.startswith(".") and _is_ours(os.path.join(_segment.SHM_DIR, n)))
+
+
+def _temp_files() -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(_segment.SHM_DIR) if n.startswith(_segment.TEMP_PREFIX))
+    except FileNotFoundError:
+        return []
+
+
 def _owner(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -49,12 +79,20 @@ def _owner(uid: int) -> str:
         return str(uid)
 
 
+def _held(path: str) -> bool | None:
+    try:
+        return _lock.held_by_anyone(path)
+    except OSError:
+        return None  # cannot even open it (permissions): unknown
+
+
 def describe_segment(name: str) -> dict[str, Any]:
     """Facts about one segment, for ``ls`` and ``inspect``."""
     path = _segment.segment_path(name)
     st = os.stat(path)
     info: dict[str, Any] = {
-        "name": name, "bytes": st.st_size, "mode": f"{stat.S_IMODE(st.st_mode):#o}", "owner": _owner(st.st_uid),
+        "name": name, "bytes": st.st_size, "mode": f"{stat.S_IMODE(st.st_mode):#o}",
+        "owner": _owner(st.st_uid), "uid": st.st_uid, "held": _held(path),
     }
     try:
         with _open_any(name) as obj:
@@ -68,36 +106,45 @@ def describe_segment(name: str) -> dict[str, Any]:
 
 def _preview(value: Any) -> str:
     if isinstance(value, np.ndarray):
-        with np.printoptions(threshold=8, edgeitems=2, precision=4):
-            low, high = (value.min(), value.max()) if value.size else ("-", "-")
-            return f"{_codecs.describe(value)} min={low} max={high}"
+        low, high = (value.min(), value.max()) if value.size else ("-", "-")
+        return f"{_codecs.describe(value)} min={low} max={high}"
     text = repr(value)
     return text if len(text) < 200 else text[:197] + "..."
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    names = sorted(
-        n for n in os.listdir(_segment.SHM_DIR)
-        if not n.startswith(".") and _is_ours(os.path.join(_segment.SHM_DIR, n))
-    )
-    rows = [describe_segment(n) for n in names]
+    rows = [describe_segment(n) for n in _segment_names()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
         print(f"no shared_object segments in {_segment.SHM_DIR}")
         return 0
-    print(f"{'NAME':32} {'KIND':40} {'BYTES':>10} {'AGE':>9} {'MODE':>6} OWNER")
+    print(f"{'NAME':28} {'KIND':36} {'BYTES':>10} {'AGE':>8} {'MODE':>6} {'OWNER':8} HELD")
     for r in rows:
         age = f"{r['age_s']:.1f}s" if "age_s" in r else "?"
-        kind = r.get("kind", r.get("error", "?"))[:40]
-        print(f"{r['name']:32} {kind:40} {r['bytes']:>10} {age:>9} {r['mode']:>6} {r['owner']}")
+        kind = r.get("kind", r.get("error", "?"))[:36]
+        held = {True: "yes", False: "no (stale)", None: "?"}[r["held"]]
+        print(f"{r['name']:28} {kind:36} {r['bytes']:>10} {age:>8} {r['mode']:>6} {r['owner']:8} {held}")
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     info = describe_segment(args.name)
     if "error" not in info:
+        segment = _segment.Segment.open(args.name)
+        try:
+            header = _layout.read_header(segment.buf, segment.file_size(), args.name)
+            words = _layout.header_words(segment.buf)
+            state = words[_layout.STATE_WORD]
+            info["header"] = {
+                "layout_version": _layout.VERSION, "dynamic": header.dynamic, "lock_abi": header.lock_abi,
+                "changes": state >> 2, "current_slot": state & 1, "writing": bool(state & _layout.WRITING),
+                "slots": [{"offset": o, "capacity": c} for o, c in header.slots],
+            }
+            words.release()
+        finally:
+            segment.close()
         with _open_any(args.name) as obj:
             info["value"] = _preview(obj.fetch())
     if args.json:
@@ -106,6 +153,177 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         for key, value in info.items():
             print(f"{key:8} {value}")
     return 1 if "error" in info else 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    status = 0
+    for name in args.names:
+        try:
+            held = _held(_segment.segment_path(name))
+            _segment.unlink(name)
+            note = " (still held by open handles; they keep their mapping until they close)" if held else ""
+            print(f"removed {name}{note}")
+        except SharedObjectError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    removed: list[dict[str, str]] = []
+    kept: list[dict[str, str]] = []
+    temp_prefix = _segment.TEMP_PREFIX + args.prefix
+    candidates = [n for n in _segment_names() if n.startswith(args.prefix)]
+    candidates += [n for n in _temp_files() if n.startswith(temp_prefix)]
+    for name in candidates:
+        path = os.path.join(_segment.SHM_DIR, name)
+        try:
+            stale = not _lock.held_by_anyone(path) if args.dry_run else _lock.remove_if_unused(path)
+        except OSError as exc:  # e.g. another user's segment we may not open
+            kept.append({"name": name, "reason": str(exc)})
+            continue
+        (removed if stale else kept).append({"name": name} if stale else {"name": name, "reason": "held"})
+    if args.json:
+        print(json.dumps({"removed" if not args.dry_run else "would_remove": removed, "kept": kept}, indent=2))
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    for r in removed:
+        print(f"{verb} {r['name']}")
+    print(f"{verb} {len(removed)} stale segment(s); kept {len(kept)} held or unreadable")
+    return 0
+
+
+def _shm_mount() -> dict[str, str]:
+    """The mount that holds SHM_DIR, from /proc/self/mountinfo (fs type and options)."""
+    best: dict[str, str] = {}
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                mount_point = fields[4]
+                if _segment.SHM_DIR.startswith(mount_point) and len(mount_point) >= len(best.get("mount_point", "")):
+                    sep = fields.index("-")
+                    best = {"mount_point": mount_point, "fs": fields[sep + 1], "source": fields[sep + 2],
+                            "options": fields[sep + 3]}
+    except (OSError, ValueError, IndexError):
+        pass
+    return best
+
+
+def _in_container() -> bool:
+    if os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv"):
+        return True
+    try:
+        with open("/proc/1/cgroup") as f:
+            return any(word in f.read() for word in ("docker", "containerd", "kubepods", "libpod"))
+    except OSError:
+        return False
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+Findings = list[dict[str, str]]
+
+
+def _finding(found: Findings, level: str, check: str, detail: str) -> None:
+    found.append({"level": level, "check": check, "detail": detail})
+
+
+def _check_shm(found: Findings) -> bool:
+    """The shared-memory directory: exists, writable, big enough. False if it does not exist."""
+    shm = _segment.SHM_DIR
+    if not os.path.isdir(shm):
+        _finding(found, "error", "shm directory", f"{shm} does not exist: no shared memory here")
+        return False
+    if not os.access(shm, os.W_OK | os.X_OK):
+        detail = f"{shm} is not writable by uid {os.getuid()}: creating objects will fail"
+        _finding(found, "error", "shm directory", detail)
+    else:
+        _finding(found, "ok", "shm directory", f"{shm} is writable")
+    vfs = os.statvfs(shm)
+    total, free = vfs.f_blocks * vfs.f_frsize, vfs.f_bavail * vfs.f_frsize
+    size = f"{total / 2**20:.0f} MiB, {free / 2**20:.0f} MiB free"
+    if free < 2**20:
+        _finding(found, "error", "shm size", f"{size}: full; creating any object will fail ({_segment.SHM_SIZE_HINT})")
+    elif total <= SMALL_SHM_BYTES:
+        detail = f"{size}: small (a container's default is 64 MiB). {_segment.SHM_SIZE_HINT}"
+        _finding(found, "warn", "shm size", detail)
+    else:
+        _finding(found, "ok", "shm size", size)
+    mount = _shm_mount()
+    if mount:
+        _finding(found, "ok", "shm mount", f"{mount['mount_point']}: {mount['fs']} ({mount['options']})")
+    return True
+
+
+def _check_sharing(found: Findings) -> None:
+    try:
+        ipc = os.readlink("/proc/self/ns/ipc")
+    except OSError:
+        ipc = "unknown"
+    where = "in a container" if _in_container() else "on the host (or no container detected)"
+    _finding(found, "ok", "ipc namespace",
+             f"{ipc}, {where}. Processes see each other's segments only with the same IPC namespace id "
+             "(run `shared-object doctor` in each container and compare) or the same /dev/shm bind mount")
+
+
+def _check_segments(found: Findings) -> None:
+    stale, unreadable, others = 0, 0, 0
+    for name in _segment_names():
+        path = os.path.join(_segment.SHM_DIR, name)
+        if os.stat(path).st_uid != os.getuid():
+            others += 1
+            unreadable += not os.access(path, os.R_OK | os.W_OK)
+        stale += _held(path) is False
+    if unreadable:
+        _finding(found, "warn", "permissions",
+                 f"{unreadable} segment(s) owned by other users cannot be opened by uid {os.getuid()}: "
+                 "their creators should pass mode=0o666 (or 0o660 with a shared group)")
+    else:
+        _finding(found, "ok", "permissions", f"every segment is usable by uid {os.getuid()} ({others} owned by others)")
+    temps = len(_temp_files())
+    if stale or temps:
+        _finding(found, "warn", "stale segments", f"{stale} segment(s) and {temps} half-created file(s) no process "
+                 "holds: `shared-object gc` removes them")
+    else:
+        _finding(found, "ok", "stale segments", "none")
+
+
+def _check_platform(found: Findings) -> None:
+    try:
+        libc()  # raises UnsupportedPlatformError where shared_object cannot run
+    except SharedObjectError as exc:
+        _finding(found, "error", "platform", str(exc))
+    else:
+        detail = f"{platform.system()} {platform.machine()}, {lock_abi()}, lock-free reads: {LOCK_FREE_READS}"
+        _finding(found, "ok", "platform", detail)
+    _finding(found, "ok", "versions", f"shared_object {__version__}, Python {platform.python_version()}, "
+             f"numpy {np.__version__}, sapien {_version('sapien')}")
+
+
+def doctor_findings() -> Findings:
+    """Checks of the environment, each {"level": ok|warn|error, "check", "detail"}."""
+    found: Findings = []
+    if _check_shm(found):
+        _check_sharing(found)
+        _check_segments(found)
+    _check_platform(found)
+    return found
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    findings = doctor_findings()
+    if args.json:
+        print(json.dumps(findings, indent=2))
+    else:
+        for f in findings:
+            print(f"[{f['level']:5}] {f['check']}: {f['detail']}")
+    return 1 if any(f["level"] == "error" for f in findings) else 0
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -122,21 +340,37 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="shared-object", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shared-object", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("ls", help="list the shared_object segments")
+    ls = sub.add_parser("ls", help="list the shared_object segments and whether they are held")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(run=cmd_ls)
     inspect = sub.add_parser("inspect", help="decode one segment and preview its value")
     inspect.add_argument("name")
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(run=cmd_inspect)
+    rm = sub.add_parser("rm", help="remove segments by name")
+    rm.add_argument("names", nargs="+", metavar="NAME")
+    rm.set_defaults(run=cmd_rm)
+    gc = sub.add_parser("gc", help="remove the segments no live handle holds")
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    gc.add_argument("--prefix", default="", help="only segments whose names start with this")
+    gc.add_argument("--json", action="store_true")
+    gc.set_defaults(run=cmd_gc)
+    doctor = sub.add_parser("doctor", help="check this environment for shared-memory problems")
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(run=cmd_doctor)
     health = sub.add_parser("health", help="exit 0 if NAME exists and changed within --max-age seconds")
     health.add_argument("name")
     health.add_argument("--max-age", type=float, default=5.0)
     health.set_defaults(run=cmd_health)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
     except SharedObjectError as exc:
@@ -144,4 +378,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-__all__ = ["main"]
+__all__ = ["build_parser", "doctor_findings", "main"]

@@ -105,3 +105,8 @@ def echo(name: str, ack_name: str, rounds: int, started: Any) -> None:
             while not ping.modified:
                 pass
             ack.assign(ping.fetch())
+
+
+def create_and_exit(name: str) -> None:
+    """Create an object and exit without unlinking it: what a crashed producer leaves behind."""
+    SharedObject.create(name, {"pose": np.zeros(7), "ok": True})

@@ -1,0 +1,131 @@
+"""The shared-object command, called in-process through main(argv)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import helpers
+import numpy as np
+import pytest
+from helpers import PROCESS_DEADLINE
+
+from shared_object import SharedObject, _segment
+from shared_object.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def test_ls_lists_kind_and_holders(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with SharedObject.create(shm_name, np.zeros((4, 3), np.float32)):
+        code, out = run(capsys, "ls", "--json")
+        assert code == 0
+        row = next(r for r in json.loads(out) if r["name"] == shm_name)
+        assert row["kind"] == "ndarray[float32, (4, 3)]" and row["held"] is True and row["mode"] == "0o600"
+        code, out = run(capsys, "ls")
+        assert shm_name in out and "yes" in out
+
+
+def test_inspect_decodes_header_and_value(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with SharedObject.create(shm_name, {"cmd": "go", "gain": 2.5}) as obj:
+        obj.assign({"cmd": "stop", "gain": 1.0})
+        code, out = run(capsys, "inspect", shm_name, "--json")
+    info = json.loads(out)
+    assert code == 0
+    assert info["header"]["changes"] == 1 and info["header"]["current_slot"] == 1
+    assert info["value"] == "{'cmd': 'stop', 'gain': 1.0}"
+
+
+def test_inspect_of_a_corrupt_segment_fails_cleanly(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    SharedObject.create(shm_name, 1).close()
+    with open(os.path.join(_segment.SHM_DIR, shm_name), "r+b") as f:
+        f.write(b"\x93SHOBJ\x63\x00")  # version 99
+    code, out = run(capsys, "inspect", shm_name)
+    assert code == 1 and "layout version 99" in out
+
+
+def test_rm_removes_names_and_reports_missing(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    SharedObject.create(shm_name, 1).close()
+    assert run(capsys, "rm", shm_name) == (0, f"removed {shm_name}\n")
+    code = main(["rm", shm_name])
+    assert code == 1 and "no shared object named" in capsys.readouterr().err
+
+
+def test_gc_removes_only_what_no_live_handle_holds(spawn: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from shared_object.testing import unique_name
+
+    prefix = unique_name("gc")
+    live, stale = f"{prefix}-live", f"{prefix}-stale"
+    with SharedObject.create(live, 1):
+        child = spawn(helpers.create_and_exit, stale)  # creates, never unlinks, exits
+        child.join(PROCESS_DEADLINE)
+        # a half-created file left by a creator that died before publishing
+        leftover = os.path.join(_segment.SHM_DIR, f"{_segment.TEMP_PREFIX}{prefix}-x-1-dead")
+        open(leftover, "wb").close()
+        code, out = run(capsys, "gc", "--dry-run", "--json", "--prefix", prefix)
+        would = {r["name"] for r in json.loads(out)["would_remove"]}
+        assert stale in would and os.path.basename(leftover) in would and live not in would
+        assert os.path.exists(os.path.join(_segment.SHM_DIR, stale))  # dry run removed nothing
+        code, out = run(capsys, "gc", "--prefix", prefix)
+        assert code == 0 and f"removed {stale}" in out
+        assert not os.path.exists(os.path.join(_segment.SHM_DIR, stale))
+        assert not os.path.exists(leftover)
+        assert SharedObject.attach(live).fetch() == 1  # the held one stays
+    SharedObject.attach(live).unlink()
+
+
+def test_attach_after_gc_never_gets_a_removed_segment(shm_name: str) -> None:
+    SharedObject.create(shm_name, 1).close()
+    assert main(["gc", "--prefix", shm_name]) == 0
+    with pytest.raises(FileNotFoundError):
+        SharedObject.attach(shm_name)
+
+
+def test_doctor_reports_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(capsys, "doctor", "--json")
+    findings = {f["check"]: f for f in json.loads(out)}
+    assert code == 0
+    assert {"shm directory", "shm size", "ipc namespace", "permissions", "stale segments", "platform", "versions"} <= set(findings)
+    assert "ipc:[" in findings["ipc namespace"]["detail"]
+    assert "numpy" in findings["versions"]["detail"]
+
+
+def test_doctor_fails_when_shm_is_missing(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SHARED_OBJECT_DIR": str(tmp_path / "nowhere")}
+    result = subprocess.run([sys.executable, "-m", "shared_object", "doctor"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1
+    assert "[error] shm directory" in result.stdout
+
+
+def test_doctor_warns_about_a_small_shm(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared_object import cli
+
+    monkeypatch.setattr(cli, "SMALL_SHM_BYTES", 10**15)  # any real /dev/shm is "small" now
+    code, out = run(capsys, "doctor")
+    assert code == 0 and "[warn ] shm size" in out and "shm_size" in out
+
+
+def test_health(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "health", shm_name)[0] == 1
+    with SharedObject.create(shm_name, 1):
+        code, out = run(capsys, "health", shm_name, "--max-age", "60")
+        assert code == 0 and "healthy" in out
+        code, out = run(capsys, "health", shm_name, "--max-age", "0")
+        assert code == 1 and "last changed" in out
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "shared_object", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for command in ("ls", "inspect", "rm", "gc", "doctor", "health"):
+        assert command in result.stdout
