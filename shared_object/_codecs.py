@@ -221,7 +221,7 @@ def dumps(schema: Schema) -> bytes:
 def loads(raw: bytes, name: str) -> Schema:
     try:
         schema = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         msg = f"segment {name!r} has a corrupt schema ({exc})"
         raise LayoutError(msg) from exc
     if not isinstance(schema, list) or not schema:

@@ -368,9 +368,8 @@ class SharedObject:
                 if words[2] == s1:
                     self._seen = s1 >> 2
                     return value
-            except (IndexError, AttributeError):
+            except Exception:  # noqa: BLE001 - closed (ClosedError below), torn or corrupt: the slow path decides
                 self._check_open()
-                raise
         return self._fetch_slow(fn, out)
 
     def _fetch_slow(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
@@ -385,20 +384,33 @@ class SharedObject:
                 s1 = words[STATE]
                 try:
                     slot = self._slot_for_read(s1 & 1)
-                    if fn is not None:
-                        value = self._detach(fn(slot.node.view(buf, slot.base)))
-                    elif out is not None:
+                    if out is not None:
                         value = _copy_into(out, slot.node, buf, slot.base)
+                    elif fn is not None:
+                        value = slot.node.view(buf, slot.base)
                     else:
                         value = slot.read()
-                except Exception:
-                    if _valid(s1, words[STATE]):
-                        raise  # the data was stable: a real error (corruption, or fn's own)
-                    continue
+                except Exception as exc:
+                    if _valid(s1, words[STATE]):  # the data was stable: a real error
+                        raise self._as_layout_error(exc) from exc
+                    continue  # a writer lapped us mid-decode: whatever broke was torn data
+                if fn is not None:
+                    try:
+                        value = self._detach(fn(value))
+                    except Exception:
+                        if _valid(s1, words[STATE]):
+                            raise  # fn's own error, on stable data
+                        continue
                 if _valid(s1, words[STATE]):
                     self._seen = s1 >> 2
                     return value
         return self._fetch_locked(fn, out)
+
+    def _as_layout_error(self, exc: Exception) -> Exception:
+        """Our own errors pass as they are; anything else from decoding stable data means corruption."""
+        if isinstance(exc, SharedObjectError):
+            return exc
+        return LayoutError(f"segment {self.name!r} holds a corrupt value ({type(exc).__name__}: {exc})")
 
     def _slot_for_read(self, index: int) -> _Slot:
         slot = self._slots[index]
@@ -427,6 +439,8 @@ class SharedObject:
             else:
                 value = slot.node.read(self._buf, slot.base)
             self._seen = s >> 2
+        except Exception as exc:  # nobody writes while we hold the mutex: this is corruption
+            raise self._as_layout_error(exc) from exc
         finally:
             self._mutex.release()
         return value if fn is None else self._detach(fn(value))

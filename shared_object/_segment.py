@@ -22,6 +22,7 @@ from typing import Final
 
 from ._errors import (
     InvalidNameError,
+    LayoutError,
     OutOfSharedMemoryError,
     SegmentExistsError,
     SegmentNotFoundError,
@@ -75,6 +76,9 @@ class Segment:
         self.path = path
         self.fd = fd
         size = os.fstat(fd).st_size
+        if size == 0:  # mmap refuses empty files; say what it means for us
+            msg = f"segment {name!r} is truncated: 0 bytes"
+            raise LayoutError(msg)
         self.mm: mmap.mmap = mmap.mmap(fd, size)
         self.buf: memoryview = memoryview(self.mm)
         # Old mappings that callers may still hold views into; unmapped when those views die.

@@ -1,0 +1,140 @@
+"""Corruption fuzzing: random bytes in the header and the payload, truncated files, wrong
+magic and version, lengths pointing past the end. Every case ends in a clean LayoutError (or
+a value, when the bytes hit harmless data); never an interpreter crash, a hang, or another
+exception type."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared_object import LayoutError, SharedDynamicObject, SharedObject, SharedObjectError, _layout, _segment
+from shared_object.testing import unique_name
+
+SAMPLES: dict[str, Any] = {
+    "int": 7,
+    "str": "héllo",
+    "array": np.arange(12, dtype=np.float32).reshape(3, 4),
+    "compound": {"pose": np.zeros(7), "name": "arm", "ids": [1, 2, (3, b"x")], "flags": {True, False}},
+}
+
+
+def _pristine(kind: str, dynamic: bool) -> bytes:
+    """The bytes of a healthy segment holding SAMPLES[kind] (made once per kind)."""
+    name = unique_name("fuzz-src")
+    cls = SharedDynamicObject if dynamic else SharedObject
+    with cls.create(name, SAMPLES[kind]) as obj:
+        obj.assign(SAMPLES[kind])  # both slots written, state points at slot 1
+        raw = Path(_segment.segment_path(name)).read_bytes()
+        obj.unlink()
+    return raw
+
+
+PRISTINE = {(k, d): _pristine(k, d) for k in SAMPLES for d in (False, True)}
+
+
+def _open_and_read(name: str) -> None:
+    from shared_object.cli import _open_any
+
+    with _open_any(name) as obj:
+        obj.fetch()
+        obj.fetch(lambda v: v)
+        _ = obj.modified, obj.mtime, repr(obj), obj.kind
+
+
+mutation = st.tuples(st.integers(0, 4095), st.binary(min_size=1, max_size=16))
+
+
+@settings(max_examples=int(os.environ.get("SHARED_OBJECT_FUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(sorted(SAMPLES)),
+    dynamic=st.booleans(),
+    mutations=st.lists(mutation, min_size=1, max_size=6),
+    truncate=st.one_of(st.none(), st.integers(0, 4096)),
+)
+def test_random_corruption_is_a_layout_error_or_a_value(
+    kind: str, dynamic: bool, mutations: list[tuple[int, bytes]], truncate: int | None
+) -> None:
+    raw = bytearray(PRISTINE[(kind, dynamic)])
+    for offset, data in mutations:
+        offset %= len(raw)
+        raw[offset : offset + len(data)] = data[: len(raw) - offset]
+    if truncate is not None:
+        del raw[truncate:]
+    name = unique_name("fuzz")
+    path = _segment.segment_path(name)
+    Path(path).write_bytes(bytes(raw))
+    outcome: BaseException | None = None
+    try:
+        _open_and_read(name)
+    except Exception as exc:  # classified below: only our own errors are acceptable
+        outcome = exc
+    finally:
+        os.unlink(path)
+    # LayoutError is the expected outcome of most corruptions; flipping the dynamic flag can also
+    # give a TypeMismatchError. Anything not ours (ValueError, IndexError, ...) is a bug.
+    assert outcome is None or isinstance(outcome, SharedObjectError), f"{type(outcome).__name__}: {outcome}"
+
+
+def _write_segment(kind: str, patch: dict[int, bytes], truncate: int | None = None) -> str:
+    raw = bytearray(PRISTINE[(kind, False)])
+    for offset, data in patch.items():
+        raw[offset : offset + len(data)] = data
+    if truncate is not None:
+        del raw[truncate:]
+    name = unique_name("fuzz")
+    Path(_segment.segment_path(name)).write_bytes(bytes(raw))
+    return name
+
+
+def _expect_layout_error(name: str, match: str) -> None:
+    import pytest
+
+    try:
+        with pytest.raises(LayoutError, match=match):
+            _open_and_read(name)
+    finally:
+        os.unlink(_segment.segment_path(name))
+
+
+def test_string_length_past_its_capacity() -> None:
+    raw = PRISTINE[("str", False)]
+    slot1 = struct.unpack_from("<Q", raw, _layout.SLOT_TABLE_OFFSET + 16)[0]
+    payload_offset = struct.unpack_from("<QIIQQ", raw, slot1)[3]
+    name = _write_segment("str", {slot1 + payload_offset: struct.pack("<Q", 10**9)})
+    _expect_layout_error(name, "exceeds its capacity")
+
+
+def test_invalid_utf8_in_a_string_payload() -> None:
+    raw = PRISTINE[("str", False)]
+    slot1 = struct.unpack_from("<Q", raw, _layout.SLOT_TABLE_OFFSET + 16)[0]
+    payload_offset = struct.unpack_from("<QIIQQ", raw, slot1)[3]
+    name = _write_segment("str", {slot1 + payload_offset + 8: b"\xff\xfe"})
+    _expect_layout_error(name, "corrupt value")
+
+
+def test_slot_pointing_past_the_end() -> None:
+    name = _write_segment("array", {_layout.SLOT_TABLE_OFFSET + 16: struct.pack("<QQ", 4096, 10**9)})
+    _expect_layout_error(name, "corrupt or truncated")
+
+
+def test_schema_claiming_a_huge_array() -> None:
+    raw = PRISTINE[("array", False)]
+    slot0 = struct.unpack_from("<Q", raw, _layout.SLOT_TABLE_OFFSET)[0]
+    schema_len = struct.unpack_from("<QI", raw, slot0)[1]
+    schema = raw[slot0 + 64 : slot0 + 64 + schema_len].replace(b"[3,4]", b"[9,9]")
+    name = _write_segment("array", {slot0 + 64: schema})
+    _expect_layout_error(name, "schema needs")
+
+
+def test_deeply_nested_schema() -> None:
+    raw = PRISTINE[("int", False)]
+    slot0 = struct.unpack_from("<Q", raw, _layout.SLOT_TABLE_OFFSET)[0]
+    name = _write_segment("int", {slot0 + 8: struct.pack("<I", 40), slot0 + 64: b"[" * 40})
+    _expect_layout_error(name, "corrupt schema")
