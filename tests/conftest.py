@@ -21,6 +21,19 @@ from helpers import SPAWN  # noqa: E402
 from shared_object.testing import unique_name
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--torture", action="store_true",
+        help="run the long torture versions (200 crash rounds per payload, 30 s of load) instead of the short ones",
+    )
+
+
+@pytest.fixture
+def torture(request: pytest.FixtureRequest) -> bool:
+    """True under --torture: tests size themselves up."""
+    return bool(request.config.getoption("--torture"))
+
+
 @pytest.fixture
 def shm_name() -> Iterator[str]:
     """A fresh segment name, unlinked after the test whatever the test did."""

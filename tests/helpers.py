@@ -110,3 +110,81 @@ def echo(name: str, ack_name: str, rounds: int, started: Any) -> None:
 def create_and_exit(name: str) -> None:
     """Create an object and exit without unlinking it: what a crashed producer leaves behind."""
     SharedObject.create(name, {"pose": np.zeros(7), "ok": True})
+
+
+def compound_value(i: int) -> dict[str, Any]:
+    """A nested value whose fields all carry ``i``: a torn mix of two values disagrees with itself."""
+    return {
+        "frame": checksummed_frame(i, (240, 424, 3)),
+        "meta": {"seq": i, "tag": f"frame-{i:06d}", "ok": True},
+        "poses": [np.full(7, float(i)), (i, np.full((4, 4), i, np.int32))],
+    }
+
+
+def compound_ok(value: dict[str, Any]) -> bool:
+    i = value["meta"]["seq"]
+    return bool(
+        frame_ok(value["frame"])
+        and value["meta"]["tag"] == f"frame-{i:06d}"
+        and (value["poses"][0] == float(i)).all()
+        and value["poses"][1][0] == i
+        and (value["poses"][1][1] == i).all()
+    )
+
+
+def payload(kind: str, i: int) -> Any:
+    return checksummed_frame(i, (1024, 1024, 4)) if kind == "array" else compound_value(i)
+
+
+def payload_ok(kind: str, value: Any) -> bool:
+    return frame_ok(value) if kind == "array" else compound_ok(value)
+
+
+def write_payloads_forever(name: str, kind: str, started: Any) -> None:
+    """Assign checksummed payloads of ``kind`` back to back until killed."""
+    obj = SharedObject.attach(name, timeout=30)
+    values = [payload(kind, i) for i in range(1, 5)]
+    started.set()
+    i = 0
+    while True:
+        obj.assign(values[i % 4])
+        i += 1
+
+
+def read_and_check(name: str, kind: str, stop: Any, results: Any) -> None:
+    """Fetch and verify until ``stop`` is set; report (reads, torn)."""
+    with SharedObject.attach(name, timeout=30) as obj:
+        reads = torn = 0
+        while not stop.is_set():
+            reads += 1
+            torn += not payload_ok(kind, obj.fetch())
+        results.put((reads, torn))
+
+
+def write_for(name: str, writer_id: int, seconds: float, results: Any) -> None:
+    """Assign checksummed frames tagged with this writer's id for ``seconds``; report how many."""
+    with SharedObject.attach(name, timeout=30) as obj:
+        frames = [checksummed_frame(writer_id * 100 + i, (480, 848, 3)) for i in range(4)]
+        end, count = time.monotonic() + seconds, 0
+        while time.monotonic() < end:
+            obj.assign(frames[count % 4])
+            count += 1
+        results.put(("writer", writer_id, count))
+
+
+def trigger_every(name: str, count: int, period: float) -> None:
+    with SharedObject.attach(name, timeout=30) as obj:
+        for _ in range(count):
+            time.sleep(period)
+            obj.trigger()
+
+
+def count_wakeups(name: str, count: int, results: Any) -> None:
+    """wait() for ``count`` triggers; report each one's lateness (wake time - trigger mtime)."""
+    with SharedObject.attach(name, timeout=30) as obj:
+        late = []
+        deadline = time.monotonic() + 120
+        while len(late) < count and time.monotonic() < deadline:
+            if obj.wait(5.0) and obj.triggered:
+                late.append((time.time_ns() - obj.mtime) / 1e9)
+        results.put(("waiter", late))
