@@ -24,7 +24,7 @@ from ._errors import (
     UnsupportedTypeError,
 )
 from ._lock import ReadersLock
-from ._object import SharedDynamicObject, SharedObject
+from ._object import SharedDynamicObject, SharedObject, ZeroCopyView
 
 __version__ = "0.1.0"
 
@@ -46,5 +46,6 @@ __all__ = [
     "TypeMismatchError",
     "UnsupportedPlatformError",
     "UnsupportedTypeError",
+    "ZeroCopyView",
     "__version__",
 ]

@@ -248,3 +248,30 @@ def test_threads_sharing_one_handle_never_tear(shm_name: str) -> None:
         for t in threads:
             t.join()
         assert errors == []
+
+
+def test_zero_copy_view_reads_in_place_and_reports_tearing(shm_name: str) -> None:
+    frame = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
+    with SharedObject.create(shm_name, {"frame": frame, "seq": 1}) as writer, SharedObject.attach(shm_name) as reader:
+        with reader.view() as v:
+            view = v.value["frame"]
+            assert not view.flags.writeable and not view.flags.owndata  # a view into shared memory
+            assert view.sum() == frame.sum()
+        assert v.torn is False and v.value is None  # views are dropped when the block ends
+
+        writer.assign({"frame": frame * 2, "seq": 2})
+        assert reader.modified
+        with reader.view() as v:
+            writer.assign({"frame": frame * 3, "seq": 3})  # goes to the other slot: ours is intact
+            seen = v.value["seq"]
+        assert v.torn is False and seen == 2
+        assert reader.modified  # seq 3 is still unseen
+
+        with reader.view() as v:
+            writer.assign({"frame": frame * 4, "seq": 4})
+            writer.assign({"frame": frame * 5, "seq": 5})  # this one overwrote the viewed slot
+        assert v.torn is True
+        assert reader.modified
+        with reader.view() as v:
+            assert v.value["seq"] == 5
+        assert not v.torn and not reader.modified

@@ -13,16 +13,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # for dockertools, imported by the test modules
 
-from dockertools import LABEL, SESSION_ID, Containers  # noqa: E402
+from dockertools import LABEL, ROOT, SESSION_ID, Containers, base_image  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 IMAGE_TAG = "shared-object:test"
 ENABLE_HINT = "run `bash docker/prepare.sh` (as root on Debian it installs and starts Docker), or start Docker"
 
@@ -61,18 +59,6 @@ def docker_client() -> Iterator[Any]:
             except docker.errors.APIError:
                 pass
         client.close()
-
-
-def base_image() -> str:
-    """BASE_IMAGE from the environment, else from .env (written by docker/prepare.sh)."""
-    if os.environ.get("BASE_IMAGE"):
-        return os.environ["BASE_IMAGE"]
-    env = ROOT / ".env"
-    if env.exists():
-        for line in env.read_text().splitlines():
-            if line.startswith("BASE_IMAGE="):
-                return line.split("=", 1)[1].strip()
-    return "python:3.11-slim"
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 SESSION_ID = uuid.uuid4().hex[:12]
 LABEL = "shared_object.test-session"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def base_image() -> str:
+    """BASE_IMAGE from the environment, else from .env (written by docker/prepare.sh)."""
+    if os.environ.get("BASE_IMAGE"):
+        return os.environ["BASE_IMAGE"]
+    env = ROOT / ".env"
+    if env.exists():
+        for line in env.read_text().splitlines():
+            if line.startswith("BASE_IMAGE="):
+                return line.split("=", 1)[1].strip()
+    return "python:3.11-slim"
 
 
 class Containers:
