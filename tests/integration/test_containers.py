@@ -306,3 +306,45 @@ def test_unit_tests_pass_inside_the_image(containers: Containers) -> None:
     code, out = finish(container, timeout=600)
     assert code == 0, out[-4000:]
     assert " passed" in out
+
+
+def test_gc_sees_handles_held_in_another_container(containers: Containers) -> None:
+    """Liveness works without PIDs: a handle open in a container keeps gc on the host away."""
+    import json
+    import subprocess
+    import sys
+
+    shared = tempfile.mkdtemp(prefix="so-test-gc-", dir="/dev/shm")
+    os.chmod(shared, 0o1777)
+    host_env = {**os.environ, "SHARED_OBJECT_DIR": shared}
+
+    def gc(*args: str) -> dict[str, Any]:
+        result = subprocess.run([sys.executable, "-m", "shared_object", "gc", "--json", *args],
+                                capture_output=True, text=True, env=host_env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    try:
+        holder = containers.run(script("""
+            import time
+            from shared_object import SharedObject
+            obj = SharedObject.create("held", 1, mode=0o666)
+            print("READY", flush=True)
+            time.sleep(120)
+        """), volumes={shared: {"bind": "/dev/shm", "mode": "rw"}})
+        wait_for_output(holder, "READY")
+        assert [k["name"] for k in gc()["kept"]] == ["held"]  # held in the container: kept
+        holder.kill(signal="SIGKILL")
+        holder.wait(timeout=60)
+        assert [r["name"] for r in gc()["removed"]] == ["held"]  # its holder died: stale, removed
+        assert not os.path.exists(os.path.join(shared, "held"))
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_doctor_in_a_default_container_warns_about_shm_size(containers: Containers) -> None:
+    container = containers.run(command=["shared-object", "doctor"])  # Docker's default: 64 MiB /dev/shm
+    code, out = finish(container)
+    assert code == 0, out
+    assert "[warn ] shm size: 64 MiB" in out and "shm_size" in out
+    assert "in a container" in out and "ipc:[" in out
