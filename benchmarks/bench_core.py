@@ -57,6 +57,31 @@ def row(rows: list[tuple[str, ...]], op: str, payload: str, ours: float, floor: 
     rows.append((op, payload, f"{ours * 1e6:.3f}", f"{floor * 1e6:.3f}", floor_name, f"{ratio:.2f}x", f"<= {target}x", verdict))
 
 
+def bench_100mb(rows: list[tuple[str, ...]], quick: bool) -> None:
+    """100 MiB: allocating fetch, fetch into a preallocated array, assign, and a zero-copy reduction."""
+    big_n, big_rounds = (3, 3) if quick else (5, 7)
+    src = np.full(100 * 2**20, 5, np.uint8)
+    dst = np.empty_like(src)
+    out = np.empty_like(src)
+    name = unique_name("bench")
+    with SharedObject.create(name, src) as obj:
+        fetch, floor = compare(obj.fetch, lambda: np.copyto(dst, src), big_n, big_rounds)
+        row(rows, "fetch", "uint8 100 MiB", fetch, floor, 1.10, "np.copyto")
+        fetch_out, floor = compare(lambda: obj.fetch(out=out), lambda: np.copyto(dst, src), big_n, big_rounds)
+        row(rows, "fetch(out=preallocated)", "uint8 100 MiB", fetch_out, floor, 1.10, "np.copyto")
+        assign, floor = compare(lambda: obj.assign(src), lambda: np.copyto(dst, src), big_n, big_rounds)
+        row(rows, "assign", "uint8 100 MiB", assign, floor, 1.10, "np.copyto")
+
+        def reduce_in_place() -> None:
+            with obj.view() as v:
+                v.value.max()
+
+        view_t, floor = compare(reduce_in_place, src.max, big_n, big_rounds)
+        rows.append(("view(): reduce in place (max)", "uint8 100 MiB", f"{view_t * 1e6:.3f}", f"{floor * 1e6:.3f}",
+                     "max() on a private array", f"{view_t / floor:.2f}x", "(info)", ""))
+        obj.unlink()
+
+
 def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
     scalar_n, scalar_rounds = (20_000, 7) if quick else (100_000, 15)
     region = mmap.mmap(-1, 4096)
@@ -217,6 +242,45 @@ def bench_cross_process(rows: list[tuple[str, ...]], quick: bool) -> None:
                  "2-slot seqlock", f"{waited / floor:.2f}x", "(info)", ""))
 
 
+def idle_consumer(name: str, mode: str, seconds: float) -> None:
+    obj = SharedObject.attach(name, timeout=30)
+    end = time.monotonic() + seconds
+    if mode == "wait":
+        while time.monotonic() < end:
+            obj.wait(end - time.monotonic())
+    else:
+        while time.monotonic() < end:
+            obj.modified  # noqa: B018 - the polling consumer's whole job
+
+
+def cpu_share(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_idle_cpu(rows: list[tuple[str, ...]], quick: bool) -> None:
+    """CPU used by a consumer waiting for a change that does not come: wait() vs polling."""
+    seconds = 2.0 if quick else 5.0
+    name = unique_name("bench-idle")
+    ctx = mp.get_context("spawn")
+    shares = {}
+    with SharedObject.create(name, 0) as obj:
+        for mode in ("wait", "poll"):
+            proc = ctx.Process(target=idle_consumer, args=(name, mode, seconds + 1.0))
+            proc.start()
+            time.sleep(1.0)  # past the interpreter's start-up
+            before = cpu_share(proc.pid)
+            time.sleep(seconds)
+            shares[mode] = (cpu_share(proc.pid) - before) / seconds
+            proc.join(30)
+        obj.unlink()
+    rows.append(("idle consumer CPU, wait()", "-", f"{shares['wait'] * 100:.2f}% of a core", "", "", "",
+                 "< 1%", "ok" if shares["wait"] < 0.01 else "MISSED"))
+    rows.append(("idle consumer CPU, polling modified", "-", f"{shares['poll'] * 100:.0f}% of a core", "", "", "", "(info)", ""))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for a smoke run)")
@@ -224,8 +288,10 @@ def main() -> int:
     args = parser.parse_args()
     rows: list[tuple[str, ...]] = []
     bench_in_process(rows, args.quick)
+    bench_100mb(rows, args.quick)
     if not args.skip_cross_process:
         bench_cross_process(rows, args.quick)
+        bench_idle_cpu(rows, args.quick)
     header = ("operation", "payload", "ours us", "floor us", "floor", "ratio", "target", "")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {np.__version__}")
