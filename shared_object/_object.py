@@ -384,10 +384,10 @@ class SharedObject:
             budget_end = _monotonic_ns() + OPTIMISTIC_BUDGET_NS
             while tries < OPTIMISTIC_TRIES or _monotonic_ns() < budget_end:
                 tries += 1
-                buf = self._buf
                 s1 = words[STATE]
                 try:
                     slot = self._slot_for_read(s1 & 1)
+                    buf = self._buf  # after the lookup: it may have remapped a grown segment
                     if out is not None:
                         value = _copy_into(out, slot.node, buf, slot.base)
                     elif fn is not None:

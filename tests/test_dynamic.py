@@ -63,3 +63,17 @@ def test_dynamic_and_fixed_do_not_mix(shm_name: str) -> None:
     SharedDynamicObject.create(shm_name, 1).close()
     with pytest.raises(TypeError, match="SharedDynamicObject"):
         SharedObject.attach(shm_name)
+
+
+def test_fn_and_out_after_another_handle_grew_the_segment(shm_name: str) -> None:
+    """A reader whose mapping predates the growth must follow it in every read path."""
+    with SharedDynamicObject.create(shm_name, np.zeros(10)) as writer, SharedDynamicObject.attach(shm_name) as reader:
+        assert reader.fetch(lambda x: x.sum()) == 0
+        writer.assign(np.ones(1_000_000))  # relocates the slot past the reader's mapping
+        assert reader.fetch(lambda x: x.sum()) == 1_000_000
+        writer.assign(np.full(3_000_000, 2.0))
+        out = np.empty(3_000_000)
+        assert reader.fetch(out=out) is out and out[0] == 2.0
+        writer.assign(np.full(5_000_000, 3.0))
+        with reader.view() as v:
+            assert v.value[0] == 3.0
