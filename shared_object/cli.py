@@ -266,10 +266,18 @@ def _check_sharing(found: Findings) -> None:
         ipc = os.readlink("/proc/self/ns/ipc")
     except OSError:
         ipc = "unknown"
-    where = "in a container" if _in_container() else "on the host (or no container detected)"
+    st_dev = os.stat(_segment.SHM_DIR).st_dev
+    device = f"{os.major(st_dev)}:{os.minor(st_dev)}"
+    if not _in_container():
+        where = "on the host (or no container detected)"
+    elif os.statvfs(_segment.SHM_DIR).f_blocks * os.statvfs(_segment.SHM_DIR).f_frsize == 64 * 2**20:
+        where = "in a container with Docker's default 64 MiB /dev/shm (its own, unless others joined it)"
+    else:
+        where = "in a container"
     _finding(found, "ok", "ipc namespace",
-             f"{ipc}, {where}. Processes see each other's segments only with the same IPC namespace id "
-             "(run `shared-object doctor` in each container and compare) or the same /dev/shm bind mount")
+             f"{ipc}, {_segment.SHM_DIR} is device {device}, {where}. Processes see each other's segments "
+             "only if they show the same IPC namespace id or the same shm device: run "
+             "`shared-object doctor` in each container and compare")
 
 
 def _check_segments(found: Findings) -> None:

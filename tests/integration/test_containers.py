@@ -348,3 +348,19 @@ def test_doctor_in_a_default_container_warns_about_shm_size(containers: Containe
     assert code == 0, out
     assert "[warn ] shm size: 64 MiB" in out and "shm_size" in out
     assert "in a container" in out and "ipc:[" in out
+
+
+def test_doctor_tells_joined_containers_from_strangers(containers: Containers) -> None:
+    import json
+    import re
+
+    def ipc_of(output: str) -> str:
+        detail = next(f["detail"] for f in json.loads(output) if f["check"] == "ipc namespace")
+        return re.search(r"ipc:\[\d+\]", detail).group(0)  # type: ignore[union-attr]
+
+    donor = producer(containers, "import time; print('READY', flush=True); time.sleep(120)")
+    donor_ipc = ipc_of(donor.exec_run(["shared-object", "doctor", "--json"]).output.decode())
+    joined = containers.run(command=["shared-object", "doctor", "--json"], ipc_mode=f"container:{donor.id}")
+    stranger = containers.run(command=["shared-object", "doctor", "--json"])
+    assert ipc_of(finish(joined)[1]) == donor_ipc
+    assert ipc_of(finish(stranger)[1]) != donor_ipc
