@@ -8,7 +8,7 @@ How the pieces fit (each in its own module):
 * ``_sync``: the robust writer mutex and the futex behind ``wait()``.
 
 Reads take no lock (on x86): a reader checks the state word before and after copying and retries
-when a writer lapped it. A reader that fails :data:`OPTIMISTIC_TRIES` times in a row asks busy
+when a writer lapped it. A reader still lapped after :data:`OPTIMISTIC_BUDGET_NS` asks busy
 writers to pause (``reader_request`` in the header) and reads under the writer mutex, so a writer
 assigning in a tight loop cannot starve readers.
 """
@@ -45,13 +45,15 @@ FetchFn = Callable[[Any], Any]
 #: (dtype, shape, writable view of slot 0, of slot 1): the assign fast path of a one-ndarray object.
 _ArrayFast = tuple[np.dtype[Any], tuple[int, ...], np.ndarray[Any, Any], np.ndarray[Any, Any]]
 
-#: Lock-free read attempts before a reader falls back to reading under the writer mutex: at least
-#: this many, and more while they take less than OPTIMISTIC_BUDGET_NS in all (a scalar read costs
-#: ~0.3 us, so it retries many times; a 10 MB copy gets its three tries).
-OPTIMISTIC_TRIES: Final = 3
+#: A reader lapped by a writer retries lock-free while its attempts fit in OPTIMISTIC_BUDGET_NS,
+#: then reads under the writer mutex. A scalar read costs ~0.3 us, so it retries many times; a
+#: frame copy that a busy writer slows to hundreds of microseconds (both compete for memory
+#: bandwidth) goes to the mutex after one retry, instead of being lapped again and again.
 OPTIMISTIC_BUDGET_NS: Final = 100_000
 #: A reader waiting for the writer mutex first yields the CPU this many times, then naps POLL_S.
 READER_SPINS: Final = 200
+#: Payloads at least this big keep a lapped handle on the mutex path (see _fetch_slow).
+SLOW_READ_BYTES: Final = 256 * 1024
 #: A starving reader's request makes writers pause only while it is this fresh (a dead reader's expires).
 REQUEST_FRESH_NS: Final = 5_000_000
 #: How long a writer pauses at most, per assign, for readers that asked.
@@ -288,6 +290,7 @@ class SharedObject:
         self._words = _layout.header_words(segment.buf)  # single-load/single-store header fields
         self._remapped()
         self._seen = self._words[STATE] >> 2
+        self._slow_reads = False
         #: (type, pack_into, offset in slot 0, offset in slot 1) when the value is one bool/int/float.
         self._fast: tuple[type[Any], Callable[..., None], int, int] | None = None
         #: (dtype, shape, writable view of slot 0, of slot 1) when the value is one ndarray.
@@ -378,37 +381,53 @@ class SharedObject:
 
     def _fetch_slow(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
         self._check_open()
-        if LOCK_FREE_READS:
-            words = self._words
-            tries = 0
+        # A handle whose lapped reads already proved slow (large payloads under a busy writer)
+        # goes straight to the mutex: another lock-free copy would most likely be lapped again.
+        if LOCK_FREE_READS and not self._slow_reads:
             budget_end = _monotonic_ns() + OPTIMISTIC_BUDGET_NS
-            while tries < OPTIMISTIC_TRIES or _monotonic_ns() < budget_end:
-                tries += 1
-                s1 = words[STATE]
-                try:
-                    slot = self._slot_for_read(s1 & 1)
-                    buf = self._buf  # after the lookup: it may have remapped a grown segment
-                    if out is not None:
-                        value = _copy_into(out, slot.node, buf, slot.base)
-                    elif fn is not None:
-                        value = slot.node.view(buf, slot.base)
-                    else:
-                        value = slot.read()
-                except Exception as exc:
-                    if _valid(s1, words[STATE]):  # the data was stable: a real error
-                        raise self._as_layout_error(exc) from exc
-                    continue  # a writer lapped us mid-decode: whatever broke was torn data
-                if fn is not None:
-                    try:
-                        value = self._detach(fn(value))
-                    except Exception:
-                        if _valid(s1, words[STATE]):
-                            raise  # fn's own error, on stable data
-                        continue
-                if _valid(s1, words[STATE]):
-                    self._seen = s1 >> 2
+            while True:
+                started = _monotonic_ns()
+                done, value = self._read_once(fn, out)
+                if done:
                     return value
+                now = _monotonic_ns()
+                if now >= budget_end:
+                    self._slow_reads = now - started > OPTIMISTIC_BUDGET_NS // 2
+                    break
         return self._fetch_locked(fn, out)
+
+    def _read_once(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> tuple[bool, Any]:
+        """One lock-free read: (True, value), or (False, None) if a writer lapped it.
+
+        An error on data that stayed stable is real: corruption becomes LayoutError, and fn's own
+        exceptions propagate as they are. An error on torn data is just a lap.
+        """
+        words = self._words
+        s1 = words[STATE]
+        try:
+            slot = self._slot_for_read(s1 & 1)
+            buf = self._buf  # after the lookup: it may have remapped a grown segment
+            if out is not None:
+                value = _copy_into(out, slot.node, buf, slot.base)
+            elif fn is not None:
+                value = slot.node.view(buf, slot.base)
+            else:
+                value = slot.read()
+        except Exception as exc:
+            if _valid(s1, words[STATE]):
+                raise self._as_layout_error(exc) from exc
+            return False, None
+        if fn is not None:
+            try:
+                value = self._detach(fn(value))
+            except Exception:
+                if _valid(s1, words[STATE]):
+                    raise
+                return False, None
+        if not _valid(s1, words[STATE]):
+            return False, None
+        self._seen = s1 >> 2
+        return True, value
 
     def view(self) -> ZeroCopyView:
         """A zero-copy read: ``with obj.view() as v:`` gives ``v.value`` without copying anything.
@@ -467,6 +486,7 @@ class SharedObject:
             else:
                 value = slot.node.read(self._buf, slot.base)
             self._seen = s >> 2
+            self._slow_reads = slot.node.size >= SLOW_READ_BYTES  # a small value goes back to lock-free retries
         except Exception as exc:  # nobody writes while we hold the mutex: this is corruption
             raise self._as_layout_error(exc) from exc
         finally:
