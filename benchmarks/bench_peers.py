@@ -1,0 +1,401 @@
+"""Producer -> consumer across processes: shared_object beside its peers, in one run.
+
+    python=$(bash benchmarks/setup_peers.sh)        # a venv with the peers (not our dependencies)
+    $python benchmarks/bench_peers.py [--quick]
+
+For each transport and payload size, a producer process sends frames to a consumer process that
+ends up holding the frame's data (a private copy, except the zero-copy rows), then acknowledges
+through one raw shared 8-byte word, the same for every transport, so only the frame direction
+differs. Measured:
+
+* ack-paced one-way-and-back latency (median, p99) and the frames per second that pacing allows
+  (1 / mean round trip: the most a consumer can take without loss);
+* free-running: the producer sends as fast as it can for a fixed time; frames the consumer got
+  versus frames the producer sent.
+
+Writes benchmarks/results/peers.md (the table) and benchmarks/results/peers.png (latency versus
+payload size). Transports that are not installed are listed as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing import shared_memory
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared_object.testing import unique_name  # noqa: E402
+
+SIZES = {"1 KiB": (32, 32), "1.22 MB": (480, 848, 3), "9.8 MB": (480, 848, 3, 8)}
+STOP = 2**62  # the sequence number that ends a free-running stream
+DEADLINE_S = 120.0
+
+
+def frame_for(shape: tuple[int, ...], seq: int) -> np.ndarray[Any, Any]:
+    frame = np.full(shape, seq % 251, np.uint8)
+    frame.reshape(-1)[:8].view(np.uint64)[0] = seq
+    return frame
+
+
+def seq_of(buffer: Any) -> int:
+    return int(np.frombuffer(buffer, np.uint8, 8).view(np.uint64)[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# Transports: each is (make_sender, make_receiver). A sender takes a frame; a receiver returns the
+# seq of the next new frame, after copying it (or viewing it, for zero-copy) into the consumer.
+# ------------------------------------------------------------------------------------------------
+Sender = Callable[[np.ndarray[Any, Any]], None]
+Receiver = Callable[[], int]
+
+
+def so_sender(name: str, shape: tuple[int, ...]) -> Sender:
+    from shared_object import SharedObject
+
+    obj = SharedObject.create(name, np.zeros(shape, np.uint8), mode=0o600)
+    return obj.assign
+
+
+def so_receiver(name: str, shape: tuple[int, ...], mode: str) -> Receiver:
+    from shared_object import SharedObject
+
+    obj = SharedObject.attach(name, timeout=30)
+
+    def poll() -> int:
+        while not obj.modified:
+            pass
+        return seq_of(obj.fetch())
+
+    def wait() -> int:
+        obj.wait(DEADLINE_S)
+        return seq_of(obj.fetch())
+
+    def view() -> int:
+        while not obj.modified:
+            pass
+        while True:
+            with obj.view() as v:
+                seq = seq_of(v.value)
+            if not v.torn:
+                return seq
+
+    return {"poll": poll, "wait": wait, "view": view}[mode]
+
+
+def seqlock_sender(name: str, shape: tuple[int, ...]) -> Sender:
+    nbytes = int(np.prod(shape))
+    shm = shared_memory.SharedMemory(name=name, create=True, size=64 + 2 * nbytes)
+    words = shm.buf[:64].cast("Q")
+    words[0] = 0
+    slots = [np.ndarray(shape, np.uint8, shm.buf, 64 + i * nbytes) for i in (0, 1)]
+    state = {"seq": 0, "shm": shm}
+
+    def send(frame: np.ndarray[Any, Any]) -> None:
+        state["seq"] += 1
+        np.copyto(slots[state["seq"] & 1], frame)
+        words[0] = state["seq"]
+
+    return send
+
+
+def seqlock_receiver(name: str, shape: tuple[int, ...]) -> Receiver:
+    shm = shared_memory.SharedMemory(name=name)
+    nbytes = int(np.prod(shape))
+    words = shm.buf[:64].cast("Q")
+    slots = [np.ndarray(shape, np.uint8, shm.buf, 64 + i * nbytes) for i in (0, 1)]
+    last = [words[0]]
+
+    def receive() -> int:
+        while True:
+            seq = words[0]
+            if seq != last[0]:
+                frame = slots[seq & 1].copy()
+                if words[0] == seq:
+                    last[0] = seq
+                    return seq_of(frame)
+
+    receive.keep = shm  # type: ignore[attr-defined]
+    return receive
+
+
+def reference_sender(name: str, shape: tuple[int, ...]) -> Sender:
+    from real_robot.utils.multiprocessing import SharedObject as RefSharedObject
+
+    obj = RefSharedObject(name, data=np.zeros(shape, np.uint8))
+    return obj.assign  # type: ignore[no-any-return]
+
+
+def reference_receiver(name: str, shape: tuple[int, ...]) -> Receiver:
+    from real_robot.utils.multiprocessing import SharedObject as RefSharedObject
+
+    obj = RefSharedObject(name)
+
+    def receive() -> int:
+        while not obj.modified:
+            pass
+        return seq_of(obj.fetch())
+
+    return receive
+
+
+def iceoryx_sender(name: str, shape: tuple[int, ...]) -> Sender:
+    import ctypes
+
+    import iceoryx2 as iox2
+
+    iox2.set_log_level(iox2.LogLevel.Error)
+    node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
+    service = (node.service_builder(iox2.ServiceName.new(name)).publish_subscribe(iox2.Slice[ctypes.c_uint8])
+               .history_size(0).subscriber_max_buffer_size(2).enable_safe_overflow(True).open_or_create())
+    publisher = service.publisher_builder().initial_max_slice_len(int(np.prod(shape))).create()
+    keep = (node, service, publisher)
+
+    def send(frame: np.ndarray[Any, Any]) -> None:
+        sample = publisher.loan_slice_uninit(frame.size)
+        np.frombuffer(sample.payload().as_memory_view(), np.uint8)[:] = frame.reshape(-1)
+        sample.assume_init().send()
+
+    send.keep = keep  # type: ignore[attr-defined]
+    return send
+
+
+def iceoryx_receiver(name: str, shape: tuple[int, ...], zero_copy: bool) -> Receiver:
+    import ctypes
+
+    import iceoryx2 as iox2
+
+    iox2.set_log_level(iox2.LogLevel.Error)
+    node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
+    service = (node.service_builder(iox2.ServiceName.new(name)).publish_subscribe(iox2.Slice[ctypes.c_uint8])
+               .history_size(0).subscriber_max_buffer_size(2).enable_safe_overflow(True).open_or_create())
+    subscriber = service.subscriber_builder().create()
+
+    def receive() -> int:
+        latest = None
+        while latest is None:
+            while (sample := subscriber.receive()) is not None:  # drain: keep the newest
+                if latest is not None:
+                    latest.delete()
+                latest = sample
+        view = np.frombuffer(latest.payload().as_memory_view(), np.uint8)
+        seq = seq_of(view if zero_copy else view.copy())
+        latest.delete()
+        return seq
+
+    receive.keep = (node, service, subscriber)  # type: ignore[attr-defined]
+    return receive
+
+
+def zmq_sender(name: str, shape: tuple[int, ...]) -> Sender:
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock.set_hwm(2)
+    sock.bind(f"ipc:///tmp/{name}.zmq")
+    return lambda frame: sock.send(frame, copy=False)
+
+
+def zmq_receiver(name: str, shape: tuple[int, ...]) -> Receiver:
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.PULL)
+    sock.set_hwm(2)
+    sock.connect(f"ipc:///tmp/{name}.zmq")
+    return lambda: seq_of(np.frombuffer(sock.recv(), np.uint8))
+
+
+def pipe_pair() -> tuple[Any, Any]:
+    return mp.get_context("spawn").Pipe(duplex=False)
+
+
+TRANSPORTS: dict[str, dict[str, Any]] = {
+    "shared_object (copy, polling)": {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "poll"), "needs": "shared_object"},
+    "shared_object (copy, wait())": {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "wait"), "needs": "shared_object"},
+    "shared_object (zero-copy view)": {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "view"), "needs": "shared_object"},
+    "raw shm + 2-slot seqlock (floor)": {"send": seqlock_sender, "recv": seqlock_receiver, "needs": "numpy"},
+    "reference SharedObject 0.0.6": {"send": reference_sender, "recv": reference_receiver, "needs": "real_robot"},
+    "iceoryx2 (copy)": {"send": iceoryx_sender, "recv": lambda n, s: iceoryx_receiver(n, s, False), "needs": "iceoryx2"},
+    "iceoryx2 (zero-copy)": {"send": iceoryx_sender, "recv": lambda n, s: iceoryx_receiver(n, s, True), "needs": "iceoryx2"},
+    "pyzmq ipc://": {"send": zmq_sender, "recv": zmq_receiver, "needs": "zmq"},
+    "multiprocessing Pipe (pickle 5)": {"send": None, "recv": None, "needs": "numpy"},
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# The two sides
+# ------------------------------------------------------------------------------------------------
+def consumer_main(transport: str, name: str, shape: tuple[int, ...], ack_name: str, mode: str, conn: Any) -> None:
+    ack_shm = shared_memory.SharedMemory(name=ack_name)
+    ack = ack_shm.buf[:8].cast("Q")
+    if conn is not None:
+        receive: Receiver = lambda: seq_of(conn.recv())  # noqa: E731
+    else:
+        receive = TRANSPORTS[transport]["recv"](name, shape)
+    ack[0] = 1  # ready
+    got = 0
+    deadline = time.monotonic() + DEADLINE_S * 3
+    while time.monotonic() < deadline:
+        seq = receive()
+        if seq == STOP:
+            break
+        got += 1
+        if mode == "paced":
+            ack[0] = seq
+    ack[0] = STOP + got  # report the count back
+    del ack, receive
+    ack_shm.close()
+
+
+def _paced(transport: str, send: Sender, ack: Any, frames: list[np.ndarray[Any, Any]], count: int) -> dict[str, Any]:
+    samples = []
+    for seq in range(2, count + 2):
+        frame = frames[seq % 4]
+        frame.reshape(-1)[:8].view(np.uint64)[0] = seq
+        t0 = time.perf_counter()
+        send(frame)
+        while ack[0] != seq:
+            if time.perf_counter() - t0 > 10:
+                msg = f"{transport}: no ack for frame {seq}"
+                raise RuntimeError(msg)
+        samples.append(time.perf_counter() - t0)
+    warm = sorted(samples[len(samples) // 10:])
+    return {"median_us": statistics.median(warm) * 1e6, "p99_us": warm[int(len(warm) * 0.99)] * 1e6,
+            "fps": 1 / statistics.mean(warm)}
+
+
+def _free_running(send: Sender, ack: Any, frames: list[np.ndarray[Any, Any]], seconds: float) -> dict[str, Any]:
+    sent, seq, end = 0, 1, time.monotonic() + seconds
+    while time.monotonic() < end:
+        seq += 1
+        frame = frames[seq % 4]
+        frame.reshape(-1)[:8].view(np.uint64)[0] = seq
+        send(frame)
+        sent += 1
+    time.sleep(0.05)
+    stop = frames[0]
+    stop.reshape(-1)[:8].view(np.uint64)[0] = STOP
+    for _ in range(20):  # a lossy transport may drop the stop frame: resend until counted
+        send(stop)
+        time.sleep(0.05)
+        if ack[0] >= STOP:
+            break
+    return {"sent": sent, "got": max(0, ack[0] - STOP) if ack[0] >= STOP else None}
+
+
+def run_pair(transport: str, shape: tuple[int, ...], mode: str, count: int, seconds: float) -> dict[str, Any]:
+    name = unique_name("peer").replace("-", "_")
+    ack_shm = shared_memory.SharedMemory(create=True, size=64)
+    ack = ack_shm.buf[:8].cast("Q")
+    ack[0] = 0
+    ctx = mp.get_context("spawn")
+    conn_recv = conn_send = None
+    if TRANSPORTS[transport]["send"] is None:  # multiprocessing Pipe
+        conn_recv, conn_send = pipe_pair()
+        send: Sender = conn_send.send
+    else:
+        send = TRANSPORTS[transport]["send"](name, shape)
+    consumer = ctx.Process(target=consumer_main, args=(transport, name, shape, ack_shm.name, mode, conn_recv))
+    consumer.start()
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while ack[0] != 1:
+            if time.monotonic() > deadline or not consumer.is_alive():
+                msg = f"{transport}: consumer did not start"
+                raise RuntimeError(msg)
+            time.sleep(0.01)
+        time.sleep(0.2)
+        frames = [frame_for(shape, 0) for _ in range(4)]
+        if mode == "paced":
+            result = _paced(transport, send, ack, frames, count)
+        else:
+            result = _free_running(send, ack, frames, seconds)
+        consumer.join(30)
+        return result
+    finally:
+        if consumer.is_alive():
+            consumer.kill()
+            consumer.join(5)
+        del ack
+        ack_shm.close()
+        ack_shm.unlink()
+        for leftover in (f"/dev/shm/{name}", f"/tmp/{name}.zmq"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+
+
+def available(transport: str) -> bool:
+    needs = TRANSPORTS[transport]["needs"]
+    module = {"real_robot": "real_robot", "zmq": "zmq", "iceoryx2": "iceoryx2"}.get(needs, needs)
+    return importlib.util.find_spec(module) is not None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    count, seconds = (200, 1.0) if args.quick else (1000, 3.0)
+    out_dir = ROOT / "benchmarks" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, latency = [], {}
+    for transport in TRANSPORTS:
+        if not available(transport):
+            rows.append(f"| {transport} | skipped: not installed (run benchmarks/setup_peers.sh) | | | | |")
+            continue
+        for label, shape in SIZES.items():
+            try:
+                paced = run_pair(transport, shape, "paced", count if label != "9.8 MB" else count // 4, seconds)
+                free = run_pair(transport, shape, "free", count, seconds) if label == "1.22 MB" else None
+            except Exception as exc:
+                rows.append(f"| {transport} | {label} | failed: {exc} | | | |")
+                continue
+            latency.setdefault(transport, {})[label] = paced["median_us"]
+            free_text = f"{free['got']} / {free['sent']}" if free else ""
+            rows.append(f"| {transport} | {label} | {paced['median_us']:.1f} | {paced['p99_us']:.1f} | "
+                        f"{paced['fps']:.0f} | {free_text} |")
+            print(rows[-1], flush=True)
+    header = (f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {np.__version__}; "
+              f"{count} ack-paced frames per row, {seconds:.0f} s free-running at 1.22 MB\n\n"
+              "| transport | payload | median us | p99 us | max lossless fps (paced) | free-running: got / sent |\n"
+              "| --- | --- | --- | --- | --- | --- |")
+    table = header + "\n" + "\n".join(rows)
+    (out_dir / "peers.md").write_text(table + "\n")
+    print(table)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(9, 5))
+        sizes_bytes = {"1 KiB": 1024, "1.22 MB": 1221120, "9.8 MB": 9768960}
+        for transport, by_size in latency.items():
+            xs = [sizes_bytes[k] for k in by_size]
+            ax.plot(xs, list(by_size.values()), marker="o", label=transport)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("payload (bytes)")
+        ax.set_ylabel("ack-paced latency, median (us)")
+        ax.set_title("producer -> consumer holding the frame, ack-paced")
+        ax.legend(fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out_dir / "peers.png", dpi=110)
+    except ImportError:
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
