@@ -71,12 +71,9 @@ ALIGN: Final = 64
 FLAG_DYNAMIC: Final = 1
 
 STATE_OFFSET: Final = 16
-MTIME_OFFSET: Final = 24
-WAITER_OFFSET: Final = 32
 MUTEX_OFFSET: Final = 64
 SLOT_TABLE_OFFSET: Final = 128
 ABI_OFFSET: Final = 160
-SCHEMA_COUNTER_OFFSET: Final = 48
 
 WRITING: Final = 2
 SLOT_HEADER_SIZE: Final = 64
@@ -167,9 +164,9 @@ def check_slot(name: str, index: int, offset: int, capacity: int, file_size: int
 
 
 __all__ = [
-    "ABI_OFFSET", "ALIGN", "FIXED_SCHEMA_ID", "HEADER_SIZE", "MAGIC", "MTIME_OFFSET", "MUTEX_OFFSET",
-    "SCHEMA_COUNTER_OFFSET", "SLOT_ENTRY", "SLOT_HEADER", "SLOT_HEADER_SIZE", "SLOT_TABLE_OFFSET",
-    "STATE_OFFSET", "U64", "VERSION", "WAITER_OFFSET", "WRITING",
+    "ABI_OFFSET", "ALIGN", "FIXED_SCHEMA_ID", "HEADER_SIZE", "MAGIC", "MUTEX_OFFSET",
+    "SLOT_ENTRY", "SLOT_HEADER", "SLOT_HEADER_SIZE", "SLOT_TABLE_OFFSET",
+    "STATE_OFFSET", "U64", "VERSION", "WRITING",
     "MTIME_WORD", "REQUEST_WORD", "SCHEMA_COUNTER_WORD", "STATE_WORD", "WAITER_WORD",
     "Header", "align", "check_slot", "header_words", "read_header", "slot_size", "write_identity",
 ]

@@ -232,10 +232,6 @@ def _same_file(path: str, fd: int) -> bool:
         return False
 
 
-def exists(name: str) -> bool:
-    return os.path.exists(segment_path(name))
-
-
 def _owner(path: str) -> str:
     try:
         st = os.stat(path)
@@ -262,5 +258,5 @@ def _fmt(n: int) -> str:
 
 __all__ = [
     "IPC_HINT", "SHM_DIR", "SHM_SIZE_HINT", "TEMP_PREFIX",
-    "Segment", "exists", "reserve", "segment_path", "unlink", "validate_name",
+    "Segment", "reserve", "segment_path", "unlink", "validate_name",
 ]
