@@ -38,12 +38,13 @@ sys.path.insert(0, str(ROOT))
 
 from shared_object.testing import unique_name  # noqa: E402
 
-SIZES = {"1 KiB": (32, 32), "1.22 MB": (480, 848, 3), "9.8 MB": (480, 848, 3, 8)}
+SIZES = {"8 B": (8,), "1 KiB": (32, 32), "1.22 MB": (480, 848, 3), "9.8 MB": (480, 848, 3, 8)}
 STOP = 2**62  # the sequence number that ends a free-running stream
 DEADLINE_S = 120.0
 
 
 def frame_for(shape: tuple[int, ...], seq: int) -> np.ndarray[Any, Any]:
+    """A payload whose first 8 bytes carry its sequence number (the 8 B payload is only that)."""
     frame = np.full(shape, seq % 251, np.uint8)
     frame.reshape(-1)[:8].view(np.uint64)[0] = seq
     return frame
@@ -379,7 +380,7 @@ def main() -> int:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(9, 5))
-        sizes_bytes = {"1 KiB": 1024, "1.22 MB": 1221120, "9.8 MB": 9768960}
+        sizes_bytes = {"8 B": 8, "1 KiB": 1024, "1.22 MB": 1221120, "9.8 MB": 9768960}
         for transport, by_size in latency.items():
             xs = [sizes_bytes[k] for k in by_size]
             ax.plot(xs, list(by_size.values()), marker="o", label=transport)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole benchmark suite, one command: `bash benchmarks/run_all.sh [--quick]`.
+#
+# 1. in-process operations against their floors, 8 B to 100 MiB, and idle-consumer CPU (bench_core);
+# 2. producer -> consumer against the peers (bench_peers, in its own venv with the reference,
+#    iceoryx2 and pyzmq): table in benchmarks/results/peers.md, plot in benchmarks/results/peers.png;
+# 3. across two containers versus two processes, when Docker is available (bench_containers).
+# Everything is printed, and written under benchmarks/results/.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+mkdir -p benchmarks/results
+quick="${1:-}"
+python="$(bash benchmarks/setup_peers.sh)"
+echo "== in-process operations (benchmarks/bench_core.py)"
+"$python" benchmarks/bench_core.py $quick | tee benchmarks/results/core.md
+echo "== producer -> consumer, against the peers (benchmarks/bench_peers.py)"
+"$python" benchmarks/bench_peers.py $quick
+if docker info >/dev/null 2>&1; then
+    echo "== two containers versus two processes (benchmarks/bench_containers.py)"
+    "$python" -m pip install -q docker >&2
+    "$python" benchmarks/bench_containers.py $([ -n "$quick" ] && echo "--frames 500 --rounds 1") \
+        | tee benchmarks/results/containers.md
+else
+    echo "== skipped bench_containers.py: no Docker engine (bash docker/prepare.sh sets one up)"
+fi
