@@ -86,8 +86,8 @@ def _held(path: str) -> bool | None:
         return None  # cannot even open it (permissions): unknown
 
 
-def describe_segment(name: str) -> dict[str, Any]:
-    """Facts about one segment, for ``ls`` and ``inspect``."""
+def describe_segment(name: str, *, detail: bool = False) -> dict[str, Any]:
+    """Facts about one segment, for ``ls``; with ``detail``, also the decoded header and a value preview."""
     path = _segment.segment_path(name)
     st = os.stat(path)
     info: dict[str, Any] = {
@@ -99,6 +99,9 @@ def describe_segment(name: str) -> dict[str, Any]:
             info["kind"] = obj.kind
             info["dynamic"] = isinstance(obj, SharedDynamicObject)
             info["age_s"] = round((time.time_ns() - obj.mtime) / 1e9, 3)
+            if detail:
+                info["header"] = _header_facts(obj)
+                info["value"] = _preview(obj.fetch())
     except (SharedObjectError, OSError) as exc:
         info["error"] = str(exc)
     return info
@@ -129,24 +132,20 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _header_facts(obj: SharedObject) -> dict[str, Any]:
+    """The header of an attached object, decoded."""
+    segment = obj._segment
+    header = _layout.read_header(segment.buf, segment.file_size(), obj.name)
+    state = obj._words[_layout.STATE_WORD]
+    return {
+        "layout_version": _layout.VERSION, "dynamic": header.dynamic, "lock_abi": header.lock_abi,
+        "changes": state >> 2, "current_slot": state & 1, "writing": bool(state & _layout.WRITING),
+        "slots": [{"offset": o, "capacity": c} for o, c in header.slots],
+    }
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
-    info = describe_segment(args.name)
-    if "error" not in info:
-        segment = _segment.Segment.open(args.name)
-        try:
-            header = _layout.read_header(segment.buf, segment.file_size(), args.name)
-            words = _layout.header_words(segment.buf)
-            state = words[_layout.STATE_WORD]
-            info["header"] = {
-                "layout_version": _layout.VERSION, "dynamic": header.dynamic, "lock_abi": header.lock_abi,
-                "changes": state >> 2, "current_slot": state & 1, "writing": bool(state & _layout.WRITING),
-                "slots": [{"offset": o, "capacity": c} for o, c in header.slots],
-            }
-            words.release()
-        finally:
-            segment.close()
-        with _open_any(args.name) as obj:
-            info["value"] = _preview(obj.fetch())
+    info = describe_segment(args.name, detail=True)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
