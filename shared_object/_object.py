@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import struct
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -877,7 +876,7 @@ class SharedDynamicObject(SharedObject):
         """The schema text of the current slot (whose id is ``schema_id``)."""
         for index in (0, 1):
             offset, _ = _layout.SLOT_ENTRY.unpack_from(self._buf, _layout.SLOT_TABLE_OFFSET + 16 * index)
-            sid, length = struct.unpack_from("<QI", self._buf, offset)
+            sid, length = _layout.SLOT_HEADER.unpack_from(self._buf, offset)[:2]
             if sid == schema_id:
                 start = offset + _layout.SLOT_HEADER_SIZE
                 return bytes(self._buf[start : start + length])
