@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 import threading
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from shared_object import (
     SegmentNotFoundError,
     SharedObject,
     TypeMismatchError,
+    _layout,
 )
 
 
@@ -275,3 +278,59 @@ def test_zero_copy_view_reads_in_place_and_reports_tearing(shm_name: str) -> Non
         with reader.view() as v:
             assert v.value["seq"] == 5
         assert not v.torn and not reader.modified
+
+
+def _simulate_writer_starting(obj: SharedObject) -> None:
+    """Set the WRITING mark as a writer does before filling the slot readers are not reading."""
+    obj._words[_layout.STATE_WORD] |= _layout.WRITING  # noqa: SLF001 - white-box: the layout rule itself
+
+
+def test_a_writer_filling_the_other_slot_is_not_a_lap(shm_name: str) -> None:
+    # Regression: readers treated any change of the state word as a lap, so under a busy writer
+    # (whose WRITING mark is set most of the time) nearly every lock-free read was thrown away.
+    with SharedObject.create(shm_name, np.zeros(1000)) as writer, SharedObject.attach(shm_name) as reader:
+        calls = 0
+
+        def reduce(x: np.ndarray) -> float:
+            nonlocal calls
+            calls += 1
+            _simulate_writer_starting(writer)
+            return float(x.sum())
+
+        assert reader.fetch(reduce) == 0.0
+        assert calls == 1  # not retried: the slot it read was never touched
+        with reader.view() as v:
+            _simulate_writer_starting(writer)
+        assert not v.torn
+        writer.assign(np.ones(1000))  # the next publication clears the mark
+        assert reader.fetch().sum() == 1000
+
+
+def test_a_lapped_fetch_frees_its_copy_before_reading_again(shm_name: str) -> None:
+    # Regression: the fast path kept its lapped copy alive while the retry made another, so a
+    # big fetch briefly held two copies; freeing both at once let glibc trim the heap, and every
+    # later fetch page-faulted its memory back in (500 us instead of 27 us for 1.2 MB).
+    frame = np.zeros(1 << 20, np.uint8)
+    with SharedObject.create(shm_name, frame) as writer, SharedObject.attach(shm_name) as reader:
+        slots = reader._slots  # noqa: SLF001 - white-box: make exactly one read lapped
+        reads = [slot.read for slot in slots]  # type: ignore[union-attr]
+        lapped = False
+
+        def read_then_lap(index: int) -> np.ndarray:
+            nonlocal lapped
+            value = reads[index]()
+            if not lapped:
+                lapped = True
+                writer.assign(frame).assign(frame)  # two publications: the slot just read was rewritten
+            return value
+
+        for index, slot in enumerate(slots):
+            slot.read = functools.partial(read_then_lap, index)  # type: ignore[union-attr]
+        tracemalloc.start()
+        try:
+            got = reader.fetch()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert lapped and got.nbytes == frame.nbytes
+        assert peak < 1.5 * frame.nbytes, f"peak {peak} bytes: two copies alive at once"
