@@ -240,12 +240,16 @@ def test_threads_sharing_one_handle_never_tear(shm_name: str) -> None:
                 obj.assign(b)
 
         def read() -> None:
+            previous = obj.fetch()
             while time.monotonic() < stop:
                 got = obj.fetch()
                 if got.min() != got.max():
                     errors.append("torn")
+                if got is previous or previous.min() != previous.max():
+                    errors.append("a result still held was reused")  # fetch recycles only dropped arrays
+                previous = got
 
-        threads = [threading.Thread(target=write), threading.Thread(target=write), threading.Thread(target=read)]
+        threads = [threading.Thread(target=f) for f in (write, write, read, read)]
         for t in threads:
             t.start()
         for t in threads:
@@ -334,3 +338,41 @@ def test_a_lapped_fetch_frees_its_copy_before_reading_again(shm_name: str) -> No
             tracemalloc.stop()
         assert lapped and got.nbytes == frame.nbytes
         assert peak < 1.5 * frame.nbytes, f"peak {peak} bytes: two copies alive at once"
+
+
+def test_fetch_reuses_a_dropped_result_and_never_one_still_held(shm_name: str) -> None:
+    frame = np.arange(1 << 18, dtype=np.float64)  # 2 MiB: big enough to be recycled
+    with SharedObject.create(shm_name, frame) as writer, SharedObject.attach(shm_name) as reader:
+        first = reader.fetch()
+        address = first.ctypes.data
+        del first
+        second = reader.fetch()
+        third = reader.fetch()  # second is held: a new array
+        assert second.ctypes.data == address, "a dropped result's memory is reused"
+        assert third.ctypes.data != second.ctypes.data
+
+        kept_view = second[:4]  # a view keeps its base alive, so second is not reused
+        del second
+        held_as_memoryview = memoryview(third)
+        del third
+        writer.assign(frame + 1)
+        fourth = reader.fetch()
+        assert kept_view.tolist() == [0.0, 1.0, 2.0, 3.0]  # untouched by the later fetch
+        assert np.frombuffer(held_as_memoryview, np.float64)[:2].tolist() == [0.0, 1.0]
+        assert fourth[:2].tolist() == [1.0, 2.0]
+        assert fourth.flags.writeable and fourth.flags.owndata
+
+
+def test_a_fetch_loop_stops_allocating(shm_name: str) -> None:
+    with SharedObject.create(shm_name, np.zeros(1 << 20, np.uint8)) as obj:
+        frame = obj.fetch()
+        frame = obj.fetch()  # the usual loop: the previous result is still bound while fetch runs
+        tracemalloc.start()
+        try:
+            for _ in range(5):
+                frame = obj.fetch()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert frame.nbytes == 1 << 20
+        assert peak < 64 * 1024, f"a steady fetch loop allocated {peak} bytes"
