@@ -159,12 +159,13 @@ def consumer_seqlock(shm_name: str, count: int) -> None:
     slots = [np.ndarray(FRAME, np.uint8, buf, 64 + i * nbytes) for i in (0, 1)]
     words = buf[:64].cast("Q")  # word 0: sequence, word 1: ack; single 8-byte loads and stores
     last = words[0]
+    frame = np.empty(FRAME, np.uint8)  # the consumer's own copy: preallocated, as a floor should be
     deadline = time.monotonic() + 300
     for _ in range(count):
         while time.monotonic() < deadline:
             seq = words[0]
             if seq != last:
-                frame = slots[seq & 1].copy()
+                np.copyto(frame, slots[seq & 1])
                 if words[0] == seq:
                     break
         last = seq

@@ -117,18 +117,16 @@ def seqlock_receiver(name: str, shape: tuple[int, ...]) -> Receiver:
     words = shm.buf[:64].cast("Q")
     slots = [np.ndarray(shape, np.uint8, shm.buf, 64 + i * nbytes) for i in (0, 1)]
     last = [words[0]]
+    frame = np.empty(shape, np.uint8)  # the consumer's own copy: preallocated, as a floor should be
 
     def receive() -> int:
         while True:
             seq = words[0]
             if seq != last[0]:
-                frame = slots[seq & 1].copy()
+                np.copyto(frame, slots[seq & 1])
                 if words[0] == seq:
                     last[0] = seq
                     return seq_of(frame)
-                # Free the lapped copy before copying again: two big copies freed together let
-                # glibc trim the heap, and every later copy then page-faults (see _object.fetch).
-                del frame
 
     receive.keep = shm  # type: ignore[attr-defined]
     return receive
