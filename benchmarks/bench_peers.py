@@ -347,8 +347,12 @@ def run_pair(transport: str, shape: tuple[int, ...], mode: str, count: int, seco
                 os.unlink(leftover)
 
 
-def _targets(latency: dict[str, dict[str, float]], free: dict[str, dict[str, int]]) -> str:
-    """The issue's targets, as ratios between rows of this run."""
+def _targets(paced: dict[tuple[str, str], dict[str, Any] | str], free: dict[str, dict[str, Any]]) -> str:
+    """The issue's targets, as ratios between rows of this run.
+
+    Each ratio is the median, over rounds, of the ratio within one round: the two transports ran
+    seconds apart there, while the machine's speed drifts between rounds.
+    """
     ours, view, waiting = ("shared_object (copy, polling)", "shared_object (zero-copy view)", "shared_object (copy, wait())")
     floor, iceoryx = "raw shm + 2-slot seqlock (floor)", "iceoryx2 (copy)"
     checks = [
@@ -360,11 +364,15 @@ def _targets(latency: dict[str, dict[str, float]], free: dict[str, dict[str, int
         ("free-running frames got, wait() vs seqlock floor", (waiting, floor), "free", None, ""),
         ("free-running frames got, zero-copy view vs seqlock floor", (view, floor), "free", None, ""),
     ]
-    lines = ["| target | ratio | wanted | |", "| --- | --- | --- | --- |"]
+    lines = ["| target (median of per-round ratios) | ratio | wanted | |", "| --- | --- | --- | --- |"]
     for text, (a, b), kind, limit, op in checks:
         try:
-            ratio = latency[a]["1.22 MB"] / latency[b]["1.22 MB"] if kind == "lat" else free[a]["got"] / free[b]["got"]
-        except (KeyError, ZeroDivisionError):
+            if kind == "lat":
+                mine, theirs = paced[a, "1.22 MB"]["rounds"], paced[b, "1.22 MB"]["rounds"]  # type: ignore[index]
+            else:
+                mine, theirs = free[a]["rounds"], free[b]["rounds"]
+            ratio = statistics.median(x / y for x, y in zip(mine, theirs, strict=True))
+        except (KeyError, TypeError, ZeroDivisionError, ValueError, statistics.StatisticsError):
             lines.append(f"| {text} | not measured | | |")
             continue
         if limit is None:
@@ -388,6 +396,7 @@ def measure_paced(installed: list[str], count: int, rounds: int) -> dict[tuple[s
     shared host), so each transport gets a slice of every period instead of a period of its own.
     """
     samples: dict[tuple[str, str], list[float]] = {}
+    round_medians: dict[tuple[str, str], list[float]] = {}
     paced: dict[tuple[str, str], dict[str, Any] | str] = {}
     for _ in range(rounds):
         for transport in installed:
@@ -401,16 +410,17 @@ def measure_paced(installed: list[str], count: int, rounds: int) -> dict[tuple[s
                     paced[transport, label] = f"failed: {exc}"
                     continue
                 samples.setdefault((transport, label), []).extend(result["samples"])
+                round_medians.setdefault((transport, label), []).append(statistics.median(result["samples"]))
     for key, values in samples.items():
         if key not in paced:
-            summary = paced[key] = _summary(values)
+            summary = paced[key] = {**_summary(values), "rounds": round_medians[key]}
             print(*key, f"{summary['median_us']:.1f} us", flush=True)
     return paced
 
 
-def measure_free(installed: list[str], seconds: float, rounds: int) -> dict[str, dict[str, int]]:
+def measure_free(installed: list[str], seconds: float, rounds: int) -> dict[str, dict[str, Any]]:
     """Free-running at 1.22 MB: frames got and sent per transport, summed over interleaved rounds."""
-    free: dict[str, dict[str, int]] = {t: {"got": 0, "sent": 0} for t in installed}
+    free: dict[str, dict[str, Any]] = {t: {"got": 0, "sent": 0, "rounds": []} for t in installed}
     for _ in range(rounds):
         for transport in installed:
             try:
@@ -420,6 +430,7 @@ def measure_free(installed: list[str], seconds: float, rounds: int) -> dict[str,
                 continue
             free[transport]["got"] += result["got"] or 0
             free[transport]["sent"] += result["sent"]
+            free[transport]["rounds"].append(result["got"] or 0)
     return free
 
 
@@ -477,7 +488,7 @@ def main() -> int:
               f"free-running at 1.22 MB: {rounds} interleaved rounds of {seconds:.0f} s\n\n"
               "| transport | payload | median us | p99 us | max lossless fps (paced) | free-running: got / sent |\n"
               "| --- | --- | --- | --- | --- | --- |")
-    table = header + "\n" + "\n".join(rows) + "\n\n" + _targets(latency, free)
+    table = header + "\n" + "\n".join(rows) + "\n\n" + _targets(paced, free)
     (out_dir / "peers.md").write_text(table + "\n")
     print(table)
     plot(latency, out_dir / "peers.png")
