@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._errors import (
     CapacityError,
     ClosedError,
+    IncompleteValueError,
     IntegerOverflowError,
     InvalidNameError,
     LayoutError,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CapacityError",
     "ClosedError",
+    "IncompleteValueError",
     "IntegerOverflowError",
     "InvalidNameError",
     "LayoutError",

@@ -62,6 +62,10 @@ class ClosedError(SharedObjectError, ValueError):
     """The handle was closed; it can no longer read or write."""
 
 
+class IncompleteValueError(SharedObjectError, RuntimeError):
+    """A writer died in the middle of an assign to a single-slot object; the next assign repairs it."""
+
+
 class UnsupportedPlatformError(SharedObjectError, NotImplementedError):
     """This platform lacks what shared_object needs (Linux with glibc)."""
 
@@ -69,6 +73,7 @@ class UnsupportedPlatformError(SharedObjectError, NotImplementedError):
 __all__ = [
     "CapacityError",
     "ClosedError",
+    "IncompleteValueError",
     "IntegerOverflowError",
     "InvalidNameError",
     "LayoutError",

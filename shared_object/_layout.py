@@ -6,12 +6,18 @@ writes the slot that readers are *not* reading, then publishes it with one 8-byt
 reader never sees a half-written value, and a writer killed mid-write leaves the last complete
 value in place (the next write simply overwrites the abandoned slot).
 
+A *single-slot* object (flag bit 1, ``SharedObject(..., slots=1)``) has one slot that both
+table entries point to: half the memory, and a writer's working set no bigger than its value.
+Its readers and writers take turns under the writer mutex. A writer killed mid-write leaves the
+WRITING bit set, which tells the next reader that the value is incomplete (an error, not torn
+data) until the next write.
+
 Header (offset, size, field)::
 
     0    6  magic             b"\\x93SHOBJ"
     6    2  layout version    u16, currently 1; attaching checks both
     8    4  header size       u32, 256
-    12   4  flags             u32; bit 0: dynamic (SharedDynamicObject), other bits zero
+    12   4  flags             u32; bit 0: dynamic (SharedDynamicObject), bit 1: single slot; others zero
     16   8  state             u64, the publication word (below). Bytes 16..19 are the futex word
     24   8  mtime_ns          u64, time.time_ns() of the last assign/trigger
     32   8  waiter_deadline   u64, CLOCK_MONOTONIC ns until which a wait()er may be asleep; 0: none
@@ -20,7 +26,7 @@ Header (offset, size, field)::
     56   8  reserved          zero
     64  64  writer mutex      process-shared robust pthread_mutex_t (see _sync), zero padded
     128 16  slot 0            u64 offset from the segment start, u64 capacity in bytes
-    144 16  slot 1            same for slot 1
+    144 16  slot 1            same for slot 1 (single slot: equal to slot 0)
     160 32  lock ABI          ASCII, NUL padded: the C library that wrote the mutex ("glibc-x86_64")
     192 64  reserved          zero
 
@@ -35,10 +41,14 @@ Writer (holding the writer mutex): store ``state | WRITING``; write the other sl
 ``(change + 1) << 2 | current_slot`` and touches no slot.
 
 Reader (no lock, on x86): load state ``s1``; read slot ``s1 & 1``; load state ``s2``. The read is
-whole if ``s2 == s1``, or if exactly one change was published since and no write started after it
-(``s2 >> 2 == (s1 >> 2) + 1`` and not ``s2 & WRITING``): the slot read can only be rewritten
-after a later publication *and* a new WRITING mark. x86 keeps stores in order and loads in order,
-which is all this needs; see ``_sync.LOCK_FREE_READS`` for other CPUs.
+whole if no change was published since (``s2 >> 2 == s1 >> 2``; a WRITING mark alone means a
+writer is filling the *other* slot), or if exactly one change was published and no write started
+after it (``s2 >> 2 == (s1 >> 2) + 1`` and not ``s2 & WRITING``): the slot read can only be
+rewritten after a later publication *and* a new WRITING mark. x86 keeps stores in order and
+loads in order, which is all this needs; see ``_sync.LOCK_FREE_READS`` for other CPUs.
+
+Reader of a single-slot object: take the writer mutex, read, release. WRITING set while the
+reader holds the mutex means the last writer died mid-write: the value is incomplete.
 
 Slot (at a 64-byte aligned offset)::
 
@@ -69,6 +79,7 @@ VERSION: Final = 1
 HEADER_SIZE: Final = 256
 ALIGN: Final = 64
 FLAG_DYNAMIC: Final = 1
+FLAG_SINGLE_SLOT: Final = 2
 
 STATE_OFFSET: Final = 16
 MUTEX_OFFSET: Final = 64
@@ -120,13 +131,15 @@ class Header:
     """The static part of a header, as read and checked at attach time."""
 
     dynamic: bool
+    single_slot: bool
     lock_abi: str
     slots: tuple[tuple[int, int], tuple[int, int]]
 
 
-def write_identity(buf: memoryview, *, dynamic: bool, lock_abi: str) -> None:
+def write_identity(buf: memoryview, *, dynamic: bool, single_slot: bool, lock_abi: str) -> None:
     """Write the static header fields of a fresh segment (all other bytes are zero)."""
-    IDENTITY.pack_into(buf, 0, MAGIC, VERSION, HEADER_SIZE, FLAG_DYNAMIC if dynamic else 0)
+    flags = (FLAG_DYNAMIC if dynamic else 0) | (FLAG_SINGLE_SLOT if single_slot else 0)
+    IDENTITY.pack_into(buf, 0, MAGIC, VERSION, HEADER_SIZE, flags)
     ABI.pack_into(buf, ABI_OFFSET, lock_abi.encode("ascii"))
 
 
@@ -142,7 +155,8 @@ def read_header(buf: memoryview, file_size: int, name: str) -> Header:
     if version != VERSION:
         msg = f"segment {name!r} has layout version {version}; this shared_object reads version {VERSION}"
         raise LayoutError(msg)
-    if header_size != HEADER_SIZE or flags & ~FLAG_DYNAMIC:
+    single = bool(flags & FLAG_SINGLE_SLOT)
+    if header_size != HEADER_SIZE or flags & ~(FLAG_DYNAMIC | FLAG_SINGLE_SLOT) or (single and flags & FLAG_DYNAMIC):
         msg = f"segment {name!r} has a corrupt header (header size {header_size}, flags {flags:#x})"
         raise LayoutError(msg)
     (abi_raw,) = ABI.unpack_from(buf, ABI_OFFSET)
@@ -150,7 +164,10 @@ def read_header(buf: memoryview, file_size: int, name: str) -> Header:
     slots = tuple(SLOT_ENTRY.unpack_from(buf, SLOT_TABLE_OFFSET + 16 * i) for i in (0, 1))
     for i, (offset, capacity) in enumerate(slots):
         check_slot(name, i, offset, capacity, file_size)
-    return Header(bool(flags & FLAG_DYNAMIC), abi, (slots[0], slots[1]))
+    if single and slots[0] != slots[1]:
+        msg = f"segment {name!r} is corrupt: a single-slot object whose two slot entries differ"
+        raise LayoutError(msg)
+    return Header(bool(flags & FLAG_DYNAMIC), single, abi, (slots[0], slots[1]))
 
 
 def check_slot(name: str, index: int, offset: int, capacity: int, file_size: int) -> None:
@@ -164,7 +181,7 @@ def check_slot(name: str, index: int, offset: int, capacity: int, file_size: int
 
 
 __all__ = [
-    "ABI_OFFSET", "ALIGN", "FIXED_SCHEMA_ID", "HEADER_SIZE", "MAGIC", "MUTEX_OFFSET",
+    "ABI_OFFSET", "ALIGN", "FIXED_SCHEMA_ID", "FLAG_SINGLE_SLOT", "HEADER_SIZE", "MAGIC", "MUTEX_OFFSET",
     "SLOT_ENTRY", "SLOT_HEADER", "SLOT_HEADER_SIZE", "SLOT_TABLE_OFFSET",
     "STATE_OFFSET", "U64", "VERSION", "WRITING",
     "MTIME_WORD", "REQUEST_WORD", "SCHEMA_COUNTER_WORD", "STATE_WORD", "WAITER_WORD",

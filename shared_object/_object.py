@@ -29,6 +29,7 @@ import numpy as np
 from . import _codecs, _layout, _segment
 from ._errors import (
     ClosedError,
+    IncompleteValueError,
     LayoutError,
     SegmentExistsError,
     SegmentNotFoundError,
@@ -176,6 +177,12 @@ class SharedObject:
     :param data: the value to store (see README for the supported types), or None.
     :param init_size: minimum capacity in bytes of each str/bytes/bytearray value.
     :param mode: permission bits of a segment this call creates; 0o666 lets other users attach.
+    :param slots: for an object this call creates: 2 (default) or 1. Two slots let readers copy
+        without any lock while a writer fills the other slot, and keep the last complete value
+        when a writer dies mid-assign. One slot halves the memory and the writer's cache
+        footprint (big arrays assign faster); readers and writers then take turns under the
+        writer lock, and a writer that dies mid-assign leaves an IncompleteValueError for
+        readers until the next assign. Attaching uses whatever the object was created with.
 
     .. code-block:: python
 
@@ -194,6 +201,7 @@ class SharedObject:
         data: Any = None,
         init_size: int = DEFAULT_INIT_SIZE,
         mode: int = DEFAULT_MODE,
+        slots: int = 2,
     ) -> None:
         _segment.validate_name(name)
         self._init_size = _check_init_size(init_size)
@@ -202,12 +210,12 @@ class SharedObject:
                 self._open(_segment.Segment.open(name))
             except SegmentNotFoundError:
                 try:
-                    self._create(name, None, mode)
+                    self._create(name, None, mode, slots)
                 except SegmentExistsError:  # another process created it in between: attach to that
                     self._open(_segment.Segment.open(name))
             return
         try:
-            self._create(name, data, mode)
+            self._create(name, data, mode, slots)
         except SegmentExistsError:
             self._open(_segment.Segment.open(name))
             try:
@@ -221,12 +229,18 @@ class SharedObject:
     # ----------------------------------------------------------------------------------------
     @classmethod
     def create(
-        cls: type[Self], name: str, data: Any = None, *, init_size: int = DEFAULT_INIT_SIZE, mode: int = DEFAULT_MODE,
+        cls: type[Self],
+        name: str,
+        data: Any = None,
+        *,
+        init_size: int = DEFAULT_INIT_SIZE,
+        mode: int = DEFAULT_MODE,
+        slots: int = 2,
     ) -> Self:
         """Create a new object holding ``data``; SegmentExistsError if the name is taken."""
         self = cls.__new__(cls)
         self._init_size = _check_init_size(init_size)
-        self._create(name, data, mode)
+        self._create(name, data, mode, slots)
         return self
 
     @classmethod
@@ -255,10 +269,17 @@ class SharedObject:
         self._open(segment)
         return self
 
-    def _create(self, name: str, data: Any, mode: int) -> None:
+    def _create(self, name: str, data: Any, mode: int, slots: int) -> None:
         _segment.validate_name(name)
         if not isinstance(mode, int) or not 0 <= mode <= 0o777:
             msg = f"mode must be permission bits between 0 and 0o777, not {mode!r}"
+            raise ValueError(msg)
+        if slots not in (1, 2) or isinstance(slots, bool):
+            msg = f"slots must be 1 or 2, not {slots!r}"
+            raise ValueError(msg)
+        single = slots == 1
+        if single and self._dynamic:
+            msg = "a SharedDynamicObject needs two slots: it fills the other slot while readers read the current one"
             raise ValueError(msg)
         schema = _codecs.schema_of(data, self._init_size)
         node = _codecs.build(schema)
@@ -266,17 +287,19 @@ class SharedObject:
         node.prepare(data, "", writes)  # every check passes before any file exists
         schema_text = _codecs.dumps(schema)
         payload_offset, capacity = _layout.slot_size(len(schema_text), node.size)
-        slots = ((_layout.HEADER_SIZE, capacity), (_layout.HEADER_SIZE + capacity, capacity))
-        segment = _segment.Segment.create_private(name, _layout.HEADER_SIZE + 2 * capacity, mode)
+        second = _layout.HEADER_SIZE + (0 if single else capacity)  # single: both entries name one slot
+        entries = ((_layout.HEADER_SIZE, capacity), (second, capacity))
+        size = second + capacity
+        segment = _segment.Segment.create_private(name, size, mode)
         try:
             buf = segment.buf
-            _layout.write_identity(buf, dynamic=self._dynamic, lock_abi=lock_abi())
+            _layout.write_identity(buf, dynamic=self._dynamic, single_slot=single, lock_abi=lock_abi())
             WriterMutex(_address_of(segment) + _layout.MUTEX_OFFSET).initialize()
-            for i, (offset, cap) in enumerate(slots):
+            for i, (offset, cap) in enumerate(entries):
                 _layout.SLOT_ENTRY.pack_into(buf, _layout.SLOT_TABLE_OFFSET + 16 * i, offset, cap)
                 _write_slot_header(buf, offset, _layout.FIXED_SCHEMA_ID, schema_text, payload_offset, node.size)
             for leaf, value in writes:
-                leaf.write(buf, slots[0][0] + payload_offset, value)
+                leaf.write(buf, entries[0][0] + payload_offset, value)
             node.clear_cache()
             words = _layout.header_words(buf)
             words[_layout.SCHEMA_COUNTER_WORD] = _layout.FIXED_SCHEMA_ID
@@ -287,13 +310,14 @@ class SharedObject:
         except BaseException:
             segment.discard()
             raise
-        log.debug("created %r (%s, %d bytes)", name, node.describe(), _layout.HEADER_SIZE + 2 * capacity)
-        self._bind(segment)
+        log.debug("created %r (%s, %d bytes)", name, node.describe(), size)
+        self._bind(segment, single_slot=single)
 
     def _open(self, segment: _segment.Segment) -> None:
         try:
-            self._check_header(_layout.read_header(segment.buf, segment.file_size(), segment.name), segment.name)
-            self._bind(segment)
+            header = _layout.read_header(segment.buf, segment.file_size(), segment.name)
+            self._check_header(header, segment.name)
+            self._bind(segment, single_slot=header.single_slot)
         except BaseException:
             segment.close()
             raise
@@ -314,9 +338,14 @@ class SharedObject:
             )
             raise LayoutError(msg)
 
-    def _bind(self, segment: _segment.Segment) -> None:
+    def _bind(self, segment: _segment.Segment, *, single_slot: bool) -> None:
         self._segment = segment
         self.name = segment.name
+        self._single_slot = single_slot
+        #: Lock-free reads (see _layout): on x86, for two-slot objects. The fast path of fetch
+        #: also needs both slots loaded once for all, which dynamic objects cannot do.
+        self._lock_free = LOCK_FREE_READS and not single_slot
+        self._lock_free_fast = self._lock_free and not self._dynamic
         self._slots: list[_Slot | None] = [None, None]
         self._nodes: dict[int, _codecs.Node] = {}
         self._map_ranges: list[tuple[int, int]] = []
@@ -411,7 +440,7 @@ class SharedObject:
         allocates nor page-faults. For that the handle keeps its last two results alive until
         ``close()``. An array you still hold, or view, is never reused.
         """
-        if fn is None and out is None and LOCK_FREE_READS and not self._dynamic:
+        if fn is None and out is None and self._lock_free_fast:
             words = self._words
             try:
                 s1 = words[2]  # STATE
@@ -432,7 +461,7 @@ class SharedObject:
         self._check_open()
         # A handle whose lapped reads already proved slow (large payloads under a busy writer)
         # goes straight to the mutex: another lock-free copy would most likely be lapped again.
-        if LOCK_FREE_READS and not self._slow_reads:
+        if self._lock_free and not self._slow_reads:
             budget_end = _monotonic_ns() + OPTIMISTIC_BUDGET_NS
             while True:
                 started = _monotonic_ns()
@@ -496,8 +525,8 @@ class SharedObject:
         ``v.torn`` is true, or keeping the views after the block (a writer may change them at
         any time; ``fetch`` gives a private copy). A writer overwrites the slot you are viewing
         only after publishing another value first, so a block shorter than one writer period
-        is never torn. On CPUs other than x86 the block holds the writer lock instead
-        (writers wait until it ends), and ``torn`` is always false.
+        is never torn. On CPUs other than x86, and for single-slot objects, the block holds the
+        writer lock instead (writers wait until it ends), and ``torn`` is always false.
         """
         self._check_open()
         return ZeroCopyView(self)
@@ -525,10 +554,13 @@ class SharedObject:
         )
 
     def _fetch_locked(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
-        """Read under the writer mutex (after repeated collisions, or on CPUs without load ordering)."""
+        """Read under the writer mutex (single-slot objects, repeated collisions, CPUs without load ordering)."""
         self._lock_as_reader()
+        s = self._words[STATE]
+        if s & WRITING and self._single_slot:  # we hold the mutex, so that writer is dead
+            self._mutex.release()
+            raise self._incomplete()
         try:
-            s = self._words[STATE]
             slot = self._slot_for_read(s & 1)
             value = slot.read() if out is None else _copy_into(out, slot.node, self._buf, slot.base)
             self._seen = s >> 2
@@ -538,6 +570,13 @@ class SharedObject:
         finally:
             self._mutex.release()
         return value if fn is None else self._detach(fn(value))
+
+    def _incomplete(self) -> IncompleteValueError:
+        """The error for a single-slot object whose last writer died mid-assign (call holding the mutex)."""
+        return IncompleteValueError(
+            f"the last writer of single-slot segment {self.name!r} died in the middle of an assign: "
+            "its value is incomplete until the next assign (two-slot objects keep the last complete value)"
+        )
 
     def _lock_as_reader(self) -> None:
         """Take the writer mutex, asking busy writers to pause until we have it."""
@@ -789,7 +828,8 @@ class SharedObject:
             kind, size = slot.node.describe(), slot.node.size
         except SharedObjectError:
             kind, size = "unreadable", 0
-        return f"{type(self).__name__}({self.name!r}, type={kind}, size={size} bytes)"
+        slots = ", slots=1" if self._single_slot else ""
+        return f"{type(self).__name__}({self.name!r}, type={kind}, size={size} bytes{slots})"
 
     @property
     def kind(self) -> str:
@@ -814,10 +854,14 @@ class ZeroCopyView:
 
     def __enter__(self) -> ZeroCopyView:
         obj = self._obj
-        if not LOCK_FREE_READS:
+        if not obj._lock_free:
             obj._lock_as_reader()
             self._locked = True
         self._state = obj._words[STATE]
+        if self._locked and self._state & WRITING and obj._single_slot:
+            obj._mutex.release()
+            self._locked = False
+            raise obj._incomplete()
         slot = obj._slot_for_read(self._state & 1)
         self.value = slot.node.view(obj._buf, slot.base)
         return self

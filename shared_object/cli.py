@@ -138,7 +138,8 @@ def _header_facts(obj: SharedObject) -> dict[str, Any]:
     header = _layout.read_header(segment.buf, segment.file_size(), obj.name)
     state = obj._words[_layout.STATE_WORD]
     return {
-        "layout_version": _layout.VERSION, "dynamic": header.dynamic, "lock_abi": header.lock_abi,
+        "layout_version": _layout.VERSION, "dynamic": header.dynamic, "single_slot": header.single_slot,
+        "lock_abi": header.lock_abi,
         "changes": state >> 2, "current_slot": state & 1, "writing": bool(state & _layout.WRITING),
         "slots": [{"offset": o, "capacity": c} for o, c in header.slots],
     }

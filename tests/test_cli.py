@@ -37,6 +37,7 @@ def test_inspect_decodes_header_and_value(shm_name: str, capsys: pytest.CaptureF
     info = json.loads(out)
     assert code == 0
     assert info["header"]["changes"] == 1 and info["header"]["current_slot"] == 1
+    assert info["header"]["single_slot"] is False
     assert info["value"] == "{'cmd': 'stop', 'gain': 1.0}"
 
 

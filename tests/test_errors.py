@@ -22,6 +22,7 @@ LEAVES = {
     _errors.OutOfSharedMemoryError: OSError,
     _errors.LockTimeoutError: TimeoutError,
     _errors.ClosedError: ValueError,
+    _errors.IncompleteValueError: RuntimeError,
     _errors.UnsupportedPlatformError: NotImplementedError,
 }
 

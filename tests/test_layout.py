@@ -34,6 +34,19 @@ def test_golden_header_of_an_int(shm_name: str) -> None:
         assert struct.unpack_from("<q", raw, off1 + payload_offset)[0] == 9
 
 
+def test_golden_header_of_a_single_slot_object(shm_name: str) -> None:
+    with SharedObject.create(shm_name, 7, slots=1) as obj:
+        raw = Path(_path(shm_name)).read_bytes()
+        assert struct.unpack_from("<HII", raw, 6) == (1, 256, 2)  # flags bit 1: single slot
+        (off0, cap0), (off1, cap1) = (struct.unpack_from("<QQ", raw, 128 + 16 * i) for i in (0, 1))
+        assert (off0, cap0) == (off1, cap1) == (256, len(raw) - 256)
+        obj.assign(9)  # in place: the state's slot bit flips, the bytes are where they were
+        raw = Path(_path(shm_name)).read_bytes()
+        payload_offset = struct.unpack_from("<QIIQQ", raw, off0)[3]
+        assert struct.unpack_from("<Q", raw, 16)[0] == (1 << 2) | 1
+        assert struct.unpack_from("<q", raw, off0 + payload_offset)[0] == 9
+
+
 def test_array_payload_is_64_byte_aligned(shm_name: str) -> None:
     import numpy as np
 
@@ -59,6 +72,8 @@ def _corrupt(name: str, offset: int, data: bytes) -> None:
         (6, struct.pack("<H", 99), "layout version 99"),
         (8, struct.pack("<I", 100), "corrupt header"),
         (12, struct.pack("<I", 0x80), "corrupt header"),
+        (12, struct.pack("<I", 3), "corrupt header"),  # single slot and dynamic at once
+        (12, struct.pack("<I", 2), "two slot entries differ"),  # single slot, but two slots laid out
         (128, struct.pack("<Q", 10**12), "corrupt or truncated"),
     ],
 )

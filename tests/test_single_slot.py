@@ -1,0 +1,113 @@
+"""Single-slot objects (``slots=1``): half the memory, readers and writers take turns.
+
+The contract differs from two slots in one place only: a writer killed mid-assign leaves an
+IncompleteValueError for readers (never torn data) until the next assign repairs the object.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shared_object import IncompleteValueError, SharedDynamicObject, SharedObject
+
+from . import helpers
+from .helpers import PROCESS_DEADLINE, SPAWN
+
+
+def test_one_slot_takes_half_the_memory_and_behaves_the_same(shm_name: str) -> None:
+    frame = np.arange(1 << 20, dtype=np.float64)  # 8 MiB
+    with SharedObject.create(shm_name, frame, slots=1) as writer, SharedObject.attach(shm_name) as reader:
+        assert os.path.getsize(f"/dev/shm/{shm_name}") < 1.01 * frame.nbytes
+        assert np.array_equal(reader.fetch(), frame)
+        writer.assign(frame * 2)
+        assert reader.modified
+        out = np.empty_like(frame)
+        assert reader.fetch(out=out) is out and np.array_equal(out, frame * 2)
+        assert reader.fetch(lambda x: float(x[3])) == 6.0
+        with reader.view() as v:
+            assert v.value[1] == 2.0
+        assert not v.torn
+        writer.trigger()
+        assert reader.wait(0) and reader.triggered
+    with SharedObject(shm_name + "-r", data=np.zeros(3), slots=1) as obj:  # the reference constructor too
+        assert os.path.getsize(f"/dev/shm/{shm_name}-r") < 1024
+        obj.unlink()
+
+
+@pytest.mark.parametrize("slots", [0, 3, True, "1"])
+def test_slots_must_be_one_or_two(shm_name: str, slots: Any) -> None:
+    with pytest.raises(ValueError, match="slots must be 1 or 2"):
+        SharedObject.create(shm_name, 1.0, slots=slots)
+    assert not os.path.exists(f"/dev/shm/{shm_name}")
+
+
+def test_dynamic_objects_refuse_one_slot(shm_name: str) -> None:
+    with pytest.raises(ValueError, match="needs two slots"):
+        SharedDynamicObject.create(shm_name, np.zeros(3), slots=1)
+    assert not os.path.exists(f"/dev/shm/{shm_name}")
+
+
+def test_threads_never_tear_a_single_slot(shm_name: str) -> None:
+    a, b = np.zeros(100_000), np.ones(100_000)
+    with SharedObject.create(shm_name, a, slots=1) as obj:
+        stop = time.monotonic() + 1.0
+        errors: list[str] = []
+        reads = [0]
+
+        def write() -> None:
+            while time.monotonic() < stop:
+                obj.assign(a)
+                obj.assign(b)
+
+        def read() -> None:
+            while time.monotonic() < stop:
+                got = obj.fetch()
+                reads[0] += 1
+                if got.min() != got.max():
+                    errors.append("torn fetch")
+                with obj.view() as v:
+                    if v.value.min() != v.value.max():
+                        errors.append("torn view")
+
+        threads = [threading.Thread(target=f) for f in (write, write, read, read)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert reads[0] > 10, "readers made no progress against the writers"
+
+
+def test_writer_killed_mid_assign_leaves_a_clear_error_until_the_next_assign(shm_name: str, spawn: Any) -> None:
+    """SIGKILL a writer of checksummed frames; the reader gets a whole frame or IncompleteValueError."""
+    rng = random.Random(99)
+    incomplete = 0
+    with SharedObject.create(shm_name, helpers.checksummed_frame(0), slots=1) as obj:
+        for round_ in range(10):
+            started = SPAWN.Event()
+            writer = spawn(helpers.write_frames_forever, shm_name, started)
+            assert started.wait(PROCESS_DEADLINE)
+            time.sleep(rng.uniform(0.01, 0.1))
+            os.kill(writer.pid, signal.SIGKILL)
+            writer.join(PROCESS_DEADLINE)
+            try:
+                frame = obj.fetch()
+            except IncompleteValueError:
+                incomplete += 1
+                with pytest.raises(IncompleteValueError, match=f"{shm_name}.*until the next assign"):
+                    obj.fetch()  # stays an error, never torn data
+                with pytest.raises(IncompleteValueError), obj.view():
+                    pass
+            else:
+                assert helpers.frame_ok(frame)
+            obj.assign(helpers.checksummed_frame(1000 + round_))  # repairs
+            assert np.array_equal(obj.fetch(), helpers.checksummed_frame(1000 + round_))
+    assert incomplete >= 1, "no kill landed mid-assign: the error path went untested"
