@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from multiprocessing import shared_memory
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,21 +40,31 @@ def per_call(fn: Callable[[], Any], number: int) -> float:
     return (time.perf_counter() - t0) / number
 
 
-def compare(ours: Callable[[], Any], floor: Callable[[], Any], number: int, rounds: int) -> tuple[float, float]:
-    """Median per-call time of ``ours`` and ``floor``, measured alternately round by round."""
+class Timing(NamedTuple):
+    ours: float  # median seconds per call
+    floor: float
+    ratio: float  # median over rounds of ours / floor within the round
+
+
+def compare(ours: Callable[[], Any], floor: Callable[[], Any], number: int, rounds: int) -> Timing:
+    """Per-call times of ``ours`` and ``floor``, measured alternately round by round.
+
+    The ratio is the median of the ratios within a round: the machine's speed drifts between
+    rounds (a shared host), and both sides of one round ran milliseconds apart.
+    """
     a, b = [], []
     per_call(ours, max(1, number // 10))  # warm up caches and allocator
     per_call(floor, max(1, number // 10))
     for _ in range(rounds):
         a.append(per_call(ours, number))
         b.append(per_call(floor, number))
-    return statistics.median(a), statistics.median(b)
+    return Timing(statistics.median(a), statistics.median(b), statistics.median(x / y for x, y in zip(a, b, strict=True)))
 
 
-def row(rows: list[tuple[str, ...]], op: str, payload: str, ours: float, floor: float, target: float, floor_name: str) -> None:
-    ratio = ours / floor
-    verdict = "ok" if ratio <= target else "MISSED"
-    rows.append((op, payload, f"{ours * 1e6:.3f}", f"{floor * 1e6:.3f}", floor_name, f"{ratio:.2f}x", f"<= {target}x", verdict))
+def row(rows: list[tuple[str, ...]], op: str, payload: str, timing: Timing, target: float, floor_name: str) -> None:
+    verdict = "ok" if timing.ratio <= target else "MISSED"
+    rows.append((op, payload, f"{timing.ours * 1e6:.3f}", f"{timing.floor * 1e6:.3f}", floor_name, f"{timing.ratio:.2f}x",
+                 f"<= {target}x", verdict))
 
 
 def bench_100mb(rows: list[tuple[str, ...]], quick: bool) -> None:
@@ -65,20 +75,20 @@ def bench_100mb(rows: list[tuple[str, ...]], quick: bool) -> None:
     out = np.empty_like(src)
     name = unique_name("bench")
     with SharedObject.create(name, src) as obj:
-        fetch, floor = compare(obj.fetch, lambda: np.copyto(dst, src), big_n, big_rounds)
-        row(rows, "fetch", "uint8 100 MiB", fetch, floor, 1.10, "np.copyto")
-        fetch_out, floor = compare(lambda: obj.fetch(out=out), lambda: np.copyto(dst, src), big_n, big_rounds)
-        row(rows, "fetch(out=preallocated)", "uint8 100 MiB", fetch_out, floor, 1.10, "np.copyto")
-        assign, floor = compare(lambda: obj.assign(src), lambda: np.copyto(dst, src), big_n, big_rounds)
-        row(rows, "assign", "uint8 100 MiB", assign, floor, 1.10, "np.copyto")
+        fetch = compare(obj.fetch, lambda: np.copyto(dst, src), big_n, big_rounds)
+        row(rows, "fetch", "uint8 100 MiB", fetch, 1.10, "np.copyto")
+        fetch_out = compare(lambda: obj.fetch(out=out), lambda: np.copyto(dst, src), big_n, big_rounds)
+        row(rows, "fetch(out=preallocated)", "uint8 100 MiB", fetch_out, 1.10, "np.copyto")
+        assign = compare(lambda: obj.assign(src), lambda: np.copyto(dst, src), big_n, big_rounds)
+        row(rows, "assign", "uint8 100 MiB", assign, 1.10, "np.copyto")
 
         def reduce_in_place() -> None:
             with obj.view() as v:
                 v.value.max()
 
-        view_t, floor = compare(reduce_in_place, src.max, big_n, big_rounds)
-        rows.append(("view(): reduce in place (max)", "uint8 100 MiB", f"{view_t * 1e6:.3f}", f"{floor * 1e6:.3f}",
-                     "max() on a private array", f"{view_t / floor:.2f}x", "(info)", ""))
+        view_t = compare(reduce_in_place, src.max, big_n, big_rounds)
+        rows.append(("view(): reduce in place (max)", "uint8 100 MiB", f"{view_t.ours * 1e6:.3f}", f"{view_t.floor * 1e6:.3f}",
+                     "max() on a private array", f"{view_t.ratio:.2f}x", "(info)", ""))
         obj.unlink()
 
 
@@ -91,44 +101,48 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
     for label, value, new, fmt in (("bool", True, False, b8), ("int", 7, 9, i64), ("float", 1.5, 2.5, f64)):
         name = unique_name("bench")
         with SharedObject.create(name, value) as obj:
-            fetch, floor = compare(obj.fetch, lambda fmt=fmt: fmt.unpack_from(view, 64), scalar_n, scalar_rounds)
-            row(rows, "fetch", label, fetch, floor, 10, "struct.unpack_from")
-            assign, floor = compare(lambda obj=obj, new=new: obj.assign(new), lambda fmt=fmt, new=new: fmt.pack_into(view, 64, new),
+            fetch = compare(obj.fetch, lambda fmt=fmt: fmt.unpack_from(view, 64), scalar_n, scalar_rounds)
+            row(rows, "fetch", label, fetch, 10, "struct.unpack_from")
+            assign = compare(lambda obj=obj, new=new: obj.assign(new), lambda fmt=fmt, new=new: fmt.pack_into(view, 64, new),
                                     scalar_n, scalar_rounds)
-            row(rows, "assign", label, assign, floor, 15, "struct.pack_into")
+            row(rows, "assign", label, assign, 15, "struct.pack_into")
             if label == "int":
-                mod, floor = compare(lambda obj=obj: obj.modified, lambda: u64.unpack_from(view, 16), scalar_n, scalar_rounds)
-                row(rows, "modified", label, mod, floor, 4, "8-byte unpack")
+                mod = compare(lambda obj=obj: obj.modified, lambda: u64.unpack_from(view, 16), scalar_n, scalar_rounds)
+                row(rows, "modified", label, mod, 4, "8-byte unpack")
             obj.unlink()
 
     frame_n, frame_rounds = (50, 7) if quick else (200, 11)
     for label, dtype, n in (("uint8 480x848x3", np.uint8, frame_n), ("float64 480x848x3", np.float64, max(10, frame_n // 5))):
         src = np.full(FRAME, 3, dtype)
         dst = np.empty(FRAME, dtype)
-        name = unique_name("bench")
-        with SharedObject.create(name, src) as obj:
-            fetch, floor = compare(obj.fetch, lambda src=src, dst=dst: np.copyto(dst, src), n, frame_rounds)
-            row(rows, "fetch", label, fetch, floor, 1.10, "np.copyto")
-            assign, floor = compare(lambda obj=obj, src=src: obj.assign(src), lambda src=src, dst=dst: np.copyto(dst, src), n, frame_rounds)
-            row(rows, "assign", label, assign, floor, 1.10, "np.copyto")
-            # Why assign can miss: a writer alternates between two slots (crash safety), so its
-            # destination footprint is twice the floor's. The same floor, alternating two destinations:
-            other = np.empty(FRAME, dtype)
-            flip = [dst, other]
-            alt_floor = compare(lambda: np.copyto(flip.reverse() or flip[0], src), lambda: np.copyto(dst, src), n, frame_rounds)[0]
-            rows.append(("(info) np.copyto alternating 2 destinations", label, f"{alt_floor * 1e6:.3f}", f"{floor * 1e6:.3f}",
-                         "np.copyto", f"{alt_floor / floor:.2f}x", "", ""))
-            obj.unlink()
+        for slots in (2, 1):
+            suffix = "" if slots == 2 else " (slots=1)"
+            name = unique_name("bench")
+            with SharedObject.create(name, src, slots=slots) as obj:
+                fetch = compare(obj.fetch, lambda src=src, dst=dst: np.copyto(dst, src), n, frame_rounds)
+                row(rows, "fetch" + suffix, label, fetch, 1.10, "np.copyto")
+                assign = compare(lambda obj=obj, src=src: obj.assign(src), lambda src=src, dst=dst: np.copyto(dst, src),
+                                 n, frame_rounds)
+                row(rows, "assign" + suffix, label, assign, 1.10, "np.copyto")
+                obj.unlink()
+            if slots == 2:
+                # Why the default's assign can miss: a writer alternates between two slots (crash
+                # safety), so its destination footprint is twice the floor's. The same floor, alternating:
+                flip = [dst, np.empty(FRAME, dtype)]
+                alt = compare(lambda flip=flip, src=src: np.copyto(flip.reverse() or flip[0], src),
+                              lambda src=src, dst=dst: np.copyto(dst, src), n, frame_rounds)
+                rows.append(("(info) np.copyto alternating 2 destinations", label, f"{alt.ours * 1e6:.3f}",
+                             f"{alt.floor * 1e6:.3f}", "np.copyto", f"{alt.ratio:.2f}x", "", ""))
 
     payload = os.urandom(1 << 20)
     src_b = np.frombuffer(payload, np.uint8)
     dst_b = np.empty(1 << 20, np.uint8)
     name = unique_name("bench")
     with SharedObject.create(name, payload) as obj:
-        fetch, floor = compare(obj.fetch, lambda: np.copyto(dst_b, src_b), frame_n, frame_rounds)
-        row(rows, "fetch", "bytes 1 MiB", fetch, floor, 1.2, "memcpy")
-        assign, floor = compare(lambda: obj.assign(payload), lambda: np.copyto(dst_b, src_b), frame_n, frame_rounds)
-        row(rows, "assign", "bytes 1 MiB", assign, floor, 1.2, "memcpy")
+        fetch = compare(obj.fetch, lambda: np.copyto(dst_b, src_b), frame_n, frame_rounds)
+        row(rows, "fetch", "bytes 1 MiB", fetch, 1.2, "memcpy")
+        assign = compare(lambda: obj.assign(payload), lambda: np.copyto(dst_b, src_b), frame_n, frame_rounds)
+        row(rows, "assign", "bytes 1 MiB", assign, 1.2, "memcpy")
         obj.unlink()
 
 
@@ -231,16 +245,21 @@ def latency_seqlock(count: int) -> list[float]:
 
 
 def bench_cross_process(rows: list[tuple[str, ...]], quick: bool) -> None:
-    count = 300 if quick else 2000
+    count = 300 if quick else 1000
     ours_runs, floor_runs, wait_runs = [], [], []
-    for _ in range(1 if quick else 3):  # interleave whole runs too
+    for _ in range(1 if quick else 5):  # interleave whole runs too
         ours_runs.append(statistics.median(latency_shared_object("poll", count)))
         floor_runs.append(statistics.median(latency_seqlock(count)))
         wait_runs.append(statistics.median(latency_shared_object("wait", count)))
-    ours, floor, waited = statistics.median(ours_runs), statistics.median(floor_runs), statistics.median(wait_runs)
-    row(rows, "frame to consumer + ack (polling)", "uint8 480x848x3", ours, floor, 1.1, "2-slot seqlock")
-    rows.append(("frame to consumer + ack (wait())", "uint8 480x848x3", f"{waited * 1e6:.3f}", f"{floor * 1e6:.3f}",
-                 "2-slot seqlock", f"{waited / floor:.2f}x", "(info)", ""))
+    floor = statistics.median(floor_runs)
+
+    def per_run(runs: list[float]) -> Timing:
+        return Timing(statistics.median(runs), floor, statistics.median(x / y for x, y in zip(runs, floor_runs, strict=True)))
+
+    row(rows, "frame to consumer + ack (polling)", "uint8 480x848x3", per_run(ours_runs), 1.1, "2-slot seqlock")
+    waited = per_run(wait_runs)
+    rows.append(("frame to consumer + ack (wait())", "uint8 480x848x3", f"{waited.ours * 1e6:.3f}", f"{floor * 1e6:.3f}",
+                 "2-slot seqlock", f"{waited.ratio:.2f}x", "(info)", ""))
 
 
 def idle_consumer(name: str, mode: str, seconds: float) -> None:

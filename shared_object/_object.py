@@ -16,6 +16,7 @@ assigning in a tight loop cannot starve readers.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import sys
@@ -346,6 +347,7 @@ class SharedObject:
         #: also needs both slots loaded once for all, which dynamic objects cannot do.
         self._lock_free = LOCK_FREE_READS and not single_slot
         self._lock_free_fast = self._lock_free and not self._dynamic
+        self._single_fast = single_slot  # single-slot objects are never dynamic
         self._slots: list[_Slot | None] = [None, None]
         self._nodes: dict[int, _codecs.Node] = {}
         self._map_ranges: list[tuple[int, int]] = []
@@ -455,6 +457,23 @@ class SharedObject:
                 del value
             except Exception:  # noqa: BLE001 - closed (ClosedError below), torn or corrupt: the slow path decides
                 self._check_open()
+        elif fn is None and out is None and self._single_fast:
+            # One slot: read under the mutex when it is free; anything else (busy, a dead
+            # holder, an incomplete value, a closed handle) takes the slow path, which says what.
+            mutex = self._mutex
+            rc = mutex.trylock(mutex.address)
+            if rc == errno.EOWNERDEAD:  # we now hold a dead writer's mutex: recover it, then go slow
+                mutex.acquire_contended(rc)
+                mutex.release()
+            elif not rc:
+                try:
+                    s = self._words[2]  # STATE
+                    if not s & 2:  # WRITING left by a dead writer: the slow path raises
+                        value = self._slots[0].read()  # type: ignore[union-attr]  # fixed objects: both slots loaded
+                        self._seen = s >> 2
+                        return value
+                finally:
+                    mutex.unlock(mutex.address)
         return self._fetch_slow(fn, out)
 
     def _fetch_slow(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:

@@ -175,8 +175,9 @@ class WriterMutex:
                     raise LockTimeoutError(msg)
         if rc == errno.EOWNERDEAD:
             # The previous holder died while holding the lock. Whatever it was writing is in a
-            # slot that readers never look at (see _layout), so the data is safe: mark the mutex
-            # consistent and go on; the next write repairs the object.
+            # slot that readers never look at (two slots), or flagged by the WRITING bit that
+            # readers report as incomplete (one slot; see _layout): mark the mutex consistent
+            # and go on; the next write repairs the object.
             _check(self._lib.consistent(self._address), "pthread_mutex_consistent")
             self.owner_died_count += 1
             rc = 0
