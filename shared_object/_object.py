@@ -707,7 +707,7 @@ class SharedObject:
             (array := self._fast_array) is not None
             and type(data) is np.ndarray
             and data.shape == array[1]
-            and data.dtype == array[0]
+            and (data.dtype is array[0] or data.dtype == array[0])  # builtin dtypes are singletons: skip the slow ==
         ):
             writes = None  # an ndarray of exactly the stored dtype and shape
         else:
