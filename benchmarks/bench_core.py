@@ -99,6 +99,10 @@ def bench_100mb(rows: list[tuple[str, ...]], quick: bool) -> None:
         row(rows, "fetch(out=preallocated)", "uint8 100 MiB", fetch_out, 1.10, "np.copyto")
         assign = compare(lambda: obj.assign(src), lambda: np.copyto(dst, src), big_n, big_rounds)
         row(rows, "assign", "uint8 100 MiB", assign, 1.10, "np.copyto")
+        with shm_array(src.shape, np.uint8) as into_shm:  # what any writer into /dev/shm pays (see below)
+            raw = compare(lambda: np.copyto(into_shm, src), lambda: np.copyto(dst, src), big_n, big_rounds)
+        rows.append(("(info) np.copyto into /dev/shm, no library", "uint8 100 MiB", f"{raw.ours * 1e6:.3f}",
+                     f"{raw.floor * 1e6:.3f}", "np.copyto", f"{raw.ratio:.2f}x", "", ""))
 
         def reduce_in_place() -> None:
             with obj.view() as v:

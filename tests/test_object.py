@@ -228,9 +228,10 @@ def test_init_size_is_checked(shm_name: str) -> None:
         SharedObject.create(shm_name, "x", init_size=-1)
 
 
-def test_threads_sharing_one_handle_never_tear(shm_name: str) -> None:
+@pytest.mark.parametrize("slots", [2, 1])
+def test_threads_sharing_one_handle_never_tear(shm_name: str, slots: int) -> None:
     a, b = np.zeros(100_000), np.ones(100_000)
-    with SharedObject.create(shm_name, a) as obj:
+    with SharedObject.create(shm_name, a, slots=slots) as obj:
         stop = time.monotonic() + 1.0
         errors: list[str] = []
 
@@ -243,18 +244,25 @@ def test_threads_sharing_one_handle_never_tear(shm_name: str) -> None:
             previous = obj.fetch()
             while time.monotonic() < stop:
                 got = obj.fetch()
+                reads.append(1)
                 if got.min() != got.max():
                     errors.append("torn")
                 if got is previous or previous.min() != previous.max():
                     errors.append("a result still held was reused")  # fetch recycles only dropped arrays
                 previous = got
+                with obj.view() as v:
+                    seen = v.value.min() == v.value.max()
+                if not (seen or v.torn):
+                    errors.append("a view mixed two values without saying so")
 
+        reads: list[int] = []
         threads = [threading.Thread(target=f) for f in (write, write, read, read)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         assert errors == []
+        assert len(reads) > 10, "readers made no progress against two busy writers"
 
 
 def test_zero_copy_view_reads_in_place_and_reports_tearing(shm_name: str) -> None:
