@@ -32,6 +32,7 @@ from ._errors import (
     ClosedError,
     IncompleteValueError,
     LayoutError,
+    LockTimeoutError,
     SegmentExistsError,
     SegmentNotFoundError,
     SharedObjectError,
@@ -56,6 +57,10 @@ OPTIMISTIC_BUDGET_NS: Final = 100_000
 READER_SPINS: Final = 200
 #: Payloads at least this big keep a lapped handle on the mutex path (see _fetch_slow).
 SLOW_READ_BYTES: Final = 256 * 1024
+#: A reader that needs the writer mutex (single slot, or lapped) gives up with LockTimeoutError
+#: after this long, rather than hang on a stuck writer or on corrupt lock bytes. A live writer holds
+#: the mutex for one copy (about 10 ms for 100 MB).
+READER_LOCK_TIMEOUT_S: float = 10.0
 #: A starving reader's request makes writers pause only while it is this fresh (a dead reader's expires).
 REQUEST_FRESH_NS: Final = 5_000_000
 #: How long a writer pauses at most, per assign, for readers that asked.
@@ -472,6 +477,8 @@ class SharedObject:
                         value = self._slots[0].read()  # type: ignore[union-attr]  # fixed objects: both slots loaded
                         self._seen = s >> 2
                         return value
+                except Exception as exc:  # nobody writes while we hold the mutex: this is corruption
+                    raise self._as_layout_error(exc) from exc
                 finally:
                     mutex.unlock(mutex.address)
         return self._fetch_slow(fn, out)
@@ -604,8 +611,15 @@ class SharedObject:
             return
         words = self._words
         spins = 0
+        deadline = _monotonic_ns() + int(READER_LOCK_TIMEOUT_S * 1e9)
         while True:
             stamp = _monotonic_ns()
+            if stamp > deadline:
+                msg = (
+                    f"the writer lock of segment {self.name!r} stayed taken for {READER_LOCK_TIMEOUT_S} s: a writer "
+                    f"is stuck, or the lock bytes are corrupt (see: shared-object inspect {self.name})"
+                )
+                raise LockTimeoutError(msg)
             words[REQUEST] = stamp
             if spins < READER_SPINS:
                 spins += 1

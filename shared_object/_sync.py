@@ -206,6 +206,9 @@ def _check(rc: int, what: str) -> None:
     if rc == errno.ENOTRECOVERABLE:
         msg = f"{what}: the segment's writer lock is not recoverable (ENOTRECOVERABLE); recreate the object"
         raise LayoutError(msg)
+    if rc == errno.EINVAL:  # glibc checks the mutex's kind bits: garbage there is corruption
+        msg = f"{what}: the segment's writer lock is corrupt (EINVAL); recreate the object"
+        raise LayoutError(msg)
     raise OSError(rc, f"{what}: {os.strerror(rc)}")
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import random
 import signal
+import threading
 import time
 from typing import Any
 
 import numpy as np
 import pytest
 
-from shared_object import IncompleteValueError, SharedDynamicObject, SharedObject
+from shared_object import IncompleteValueError, LockTimeoutError, SharedDynamicObject, SharedObject, _object
 
 from . import helpers
 from .helpers import PROCESS_DEADLINE, SPAWN
@@ -81,3 +82,26 @@ def test_writer_killed_mid_assign_leaves_a_clear_error_until_the_next_assign(shm
             obj.assign(helpers.checksummed_frame(1000 + round_))  # repairs
             assert np.array_equal(obj.fetch(), helpers.checksummed_frame(1000 + round_))
     assert incomplete >= 1, "no kill landed mid-assign: the error path went untested"
+
+
+def test_a_stuck_writer_makes_readers_time_out_not_hang(shm_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_object, "READER_LOCK_TIMEOUT_S", 0.2)
+    with SharedObject.create(shm_name, np.zeros(1000), slots=1) as writer, SharedObject.attach(shm_name) as reader:
+        taken, done = threading.Event(), threading.Event()
+
+        def stuck_writer() -> None:  # holds the writer lock, as a writer frozen mid-assign would
+            writer._mutex.acquire()  # noqa: SLF001
+            taken.set()
+            done.wait(PROCESS_DEADLINE)
+            writer._mutex.release()  # noqa: SLF001
+
+        thread = threading.Thread(target=stuck_writer)
+        thread.start()
+        try:
+            assert taken.wait(PROCESS_DEADLINE)
+            with pytest.raises(LockTimeoutError, match=f"{shm_name}.*stayed taken for 0.2 s"):
+                reader.fetch()
+        finally:
+            done.set()
+            thread.join()
+        assert reader.fetch().sum() == 0  # fine once the writer moves on
