@@ -133,6 +133,17 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
                 row(rows, "modified", label, mod, 4, "8-byte unpack")
             obj.unlink()
 
+    # 1 KiB (a 32x32 uint8 array): no target in the issues; at this size the call itself dominates.
+    small_n = scalar_n // 5
+    src_k, dst_k = np.full((32, 32), 3, np.uint8), np.empty((32, 32), np.uint8)
+    name = unique_name("bench")
+    with SharedObject.create(name, src_k) as obj:
+        for op, timing in (("fetch", compare(obj.fetch, lambda: np.copyto(dst_k, src_k), small_n, scalar_rounds)),
+                           ("assign", compare(lambda: obj.assign(src_k), lambda: np.copyto(dst_k, src_k), small_n, scalar_rounds))):
+            rows.append((op, "uint8 1 KiB (32x32)", f"{timing.ours * 1e6:.3f}", f"{timing.floor * 1e6:.3f}", "np.copyto",
+                         f"{timing.ratio:.2f}x", "(info)", ""))
+        obj.unlink()
+
     frame_n, frame_rounds = (50, 7) if quick else (200, 11)
     for label, dtype, n in (("uint8 480x848x3", np.uint8, frame_n), ("float64 480x848x3", np.float64, max(10, frame_n // 5))):
         src = np.full(FRAME, 3, dtype)
