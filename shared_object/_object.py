@@ -352,7 +352,6 @@ class SharedObject:
         #: also needs both slots loaded once for all, which dynamic objects cannot do.
         self._lock_free = LOCK_FREE_READS and not single_slot
         self._lock_free_fast = self._lock_free and not self._dynamic
-        self._single_fast = single_slot  # single-slot objects are never dynamic
         self._slots: list[_Slot | None] = [None, None]
         self._nodes: dict[int, _codecs.Node] = {}
         self._map_ranges: list[tuple[int, int]] = []
@@ -462,7 +461,7 @@ class SharedObject:
                 del value
             except Exception:  # noqa: BLE001 - closed (ClosedError below), torn or corrupt: the slow path decides
                 self._check_open()
-        elif fn is None and out is None and self._single_fast:
+        elif fn is None and out is None and self._single_slot:  # never dynamic: both slots loaded
             # One slot: read under the mutex when it is free; anything else (busy, a dead
             # holder, an incomplete value, a closed handle) takes the slow path, which says what.
             mutex = self._mutex
