@@ -580,11 +580,7 @@ class SharedObject:
 
     def _fetch_locked(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
         """Read under the writer mutex (single-slot objects, repeated collisions, CPUs without load ordering)."""
-        self._lock_as_reader()
-        s = self._words[STATE]
-        if s & WRITING and self._single_slot:  # we hold the mutex, so that writer is dead
-            self._mutex.release()
-            raise self._incomplete()
+        s = self._lock_for_read()
         try:
             slot = self._slot_for_read(s & 1)
             value = slot.read() if out is None else _copy_into(out, slot.node, self._buf, slot.base)
@@ -596,12 +592,22 @@ class SharedObject:
             self._mutex.release()
         return value if fn is None else self._detach(fn(value))
 
-    def _incomplete(self) -> IncompleteValueError:
-        """The error for a single-slot object whose last writer died mid-assign (call holding the mutex)."""
-        return IncompleteValueError(
-            f"the last writer of single-slot segment {self.name!r} died in the middle of an assign: "
-            "its value is incomplete until the next assign (two-slot objects keep the last complete value)"
-        )
+    def _lock_for_read(self) -> int:
+        """Take the writer mutex as a reader and return the state word; the caller releases the mutex.
+
+        A single-slot object whose WRITING bit is set while we hold the mutex lost its writer
+        mid-assign: release and raise IncompleteValueError instead.
+        """
+        self._lock_as_reader()
+        state: int = self._words[STATE]
+        if state & WRITING and self._single_slot:
+            self._mutex.release()
+            msg = (
+                f"the last writer of single-slot segment {self.name!r} died in the middle of an assign: "
+                "its value is incomplete until the next assign (two-slot objects keep the last complete value)"
+            )
+            raise IncompleteValueError(msg)
+        return state
 
     def _lock_as_reader(self) -> None:
         """Take the writer mutex, asking busy writers to pause until we have it."""
@@ -886,14 +892,11 @@ class ZeroCopyView:
 
     def __enter__(self) -> ZeroCopyView:
         obj = self._obj
-        if not obj._lock_free:
-            obj._lock_as_reader()
+        if obj._lock_free:
+            self._state = obj._words[STATE]
+        else:
+            self._state = obj._lock_for_read()
             self._locked = True
-        self._state = obj._words[STATE]
-        if self._locked and self._state & WRITING and obj._single_slot:
-            obj._mutex.release()
-            self._locked = False
-            raise obj._incomplete()
         slot = obj._slot_for_read(self._state & 1)
         self.value = slot.node.view(obj._buf, slot.base)
         return self
