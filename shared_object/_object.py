@@ -15,7 +15,6 @@ assigning in a tight loop cannot starve readers.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import os
@@ -300,7 +299,7 @@ class SharedObject:
         try:
             buf = segment.buf
             _layout.write_identity(buf, dynamic=self._dynamic, single_slot=single, lock_abi=lock_abi())
-            WriterMutex(_address_of(segment) + _layout.MUTEX_OFFSET).initialize()
+            WriterMutex(segment.address + _layout.MUTEX_OFFSET).initialize()
             for i, (offset, cap) in enumerate(entries):
                 _layout.SLOT_ENTRY.pack_into(buf, _layout.SLOT_TABLE_OFFSET + 16 * i, offset, cap)
                 _write_slot_header(buf, offset, _layout.FIXED_SCHEMA_ID, schema_text, payload_offset, node.size)
@@ -356,7 +355,7 @@ class SharedObject:
         self._nodes: dict[int, _codecs.Node] = {}
         self._map_ranges: list[tuple[int, int]] = []
         self._spares: list[np.ndarray[Any, Any]] = []  # earlier fetch results, for _recycling_copy
-        address = _address_of(segment)
+        address = segment.address
         # The first mapping stays mapped until close (see Segment.refresh), so the mutex and
         # futex addresses taken from it stay valid even after the file grows and is remapped.
         self._mutex: WriterMutex | _ClosedMutex = WriterMutex(address + _layout.MUTEX_OFFSET)
@@ -393,7 +392,7 @@ class SharedObject:
         """Follow the segment's (new) mapping: drop views into older ones."""
         self._forget_views()
         self._buf = self._segment.buf
-        address = _address_of(self._segment)
+        address = self._segment.address
         self._map_ranges.append((address, address + len(self._buf)))
 
     def _load_slot(self, index: int) -> _Slot:
@@ -1037,15 +1036,6 @@ def _copy_into(out: np.ndarray[Any, Any], node: _codecs.Node, buf: memoryview, b
         raise TypeMismatchError(msg)
     np.copyto(out, node.views(buf, base)[1])
     return out
-
-
-def _address_of(segment: _segment.Segment) -> int:
-    """The address of the segment's mapping (valid while the mapping lives)."""
-    anchor = ctypes.c_char.from_buffer(segment.mm)
-    try:
-        return ctypes.addressof(anchor)
-    finally:
-        del anchor  # release the buffer export at once, or the mapping could never be closed
 
 
 def _check_init_size(init_size: int) -> int:

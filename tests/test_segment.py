@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import stat
 import subprocess
 import sys
 import tempfile
 
+import numpy as np
 import pytest
 
 from shared_object import (
@@ -154,3 +156,88 @@ def test_full_shm_fails_at_creation_not_with_sigbus() -> None:
             assert "GROWTH REFUSED" in result.stdout and "KEPT 1000.0" in result.stdout
         finally:
             subprocess.run(["umount", small], check=False)
+
+
+# -- mappings: alignment, lifetime, huge pages ---------------------------------------------------
+
+
+def _mappings_of(name: str) -> list[dict[str, int]]:
+    """This process's mappings of segment ``name`` (also under its temporary name), from smaps."""
+    regions: list[dict[str, int]] = []
+    current: dict[str, int] | None = None
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if fields[0].endswith(":"):  # a field of the current region
+                if current is not None and fields[0] == "ShmemPmdMapped:":
+                    current["pmd_kb"] = int(fields[1])
+                continue
+            path = fields[5] if len(fields) >= 6 else ""  # a region's first line: range perms offset dev inode path
+            current = None
+            if path.endswith(f"/{name}") or f"-tmp-{name}-" in path:
+                current = {"start": int(fields[0].split("-")[0], 16), "pmd_kb": 0}
+                regions.append(current)
+    return regions
+
+
+def test_big_segments_are_mapped_at_a_huge_page_boundary(shm_name: str) -> None:
+    with SharedObject.create(shm_name, np.zeros(3 * 2**20, np.uint8)) as obj:
+        assert obj._segment.address % _segment.HUGE_PAGE == 0
+        with SharedObject.attach(shm_name) as other:
+            assert other._segment.address % _segment.HUGE_PAGE == 0
+        obj.unlink()
+
+
+def test_a_view_outlives_close_and_the_mapping_goes_with_the_last_view(shm_name: str) -> None:
+    obj = SharedObject.create(shm_name, np.arange(1000.0))
+    with obj.view() as view:
+        kept = view.value
+    obj.unlink()
+    obj.close()
+    assert _mappings_of(shm_name), "the mapping went while a view into it was alive"
+    assert kept[999] == 999.0  # still readable: no dangling pointer
+    del kept, view
+    gc.collect()
+    assert not _mappings_of(shm_name), "the mapping outlived every view"
+
+
+def test_closing_with_no_views_unmaps_at_once(shm_name: str) -> None:
+    obj = SharedObject.create(shm_name, np.arange(1000.0))
+    obj.fetch()
+    assert len(_mappings_of(shm_name)) == 1
+    obj.unlink()
+    obj.close()
+    assert not _mappings_of(shm_name)
+
+
+def test_huge_pages_when_the_kernel_grants_them(shm_name: str) -> None:
+    """Creation asks for huge pages for big segments; where granted, readers in another process use them.
+
+    Kernels before 6.1 (or /dev/shm mounted huge=deny) refuse: then the object works on 4 KiB pages,
+    and only the consistency of the report is checked.
+    """
+    frame = np.full((480, 848, 3), 1.5)  # 9.8 MB: two slots are about 20 MB
+    with SharedObject.create(shm_name, frame) as obj:
+        granted = obj._segment.use_huge_pages(0, obj._segment.file_size())
+        mapped_kb = sum(region["pmd_kb"] for region in _mappings_of(shm_name))
+        if not granted:
+            assert mapped_kb == 0
+            obj.unlink()
+            return
+        assert mapped_kb >= 16 * 1024  # 8 of the 9 whole 2 MiB pieces at least
+        code = (
+            "import sys; sys.path.insert(0, 'tests'); from test_segment import _mappings_of\n"
+            f"from shared_object import SharedObject\nobj = SharedObject.attach({shm_name!r})\n"
+            "assert obj.fetch().sum() == 1.5 * 480 * 848 * 3\n"
+            f"print(sum(r['pmd_kb'] for r in _mappings_of({shm_name!r})))\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+        assert int(result.stdout) >= 8 * 1024  # at least the slot the fetch read
+        obj.unlink()
+
+
+def test_small_segments_do_not_ask_for_huge_pages(shm_name: str) -> None:
+    with SharedObject.create(shm_name, np.zeros(2**20, np.uint8)) as obj:
+        assert not obj._segment.use_huge_pages(0, obj._segment.file_size())
+        assert sum(region["pmd_kb"] for region in _mappings_of(shm_name)) == 0
+        obj.unlink()
