@@ -556,7 +556,11 @@ class SequenceNode(Node):
             child.prepare(item, f"{path}[{i}]", out)
 
     def read(self, buf: memoryview, base: int) -> Any:
-        return self.pytype([c.read(buf, base) for c in self.children])
+        value = self.pytype([c.read(buf, base) for c in self.children])
+        if len(value) != len(self.children):  # a set whose stored elements are not distinct
+            msg = f"the payload of a {self.describe()} holds equal elements (it reads as {len(value)}): it is corrupt"
+            raise LayoutError(msg)
+        return value
 
     def view(self, buf: memoryview, base: int) -> Any:
         if self.kind in ("set", "frozenset"):  # set elements are hashable scalars: no arrays inside

@@ -14,6 +14,7 @@ from hypothesis.extra import numpy as hnp
 from shared_object import (
     CapacityError,
     IntegerOverflowError,
+    LayoutError,
     SharedObject,
     TypeMismatchError,
     UnsupportedTypeError,
@@ -233,3 +234,20 @@ def test_property_schema_survives_json(value: Any) -> None:
     assert _codecs.loads(_codecs.dumps(schema), "x") == schema
     node = _codecs.build(schema)
     node.prepare(value, "", [])  # a value always fits the schema made from it
+
+
+@pytest.mark.parametrize("kind", [set, frozenset])
+def test_a_set_whose_payload_holds_equal_elements_is_corrupt(kind: type) -> None:
+    """Only corruption can store two equal elements; reading them must not shrink the set silently."""
+    value = kind({1, 2})
+    node = _codecs.build(_codecs.schema_of(value))
+    node.place(0)
+    writes: _codecs.Writes = []
+    node.prepare(value, "", writes)
+    buf = memoryview(bytearray(node.size))
+    for leaf, item in writes:
+        leaf.write(buf, 0, item)
+    assert node.read(buf, 0) == value
+    buf[8:16] = buf[0:8]  # the second int becomes a copy of the first
+    with pytest.raises(LayoutError, match=f"{kind.__name__} of 2 holds equal elements"):
+        node.read(buf, 0)
