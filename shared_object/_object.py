@@ -52,14 +52,18 @@ _ArrayFast = tuple[np.dtype[Any], tuple[int, ...], np.ndarray[Any, Any], np.ndar
 #: frame copy that a busy writer slows to hundreds of microseconds (both compete for memory
 #: bandwidth) goes to the mutex after one retry, instead of being lapped again and again.
 OPTIMISTIC_BUDGET_NS: Final = 100_000
-#: A reader waiting for the writer mutex first yields the CPU this many times, then naps POLL_S.
-READER_SPINS: Final = 200
+#: Whoever waits on another process's turn (a reader for the writer mutex, a writer for the
+#: reader it paused for, a writer for the mutex) first yields the CPU this many times, then naps
+#: POLL_S. A yield costs ~1 us and lets a holder on the same core run; a nap costs ~60 us or far
+#: more here (timer slack, and a virtual machine's timer), several times the copy being waited for.
+SPINS: Final = 200
 #: Payloads at least this big keep a lapped handle on the mutex path (see _fetch_slow).
 SLOW_READ_BYTES: Final = 256 * 1024
-#: A reader that needs the writer mutex (single slot, or lapped) gives up with LockTimeoutError
-#: after this long, rather than hang on a stuck writer or on corrupt lock bytes. A live writer holds
-#: the mutex for one copy (about 10 ms for 100 MB).
-READER_LOCK_TIMEOUT_S: float = 10.0
+#: Whoever waits for the writer mutex (writers, and readers of a single slot or lapped) gives up
+#: with LockTimeoutError after this long, rather than hang on a stuck writer (frozen by a debugger
+#: or SIGSTOP) or on corrupt lock bytes. A live writer holds the mutex for one copy (about 10 ms for
+#: 100 MB), so reaching this means something is wrong, and the error says what to look at.
+LOCK_TIMEOUT_S: float = 10.0
 #: A starving reader's request makes writers pause only while it is this fresh (a dead reader's expires).
 REQUEST_FRESH_NS: Final = 5_000_000
 #: How long a writer pauses at most, per assign, for readers that asked.
@@ -608,6 +612,32 @@ class SharedObject:
             raise IncompleteValueError(msg)
         return state
 
+    def _lock_timeout_error(self) -> LockTimeoutError:
+        msg = (
+            f"the writer lock of segment {self.name!r} stayed taken for {LOCK_TIMEOUT_S} s: a writer "
+            f"is stuck, or the lock bytes are corrupt (see: shared-object inspect {self.name})"
+        )
+        return LockTimeoutError(msg)
+
+    def _lock_as_writer(self, rc: int | None = None) -> None:
+        """Take the writer mutex (``rc``: what the caller's ``trylock`` returned), or raise LockTimeoutError."""
+        mutex = self._mutex
+        if rc is None:
+            rc = mutex.trylock(mutex.address)
+        # The holder is most likely a reader we paused for, or another writer, copying one value:
+        # spin politely for it before sleeping in the kernel, whose wake-up costs more than the copy.
+        spins = 0
+        while rc == errno.EBUSY and spins < SPINS:
+            spins += 1
+            os.sched_yield()
+            rc = mutex.trylock(mutex.address)
+        if not rc:
+            return
+        try:
+            mutex.acquire_contended(rc, LOCK_TIMEOUT_S)
+        except LockTimeoutError:
+            raise self._lock_timeout_error() from None
+
     def _lock_as_reader(self) -> None:
         """Take the writer mutex, asking busy writers to pause until we have it."""
         mutex = self._mutex
@@ -615,17 +645,13 @@ class SharedObject:
             return
         words = self._words
         spins = 0
-        deadline = _monotonic_ns() + int(READER_LOCK_TIMEOUT_S * 1e9)
+        deadline = _monotonic_ns() + int(LOCK_TIMEOUT_S * 1e9)
         while True:
             stamp = _monotonic_ns()
             if stamp > deadline:
-                msg = (
-                    f"the writer lock of segment {self.name!r} stayed taken for {READER_LOCK_TIMEOUT_S} s: a writer "
-                    f"is stuck, or the lock bytes are corrupt (see: shared-object inspect {self.name})"
-                )
-                raise LockTimeoutError(msg)
+                raise self._lock_timeout_error()
             words[REQUEST] = stamp
-            if spins < READER_SPINS:
+            if spins < SPINS:
                 spins += 1
                 os.sched_yield()
             else:
@@ -736,7 +762,7 @@ class SharedObject:
         mutex = self._mutex
         rc = mutex.trylock(mutex.address)
         if rc:
-            mutex.acquire_contended(rc)
+            self._lock_as_writer(rc)
         try:
             state = words[2]
             target = (state & 1) ^ 1
@@ -772,7 +798,7 @@ class SharedObject:
         """Mark the object changed without changing its value (wakes waiters); returns self."""
         self._check_open()
         words = self._words
-        self._mutex.acquire()
+        self._lock_as_writer()
         try:
             state = words[STATE]
             change = (state >> 2) + 1
@@ -801,8 +827,13 @@ class SharedObject:
             # A reader failed to get a clean copy several times: pause until it has read (it
             # clears its request) or the pause runs out, before our next write can lap it again.
             end = now + WRITER_YIELD_MAX_NS
+            spins = 0
             while True:
-                time.sleep(POLL_S)
+                if spins < SPINS:
+                    spins += 1
+                    os.sched_yield()
+                else:
+                    time.sleep(POLL_S)
                 request = words[REQUEST]
                 now = _monotonic_ns()
                 if not request or now - request >= REQUEST_FRESH_NS or now >= end:
@@ -930,7 +961,7 @@ class SharedDynamicObject(SharedObject):
     def assign(self: DynamicSelf, data: Any) -> DynamicSelf:
         self._check_open()
         offered = _codecs.schema_of(data, self._init_size)  # refuses unsupported types before any lock
-        self._mutex.acquire()
+        self._lock_as_writer()
         try:
             self._assign_locked(data, offered)
         finally:

@@ -7,18 +7,22 @@ import pickle
 import threading
 import time
 import tracemalloc
+from typing import Any
 
 import numpy as np
 import pytest
 
 from shared_object import (
     ClosedError,
+    LockTimeoutError,
     ReadersLock,
     SegmentExistsError,
     SegmentNotFoundError,
+    SharedDynamicObject,
     SharedObject,
     TypeMismatchError,
     _layout,
+    _object,
 )
 
 
@@ -384,3 +388,41 @@ def test_a_fetch_loop_stops_allocating(shm_name: str) -> None:
             tracemalloc.stop()
         assert frame.nbytes == 1 << 20
         assert peak < 64 * 1024, f"a steady fetch loop allocated {peak} bytes"
+
+
+@pytest.mark.parametrize(
+    ("cls", "operation"),
+    [
+        (SharedObject, lambda obj: obj.assign(np.ones(1000))),
+        (SharedObject, lambda obj: obj.trigger()),
+        (SharedDynamicObject, lambda obj: obj.assign(np.ones(5))),
+    ],
+    ids=["assign", "trigger", "dynamic assign"],
+)
+def test_a_stuck_writer_makes_other_writers_time_out_not_hang(
+    shm_name: str, monkeypatch: pytest.MonkeyPatch, cls: type[SharedObject], operation: Any
+) -> None:
+    """A writer frozen while holding the lock (debugger, SIGSTOP, corrupt lock bytes) must not hang the next."""
+    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.2)
+    with cls.create(shm_name, np.zeros(1000)) as stuck, cls.attach(shm_name) as writer:
+        taken, done = threading.Event(), threading.Event()
+
+        def hold_the_lock() -> None:
+            stuck._mutex.acquire()
+            taken.set()
+            done.wait(30)
+            stuck._mutex.release()
+
+        thread = threading.Thread(target=hold_the_lock)
+        thread.start()
+        try:
+            assert taken.wait(30)
+            with pytest.raises(LockTimeoutError, match=f"{shm_name}.*stayed taken for 0.2 s"):
+                operation(writer)
+            assert writer.fetch().sum() == 0  # two slots: readers never needed the lock
+        finally:
+            done.set()
+            thread.join()
+        operation(writer)  # and writing works again once the lock is free
+        assert writer.fetch().sum() in (0, 1000, 5)
+        stuck.unlink()

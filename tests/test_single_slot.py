@@ -85,7 +85,7 @@ def test_writer_killed_mid_assign_leaves_a_clear_error_until_the_next_assign(shm
 
 
 def test_a_stuck_writer_makes_readers_time_out_not_hang(shm_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_object, "READER_LOCK_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.2)
     with SharedObject.create(shm_name, np.zeros(1000), slots=1) as writer, SharedObject.attach(shm_name) as reader:
         taken, done = threading.Event(), threading.Event()
 
