@@ -113,10 +113,10 @@ def main() -> int:
         print("this benchmark needs docker-py: pip install docker", file=sys.stderr)
         return 2
     client = docker.from_env(timeout=600)
-    base = os.environ.get("BASE_IMAGE") or next(
-        (line.split("=", 1)[1] for line in (ROOT / ".env").read_text().splitlines() if line.startswith("BASE_IMAGE=")),
-        "python:3.11-slim",
-    ) if (ROOT / ".env").exists() else os.environ.get("BASE_IMAGE", "python:3.11-slim")
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from dockertools import base_image  # the test suite's choice: BASE_IMAGE, .env, or python:3.11-slim
+
+    base = base_image()
     image = "shared-object:bench"
     client.images.build(path=str(ROOT), dockerfile="docker/Dockerfile", tag=image, rm=True, buildargs={"BASE_IMAGE": base})
     results: dict[str, list[tuple[float, float]]] = {"processes": [], "containers": []}

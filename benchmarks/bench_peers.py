@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from multiprocessing import shared_memory
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -222,11 +222,13 @@ def pipe_pair() -> tuple[Any, Any]:
     return mp.get_context("spawn").Pipe(duplex=False)
 
 
+OURS_POLLING: Final = "shared_object (copy, polling)"
+SEQLOCK_FLOOR: Final = "raw shm + 2-slot seqlock (floor)"
 TRANSPORTS: dict[str, dict[str, Any]] = {
-    "shared_object (copy, polling)": {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "poll"), "needs": "shared_object"},
+    OURS_POLLING: {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "poll"), "needs": "shared_object"},
     "shared_object (copy, wait())": {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "wait"), "needs": "shared_object"},
     "shared_object (zero-copy view)": {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "view"), "needs": "shared_object"},
-    "raw shm + 2-slot seqlock (floor)": {"send": seqlock_sender, "recv": seqlock_receiver, "needs": "numpy"},
+    SEQLOCK_FLOOR: {"send": seqlock_sender, "recv": seqlock_receiver, "needs": "numpy"},
     "reference SharedObject 0.0.6": {"send": reference_sender, "recv": reference_receiver, "needs": "real_robot"},
     "iceoryx2 (copy)": {"send": iceoryx_sender, "recv": lambda n, s: iceoryx_receiver(n, s, False), "needs": "iceoryx2"},
     "iceoryx2 (zero-copy)": {"send": iceoryx_sender, "recv": lambda n, s: iceoryx_receiver(n, s, True), "needs": "iceoryx2"},
@@ -353,8 +355,8 @@ def _targets(paced: dict[tuple[str, str], dict[str, Any] | str], free: dict[str,
     Each ratio is the median, over rounds, of the ratio within one round: the two transports ran
     seconds apart there, while the machine's speed drifts between rounds.
     """
-    ours, view, waiting = ("shared_object (copy, polling)", "shared_object (zero-copy view)", "shared_object (copy, wait())")
-    floor, iceoryx = "raw shm + 2-slot seqlock (floor)", "iceoryx2 (copy)"
+    ours, view, waiting = (OURS_POLLING, "shared_object (zero-copy view)", "shared_object (copy, wait())")
+    floor, iceoryx = SEQLOCK_FLOOR, "iceoryx2 (copy)"
     checks = [
         ("latency 1.22 MB, copy vs iceoryx2 copy", (ours, iceoryx), "lat", 1.0, "<="),
         ("latency 1.22 MB, copy vs seqlock floor", (ours, floor), "lat", 1.1, "<="),
@@ -422,10 +424,17 @@ def measure_paced(installed: list[str], count: int, rounds: int) -> dict[tuple[s
 
 
 def measure_free(installed: list[str], seconds: float, rounds: int) -> dict[str, dict[str, Any]]:
-    """Free-running at 1.22 MB: frames got and sent per transport, summed over interleaved rounds."""
+    """Free-running at 1.22 MB: frames got and sent per transport, summed over interleaved rounds.
+
+    The target compares our polling consumer with the seqlock floor, so those two run back to
+    back in every round, in alternating order (ours first in even rounds, the floor first in odd
+    ones): the machine's drift between them then cancels instead of landing on one side.
+    """
     free: dict[str, dict[str, Any]] = {t: {"got": 0, "sent": 0, "rounds": []} for t in installed}
-    for _ in range(rounds):
-        for transport in installed:
+    pair = [t for t in (OURS_POLLING, SEQLOCK_FLOOR) if t in installed]
+    others = [t for t in installed if t not in pair]
+    for index in range(rounds):
+        for transport in (pair if index % 2 == 0 else pair[::-1]) + others:
             try:
                 result = run_pair(transport, SIZES["1.22 MB"], "free", 0, seconds)
             except Exception as exc:  # one broken peer must not end the run
@@ -467,7 +476,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     count, seconds, rounds = (200, 1.0, 1) if args.quick else (1000, 1.0, 5)
-    free_rounds = 1 if args.quick else 9  # the free-running count swings most between rounds
+    free_rounds = 1 if args.quick else 11  # the free-running count swings most between rounds
     out_dir = ROOT / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     installed = [t for t in TRANSPORTS if available(t)]

@@ -1,4 +1,7 @@
-"""Helpers for the Docker integration tests: start labelled containers, read their output."""
+"""Helpers for the Docker integration tests: start labelled containers, read their output.
+
+No pytest import: benchmarks/bench_containers.py uses ``base_image`` from here.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 SESSION_ID = uuid.uuid4().hex[:12]
 LABEL = "shared_object.test-session"
@@ -69,7 +70,8 @@ def wait_for_output(container: Any, text: str, timeout: float = 60) -> str:
         if container.status in ("exited", "dead"):
             break
         time.sleep(0.05)
-    pytest.fail(f"container never printed {text!r}; status {container.status}; output:\n{logs}", pytrace=False)
+    msg = f"container never printed {text!r}; status {container.status}; output:\n{logs}"
+    raise AssertionError(msg)
 
 
 def finish(container: Any, timeout: float = 120) -> tuple[int, str]:
