@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
 from pathlib import Path
 from typing import Any, Final
 
@@ -95,27 +95,50 @@ def so_receiver(name: str, shape: tuple[int, ...], mode: str) -> Receiver:
     return {"poll": poll, "wait": wait, "view": view}[mode]
 
 
-def seqlock_sender(name: str, shape: tuple[int, ...]) -> Sender:
+def untracked(shm: shared_memory.SharedMemory) -> shared_memory.SharedMemory:
+    """Keep the resource tracker out of a floor segment: run_pair removes it.
+
+    Otherwise the tracker (shared by the spawned consumers) "cleans up" names that run_pair
+    already unlinked when the run ends, and prints a warning for each.
+    """
+    resource_tracker.unregister(shm._name, "shared_memory")  # the tracker knows it by this name
+    return shm
+
+
+def seqlock_views(shm: shared_memory.SharedMemory, shape: tuple[int, ...]) -> tuple[Any, list[Any], Callable[[], None]]:
+    """The floor's layout in ``shm``: a sequence word, two slots, and a close() that drops them first.
+
+    SharedMemory.close() refuses while views exist, and a closure frees its cells in no set order.
+    """
     nbytes = int(np.prod(shape))
-    shm = shared_memory.SharedMemory(name=name, create=True, size=64 + 2 * nbytes)
     words = shm.buf[:64].cast("Q")
-    words[0] = 0
     slots = [np.ndarray(shape, np.uint8, shm.buf, 64 + i * nbytes) for i in (0, 1)]
-    state = {"seq": 0, "shm": shm}
+
+    def close() -> None:
+        slots.clear()
+        words.release()
+        shm.close()
+
+    return words, slots, close
+
+
+def seqlock_sender(name: str, shape: tuple[int, ...]) -> Sender:
+    shm = untracked(shared_memory.SharedMemory(name=name, create=True, size=64 + 2 * int(np.prod(shape))))
+    words, slots, close = seqlock_views(shm, shape)
+    words[0] = 0
+    state = {"seq": 0}
 
     def send(frame: np.ndarray[Any, Any]) -> None:
         state["seq"] += 1
         np.copyto(slots[state["seq"] & 1], frame)
         words[0] = state["seq"]
 
+    send.close = close  # type: ignore[attr-defined]
     return send
 
 
 def seqlock_receiver(name: str, shape: tuple[int, ...]) -> Receiver:
-    shm = shared_memory.SharedMemory(name=name)
-    nbytes = int(np.prod(shape))
-    words = shm.buf[:64].cast("Q")
-    slots = [np.ndarray(shape, np.uint8, shm.buf, 64 + i * nbytes) for i in (0, 1)]
+    words, slots, close = seqlock_views(untracked(shared_memory.SharedMemory(name=name)), shape)
     last = [words[0]]
     frame = np.empty(shape, np.uint8)  # the consumer's own copy: preallocated, as a floor should be
 
@@ -128,7 +151,7 @@ def seqlock_receiver(name: str, shape: tuple[int, ...]) -> Receiver:
                     last[0] = seq
                     return seq_of(frame)
 
-    receive.keep = shm  # type: ignore[attr-defined]
+    receive.close = close  # type: ignore[attr-defined]
     return receive
 
 
@@ -258,6 +281,7 @@ def consumer_main(transport: str, name: str, shape: tuple[int, ...], ack_name: s
         if mode == "paced":
             ack[0] = seq
     ack[0] = STOP + got  # report the count back
+    getattr(receive, "close", lambda: None)()  # the floor's views, before its segment
     del ack, receive
     ack_shm.close()
 
@@ -341,12 +365,17 @@ def run_pair(transport: str, shape: tuple[int, ...], mode: str, count: int, seco
         if consumer.is_alive():
             consumer.kill()
             consumer.join(5)
+        getattr(send, "close", lambda: None)()
         del ack
         ack_shm.close()
         ack_shm.unlink()
         for leftover in (f"/dev/shm/{name}", f"/tmp/{name}.zmq"):
             if os.path.exists(leftover):
                 os.unlink(leftover)
+        if TRANSPORTS[transport]["needs"] == "real_robot":
+            # The reference attaches through multiprocessing.shared_memory, whose resource tracker
+            # would try to remove the segment again at exit, and warn that it is gone.
+            resource_tracker.unregister(f"/{name}", "shared_memory")
 
 
 def _targets(paced: dict[tuple[str, str], dict[str, Any] | str], free: dict[str, dict[str, Any]]) -> str:
@@ -394,18 +423,26 @@ def available(transport: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _round_order(installed: list[str], index: int) -> list[str]:
+    """Round ``index``'s order: ours and the floor first, back to back, swapped every other round."""
+    pair = [t for t in (OURS_POLLING, SEQLOCK_FLOOR) if t in installed]
+    return (pair if index % 2 == 0 else pair[::-1]) + [t for t in installed if t not in pair]
+
+
 def measure_paced(installed: list[str], count: int, rounds: int) -> dict[tuple[str, str], dict[str, Any] | str]:
     """Ack-paced latency per (transport, payload), or the reason it failed.
 
     Every measurement runs in interleaved rounds: this machine's speed drifts over seconds (a
     shared host), so each transport gets a slice of every period instead of a period of its own.
+    Within a round, payload by payload, our polling consumer and the seqlock floor run back to
+    back in alternating order (see measure_free).
     """
     samples: dict[tuple[str, str], list[float]] = {}
     round_medians: dict[tuple[str, str], list[float]] = {}
     paced: dict[tuple[str, str], dict[str, Any] | str] = {}
-    for _ in range(rounds):
-        for transport in installed:
-            for label, shape in SIZES.items():
+    for index in range(rounds):
+        for label, shape in SIZES.items():
+            for transport in _round_order(installed, index):
                 if isinstance(paced.get((transport, label)), str):
                     continue
                 frames = max(count // rounds, 50) // (4 if label == "9.8 MB" else 1)
@@ -431,10 +468,8 @@ def measure_free(installed: list[str], seconds: float, rounds: int) -> dict[str,
     ones): the machine's drift between them then cancels instead of landing on one side.
     """
     free: dict[str, dict[str, Any]] = {t: {"got": 0, "sent": 0, "rounds": []} for t in installed}
-    pair = [t for t in (OURS_POLLING, SEQLOCK_FLOOR) if t in installed]
-    others = [t for t in installed if t not in pair]
     for index in range(rounds):
-        for transport in (pair if index % 2 == 0 else pair[::-1]) + others:
+        for transport in _round_order(installed, index):
             try:
                 result = run_pair(transport, SIZES["1.22 MB"], "free", 0, seconds)
             except Exception as exc:  # one broken peer must not end the run
@@ -498,7 +533,8 @@ def main() -> int:
                         f"{result['fps']:.0f} | {free_text} |")
     header = (f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {np.__version__}; "
               f"{count} ack-paced frames per row in {rounds} interleaved rounds; "
-              f"free-running at 1.22 MB: {free_rounds} interleaved rounds of {seconds:.0f} s\n\n"
+              f"free-running at 1.22 MB: {free_rounds} interleaved rounds of {seconds:.0f} s; "
+              "in every round our polling consumer and the floor run back to back, in alternating order\n\n"
               "| transport | payload | median us | p99 us | max lossless fps (paced) | free-running: got / sent |\n"
               "| --- | --- | --- | --- | --- | --- |")
     table = header + "\n" + "\n".join(rows) + "\n\n" + _targets(paced, free)
