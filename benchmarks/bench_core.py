@@ -287,9 +287,12 @@ def latency_seqlock(count: int) -> list[float]:
 def bench_cross_process(rows: list[tuple[str, ...]], quick: bool) -> None:
     count = 300 if quick else 1000
     ours_runs, floor_runs, wait_runs = [], [], []
-    for _ in range(1 if quick else 5):  # interleave whole runs too
+    for index in range(1 if quick else 7):  # interleave whole runs too, ours and the floor in ABBA order
+        if index % 2:
+            floor_runs.append(statistics.median(latency_seqlock(count)))
         ours_runs.append(statistics.median(latency_shared_object("poll", count)))
-        floor_runs.append(statistics.median(latency_seqlock(count)))
+        if not index % 2:
+            floor_runs.append(statistics.median(latency_seqlock(count)))
         wait_runs.append(statistics.median(latency_shared_object("wait", count)))
     floor = statistics.median(floor_runs)
 

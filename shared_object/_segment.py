@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import mmap
 import os
 import re
@@ -249,14 +250,9 @@ class _Mman:
         self.failed = ctypes.c_void_p(-1).value  # MAP_FAILED
 
 
-_mman_lib: _Mman | None = None
-
-
+@functools.cache
 def _mman() -> _Mman:
-    global _mman_lib
-    if _mman_lib is None:
-        _mman_lib = _Mman()
-    return _mman_lib
+    return _Mman()
 
 
 def _map(fd: int, size: int) -> tuple[memoryview, int]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import platform
 import sys
@@ -112,15 +113,10 @@ def _fn(f: ctypes._CFuncPtr, argtypes: list[type]) -> ctypes._CFuncPtr:  # type:
     return f
 
 
-_libc: _Libc | None = None
-
-
+@functools.cache
 def libc() -> _Libc:
-    """The resolved C library; raises UnsupportedPlatformError where we cannot run."""
-    global _libc
-    if _libc is None:
-        _libc = _Libc()
-    return _libc
+    """The resolved C library; raises UnsupportedPlatformError where we cannot run (not cached then)."""
+    return _Libc()
 
 
 class _Timespec(ctypes.Structure):
