@@ -297,6 +297,44 @@ def test_consumer_survives_a_producer_killed_mid_stream(containers: Containers) 
     assert int(torn) == 0 and int(reads) > 200, out
 
 
+def test_a_writer_killed_holding_the_lock_in_one_container_is_recovered_in_another(containers: Containers) -> None:
+    """The writer lock is a robust mutex: when its holder dies, the kernel marks it, and the next
+    writer takes it over (EOWNERDEAD) instead of waiting forever. Each container has its own PID
+    namespace, so the two writers may even have the same thread id (both PID 1); the kernel's
+    cleanup and glibc's takeover must not care.
+    """
+    donor = producer(containers, """
+        import os, time, helpers
+        from shared_object import SharedObject
+        obj = SharedObject.create("locked", helpers.checksummed_frame(1), mode=0o666)
+        obj._mutex.acquire()  # frozen in the middle of an assign: it holds the writer lock
+        print("READY pid", os.getpid(), flush=True)
+        time.sleep(300)
+    """)
+    writer = joiner(containers, donor, """
+        import os, time, helpers
+        from shared_object import SharedObject, _object
+        _object.LOCK_TIMEOUT_S = 120.0  # fail by the test's deadline, not by the library's
+        obj = SharedObject.attach("locked", timeout=30)
+        print("ATTACHED pid", os.getpid(), "reads", helpers.frame_ok(obj.fetch()), flush=True)
+        t0 = time.monotonic()
+        obj.assign(helpers.checksummed_frame(2))  # blocks on the lock until the holder dies
+        frame = obj.fetch()
+        same = bool((frame == helpers.checksummed_frame(2)).all())
+        print("RECOVERED", obj._mutex.owner_died_count, helpers.frame_ok(frame), same,
+              f"after {time.monotonic() - t0:.1f} s", flush=True)
+    """)
+    out = wait_for_output(writer, "ATTACHED")
+    assert "reads True" in out, out  # readers never needed the lock
+    time.sleep(1.5)
+    writer.reload()
+    assert writer.status == "running" and "RECOVERED" not in writer.logs().decode(), "the lock did not hold the writer"
+    donor.kill(signal="SIGKILL")
+    code, out = finish(writer)
+    assert code == 0, out
+    assert "RECOVERED 1 True True" in out, out
+
+
 def test_unit_tests_pass_inside_the_image(containers: Containers) -> None:
     """The containerized test run: the unit and multi-process tests, inside the image."""
     container = containers.run(
