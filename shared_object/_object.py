@@ -57,8 +57,6 @@ OPTIMISTIC_BUDGET_NS: Final = 100_000
 #: POLL_S. A yield costs ~1 us and lets a holder on the same core run; a nap costs ~60 us or far
 #: more here (timer slack, and a virtual machine's timer), several times the copy being waited for.
 SPINS: Final = 200
-#: Payloads at least this big keep a lapped handle on the mutex path (see _fetch_slow).
-SLOW_READ_BYTES: Final = 256 * 1024
 #: Whoever waits for the writer mutex (writers, and readers of a single slot or lapped) gives up
 #: with LockTimeoutError after this long, rather than hang on a stuck writer (frozen by a debugger
 #: or SIGSTOP) or on corrupt lock bytes. A live writer holds the mutex for one copy (about 10 ms for
@@ -487,8 +485,12 @@ class SharedObject:
 
     def _fetch_slow(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
         self._check_open()
-        # A handle whose lapped reads already proved slow (large payloads under a busy writer)
-        # goes straight to the mutex: another lock-free copy would most likely be lapped again.
+        # A handle whose last copy took more than half the budget (a 10 MB array, or any frame on
+        # a starved CPU) goes straight to the mutex: another lock-free copy that long would most
+        # likely be lapped again. _fetch_locked re-measures, so a handle whose copies got fast
+        # again (a 1.2 MB frame takes 30 us) goes back to lock-free retries, which do not block
+        # the writer. (Reading every lapped frame under the mutex, as a size rule used to, kept a
+        # free-running writer waiting for the lock 20-80 ms per second; now about half that.)
         if self._lock_free and not self._slow_reads:
             budget_end = _monotonic_ns() + OPTIMISTIC_BUDGET_NS
             while True:
@@ -586,9 +588,10 @@ class SharedObject:
         s = self._lock_for_read()
         try:
             slot = self._slot_for_read(s & 1)
+            started = _monotonic_ns()
             value = slot.read() if out is None else _copy_into(out, slot.node, self._buf, slot.base)
+            self._slow_reads = _monotonic_ns() - started > OPTIMISTIC_BUDGET_NS // 2  # see _fetch_slow
             self._seen = s >> 2
-            self._slow_reads = slot.node.size >= SLOW_READ_BYTES  # a small value goes back to lock-free retries
         except Exception as exc:  # nobody writes while we hold the mutex: this is corruption
             raise self._as_layout_error(exc) from exc
         finally:

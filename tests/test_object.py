@@ -426,3 +426,20 @@ def test_a_stuck_writer_makes_other_writers_time_out_not_hang(
         operation(writer)  # and writing works again once the lock is free
         assert writer.fetch().sum() in (0, 1000, 5)
         stuck.unlink()
+
+
+def test_a_lapped_handle_goes_back_to_lock_free_retries_once_its_copies_are_fast(
+    shm_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading under the mutex blocks the writer, so only handles whose copies are slow skip the
+    lock-free retries, and _fetch_locked re-measures each time: slowness is not a life sentence."""
+    with SharedObject.create(shm_name, np.arange(1000.0)) as obj:
+        obj._slow_reads = True
+        assert obj._fetch_locked(None, None)[999] == 999.0
+        assert obj._slow_reads is False  # a 8 KB copy takes microseconds
+
+        clock = iter(range(0, 10**12, _object.OPTIMISTIC_BUDGET_NS))  # every reading of the clock a budget later
+        monkeypatch.setattr(_object, "_monotonic_ns", lambda: next(clock))
+        obj._fetch_locked(None, None)
+        assert obj._slow_reads is True  # this copy "took" a whole budget
+        obj.unlink()
