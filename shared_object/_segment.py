@@ -214,11 +214,7 @@ class Segment:
         Best effort: kernels before 6.1, or a /dev/shm mounted ``huge=deny``, refuse, and the
         segment works the same on 4 KiB pages. Only whole, aligned 2 MiB pieces are collapsed.
         """
-        if length < HUGE_PAGE_MIN_BYTES:
-            return False
-        start = -(-offset // HUGE_PAGE) * HUGE_PAGE
-        end = (offset + length) // HUGE_PAGE * HUGE_PAGE
-        return end > start and _mman().madvise(self.address + start, end - start, _MADV_COLLAPSE) == 0
+        return length >= HUGE_PAGE_MIN_BYTES and _collapse(self.address, offset, length)
 
     # -- teardown --------------------------------------------------------------------------
     def close(self) -> None:
@@ -289,6 +285,30 @@ def _map(fd: int, size: int) -> tuple[memoryview, int]:
     return memoryview(region).cast("B"), address
 
 
+def _collapse(address: int, offset: int, length: int) -> bool:
+    """MADV_COLLAPSE the whole, aligned 2 MiB pieces of bytes [offset, offset + length) of a mapping."""
+    start = -(-offset // HUGE_PAGE) * HUGE_PAGE
+    end = (offset + length) // HUGE_PAGE * HUGE_PAGE
+    return end > start and _mman().madvise(address + start, end - start, _MADV_COLLAPSE) == 0
+
+
+def huge_pages_available() -> bool:
+    """Whether this kernel backs a file in SHM_DIR with huge pages when asked: a 2 MiB probe.
+
+    False on kernels before 6.1, with SHM_DIR mounted ``huge=deny``, or where a seccomp profile
+    refuses the madvise. Raises OSError if the probe file cannot be made (SHM_DIR full, say).
+    """
+    path = os.path.join(SHM_DIR, f"{TEMP_PREFIX}probe-{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.unlink(path)
+        os.posix_fallocate(fd, 0, HUGE_PAGE)
+        _, address = _map(fd, HUGE_PAGE)  # unmapped when this frame drops the view
+        return _collapse(address, 0, HUGE_PAGE)
+    finally:
+        os.close(fd)
+
+
 def _errno_error(call: str) -> OSError:
     code = ctypes.get_errno()
     return OSError(code, f"{call}: {os.strerror(code)}")
@@ -355,5 +375,5 @@ def _fmt(n: int) -> str:
 
 __all__ = [
     "IPC_HINT", "SHM_DIR", "SHM_SIZE_HINT", "TEMP_PREFIX",
-    "Segment", "reserve", "segment_path", "unlink", "validate_name",
+    "Segment", "huge_pages_available", "reserve", "segment_path", "unlink", "validate_name",
 ]

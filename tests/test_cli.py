@@ -93,6 +93,8 @@ def test_doctor_reports_environment(capsys: pytest.CaptureFixture[str]) -> None:
     assert {"shm directory", "shm size", "ipc namespace", "permissions", "stale segments", "platform", "versions"} <= set(findings)
     assert "ipc:[" in findings["ipc namespace"]["detail"]
     assert "numpy" in findings["versions"]["detail"]
+    granted = "backed by 2 MiB pages" in findings["huge pages"]["detail"]
+    assert granted == _segment.huge_pages_available(), findings["huge pages"]
 
 
 def test_doctor_fails_when_shm_is_missing(tmp_path: Any) -> None:

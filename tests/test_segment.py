@@ -241,3 +241,12 @@ def test_small_segments_do_not_ask_for_huge_pages(shm_name: str) -> None:
         assert not obj._segment.use_huge_pages(0, obj._segment.file_size())
         assert sum(region["pmd_kb"] for region in _mappings_of(shm_name)) == 0
         obj.unlink()
+
+
+def test_the_huge_page_probe_leaves_nothing_behind_and_agrees_with_creation(shm_name: str) -> None:
+    before = set(os.listdir(_segment.SHM_DIR))
+    available = _segment.huge_pages_available()
+    assert set(os.listdir(_segment.SHM_DIR)) - before == set()  # the probe file is gone
+    with SharedObject.create(shm_name, np.zeros(5 * 2**20)) as obj:  # 40 MB: asks for huge pages
+        assert obj._segment.use_huge_pages(0, obj._segment.file_size()) == available
+        obj.unlink()
