@@ -588,9 +588,11 @@ class SharedObject:
         s = self._lock_for_read()
         try:
             slot = self._slot_for_read(s & 1)
-            started = _monotonic_ns()
+            timed = self._lock_free  # only lock-free handles use _slow_reads: no clock reads for the others
+            started = _monotonic_ns() if timed else 0
             value = slot.read() if out is None else _copy_into(out, slot.node, self._buf, slot.base)
-            self._slow_reads = _monotonic_ns() - started > OPTIMISTIC_BUDGET_NS // 2  # see _fetch_slow
+            if timed:
+                self._slow_reads = _monotonic_ns() - started > OPTIMISTIC_BUDGET_NS // 2  # see _fetch_slow
             self._seen = s >> 2
         except Exception as exc:  # nobody writes while we hold the mutex: this is corruption
             raise self._as_layout_error(exc) from exc
@@ -654,11 +656,7 @@ class SharedObject:
             if stamp > deadline:
                 raise self._lock_timeout_error()
             words[REQUEST] = stamp
-            if spins < SPINS:
-                spins += 1
-                os.sched_yield()
-            else:
-                time.sleep(POLL_S)
+            spins = _wait_step(spins)
             if mutex.try_acquire():
                 if words[REQUEST] == stamp:
                     words[REQUEST] = 0
@@ -832,11 +830,7 @@ class SharedObject:
             end = now + WRITER_YIELD_MAX_NS
             spins = 0
             while True:
-                if spins < SPINS:
-                    spins += 1
-                    os.sched_yield()
-                else:
-                    time.sleep(POLL_S)
+                spins = _wait_step(spins)
                 request = words[REQUEST]
                 now = _monotonic_ns()
                 if not request or now - request >= REQUEST_FRESH_NS or now >= end:
@@ -1050,6 +1044,15 @@ def _write_slot_header(
     _layout.SLOT_HEADER.pack_into(buf, offset, schema_id, len(schema_text), 0, payload_offset, payload_len)
     start = offset + _layout.SLOT_HEADER_SIZE
     buf[start : start + len(schema_text)] = schema_text
+
+
+def _wait_step(spins: int) -> int:
+    """One step of waiting for another process's turn: yield the CPU SPINS times, then nap POLL_S."""
+    if spins < SPINS:
+        os.sched_yield()
+    else:
+        time.sleep(POLL_S)
+    return spins + 1
 
 
 def _valid(s1: int, s2: int) -> bool:

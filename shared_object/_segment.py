@@ -85,6 +85,11 @@ def validate_name(name: object) -> str:
     return name
 
 
+def _temp_path(tag: str) -> str:
+    """A fresh private file name in SHM_DIR, which `gc` recognizes by TEMP_PREFIX."""
+    return os.path.join(SHM_DIR, f"{TEMP_PREFIX}{tag}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
 def segment_path(name: str) -> str:
     """The file that holds segment ``name``."""
     return os.path.join(SHM_DIR, validate_name(name))
@@ -113,7 +118,7 @@ class Segment:
     def create_private(cls, name: str, size: int, mode: int) -> Segment:
         """Make a fully reserved, not yet visible segment file; ``publish`` makes it visible."""
         validate_name(name)
-        path = os.path.join(SHM_DIR, f"{TEMP_PREFIX}{name}-{os.getpid()}-{secrets.token_hex(4)}")
+        path = _temp_path(name)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileNotFoundError as exc:
@@ -298,7 +303,7 @@ def huge_pages_available() -> bool:
     False on kernels before 6.1, with SHM_DIR mounted ``huge=deny``, or where a seccomp profile
     refuses the madvise. Raises OSError if the probe file cannot be made (SHM_DIR full, say).
     """
-    path = os.path.join(SHM_DIR, f"{TEMP_PREFIX}probe-{os.getpid()}-{secrets.token_hex(4)}")
+    path = _temp_path("probe")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         os.unlink(path)
