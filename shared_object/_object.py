@@ -38,7 +38,7 @@ from ._errors import (
     TypeMismatchError,
 )
 from ._layout import STATE_OFFSET, WRITING
-from ._sync import LOCK_FREE_READS, WriterMutex, futex_wait, futex_wake, lock_abi
+from ._sync import LOCK_FREE_READS, WriterMutex, check_mutex_type, futex_wait, futex_wake, lock_abi
 
 log = logging.getLogger("shared_object")
 
@@ -324,6 +324,7 @@ class SharedObject:
         try:
             header = _layout.read_header(segment.buf, segment.file_size(), segment.name)
             self._check_header(header, segment.name)
+            check_mutex_type(segment.buf, _layout.MUTEX_OFFSET, segment.name)  # same ABI: checked above
             self._bind(segment, single_slot=header.single_slot)
         except BaseException:
             segment.close()

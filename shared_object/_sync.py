@@ -119,6 +119,34 @@ def libc() -> _Libc:
     return _Libc()
 
 
+@functools.cache
+def _type_bytes() -> tuple[tuple[int, int], ...]:
+    """(offset, value) of the bytes that pthread_mutex_init sets in our writer mutex: its type.
+
+    A fresh mutex is all zeros but for its type field (``__kind``: robust, process-shared), and
+    locking never changes that field, so these bytes must read the same in every segment.
+    """
+    raw = ctypes.create_string_buffer(MUTEX_SPACE)
+    WriterMutex(ctypes.addressof(raw)).initialize()
+    return tuple((i, b) for i, b in enumerate(raw.raw) if b)
+
+
+def check_mutex_type(buf: memoryview, offset: int, name: str) -> None:
+    """LayoutError unless the mutex at ``offset`` still has the type we initialize it with.
+
+    Why: glibc trusts that field. A scribbled "recursive" type whose owner happens to be this
+    thread (easy in a container, where the process is PID 1) makes unlock follow garbage list
+    pointers and crash the process, so a segment must not get that far.
+    """
+    for i, value in _type_bytes():
+        if buf[offset + i] != value:
+            msg = (
+                f"segment {name!r} is corrupt: its writer lock is no longer the robust, process-shared "
+                "mutex shared_object makes (its type bytes were overwritten); recreate the object"
+            )
+            raise LayoutError(msg)
+
+
 class _Timespec(ctypes.Structure):
     _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
 
@@ -233,4 +261,6 @@ def futex_wake(address: int) -> None:
         lib.syscall_quick(lib.sys_futex, ctypes.c_void_p(address), _FUTEX_WAKE, _INT_MAX, None, None, 0)
 
 
-__all__ = ["LOCK_FREE_READS", "MUTEX_SPACE", "WriterMutex", "futex_wait", "futex_wake", "libc", "lock_abi"]
+__all__ = [
+    "LOCK_FREE_READS", "MUTEX_SPACE", "WriterMutex", "check_mutex_type", "futex_wait", "futex_wake", "libc", "lock_abi",
+]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -164,3 +166,32 @@ def test_deeply_nested_schema() -> None:
     slot0 = struct.unpack_from("<Q", raw, _layout.SLOT_TABLE_OFFSET)[0]
     name = _write_segment("int", {slot0 + 8: struct.pack("<I", 40), slot0 + 64: b"[" * 40})
     _expect_layout_error(name, "corrupt schema")
+
+
+def test_a_scribbled_lock_type_is_refused_at_attach_not_a_crash_at_unlock(shm_name: str) -> None:
+    """glibc trusts the mutex's type. A "recursive" type owned by this very thread (a container's
+    PID 1 makes that owner easy to hit by chance) made assign's unlock follow garbage list
+    pointers: SIGSEGV. The fuzzer found it inside the image. Run apart, so a regression fails
+    this test instead of killing the whole run."""
+    path = _segment.segment_path(shm_name)
+    code = f"""
+import struct, threading, numpy as np
+from shared_object import SharedObject, LayoutError, _layout
+SharedObject.create({shm_name!r}, np.zeros(10)).close()
+me = threading.get_native_id()
+with open({path!r}, "r+b") as f:
+    f.seek(_layout.MUTEX_OFFSET)  # lock word, count, owner, users, type: robust|shared|recursive
+    f.write(struct.pack("<iIiIi4xQQ", me, 0, me, 1, 0x80 | 0x10 | 1, 0x10, 0x20))
+try:
+    SharedObject.attach({shm_name!r}).assign(np.ones(10))
+    print("ASSIGNED")
+except LayoutError as exc:
+    print("REFUSED", exc)
+"""
+    try:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
+    assert "REFUSED" in result.stdout and "writer lock" in result.stdout, result.stdout
