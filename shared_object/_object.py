@@ -294,8 +294,9 @@ class SharedObject:
         node.prepare(data, "", writes)  # every check passes before any file exists
         schema_text = _codecs.dumps(schema)
         payload_offset, capacity = _layout.slot_size(len(schema_text), node.size)
-        second = _layout.HEADER_SIZE + (0 if single else capacity)  # single: both entries name one slot
-        entries = ((_layout.HEADER_SIZE, capacity), (second, capacity))
+        first = _layout.align(_layout.HEADER_SIZE, _layout.slot_alignment(node.size))
+        second = first + (0 if single else capacity)  # single: both entries name one slot
+        entries = ((first, capacity), (second, capacity))
         size = second + capacity
         segment = _segment.Segment.create_private(name, size, mode)
         try:
@@ -1011,8 +1012,8 @@ class SharedDynamicObject(SharedObject):
         if needed > capacity:
             # Grow at the end of the file, never in place: a reader may still be mapping the old region.
             file_size = self._segment.file_size()
-            new_offset = _layout.align(file_size, 4096)
-            new_capacity = _layout.align(max(needed, capacity + capacity // 2), 4096)
+            new_offset = _layout.align(file_size, _layout.PAGE)
+            new_capacity = _layout.align(max(needed, capacity + capacity // 2), _layout.PAGE)
             self._segment.grow(new_offset + new_capacity)
             if self._segment.buf is not self._buf:
                 self._remapped()
