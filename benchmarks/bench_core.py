@@ -20,12 +20,14 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
-from multiprocessing import shared_memory
 from typing import Any, NamedTuple
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_peers  # the cross-process measurement, shared with the peer benchmark
 
 from shared_object import SharedObject
 from shared_object.testing import unique_name
@@ -189,120 +191,32 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
 # ------------------------------------------------------------------------------------------------
 # Producer -> consumer across processes, paced by an ack
 # ------------------------------------------------------------------------------------------------
-def consumer_shared_object(frame_name: str, ack_name: str, mode: str, count: int) -> None:
-    frames = SharedObject.attach(frame_name, timeout=30)
-    acks = SharedObject.attach(ack_name, timeout=30)
-    deadline = time.monotonic() + 300  # never outlive a producer that died
-    for _ in range(count):
-        if mode == "wait":
-            if not frames.wait(300):
-                return
-        else:
-            while not frames.modified:
-                if time.monotonic() > deadline:
-                    return
-        frame = frames.fetch()
-        acks.assign(int(frame[0, 0, 0]))
-
-
-def consumer_seqlock(shm_name: str, count: int) -> None:
-    """The floor: raw shared memory, two slots, a sequence word, busy polling, no syscalls."""
-    shm = shared_memory.SharedMemory(shm_name)
-    buf = shm.buf
-    nbytes = int(np.prod(FRAME))
-    slots = [np.ndarray(FRAME, np.uint8, buf, 64 + i * nbytes) for i in (0, 1)]
-    words = buf[:64].cast("Q")  # word 0: sequence, word 1: ack; single 8-byte loads and stores
-    last = words[0]
-    frame = np.empty(FRAME, np.uint8)  # the consumer's own copy: preallocated, as a floor should be
-    deadline = time.monotonic() + 300
-    for _ in range(count):
-        while time.monotonic() < deadline:
-            seq = words[0]
-            if seq != last:
-                np.copyto(frame, slots[seq & 1])
-                if words[0] == seq:
-                    break
-        last = seq
-        words[1] = int(frame[0, 0, 0]) + 1  # ack (+1 so 0 is "nothing yet")
-    del slots, frame, words, buf
-    shm.close()
-
-
-def latency_shared_object(mode: str, count: int) -> list[float]:
-    frame_name, ack_name = unique_name("bench-f"), unique_name("bench-a")
-    frames = SharedObject.create(frame_name, np.zeros(FRAME, np.uint8))
-    acks = SharedObject.create(ack_name, -1)
-    ctx = mp.get_context("spawn")
-    proc = ctx.Process(target=consumer_shared_object, args=(frame_name, ack_name, mode, count))
-    proc.start()
-    payloads = [np.full(FRAME, i % 200, np.uint8) for i in range(4)]
-    latencies = []
-    time.sleep(1.0)  # let the consumer attach
-    for i in range(count):
-        payload = payloads[i % 4]
-        t0 = time.perf_counter()
-        frames.assign(payload)
-        while not acks.modified:
-            pass
-        latencies.append(time.perf_counter() - t0)
-        acks.fetch()
-    proc.join(30)
-    for obj in (frames, acks):
-        obj.unlink()
-        obj.close()
-    return latencies
-
-
-def latency_seqlock(count: int) -> list[float]:
-    nbytes = int(np.prod(FRAME))
-    shm = shared_memory.SharedMemory(create=True, size=64 + 2 * nbytes)
-    buf = shm.buf
-    words = buf[:64].cast("Q")
-    words[0] = words[1] = 0
-    slots = [np.ndarray(FRAME, np.uint8, buf, 64 + i * nbytes) for i in (0, 1)]
-    ctx = mp.get_context("spawn")
-    proc = ctx.Process(target=consumer_seqlock, args=(shm.name, count))
-    proc.start()
-    payloads = [np.full(FRAME, i % 200, np.uint8) for i in range(4)]
-    latencies = []
-    time.sleep(1.0)
-    for i in range(count):
-        payload = payloads[i % 4]
-        expect = int(payload[0, 0, 0]) + 1
-        words[1] = 0
-        t0 = time.perf_counter()
-        seq = i + 1
-        np.copyto(slots[seq & 1], payload)
-        words[0] = seq
-        while words[1] != expect:
-            pass
-        latencies.append(time.perf_counter() - t0)
-    proc.join(30)
-    del slots, words, buf
-    shm.close()
-    shm.unlink()
-    return latencies
-
-
 def bench_cross_process(rows: list[tuple[str, ...]], quick: bool) -> None:
+    """One 1.22 MB frame from a producer process to a consumer process that holds its copy, then an ack.
+
+    The measurement is bench_peers' (run_pair): every transport acks through the same raw 8-byte
+    word, so the ratio compares only the frame's way. (This benchmark used to ack through a
+    second SharedObject, which charged ours an extra assign and poll per frame that the floor's
+    raw ack did not pay.) Ours and the floor run back to back, in ABBA order across rounds.
+    """
     count = 300 if quick else 1000
-    ours_runs, floor_runs, wait_runs = [], [], []
-    for index in range(1 if quick else 7):  # interleave whole runs too, ours and the floor in ABBA order
-        if index % 2:
-            floor_runs.append(statistics.median(latency_seqlock(count)))
-        ours_runs.append(statistics.median(latency_shared_object("poll", count)))
-        if not index % 2:
-            floor_runs.append(statistics.median(latency_seqlock(count)))
-        wait_runs.append(statistics.median(latency_shared_object("wait", count)))
-    floor = statistics.median(floor_runs)
+    shape = bench_peers.SIZES["1.22 MB"]
+    ours, floor, waiting = bench_peers.OURS_POLLING, bench_peers.SEQLOCK_FLOOR, bench_peers.OURS_WAITING
+    runs: dict[str, list[float]] = {ours: [], floor: [], waiting: []}
+    for index in range(1 if quick else 7):
+        for transport in ([ours, floor] if index % 2 == 0 else [floor, ours]) + [waiting]:
+            samples = bench_peers.run_pair(transport, shape, "paced", count, 0)["samples"]
+            runs[transport].append(statistics.median(samples))
+    floor_median = statistics.median(runs[floor])
 
-    def per_run(runs: list[float]) -> Timing:
-        return Timing(statistics.median(runs), floor, statistics.median(x / y for x, y in zip(runs, floor_runs, strict=True)))
+    def per_run(transport: str) -> Timing:
+        ratios = (x / y for x, y in zip(runs[transport], runs[floor], strict=True))
+        return Timing(statistics.median(runs[transport]), floor_median, statistics.median(ratios))
 
-    row(rows, "frame to consumer + ack (polling)", "uint8 480x848x3", per_run(ours_runs), 1.1, "2-slot seqlock")
-    waited = per_run(wait_runs)
-    rows.append(("frame to consumer + ack (wait())", "uint8 480x848x3", f"{waited.ours * 1e6:.3f}", f"{floor * 1e6:.3f}",
-                 "2-slot seqlock", f"{waited.ratio:.2f}x", "(info)", ""))
+    row(rows, "frame to consumer + ack (polling)", "uint8 480x848x3", per_run(ours), 1.1, "2-slot seqlock")
+    waited = per_run(waiting)
+    rows.append(("frame to consumer + ack (wait())", "uint8 480x848x3", f"{waited.ours * 1e6:.3f}",
+                 f"{floor_median * 1e6:.3f}", "2-slot seqlock", f"{waited.ratio:.2f}x", "(info)", ""))
 
 
 def idle_consumer(name: str, mode: str, seconds: float) -> None:

@@ -246,10 +246,11 @@ def pipe_pair() -> tuple[Any, Any]:
 
 
 OURS_POLLING: Final = "shared_object (copy, polling)"
+OURS_WAITING: Final = "shared_object (copy, wait())"
 SEQLOCK_FLOOR: Final = "raw shm + 2-slot seqlock (floor)"
 TRANSPORTS: dict[str, dict[str, Any]] = {
     OURS_POLLING: {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "poll"), "needs": "shared_object"},
-    "shared_object (copy, wait())": {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "wait"), "needs": "shared_object"},
+    OURS_WAITING: {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "wait"), "needs": "shared_object"},
     "shared_object (zero-copy view)": {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "view"), "needs": "shared_object"},
     SEQLOCK_FLOOR: {"send": seqlock_sender, "recv": seqlock_receiver, "needs": "numpy"},
     "reference SharedObject 0.0.6": {"send": reference_sender, "recv": reference_receiver, "needs": "real_robot"},
@@ -384,7 +385,7 @@ def _targets(paced: dict[tuple[str, str], dict[str, Any] | str], free: dict[str,
     Each ratio is the median, over rounds, of the ratio within one round: the two transports ran
     seconds apart there, while the machine's speed drifts between rounds.
     """
-    ours, view, waiting = (OURS_POLLING, "shared_object (zero-copy view)", "shared_object (copy, wait())")
+    ours, view, waiting = (OURS_POLLING, "shared_object (zero-copy view)", OURS_WAITING)
     floor, iceoryx = SEQLOCK_FLOOR, "iceoryx2 (copy)"
     checks = [
         ("latency 1.22 MB, copy vs iceoryx2 copy", (ours, iceoryx), "lat", 1.0, "<="),
