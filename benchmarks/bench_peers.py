@@ -11,7 +11,9 @@ differs. Measured:
 * ack-paced one-way-and-back latency (median, p99) and the frames per second that pacing allows
   (1 / mean round trip: the most a consumer can take without loss);
 * free-running: the producer sends as fast as it can for a fixed time; frames the consumer got
-  versus frames the producer sent.
+  versus frames the producer sent. For the target (ours against the seqlock floor) both run in
+  short alternating windows between the same two processes (measure_duel): this VM's speed
+  changes for seconds at a time, which separate runs seconds apart cannot cancel.
 
 Writes benchmarks/results/peers.md (the table) and benchmarks/results/peers.png (latency versus
 payload size). Transports that are not installed are listed as skipped.
@@ -248,6 +250,8 @@ def pipe_pair() -> tuple[Any, Any]:
 OURS_POLLING: Final = "shared_object (copy, polling)"
 OURS_WAITING: Final = "shared_object (copy, wait())"
 SEQLOCK_FLOOR: Final = "raw shm + 2-slot seqlock (floor)"
+#: The free-running target's two transports, in the order measure_duel reports them.
+DUEL: Final = (OURS_POLLING, SEQLOCK_FLOOR)
 TRANSPORTS: dict[str, dict[str, Any]] = {
     OURS_POLLING: {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "poll"), "needs": "shared_object"},
     OURS_WAITING: {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "wait"), "needs": "shared_object"},
@@ -379,7 +383,10 @@ def run_pair(transport: str, shape: tuple[int, ...], mode: str, count: int, seco
             resource_tracker.unregister(f"/{name}", "shared_memory")
 
 
-def _targets(paced: dict[tuple[str, str], dict[str, Any] | str], free: dict[str, dict[str, Any]]) -> str:
+Duel = list[tuple[tuple[int, int], tuple[int, int]]]
+
+
+def _targets(paced: dict[tuple[str, str], dict[str, Any] | str], free: dict[str, dict[str, Any]], duel: Duel) -> str:
     """The issue's targets, as ratios between rows of this run.
 
     Each ratio is the median, over rounds, of the ratio within one round: the two transports ran
@@ -392,7 +399,8 @@ def _targets(paced: dict[tuple[str, str], dict[str, Any] | str], free: dict[str,
         ("latency 1.22 MB, copy vs seqlock floor", (ours, floor), "lat", 1.1, "<="),
         ("latency 1.22 MB, zero-copy view vs iceoryx2 copy", (view, iceoryx), "lat", 0.5, "<="),
         ("latency 1.22 MB, wait() vs polling", (waiting, ours), "lat", 2.0, "<="),
-        ("free-running frames got, copy polling vs seqlock floor", (ours, floor), "free", 0.9, ">="),
+        ("free-running frames got, copy polling vs seqlock floor (paired windows)", (ours, floor), "duel", 0.9, ">="),
+        ("free-running frames got, copy polling vs seqlock floor (separate runs)", (ours, floor), "free", None, ""),
         ("free-running frames got, wait() vs seqlock floor", (waiting, floor), "free", None, ""),
         ("free-running frames got, zero-copy view vs seqlock floor", (view, floor), "free", None, ""),
     ]
@@ -402,6 +410,8 @@ def _targets(paced: dict[tuple[str, str], dict[str, Any] | str], free: dict[str,
         try:
             if kind == "lat":
                 mine, theirs = paced[a, "1.22 MB"]["rounds"], paced[b, "1.22 MB"]["rounds"]  # type: ignore[index]
+            elif kind == "duel":
+                mine, theirs = [pair[0][0] for pair in duel], [pair[1][0] for pair in duel]
             else:
                 mine, theirs = free[a]["rounds"], free[b]["rounds"]
             ratios = [x / y for x, y in zip(mine, theirs, strict=True)]
@@ -482,6 +492,117 @@ def measure_free(installed: list[str], seconds: float, rounds: int) -> dict[str,
     return free
 
 
+# ------------------------------------------------------------------------------------------------
+# Free-running, ours against the floor in short alternating windows (the target's measurement)
+# ------------------------------------------------------------------------------------------------
+#: Words of the duel's control segment: the window the producer opens (its index << 1 | which
+#: transport), the window the consumer is ready for, and the count it got in the window it closed.
+OPEN, READY, GOT, CLOSED = 0, 1, 2, 3
+DUEL_IDLE: Final = 2**63  # OPEN's value when no window is open; the consumer exits on DUEL_DONE
+DUEL_DONE: Final = 2**63 + 1
+
+
+def duel_consumer(transports: tuple[str, str], names: list[str], shape: tuple[int, ...], ctrl_name: str) -> None:
+    """One consumer process for both duel transports: counts what it gets in each window it is told to open."""
+    ctrl_shm = shared_memory.SharedMemory(name=ctrl_name)
+    words = ctrl_shm.buf[:32].cast("Q")
+    receivers = [TRANSPORTS[t]["recv"](n, shape) for t, n in zip(transports, names, strict=True)]
+    words[READY] = DUEL_IDLE
+    seen = DUEL_IDLE
+    deadline = time.monotonic() + DEADLINE_S * 3
+    while time.monotonic() < deadline:
+        command = words[OPEN]
+        if command == DUEL_DONE:
+            break
+        if command in (seen, DUEL_IDLE):
+            continue
+        seen, window = command, command >> 1
+        receive = receivers[command & 1]
+        words[READY] = window
+        got = 0
+        while True:  # until this window's stop frame: a stale stop frame of an earlier window is skipped
+            seq = receive()
+            if seq == STOP + window:
+                break
+            if seq < STOP:
+                got += 1
+        words[GOT] = got
+        words[CLOSED] = window
+    for receive in receivers:
+        getattr(receive, "close", lambda: None)()
+    words.release()
+    ctrl_shm.close()
+
+
+def measure_duel(pairs: int, seconds: float, transports: tuple[str, str] = DUEL) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """((ours got, sent), (floor got, sent)) in each of ``pairs`` back-to-back windows of ``seconds``, ABBA.
+
+    Why not run_pair's rounds: this VM switches for seconds at a time between ~2,000 and ~30,000
+    1.2 MB frames/s, for every transport alike, and two run_pair calls start about 2 s apart
+    (process spawn), so one round's two halves often ran in different regimes (per-round ratios
+    0.08x-5.8x in one run). Here one producer and one consumer process serve both transports, and
+    the two windows of a pair follow each other within milliseconds.
+    """
+    shape = SIZES["1.22 MB"]
+    names = [unique_name("duel").replace("-", "_") for _ in transports]
+    ctrl_shm = shared_memory.SharedMemory(create=True, size=64)
+    words = ctrl_shm.buf[:32].cast("Q")
+    words[OPEN] = words[READY] = words[CLOSED] = DUEL_IDLE
+    senders = [TRANSPORTS[t]["send"](n, shape) for t, n in zip(transports, names, strict=True)]
+    consumer = mp.get_context("spawn").Process(target=duel_consumer, args=(transports, names, shape, ctrl_shm.name))
+    consumer.start()
+    frames = [frame_for(shape, 0) for _ in range(4)]
+    counts: list[tuple[tuple[int, int], tuple[int, int]]] = []
+    try:
+        _await(words, READY, DUEL_IDLE, consumer)
+        window = 0
+        for index in range(pairs):
+            got = [(0, 0), (0, 0)]
+            for which in ((0, 1) if index % 2 == 0 else (1, 0)):
+                words[OPEN] = window << 1 | which
+                _await(words, READY, window, consumer)
+                sent = _free_running(senders[which], None, frames, seconds)["sent"]
+                stop = frames[0]
+                stop.reshape(-1)[:8].view(np.uint64)[0] = STOP + window
+                for _ in range(200):  # resend until counted: the consumer may be mid-copy of an older frame
+                    senders[which](stop)
+                    if _await(words, CLOSED, window, consumer, timeout=0.05):
+                        break
+                else:
+                    msg = f"duel: the consumer did not close window {window}"
+                    raise RuntimeError(msg)
+                got[which] = (int(words[GOT]), sent)
+                window += 1
+            counts.append((got[0], got[1]))
+        words[OPEN] = DUEL_DONE
+        consumer.join(30)
+    finally:
+        if consumer.is_alive():
+            consumer.kill()
+            consumer.join(5)
+        for send in senders:
+            getattr(send, "close", lambda: None)()
+        words.release()  # not del: a traceback may still hold it
+        ctrl_shm.close()
+        ctrl_shm.unlink()
+        for name in names:
+            if os.path.exists(f"/dev/shm/{name}"):
+                os.unlink(f"/dev/shm/{name}")
+    return counts
+
+
+def _await(words: Any, index: int, value: int, consumer: Any, timeout: float = DEADLINE_S) -> bool:
+    """Spin until ``words[index] == value``; False after ``timeout``; RuntimeError if the consumer died."""
+    end = time.monotonic() + timeout
+    while words[index] != value:
+        if not consumer.is_alive():
+            msg = "duel: the consumer process died"
+            raise RuntimeError(msg)
+        if time.monotonic() > end:
+            return False
+    return True
+
+
 def plot(latency: dict[str, dict[str, float]], path: Path) -> None:
     try:
         import matplotlib
@@ -512,12 +633,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     count, seconds, rounds = (200, 1.0, 1) if args.quick else (1000, 1.0, 5)
-    free_rounds = 1 if args.quick else 11  # the free-running count swings most between rounds
+    free_rounds = 1 if args.quick else 5  # the target's free-running ratio comes from measure_duel
     out_dir = ROOT / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     installed = [t for t in TRANSPORTS if available(t)]
     paced = measure_paced(installed, count, rounds)
     free = measure_free(installed, seconds, free_rounds)
+    duel_pairs, duel_seconds = (2, 0.25) if args.quick else (20, 0.25)
+    duel = measure_duel(duel_pairs, duel_seconds)
     rows, latency = [], {}
     for transport in TRANSPORTS:
         if transport not in installed:
@@ -538,7 +661,12 @@ def main() -> int:
               "in every round our polling consumer and the floor run back to back, in alternating order\n\n"
               "| transport | payload | median us | p99 us | max lossless fps (paced) | free-running: got / sent |\n"
               "| --- | --- | --- | --- | --- | --- |")
-    table = header + "\n" + "\n".join(rows) + "\n\n" + _targets(paced, free)
+    ours_got, ours_sent = sum(p[0][0] for p in duel), sum(p[0][1] for p in duel)
+    floor_got, floor_sent = sum(p[1][0] for p in duel), sum(p[1][1] for p in duel)
+    duel_text = (f"Free-running in paired windows ({duel_pairs} pairs of {duel_seconds} s, one producer and one consumer "
+                 f"process for both, ABBA): {OURS_POLLING} got {ours_got} / sent {ours_sent}; "
+                 f"{SEQLOCK_FLOOR} got {floor_got} / sent {floor_sent}.")
+    table = header + "\n" + "\n".join(rows) + "\n\n" + duel_text + "\n\n" + _targets(paced, free, duel)
     (out_dir / "peers.md").write_text(table + "\n")
     print(table)
     plot(latency, out_dir / "peers.png")

@@ -55,18 +55,20 @@ Slot (at a 64-byte aligned offset; at a 4096-byte aligned one when its payload i
     0   8  schema_id        u64; fixed objects: 1. Dynamic objects: a new id per new schema
     8   4  schema_len       u32, bytes of schema text
     12  4  reserved         zero
-    16  8  payload_offset   u64, from the slot start, a multiple of 64 (of 4096 for big payloads)
+    16  8  payload_offset   u64, from the slot start, a multiple of 64 (2048 mod 4096 for big payloads)
     24  8  payload_len      u64
     32 32  reserved         zero
     64  -  schema           UTF-8 JSON text describing the value's type (see _codecs)
     payload_offset  -  payload, laid out by the schema (see _codecs); arrays 64-byte aligned
 
-A payload of PAGE_ALIGN_MIN bytes or more starts on a 4096-byte boundary (its slot does, and its
-payload_offset is a multiple of 4096). Why: numpy's big arrays start 16 bytes past a page boundary
-(glibc's mmap chunk header), and memcpy slows down by 3-8% when its stores run a few hundred bytes
-ahead of its loads modulo 4096 (the CPU mistakes them for the same address: "4K aliasing"), as a
-slot payload at byte 384 of a page did. A page-aligned payload keeps them 16 bytes apart. Readers
-do not rely on it: they take whatever offsets the table and the slot header say.
+A payload of PAGE_ALIGN_MIN bytes or more starts half a page past a 4096-byte boundary (its slot
+starts on one, and its payload_offset is 2048 modulo 4096). Why: memcpy slows down when its stores
+trail its loads by a few hundred bytes modulo 4096, because the CPU takes a load for a store to the
+same address ("4K aliasing"). numpy's big arrays start 16 bytes past a page (glibc's mmap chunk
+header), so a payload at byte 384 of a page slowed assign (array -> slot) by 3-8%, and a
+page-aligned one slowed every fetch (slot -> array) under a busy writer by 10-20%. Half a page
+keeps both directions 2032 bytes apart. Readers do not rely on it: they take whatever offsets the
+table and the slot header say.
 
 Slots of dynamic objects may move to the end of the file when a value outgrows them; the file
 only grows, so a mapping made earlier stays valid, and a reader that finds a slot past its
@@ -86,8 +88,10 @@ VERSION: Final = 1
 HEADER_SIZE: Final = 256
 ALIGN: Final = 64
 PAGE: Final = 4096
-#: Payloads this big start on a page boundary (see above); smaller ones are not worth 4 KiB of padding.
+#: Payloads this big start PAGE_HALF past a page boundary (see above); smaller ones are not worth
+#: the padding (up to 6 KiB per slot).
 PAGE_ALIGN_MIN: Final = 64 * 1024
+PAGE_HALF: Final = PAGE // 2
 FLAG_DYNAMIC: Final = 1
 FLAG_SINGLE_SLOT: Final = 2
 
@@ -138,7 +142,10 @@ def slot_alignment(payload_len: int) -> int:
 def slot_size(schema_len: int, payload_len: int) -> tuple[int, int]:
     """(payload_offset, total slot bytes) for a schema and payload of these lengths."""
     to = slot_alignment(payload_len)
-    payload_offset = align(SLOT_HEADER_SIZE + schema_len, to)
+    if to == ALIGN:
+        payload_offset = align(SLOT_HEADER_SIZE + schema_len)
+    else:  # the first offset past the schema that is PAGE_HALF past a page boundary
+        payload_offset = align(max(SLOT_HEADER_SIZE + schema_len - PAGE_HALF, 0), PAGE) + PAGE_HALF
     return payload_offset, align(payload_offset + max(payload_len, 1), to)
 
 
@@ -198,7 +205,7 @@ def check_slot(name: str, index: int, offset: int, capacity: int, file_size: int
 
 __all__ = [
     "ABI_OFFSET", "ALIGN", "FIXED_SCHEMA_ID", "FLAG_SINGLE_SLOT", "HEADER_SIZE", "MAGIC", "MUTEX_OFFSET",
-    "PAGE", "PAGE_ALIGN_MIN", "SLOT_ENTRY", "SLOT_HEADER", "SLOT_HEADER_SIZE", "SLOT_TABLE_OFFSET",
+    "PAGE", "PAGE_ALIGN_MIN", "PAGE_HALF", "SLOT_ENTRY", "SLOT_HEADER", "SLOT_HEADER_SIZE", "SLOT_TABLE_OFFSET",
     "STATE_OFFSET", "U64", "VERSION", "WRITING",
     "MTIME_WORD", "REQUEST_WORD", "SCHEMA_COUNTER_WORD", "STATE_WORD", "WAITER_WORD",
     "Header", "align", "check_slot", "header_words", "read_header", "slot_alignment", "slot_size", "write_identity",
