@@ -194,29 +194,25 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
 def bench_cross_process(rows: list[tuple[str, ...]], quick: bool) -> None:
     """One 1.22 MB frame from a producer process to a consumer process that holds its copy, then an ack.
 
-    The measurement is bench_peers' (run_pair): every transport acks through the same raw 8-byte
-    word, so the ratio compares only the frame's way. (This benchmark used to ack through a
-    second SharedObject, which charged ours an extra assign and poll per frame that the floor's
-    raw ack did not pay.) Ours and the floor run back to back, in ABBA order across rounds.
+    The measurement is bench_peers' measure_duel: one producer and one consumer process serve
+    both transports, in short windows back to back (ABBA), and every transport acks through the
+    same raw 8-byte word, so the ratio compares only the frame's way. (This benchmark used to
+    ack through a second SharedObject, which charged ours an extra assign and poll per frame,
+    and to run ours and the floor in separate process pairs seconds apart, on a VM whose speed
+    changes for seconds at a time.)
     """
-    count = 300 if quick else 1000
-    shape = bench_peers.SIZES["1.22 MB"]
-    ours, floor, waiting = bench_peers.OURS_POLLING, bench_peers.SEQLOCK_FLOOR, bench_peers.OURS_WAITING
-    runs: dict[str, list[float]] = {ours: [], floor: [], waiting: []}
-    for index in range(1 if quick else 7):
-        for transport in ([ours, floor] if index % 2 == 0 else [floor, ours]) + [waiting]:
-            samples = bench_peers.run_pair(transport, shape, "paced", count, 0)["samples"]
-            runs[transport].append(statistics.median(samples))
-    floor_median = statistics.median(runs[floor])
-
-    def per_run(transport: str) -> Timing:
-        ratios = (x / y for x, y in zip(runs[transport], runs[floor], strict=True))
-        return Timing(statistics.median(runs[transport]), floor_median, statistics.median(ratios))
-
-    row(rows, "frame to consumer + ack (polling)", "uint8 480x848x3", per_run(ours), 1.1, "2-slot seqlock")
-    waited = per_run(waiting)
-    rows.append(("frame to consumer + ack (wait())", "uint8 480x848x3", f"{waited.ours * 1e6:.3f}",
-                 f"{floor_median * 1e6:.3f}", "2-slot seqlock", f"{waited.ratio:.2f}x", "(info)", ""))
+    pairs, frames = (2, 100) if quick else (10, 300)
+    for transport, target in ((bench_peers.OURS_POLLING, 1.1), (bench_peers.OURS_WAITING, None)):
+        windows = bench_peers.measure_duel(pairs, paced=frames, transports=(transport, bench_peers.SEQLOCK_FLOOR))
+        ours = statistics.median(x for pair in windows for x in pair[0].samples)
+        floor = statistics.median(x for pair in windows for x in pair[1].samples)
+        timing = Timing(ours, floor, statistics.median(bench_peers.duel_ratios(windows)))
+        op = "frame to consumer + ack (" + ("polling)" if target else "wait())")
+        if target:
+            row(rows, op, "uint8 480x848x3", timing, target, "2-slot seqlock")
+        else:
+            rows.append((op, "uint8 480x848x3", f"{ours * 1e6:.3f}", f"{floor * 1e6:.3f}", "2-slot seqlock",
+                         f"{timing.ratio:.2f}x", "(info)", ""))
 
 
 def idle_consumer(name: str, mode: str, seconds: float) -> None:

@@ -62,13 +62,14 @@ Slot (at a 64-byte aligned offset; at a 4096-byte aligned one when its payload i
     payload_offset  -  payload, laid out by the schema (see _codecs); arrays 64-byte aligned
 
 A payload of PAGE_ALIGN_MIN bytes or more starts half a page past a 4096-byte boundary (its slot
-starts on one, and its payload_offset is 2048 modulo 4096). Why: memcpy slows down when its stores
-trail its loads by a few hundred bytes modulo 4096, because the CPU takes a load for a store to the
-same address ("4K aliasing"). numpy's big arrays start 16 bytes past a page (glibc's mmap chunk
-header), so a payload at byte 384 of a page slowed assign (array -> slot) by 3-8%, and a
-page-aligned one slowed every fetch (slot -> array) under a busy writer by 10-20%. Half a page
-keeps both directions 2032 bytes apart. Readers do not rely on it: they take whatever offsets the
-table and the slot header say.
+starts on one, and its payload_offset is 2048 modulo 4096). Why: copy speed depends on where
+source and destination sit within their pages, and numpy's big arrays start 16 bytes past one
+(glibc's mmap chunk header). memcpy stalls when its stores trail its loads by a few hundred bytes
+modulo 4096 (the CPU takes a load for a store to the same address: "4K aliasing"), so a payload
+at byte 384 of a page made assign 3-8% slower. Page-aligned payloads fixed assign, but with a
+consumer copying out while a producer copied in, the consumer got 0.77x-0.83x of the frames a raw
+seqlock delivered (0.96x-0.99x at half a page: benchmarks/bench_peers.py, measure_duel). Readers
+do not rely on any of this: they take whatever offsets the table and the slot header say.
 
 Slots of dynamic objects may move to the end of the file when a value outgrows them; the file
 only grows, so a mapping made earlier stays valid, and a reader that finds a slot past its

@@ -62,8 +62,8 @@ def test_array_payload_is_64_byte_aligned(shm_name: str) -> None:
 @pytest.mark.parametrize("slots", [2, 1])
 def test_a_big_payload_starts_half_a_page_past_a_page_boundary_in_every_slot(shm_name: str, slots: int) -> None:
     # numpy's big arrays start 16 bytes past a page. memcpy into a payload at byte 384 of a page
-    # ran 3-8% slower (4K aliasing), and out of a page-aligned one 10-20% slower under a busy
-    # writer; half a page away from both, each direction copies at the floor's speed.
+    # ran 3-8% slower (4K aliasing), and page-aligned payloads cost a free-running consumer a
+    # fifth of its frames; half a page past a boundary, both directions copy at the floor's speed.
     import numpy as np
 
     frame = np.zeros((480, 848, 3), np.uint8)
