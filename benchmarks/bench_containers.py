@@ -7,8 +7,10 @@ Both measurements run from the same image (same Python, same numpy): a producer 
 480x848x3 uint8 frame, a consumer polling ``modified`` fetches its own copy and assigns an ack,
 and the producer times assign -> ack seen. "processes": producer and consumer are two processes
 in one container. "containers": the consumer runs in a second container that joined the
-producer's IPC namespace (``ipc_mode=container:<producer>``). Rounds alternate the two, and the
-table shows the median of the per-round medians and their ratio (target: <= 1.05x).
+producer's IPC namespace (``ipc_mode=container:<producer>``). Rounds alternate the two in ABBA
+order (processes first in even rounds, containers first in odd ones); the table shows the median
+of the per-round medians, and the ratio is the median of the per-round ratios (target: <= 1.05x),
+as in the other benchmarks: this VM's speed drifts between rounds.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def run_round(client: Any, image: str, mode: str, frames: int) -> tuple[float, f
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
     try:
         import docker
@@ -120,9 +122,10 @@ def main() -> int:
     image = "shared-object:bench"
     client.images.build(path=str(ROOT), dockerfile="docker/Dockerfile", tag=image, rm=True, buildargs={"BASE_IMAGE": base})
     results: dict[str, list[tuple[float, float]]] = {"processes": [], "containers": []}
-    for _ in range(args.rounds):
-        for mode in ("processes", "containers"):
+    for index in range(args.rounds):
+        for mode in ("processes", "containers") if index % 2 == 0 else ("containers", "processes"):
             results[mode].append(run_round(client, image, mode, args.frames))
+    ratio = statistics.median(c / p for (c, _), (p, _) in zip(results["containers"], results["processes"], strict=True))
     proc = statistics.median(m for m, _ in results["processes"])
     cont = statistics.median(m for m, _ in results["containers"])
     p99p = statistics.median(p for _, p in results["processes"])
@@ -131,8 +134,8 @@ def main() -> int:
     print("| path | median us | p99 us |")
     print(f"| two processes, one container | {proc:.1f} | {p99p:.1f} |")
     print(f"| two containers, shared IPC namespace | {cont:.1f} | {p99c:.1f} |")
-    verdict = "ok" if cont / proc <= 1.05 else "MISSED"
-    print(f"ratio containers / processes: {cont / proc:.3f}x (target <= 1.05x) {verdict}")
+    verdict = "ok" if ratio <= 1.05 else "MISSED"
+    print(f"ratio containers / processes (median of per-round ratios): {ratio:.3f}x (target <= 1.05x) {verdict}")
     return 0
 
 
