@@ -708,6 +708,24 @@ class SharedObject:
         self._check_open()
         return int(self._words[MTIME])
 
+    @property
+    def orphaned(self) -> bool:
+        """True once the name no longer leads to this handle's segment.
+
+        That happens when someone unlinked it, and stays so if a restarted producer created a new
+        object under the same name: this handle still works, but nobody will write to it again,
+        so ``wait()`` would only time out. Attach again to follow the new object::
+
+            if not frames.wait(timeout=1.0) and frames.orphaned:
+                frames.close()
+                frames = SharedObject.attach("frames", timeout=30)
+
+        Costs two system calls (a stat of the name and of the open file): check it when ``wait``
+        times out, not on every frame.
+        """
+        self._check_open()
+        return not self._segment.is_named()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until another handle assigns or triggers; False on timeout.
 

@@ -186,6 +186,10 @@ class Segment:
             os.close(fd)
             raise
 
+    def is_named(self) -> bool:
+        """Does the segment's name (still) lead to this file? False once unlinked or replaced."""
+        return _same_file(segment_path(self.name), self.fd)
+
     # -- size ------------------------------------------------------------------------------
     def file_size(self) -> int:
         return os.fstat(self.fd).st_size

@@ -165,6 +165,27 @@ def test_context_manager_closes_but_never_unlinks(shm_name: str) -> None:
         assert again.fetch() == 1
 
 
+def test_a_handle_learns_that_its_segment_was_unlinked_or_replaced(shm_name: str) -> None:
+    # A restarted producer that re-creates its object would otherwise leave consumers waiting
+    # on the old segment forever, with no sign of why.
+    producer = SharedObject.create(shm_name, 1)
+    consumer = SharedObject.attach(shm_name)
+    assert not consumer.orphaned and not producer.orphaned
+    producer.unlink()
+    assert consumer.orphaned and producer.orphaned
+    assert consumer.fetch() == 1  # still a working handle on the old segment
+    producer.close()
+    with SharedObject.create(shm_name, "restarted") as restarted:
+        assert consumer.orphaned  # the name leads to another segment now
+        assert not restarted.orphaned
+        assert not consumer.wait(0.01)  # nobody writes the old one any more
+        consumer.close()
+        with pytest.raises(ClosedError):
+            _ = consumer.orphaned
+        with SharedObject.attach(shm_name) as followed:
+            assert followed.fetch() == "restarted" and not followed.orphaned
+
+
 def test_close_with_views_still_alive_is_safe(shm_name: str) -> None:
     obj = SharedObject.create(shm_name, np.ones(1000))
     kept = obj.fetch(lambda x: x)  # copied, so not a view; also hold an internal one
