@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,3 +39,48 @@ def test_sensor_policy_as_two_processes() -> None:
     assert re.search(r"\[policy\] \d+ frames/s, latency p50 \d+ us", result.stdout)
     leftovers = [f for f in os.listdir("/dev/shm") if f.startswith(prefix)]
     assert leftovers == [], "the demo must unlink its segments"
+
+
+def test_the_policy_follows_a_sensor_that_re_creates_its_objects() -> None:
+    from examples.sensor_policy.common import BYE, initial_action_message, initial_frame_message
+    from shared_object import SharedObject
+
+    prefix = f"ex-follow-{os.getpid()}"
+    names = [f"{prefix}-frame", f"{prefix}-action", f"{prefix}-stop"]
+
+    def create_all() -> list[SharedObject]:  # what a (re)started sensor does
+        return [SharedObject.create(names[0], initial_frame_message()),
+                SharedObject.create(names[1], initial_action_message()), SharedObject.create(names[2])]
+
+    def answered(frames: SharedObject, actions: SharedObject, seq: int) -> bool:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            message = initial_frame_message()
+            message.update(seq=seq, stamp_ns=time.time_ns())
+            frames.assign(message)
+            if actions.wait(0.2) and actions.fetch()["seq"] == seq:
+                return True
+        return False
+
+    objects = create_all()
+    policy = subprocess.Popen([sys.executable, "-m", "examples.sensor_policy.policy"], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**os.environ, "SENSOR_POLICY_PREFIX": prefix})
+    try:
+        assert answered(objects[0], objects[1], 1)
+        for obj in objects:  # the sensor restarts: its old objects go, new ones come under the same names
+            obj.unlink()
+            obj.close()
+        objects = create_all()
+        assert answered(objects[0], objects[1], 2), "the policy kept waiting on the old, orphaned frame object"
+        objects[2].trigger()
+        output, _ = policy.communicate(timeout=60)
+        assert policy.returncode == 0, output
+        assert objects[1].fetch()["seq"] == BYE
+    finally:
+        if policy.poll() is None:
+            policy.kill()
+            policy.wait()
+        for obj in objects:
+            obj.unlink()
+            obj.close()

@@ -24,6 +24,12 @@ def decide(frame: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return np.resize(frame[::16, ::16].mean(axis=(0, 1)).astype(np.float32) / 255.0, 7)
 
 
+def attach_all(timeout: float) -> tuple[SharedObject, SharedObject, SharedObject]:
+    """The sensor's three objects, waiting up to ``timeout`` seconds for each to appear."""
+    return (SharedObject.attach(FRAME, timeout=timeout), SharedObject.attach(ACTION, timeout=timeout),
+            SharedObject.attach(STOP, timeout=timeout))
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     """docker stop sends SIGTERM: leave the loop the same way Ctrl-C does, so cleanup runs."""
     raise KeyboardInterrupt
@@ -35,15 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
-    frames = SharedObject.attach(FRAME, timeout=args.attach_timeout)
-    actions = SharedObject.attach(ACTION, timeout=args.attach_timeout)
-    stop = SharedObject.attach(STOP, timeout=args.attach_timeout)
+    frames, actions, stop = attach_all(args.attach_timeout)
     stats = Stats("policy")
     last_seq = None
     received = 0
     try:
         while not stop.triggered:
             if not frames.wait(0.1):
+                if frames.orphaned:  # the sensor re-created its objects (a restart): follow it
+                    for obj in (frames, actions, stop):
+                        obj.close()
+                    frames, actions, stop = attach_all(args.attach_timeout)
+                    last_seq = None
                 stats.maybe_print("frames")
                 continue
             # The action is computed on the shared frame in place: no 1.2 MB copy is made.
