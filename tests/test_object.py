@@ -454,13 +454,24 @@ def test_a_lapped_handle_goes_back_to_lock_free_retries_once_its_copies_are_fast
 ) -> None:
     """Reading under the mutex blocks the writer, so only handles whose copies are slow skip the
     lock-free retries, and _fetch_locked re-measures each time: slowness is not a life sentence."""
+    # A patched clock, not a real copy time: a loaded CI machine once took more than half the
+    # budget for an 8 KB copy. Each reading of the clock comes ``step`` ns after the last.
+    step = 0
+
+    def clock() -> int:
+        nonlocal now
+        now += step
+        return now
+
+    now = 0
+    monkeypatch.setattr(_object, "_monotonic_ns", clock)
     with SharedObject.create(shm_name, np.arange(1000.0)) as obj:
         obj._slow_reads = True
+        step = _object.OPTIMISTIC_BUDGET_NS // 10  # a fast copy
         assert obj._fetch_locked(None, None)[999] == 999.0
-        assert obj._slow_reads is False  # a 8 KB copy takes microseconds
+        assert obj._slow_reads is False
 
-        clock = iter(range(0, 10**12, _object.OPTIMISTIC_BUDGET_NS))  # every reading of the clock a budget later
-        monkeypatch.setattr(_object, "_monotonic_ns", lambda: next(clock))
+        step = _object.OPTIMISTIC_BUDGET_NS  # a copy that takes a whole budget
         obj._fetch_locked(None, None)
-        assert obj._slow_reads is True  # this copy "took" a whole budget
+        assert obj._slow_reads is True
         obj.unlink()
