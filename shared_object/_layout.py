@@ -67,9 +67,10 @@ source and destination sit within their pages, and numpy's big arrays start 16 b
 (glibc's mmap chunk header). memcpy stalls when its stores trail its loads by a few hundred bytes
 modulo 4096 (the CPU takes a load for a store to the same address: "4K aliasing"), so a payload
 at byte 384 of a page made assign 3-8% slower. Page-aligned payloads fixed assign, but with a
-consumer copying out while a producer copied in, the consumer got 0.77x-0.83x of the frames a raw
-seqlock delivered (0.96x-0.99x at half a page: benchmarks/bench_peers.py, measure_duel). Readers
-do not rely on any of this: they take whatever offsets the table and the slot header say.
+consumer copying out while a producer copied in, the consumer got 0.76x-0.77x of the frames a raw
+seqlock delivered (0.90x-0.99x at half a page; benchmarks/bench_peers.py, measure_duel), and the
+raw seqlock itself lost as much when moved to page-aligned slots. Readers do not rely on any of
+this: they take whatever offsets the table and the slot header say.
 
 Slots of dynamic objects may move to the end of the file when a value outgrows them; the file
 only grows, so a mapping made earlier stays valid, and a reader that finds a slot past its
