@@ -204,8 +204,7 @@ def bench_cross_process(rows: list[tuple[str, ...]], quick: bool) -> None:
     pairs, frames = (2, 100) if quick else (10, 300)
     for transport, target in ((bench_peers.OURS_POLLING, 1.1), (bench_peers.OURS_WAITING, None)):
         windows = bench_peers.measure_duel(pairs, paced=frames, transports=(transport, bench_peers.SEQLOCK_FLOOR))
-        ours = statistics.median(x for pair in windows for x in pair[0].samples)
-        floor = statistics.median(x for pair in windows for x in pair[1].samples)
+        ours, floor = bench_peers.duel_medians(windows)
         timing = Timing(ours, floor, statistics.median(bench_peers.duel_ratios(windows)))
         op = "frame to consumer + ack (" + ("polling)" if target else "wait())")
         if target:

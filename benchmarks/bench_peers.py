@@ -11,9 +11,11 @@ differs. Measured:
 * ack-paced one-way-and-back latency (median, p99) and the frames per second that pacing allows
   (1 / mean round trip: the most a consumer can take without loss);
 * free-running: the producer sends as fast as it can for a fixed time; frames the consumer got
-  versus frames the producer sent. For the target (ours against the seqlock floor) both run in
-  short alternating windows between the same two processes (measure_duel): this VM's speed
-  changes for seconds at a time, which separate runs seconds apart cannot cancel.
+  versus frames the producer sent.
+
+For the targets that compare ours with the seqlock floor (latency and free-running), both also run
+in short alternating windows between the same two processes (measure_duel): this VM's speed
+changes for seconds at a time, which separate runs seconds apart cannot cancel.
 
 Writes benchmarks/results/peers.md (the table) and benchmarks/results/peers.png (latency versus
 payload size). Transports that are not installed are listed as skipped.
@@ -250,7 +252,7 @@ def pipe_pair() -> tuple[Any, Any]:
 OURS_POLLING: Final = "shared_object (copy, polling)"
 OURS_WAITING: Final = "shared_object (copy, wait())"
 SEQLOCK_FLOOR: Final = "raw shm + 2-slot seqlock (floor)"
-#: The free-running target's two transports, in the order measure_duel reports them.
+#: The two transports of the targets measured in paired windows, in the order measure_duel reports them.
 DUEL: Final = (OURS_POLLING, SEQLOCK_FLOOR)
 TRANSPORTS: dict[str, dict[str, Any]] = {
     OURS_POLLING: {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "poll"), "needs": "shared_object"},
@@ -624,6 +626,11 @@ def _await(words: Any, index: int, value: int, consumer: Any, timeout: float = D
     return True
 
 
+def duel_medians(windows: list[tuple[Window, Window]]) -> tuple[float, float]:
+    """Median round trip (seconds) of ours and of the floor over all paced windows."""
+    return tuple(statistics.median(x for pair in windows for x in pair[i].samples) for i in (0, 1))  # type: ignore[return-value]
+
+
 def duel_ratios(windows: list[tuple[Window, Window]]) -> list[float]:
     """Per pair: ours / floor, of frames got (free-running) or of median round trips (paced)."""
     if windows and windows[0][0].samples:
@@ -692,7 +699,7 @@ def main() -> int:
               "| --- | --- | --- | --- | --- | --- |")
     ours_got, ours_sent = sum(p[0].got for p in duel_free), sum(p[0].sent for p in duel_free)
     floor_got, floor_sent = sum(p[1].got for p in duel_free), sum(p[1].sent for p in duel_free)
-    ours_lat, floor_lat = (statistics.median(x for p in duel_paced for x in p[i].samples) * 1e6 for i in (0, 1))
+    ours_lat, floor_lat = (seconds * 1e6 for seconds in duel_medians(duel_paced))
     duel_text = (f"Paired windows (measure_duel: one producer and one consumer process serve both, {duel_pairs} pairs "
                  f"back to back, ABBA), 1.22 MB. Paced, {duel_frames} frames per window: {OURS_POLLING} "
                  f"{ours_lat:.1f} us, {SEQLOCK_FLOOR} {floor_lat:.1f} us (median round trip). Free-running, "
