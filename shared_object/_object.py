@@ -99,7 +99,7 @@ class _ClosedMutex:
     """Stands in for the mutex of a closed handle, so writes fail cleanly instead of touching unmapped memory."""
 
     owner_died_count = 0
-    address = 0
+    ref = None
 
     def _closed(self, *args: object) -> Any:
         msg = "this shared object handle is closed"
@@ -108,7 +108,7 @@ class _ClosedMutex:
     acquire = acquire_contended = try_acquire = release = trylock = _closed
 
     @staticmethod
-    def unlock(address: int) -> int:
+    def unlock(ref: object) -> int:
         return 0
 
 
@@ -468,7 +468,7 @@ class SharedObject:
             # One slot: read under the mutex when it is free; anything else (busy, a dead
             # holder, an incomplete value, a closed handle) takes the slow path, which says what.
             mutex = self._mutex
-            rc = mutex.trylock(mutex.address)
+            rc = mutex.trylock(mutex.ref)
             if rc == errno.EOWNERDEAD:  # we now hold a dead writer's mutex: recover it, then go slow
                 mutex.acquire_contended(rc)
                 mutex.release()
@@ -482,7 +482,7 @@ class SharedObject:
                 except Exception as exc:  # nobody writes while we hold the mutex: this is corruption
                     raise self._as_layout_error(exc) from exc
                 finally:
-                    mutex.unlock(mutex.address)
+                    mutex.unlock(mutex.ref)
         return self._fetch_slow(fn, out)
 
     def _fetch_slow(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
@@ -630,14 +630,14 @@ class SharedObject:
         """Take the writer mutex (``rc``: what the caller's ``trylock`` returned), or raise LockTimeoutError."""
         mutex = self._mutex
         if rc is None:
-            rc = mutex.trylock(mutex.address)
+            rc = mutex.trylock(mutex.ref)
         # The holder is most likely a reader we paused for, or another writer, copying one value:
         # spin politely for it before sleeping in the kernel, whose wake-up costs more than the copy.
         spins = 0
         while rc == errno.EBUSY and spins < SPINS:
             spins += 1
             os.sched_yield()
-            rc = mutex.trylock(mutex.address)
+            rc = mutex.trylock(mutex.ref)
         if not rc:
             return
         try:
@@ -781,7 +781,7 @@ class SharedObject:
         buf = self._buf
         words = self._words
         mutex = self._mutex
-        rc = mutex.trylock(mutex.address)
+        rc = mutex.trylock(mutex.ref)
         if rc:
             self._lock_as_writer(rc)
         try:
@@ -800,7 +800,7 @@ class SharedObject:
             words[3] = _time_ns()
             words[2] = change << 2 | target  # the publication: one 8-byte store
         finally:
-            mutex.unlock(mutex.address)
+            mutex.unlock(mutex.ref)
         self._seen = change
         if words[4] or words[5]:
             self._after_publish()

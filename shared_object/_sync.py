@@ -4,7 +4,8 @@ Two primitives, both reached through ``ctypes`` on the C library:
 
 * :class:`WriterMutex`: a process-shared, *robust* ``pthread_mutex_t`` stored in the segment
   header. Writers exclude each other with it. Uncontended lock + unlock costs two C calls and no
-  system call (about 0.26 us), against about 0.9 us for ``fcntl.flock`` (two system calls).
+  system call: 0.34 us, against 2.1 us for ``fcntl.flock`` and 3.1 us for an OFD lock (two
+  system calls each), measured side by side on one slow day of our 2-core VM.
   Robust means that when a holder dies (even by SIGKILL) the kernel marks the mutex, and the next
   locker gets ``EOWNERDEAD``, marks it consistent and carries on: a crashed writer never leaves a
   stale lock. It works across containers that share the segment, because a process-shared mutex
@@ -32,7 +33,7 @@ import os
 import platform
 import sys
 import time
-from typing import Final
+from typing import Any, Final
 
 from ._errors import LayoutError, LockTimeoutError, UnsupportedPlatformError
 
@@ -80,9 +81,13 @@ class _Libc:
         blocking = ctypes.CDLL(None, use_errno=True)
         quick = ctypes.PyDLL(None, use_errno=True)
         ptr = ctypes.c_void_p
-        # The two hot calls through PYFUNCTYPE prototypes: keeps the GIL, takes a plain int address,
-        # about 60 ns cheaper per pair than argtypes-converted calls.
-        hot = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+        # The two hot calls (every assign makes both): PYFUNCTYPE keeps the GIL, and the prototype
+        # has no argtypes, so the argument, a ctypes.byref() each WriterMutex makes once, is passed
+        # through as it is (no converter, no allocation). Measured here per trylock+unlock pair:
+        # 0.34 us warm and 1.1 us right after a 1.2 MB copy (which evicts what the call touches),
+        # against 0.45 / 1.7 us for a c_void_p prototype called with an int address.
+        # Never call these two with a plain int: without argtypes it would go as a 32-bit C int.
+        hot = ctypes.PYFUNCTYPE(ctypes.c_int)
         self.trylock = hot(_address_of_function(quick.pthread_mutex_trylock))
         self.unlock = hot(_address_of_function(quick.pthread_mutex_unlock))
         self.lock = _fn(blocking.pthread_mutex_lock, [ptr])
@@ -157,14 +162,15 @@ class WriterMutex:
     The caller keeps the mapping alive for as long as the mutex is used.
     """
 
-    __slots__ = ("_address", "_lib", "address", "owner_died_count", "trylock", "unlock")
+    __slots__ = ("_address", "_lib", "owner_died_count", "ref", "trylock", "unlock")
 
     def __init__(self, address: int) -> None:
         self._lib = libc()
         self._address = address
-        #: The raw C calls, for hot paths: ``rc = m.trylock(m.address)``; on non-zero ``rc`` call
-        #: :meth:`acquire_contended`; release with ``m.unlock(m.address)`` (returns non-zero on error).
-        self.address = address
+        #: The raw C calls, for hot paths: ``rc = m.trylock(m.ref)``; on non-zero ``rc`` call
+        #: :meth:`acquire_contended`; release with ``m.unlock(m.ref)`` (returns non-zero on error).
+        #: ``ref`` is the mutex's address as a ctypes.byref, made once (see _Libc for why).
+        self.ref: Any = ctypes.byref((ctypes.c_ubyte * MUTEX_SPACE).from_address(address))
         self.trylock = self._lib.trylock
         self.unlock = self._lib.unlock
         #: How many times this handle found the mutex abandoned by a dead holder and recovered it.
@@ -181,7 +187,7 @@ class WriterMutex:
 
     def acquire(self, timeout: float | None = None) -> None:
         """Take the mutex, waiting at most ``timeout`` seconds (None: no limit)."""
-        rc = self._lib.trylock(self._address)
+        rc = self._lib.trylock(self.ref)
         if rc:
             self.acquire_contended(rc, timeout)
 
@@ -209,7 +215,7 @@ class WriterMutex:
 
     def try_acquire(self) -> bool:
         """Take the mutex if it is free; never blocks."""
-        rc = self._lib.trylock(self._address)
+        rc = self._lib.trylock(self.ref)
         if rc == errno.EBUSY:
             return False
         if rc == errno.EOWNERDEAD:
@@ -221,7 +227,7 @@ class WriterMutex:
 
     def release(self) -> None:
         """Release the mutex (held by this thread)."""
-        _check(self._lib.unlock(self._address), "pthread_mutex_unlock")
+        _check(self._lib.unlock(self.ref), "pthread_mutex_unlock")
 
 
 def _check(rc: int, what: str) -> None:
