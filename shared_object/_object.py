@@ -441,6 +441,8 @@ class SharedObject:
             so ``fetch(lambda x: x.sum())`` reduces a frame without copying it. The result is
             copied only if it still points into shared memory (``lambda x: x[..., 0]``). ``fn``
             may run more than once, when a writer overwrote the data under it: keep it pure.
+            Where reads take the writer lock (single-slot objects, CPUs other than x86, a reader
+            lapped again and again) fn runs once, holding it: writers wait for fn, so keep it short.
         :param out: for an ndarray object, copy into this preallocated array (same dtype and shape)
             instead of allocating one; returns ``out``.
 
@@ -586,21 +588,34 @@ class SharedObject:
         )
 
     def _fetch_locked(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
-        """Read under the writer mutex (single-slot objects, repeated collisions, CPUs without load ordering)."""
+        """Read under the writer mutex (single-slot objects, repeated collisions, CPUs without load ordering).
+
+        ``fn`` runs on read-only views while the mutex is held (writers wait for it, as for a
+        view() block), so it sees the stored data in place, as on the lock-free path, and the
+        value is copied only where fn's result still points into shared memory.
+        """
         s = self._lock_for_read()
         try:
-            slot = self._slot_for_read(s & 1)
-            timed = self._lock_free  # only lock-free handles use _slow_reads: no clock reads for the others
-            started = _monotonic_ns() if timed else 0
-            value = slot.read() if out is None else _copy_into(out, slot.node, self._buf, slot.base)
-            if timed:
-                self._slow_reads = _monotonic_ns() - started > OPTIMISTIC_BUDGET_NS // 2  # see _fetch_slow
-            self._seen = s >> 2
-        except Exception as exc:  # nobody writes while we hold the mutex: this is corruption
-            raise self._as_layout_error(exc) from exc
+            try:
+                slot = self._slot_for_read(s & 1)
+                timed = self._lock_free  # only lock-free handles use _slow_reads: no clock reads for the others
+                started = _monotonic_ns() if timed else 0
+                if out is not None:
+                    value = _copy_into(out, slot.node, self._buf, slot.base)
+                elif fn is not None:
+                    value = slot.node.view(self._buf, slot.base)
+                else:
+                    value = slot.read()
+                if timed:
+                    self._slow_reads = _monotonic_ns() - started > OPTIMISTIC_BUDGET_NS // 2  # see _fetch_slow
+            except Exception as exc:  # nobody writes while we hold the mutex: this is corruption
+                raise self._as_layout_error(exc) from exc
+            if fn is not None:  # fn's own exceptions propagate as they are
+                value = self._detach(fn(value))
         finally:
             self._mutex.release()
-        return value if fn is None else self._detach(fn(value))
+        self._seen = s >> 2
+        return value
 
     def _lock_for_read(self) -> int:
         """Take the writer mutex as a reader and return the state word; the caller releases the mutex.

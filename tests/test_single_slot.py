@@ -44,6 +44,26 @@ def test_one_slot_takes_half_the_memory_and_behaves_the_same(shm_name: str) -> N
         obj.unlink()
 
 
+
+def test_fetch_fn_runs_on_the_stored_data_in_place_not_on_a_copy(shm_name: str) -> None:
+    """Regression: single-slot fetch(fn) copied the whole value, then ran fn on the writable copy."""
+    frame = np.arange(1000.0)
+    with SharedObject.create(shm_name, frame, slots=1) as writer, SharedObject.attach(shm_name) as reader:
+        assert reader.fetch(lambda x: (x.flags.writeable, x.flags.owndata)) == (False, False)
+        sliced = reader.fetch(lambda x: x[:10])  # still points into shared memory: must come back copied
+        writer.assign(frame * 2)
+        assert sliced.tolist() == frame[:10].tolist()
+
+        def fails(x: np.ndarray[Any, Any]) -> float:
+            msg = "fn failed"
+            raise RuntimeError(msg)
+
+        with pytest.raises(RuntimeError, match="fn failed"):  # fn's own error, as it is
+            reader.fetch(fails)
+        assert reader.modified  # a failed fetch did not mark the value seen
+        writer.assign(frame * 3)  # the mutex was released
+        assert reader.fetch(lambda x: float(x[1])) == 3.0
+
 @pytest.mark.parametrize("slots", [0, 3, True, "1"])
 def test_slots_must_be_one_or_two(shm_name: str, slots: Any) -> None:
     with pytest.raises(ValueError, match="slots must be 1 or 2"):
