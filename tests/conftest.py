@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared_object import _segment
+from shared_object import _object, _segment
 
 # tests/helpers.py holds what spawned processes run; they import it by name, so it must be on the path.
 sys.path.insert(0, os.path.dirname(__file__))
@@ -43,6 +43,19 @@ def shm_name() -> Iterator[str]:
         os.unlink(os.path.join(_segment.SHM_DIR, name))
     except FileNotFoundError:
         pass
+
+
+@pytest.fixture(params=["lock-free reads", "locked reads"])
+def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test twice: with x86's lock-free reads, and with every read under the writer mutex.
+
+    The second is what handles do on CPUs that may reorder loads (aarch64: ``_sync.LOCK_FREE_READS``
+    is false there), which CI has no machine for. It applies to handles this process opens during
+    the test; spawned processes keep their platform's path (writers do the same on every CPU).
+    """
+    if request.param == "locked reads":
+        monkeypatch.setattr(_object, "LOCK_FREE_READS", False)
+    return str(request.param)
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def test_wait_in_child_times_out_without_a_change(shm_name: str, spawn: Any) -> 
     assert woke is False and waited >= 0.19
 
 
-def test_dynamic_object_resized_in_child(shm_name: str, spawn: Any) -> None:
+def test_dynamic_object_resized_in_child(shm_name: str, spawn: Any, read_path: str) -> None:
     shapes = [(10,), (1000, 3), (480, 848, 3), (5,), (2000, 2000)]
     done = SPAWN.Event()
     with SharedDynamicObject.create(shm_name, np.zeros(1)) as obj:
@@ -101,7 +101,7 @@ def test_attach_only_process_never_removes_the_segment(shm_name: str, spawn: Any
         obj.assign(np.zeros(1000))
 
 
-def test_writer_killed_mid_assign_never_leaves_torn_data(shm_name: str, spawn: Any) -> None:
+def test_writer_killed_mid_assign_never_leaves_torn_data(shm_name: str, spawn: Any, read_path: str) -> None:
     """SIGKILL a writer at random points of a tight assign loop of checksummed 1.2 MB frames.
 
     Each round the reader's next fetch is a complete frame, and the object is assignable again.
@@ -131,7 +131,7 @@ def test_writer_killed_mid_assign_never_leaves_torn_data(shm_name: str, spawn: A
     assert recovered >= 1, "no kill landed while the writer held the mutex: the recovery path went untested"
 
 
-def test_busy_writer_does_not_starve_a_reader(shm_name: str, spawn: Any) -> None:
+def test_busy_writer_does_not_starve_a_reader(shm_name: str, spawn: Any, read_path: str) -> None:
     """With a writer assigning 1.2 MB frames back to back, the reader keeps getting whole frames.
 
     The reference (flock) gave a reader 2% of a busy writer's frames in one run. Ours must get a
