@@ -58,6 +58,14 @@ class LockTimeoutError(SharedObjectError, TimeoutError):
     """The writer lock could not be taken within the timeout."""
 
 
+class LockReentryError(SharedObjectError, RuntimeError):
+    """This thread asked for an object's writer lock while it already holds it as a reader.
+
+    That happens inside a ``view()`` block or a ``fetch(fn)`` where reads hold the lock
+    (single-slot objects, CPUs other than x86): the call would wait for its own thread.
+    """
+
+
 class ClosedError(SharedObjectError, ValueError):
     """The handle was closed; it can no longer read or write."""
 
@@ -77,6 +85,7 @@ __all__ = [
     "IntegerOverflowError",
     "InvalidNameError",
     "LayoutError",
+    "LockReentryError",
     "LockTimeoutError",
     "OutOfSharedMemoryError",
     "SegmentExistsError",

@@ -19,6 +19,7 @@ import errno
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -31,6 +32,7 @@ from ._errors import (
     ClosedError,
     IncompleteValueError,
     LayoutError,
+    LockReentryError,
     LockTimeoutError,
     SegmentExistsError,
     SegmentNotFoundError,
@@ -88,6 +90,21 @@ _RECYCLE: Final = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
 _CLOSED_BUF: Final = memoryview(b"")
 _CLOSED_WORDS: Final = memoryview(b"").cast("Q")  # any index raises IndexError
 STATE, MTIME, WAITER, REQUEST = _layout.STATE_WORD, _layout.MTIME_WORD, _layout.WAITER_WORD, _layout.REQUEST_WORD
+
+#: Per thread: the segments, as (device, inode), whose writer lock this thread holds as a reader
+#: while user code runs (a view() block or fn, where reads take the lock). Asking for the same
+#: lock again from that code would wait for itself: _lock_as_writer and _lock_as_reader raise
+#: LockReentryError instead. (Two handles on one segment map the lock at different addresses, so
+#: the key is the file, not the address.)
+_held_by_thread = threading.local()
+
+
+def _held_here() -> set[tuple[int, int]]:
+    held: set[tuple[int, int]] | None = getattr(_held_by_thread, "segments", None)
+    if held is None:
+        held = _held_by_thread.segments = set()
+    return held
+
 
 try:  # numpy >= 2.0 moved it
     from numpy.lib.array_utils import byte_bounds as _byte_bounds
@@ -350,6 +367,8 @@ class SharedObject:
     def _bind(self, segment: _segment.Segment, *, single_slot: bool) -> None:
         self._segment = segment
         self.name = segment.name
+        st = os.fstat(segment.fd)
+        self._segment_key = (st.st_dev, st.st_ino)  # see _held_by_thread
         self._single_slot = single_slot
         #: Lock-free reads (see _layout): on x86, for two-slot objects. The fast path of fetch
         #: also needs both slots loaded once for all, which dynamic objects cannot do.
@@ -560,7 +579,9 @@ class SharedObject:
         any time; ``fetch`` gives a private copy). A writer overwrites the slot you are viewing
         only after publishing another value first, so a block shorter than one writer period
         is never torn. On CPUs other than x86, and for single-slot objects, the block holds the
-        writer lock instead (writers wait until it ends), and ``torn`` is always false.
+        writer lock instead (writers wait until it ends), and ``torn`` is always false; assigning
+        to this object, or reading it again, inside the block from the same thread would wait for
+        the block itself, so it raises LockReentryError.
         """
         self._check_open()
         return ZeroCopyView(self)
@@ -611,7 +632,12 @@ class SharedObject:
             except Exception as exc:  # nobody writes while we hold the mutex: this is corruption
                 raise self._as_layout_error(exc) from exc
             if fn is not None:  # fn's own exceptions propagate as they are
-                value = self._detach(fn(value))
+                held = _held_here()
+                held.add(self._segment_key)
+                try:
+                    value = self._detach(fn(value))
+                finally:
+                    held.discard(self._segment_key)
         finally:
             self._mutex.release()
         self._seen = s >> 2
@@ -641,11 +667,21 @@ class SharedObject:
         )
         return LockTimeoutError(msg)
 
+    def _reentry_error(self, what: str) -> LockReentryError:
+        msg = (
+            f"this thread holds the writer lock of {self.name!r} as a reader, inside a view() block or "
+            f"fetch(fn) on it (on this object reads take the lock: it has one slot, or this CPU is not "
+            f"x86), so {what} would wait for itself: do it after the block, or outside fn"
+        )
+        return LockReentryError(msg)
+
     def _lock_as_writer(self, rc: int | None = None) -> None:
         """Take the writer mutex (``rc``: what the caller's ``trylock`` returned), or raise LockTimeoutError."""
         mutex = self._mutex
         if rc is None:
             rc = mutex.trylock(mutex.ref)
+        if rc == errno.EBUSY and self._segment_key in _held_here():
+            raise self._reentry_error("assign() or trigger()")
         # The holder is most likely a reader we paused for, or another writer, copying one value:
         # spin politely for it before sleeping in the kernel, whose wake-up costs more than the copy.
         spins = 0
@@ -665,6 +701,8 @@ class SharedObject:
         mutex = self._mutex
         if mutex.try_acquire():
             return
+        if self._segment_key in _held_here():
+            raise self._reentry_error("reading it again")
         words = self._words
         spins = 0
         deadline = _monotonic_ns() + int(LOCK_TIMEOUT_S * 1e9)
@@ -959,16 +997,27 @@ class ZeroCopyView:
         else:
             self._state = obj._lock_for_read()
             self._locked = True
-        slot = obj._slot_for_read(self._state & 1)
-        self.value = slot.node.view(obj._buf, slot.base)
+            _held_here().add(obj._segment_key)  # the block is user code holding the lock
+        try:
+            slot = obj._slot_for_read(self._state & 1)
+            self.value = slot.node.view(obj._buf, slot.base)
+        except BaseException:
+            self._unlock()
+            raise
         return self
+
+    def _unlock(self) -> None:
+        if self._locked:
+            self._locked = False
+            _held_here().discard(self._obj._segment_key)
+            self._obj._mutex.release()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         obj = self._obj
         if self._locked:
-            obj._mutex.release()
+            self._unlock()
             self.torn = False
         else:
             self.torn = not _valid(self._state, obj._words[STATE])

@@ -21,6 +21,7 @@ LEAVES = {
     _errors.IntegerOverflowError: OverflowError,
     _errors.OutOfSharedMemoryError: OSError,
     _errors.LockTimeoutError: TimeoutError,
+    _errors.LockReentryError: RuntimeError,
     _errors.ClosedError: ValueError,
     _errors.IncompleteValueError: RuntimeError,
     _errors.UnsupportedPlatformError: NotImplementedError,

@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared_object import IncompleteValueError, LockTimeoutError, SharedDynamicObject, SharedObject, _object
+from shared_object import (
+    IncompleteValueError,
+    LayoutError,
+    LockReentryError,
+    LockTimeoutError,
+    SharedDynamicObject,
+    SharedObject,
+    _object,
+)
 
 from . import helpers
 from .helpers import PROCESS_DEADLINE, SPAWN
@@ -63,6 +71,70 @@ def test_fetch_fn_runs_on_the_stored_data_in_place_not_on_a_copy(shm_name: str) 
         assert reader.modified  # a failed fetch did not mark the value seen
         writer.assign(frame * 3)  # the mutex was released
         assert reader.fetch(lambda x: float(x[1])) == 3.0
+
+
+@pytest.mark.parametrize(
+    "inside",
+    [
+        lambda obj, other: obj.assign(np.ones(1000)),
+        lambda obj, other: obj.trigger(),
+        lambda obj, other: other.assign(np.ones(1000)),  # another handle on the same segment
+        lambda obj, other: other.fetch(),
+        lambda obj, other: other.view().__enter__(),
+    ],
+    ids=["assign", "trigger", "assign by another handle", "fetch", "nested view"],
+)
+@pytest.mark.parametrize("block", ["view", "fetch(fn)"])
+def test_taking_the_lock_again_inside_a_locked_read_fails_at_once(
+    shm_name: str, inside: Any, block: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where reads hold the writer lock, the same thread asking for it again gets a clear error at once.
+
+    Before, it waited for itself for LOCK_TIMEOUT_S (10 s) and then blamed a stuck writer. With
+    the timeout cut to 10 ms, that old behaviour fails here as a LockTimeoutError.
+    """
+    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.01)
+    with SharedObject.create(shm_name, np.zeros(1000), slots=1) as obj, SharedObject.attach(shm_name) as other:
+
+        def locked_read() -> None:
+            if block == "view":
+                with obj.view():
+                    inside(obj, other)
+            else:
+                obj.fetch(lambda x: inside(obj, other))
+
+        with pytest.raises(LockReentryError, match=f"{shm_name}.*view\\(\\) block or fetch\\(fn\\)"):
+            locked_read()
+        obj.assign(np.full(1000, 2.0))  # the lock was released on the way out
+        assert other.fetch().sum() == 2000
+
+
+def test_another_thread_still_waits_for_a_locked_read_instead_of_failing(shm_name: str) -> None:
+    with SharedObject.create(shm_name, np.zeros(1000), slots=1) as obj, SharedObject.attach(shm_name) as writer:
+        done = threading.Event()
+        thread = threading.Thread(target=lambda: (writer.assign(np.ones(1000)), done.set()))
+        with obj.view() as v:
+            thread.start()
+            time.sleep(0.2)
+            assert not done.is_set() and v.value.sum() == 0
+        thread.join(5)
+        assert done.is_set() and obj.fetch().sum() == 1000
+
+
+def test_a_locked_view_that_fails_to_open_releases_the_lock(shm_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: an error inside view()'s __enter__ left the lock held, since __exit__ never runs then."""
+    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.5)
+    with SharedObject.create(shm_name, np.zeros(1000), slots=1) as obj, SharedObject.attach(shm_name) as writer:
+
+        def corrupt(index: int) -> Any:
+            msg = "corrupt slot"
+            raise LayoutError(msg)
+
+        monkeypatch.setattr(obj, "_slot_for_read", corrupt)
+        with pytest.raises(LayoutError, match="corrupt slot"), obj.view():
+            pass
+        writer.assign(np.ones(1000))  # would raise LockTimeoutError with the lock still held
+        assert writer.fetch().sum() == 1000
 
 @pytest.mark.parametrize("slots", [0, 3, True, "1"])
 def test_slots_must_be_one_or_two(shm_name: str, slots: Any) -> None:
