@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import struct
 import sys
 import threading
 import time
@@ -87,6 +88,10 @@ _time_ns = time.time_ns
 _getrefcount = sys.getrefcount
 #: Exact reference counts need the GIL (CPython's free-threaded build defers and biases them).
 _RECYCLE: Final = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+#: What decoding torn or corrupt bytes raises, besides our own errors (whose leaves are among
+#: these). Only these mean "lapped" on a lock-free read, or "corrupt" under the lock: anything
+#: else, such as an exception a signal handler raised, propagates as it is.
+_DECODE_ERRORS: Final = (ValueError, TypeError, IndexError, KeyError, OverflowError, RecursionError, struct.error)
 _CLOSED_BUF: Final = memoryview(b"")
 _CLOSED_WORDS: Final = memoryview(b"").cast("Q")  # any index raises IndexError
 STATE, MTIME, WAITER, REQUEST = _layout.STATE_WORD, _layout.MTIME_WORD, _layout.WAITER_WORD, _layout.REQUEST_WORD
@@ -483,7 +488,7 @@ class SharedObject:
                 # then freeing both lets glibc's malloc trim the heap, so every later copy
                 # page-faults its memory in again: 1.2 MB fetches took 500 us instead of 27 us.
                 del value
-            except Exception:  # noqa: BLE001 - closed (ClosedError below), torn or corrupt: the slow path decides
+            except _DECODE_ERRORS:  # closed (ClosedError below), torn or corrupt: the slow path decides
                 self._check_open()
         elif fn is None and out is None and self._single_slot:  # never dynamic: both slots loaded
             # One slot: read under the mutex when it is free; anything else (busy, a dead
@@ -500,7 +505,7 @@ class SharedObject:
                         value = self._slots[0].read()  # type: ignore[union-attr]  # fixed objects: both slots loaded
                         self._seen = s >> 2
                         return value
-                except Exception as exc:  # nobody writes while we hold the mutex: this is corruption
+                except _DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: this is corruption
                     raise self._as_layout_error(exc) from exc
                 finally:
                     mutex.unlock(mutex.ref)
@@ -544,14 +549,14 @@ class SharedObject:
                 value = slot.node.view(buf, slot.base)
             else:
                 value = slot.read()
-        except Exception as exc:
+        except _DECODE_ERRORS as exc:
             if _valid(s1, words[STATE]):
                 raise self._as_layout_error(exc) from exc
             return False, None
         if fn is not None:
             try:
                 value = self._detach(fn(value))
-            except Exception:
+            except Exception:  # fn on torn data may raise anything: a lap, unless the data was whole
                 if _valid(s1, words[STATE]):
                     raise
                 return False, None
@@ -629,7 +634,7 @@ class SharedObject:
                     value = slot.read()
                 if timed:
                     self._slow_reads = _monotonic_ns() - started > OPTIMISTIC_BUDGET_NS // 2  # see _fetch_slow
-            except Exception as exc:  # nobody writes while we hold the mutex: this is corruption
+            except _DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: this is corruption
                 raise self._as_layout_error(exc) from exc
             if fn is not None:  # fn's own exceptions propagate as they are
                 held = _held_here()

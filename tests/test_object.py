@@ -499,3 +499,21 @@ def test_a_lapped_handle_goes_back_to_lock_free_retries_once_its_copies_are_fast
         obj._fetch_locked(None, None)
         assert obj._slow_reads is True
         obj.unlink()
+
+
+@pytest.mark.parametrize("slots", [2, 1])
+def test_an_exception_from_outside_decoding_propagates_as_itself(shm_name: str, slots: int) -> None:
+    """Regression: any exception during a read (one a signal handler raised, say) became a
+    LayoutError naming the segment corrupt, or was swallowed and the read retried."""
+
+    class FromAHandlerError(Exception):
+        pass
+
+    def interrupted() -> Any:
+        raise FromAHandlerError
+
+    with SharedObject.create(shm_name, np.zeros(1000), slots=slots) as obj:
+        for slot in obj._slots:
+            slot.read = interrupted  # type: ignore[union-attr]
+        with pytest.raises(FromAHandlerError):
+            obj.fetch()
