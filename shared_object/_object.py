@@ -96,19 +96,72 @@ _CLOSED_BUF: Final = memoryview(b"")
 _CLOSED_WORDS: Final = memoryview(b"").cast("Q")  # any index raises IndexError
 STATE, MTIME, WAITER, REQUEST = _layout.STATE_WORD, _layout.MTIME_WORD, _layout.WAITER_WORD, _layout.REQUEST_WORD
 
-#: Per thread: the segments, as (device, inode), whose writer lock this thread holds as a reader
-#: while user code runs (a view() block or fn, where reads take the lock). Asking for the same
-#: lock again from that code would wait for itself: _lock_as_writer and _lock_as_reader raise
-#: LockReentryError instead. (Two handles on one segment map the lock at different addresses, so
-#: the key is the file, not the address.)
-_held_by_thread = threading.local()
+# ---------------------------------------------------------------------------------------------
+# Who in this thread holds a segment's writer mutex. Two things need to know; both look only on
+# rare paths (an error, or the mutex found busy), never on the fast ones:
+#
+# * Where reads take the lock (single-slot objects, CPUs other than x86), a view() block or fn is
+#   user code holding it: if that code asks for the lock again, it would wait for itself, so it
+#   gets LockReentryError instead.
+# * An exception that the code does not raise itself (KeyboardInterrupt, or whatever a signal
+#   handler raises) arrives at a bytecode boundary: right after the C call that took the mutex
+#   returned, before Python stored its result, or at the first bytecode of a Python function on
+#   the way to the unlock. Nothing released the mutex then, and the thread kept it until it
+#   ended: every writer, its own included, waited LOCK_TIMEOUT_S and failed. Measured (300 Ctrl-Cs
+#   each): 1-5% of those of a loop of int assigns, 5% of dynamic assigns, 27% of triggers; and
+#   glibc later writes into the memory of the robust mutexes a thread holds, even once unmapped.
+#   So each acquisition keeps what
+#   it knows in a local that starts as "unknown", every release on those paths is the C unlock
+#   itself, called from the frame that holds the ``finally``, and where the outcome is unknown,
+#   or the mutex is found busy, SharedObject._self_hold asks the kernel whether this thread holds
+#   it: if no code of this thread does, the mutex was abandoned, and is released.
+# ---------------------------------------------------------------------------------------------
+_blocks = threading.local()
+NOT_HELD, HELD_BY_OUR_CODE, ABANDONED = "not held", "held by code of this thread", "abandoned"
 
 
-def _held_here() -> set[tuple[int, int]]:
-    held: set[tuple[int, int]] | None = getattr(_held_by_thread, "segments", None)
-    if held is None:
-        held = _held_by_thread.segments = set()
-    return held
+def _blocks_here() -> dict[tuple[int, int], tuple[int, Any]]:
+    """This thread's blocks that hold a writer lock: segment -> (id, code) of the frame running the block.
+
+    The segment is (device, inode): two handles on one segment map its mutex at different addresses.
+    """
+    blocks: dict[tuple[int, int], tuple[int, Any]] | None = getattr(_blocks, "held", None)
+    if blocks is None:
+        blocks = _blocks.held = {}
+    return blocks
+
+
+def _enter_block(key: tuple[int, int], frame: Any) -> None:
+    _blocks_here()[key] = (id(frame), frame.f_code)
+
+
+def _running(block: tuple[int, Any]) -> bool:
+    """Is the frame that ran this block still on this thread's stack? (If not, the block ended.)"""
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        if id(frame) == block[0] and frame.f_code is block[1]:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _outer_section_holds(key: tuple[int, int]) -> bool:
+    """Is one of our locked sections on segment ``key`` running below other code of this thread?
+
+    A signal handler runs on top of the code it interrupted, which may hold the lock. The frames
+    of the call that asks (ours, on top) are skipped: they are not "below other code".
+    """
+    frame: Any = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("shared_object."):
+        frame = frame.f_back
+    while frame is not None:
+        if frame.f_code in _LOCKED_SECTIONS:
+            owner = frame.f_locals.get("self")
+            obj = getattr(owner, "_obj", owner)  # ZeroCopyView.__enter__: its object
+            if getattr(obj, "_segment_key", None) == key:
+                return True
+        frame = frame.f_back
+    return False
 
 
 try:  # numpy >= 2.0 moved it
@@ -373,7 +426,7 @@ class SharedObject:
         self._segment = segment
         self.name = segment.name
         st = os.fstat(segment.fd)
-        self._segment_key = (st.st_dev, st.st_ino)  # see _held_by_thread
+        self._segment_key = (st.st_dev, st.st_ino)  # see "Who in this thread holds" above
         self._single_slot = single_slot
         #: Lock-free reads (see _layout): on x86, for two-slot objects. The fast path of fetch
         #: also needs both slots loaded once for all, which dynamic objects cannot do.
@@ -386,7 +439,9 @@ class SharedObject:
         address = segment.address
         # The first mapping stays mapped until close (see Segment.refresh), so the mutex and
         # futex addresses taken from it stay valid even after the file grows and is remapped.
-        self._mutex: WriterMutex | _ClosedMutex = WriterMutex(address + _layout.MUTEX_OFFSET)
+        self._mutex: WriterMutex | _ClosedMutex = WriterMutex(
+            address + _layout.MUTEX_OFFSET, segment=self._segment_key, mapping=segment.buf
+        )
         self._futex_address = address + STATE_OFFSET
         self._words = _layout.header_words(segment.buf)  # single-load/single-store header fields
         self._remapped()
@@ -494,21 +549,27 @@ class SharedObject:
             # One slot: read under the mutex when it is free; anything else (busy, a dead
             # holder, an incomplete value, a closed handle) takes the slow path, which says what.
             mutex = self._mutex
-            rc = mutex.trylock(mutex.ref)
-            if rc == errno.EOWNERDEAD:  # we now hold a dead writer's mutex: recover it, then go slow
-                mutex.acquire_contended(rc)
-                mutex.release()
-            elif not rc:
-                try:
-                    s = self._words[2]  # STATE
-                    if not s & 2:  # WRITING left by a dead writer: the slow path raises
-                        value = self._slots[0].read()  # type: ignore[union-attr]  # fixed objects: both slots loaded
-                        self._seen = s >> 2
-                        return value
-                except _DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: this is corruption
-                    raise self._as_layout_error(exc) from exc
-                finally:
+            rc = -1  # -1 until we know whether trylock took the mutex (see "Who in this thread holds" above)
+            try:
+                rc = mutex.trylock(mutex.ref)
+                if not rc:
+                    try:
+                        s = self._words[2]  # STATE
+                        if not s & 2:  # WRITING left by a dead writer: the slow path raises
+                            value = self._slots[0].read()  # type: ignore[union-attr]  # fixed objects: both slots loaded
+                            self._seen = s >> 2
+                            return value
+                    except _DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: this is corruption
+                        raise self._as_layout_error(exc) from exc
+                elif rc == errno.EOWNERDEAD:  # we now hold a dead writer's mutex: recover it, then go slow
+                    rc = -1
+                    mutex.acquire_contended(errno.EOWNERDEAD)
+                    rc = 0
+            finally:
+                if not rc:
                     mutex.unlock(mutex.ref)
+                elif rc == -1:
+                    self._release_abandoned()
         return self._fetch_slow(fn, out)
 
     def _fetch_slow(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
@@ -620,8 +681,10 @@ class SharedObject:
         view() block), so it sees the stored data in place, as on the lock-free path, and the
         value is copied only where fn's result still points into shared memory.
         """
-        s = self._lock_for_read()
+        mutex = self._mutex  # the one we lock is the one we unlock, even if fn closes this handle
+        s = -1  # -1 until we know that _lock_for_read took the mutex (see "Who in this thread holds" above)
         try:
+            s = self._lock_for_read()
             try:
                 slot = self._slot_for_read(s & 1)
                 timed = self._lock_free  # only lock-free handles use _slow_reads: no clock reads for the others
@@ -637,14 +700,16 @@ class SharedObject:
             except _DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: this is corruption
                 raise self._as_layout_error(exc) from exc
             if fn is not None:  # fn's own exceptions propagate as they are
-                held = _held_here()
-                held.add(self._segment_key)
+                _enter_block(self._segment_key, sys._getframe())
                 try:
                     value = self._detach(fn(value))
                 finally:
-                    held.discard(self._segment_key)
+                    _blocks_here().pop(self._segment_key, None)
         finally:
-            self._mutex.release()
+            if s >= 0:
+                mutex.unlock(mutex.ref)  # the C call itself: see "Who in this thread holds" above
+            else:
+                self._release_abandoned()
         self._seen = s >> 2
         return value
 
@@ -657,7 +722,7 @@ class SharedObject:
         self._lock_as_reader()
         state: int = self._words[STATE]
         if state & WRITING and self._single_slot:
-            self._mutex.release()
+            self._mutex.unlock(self._mutex.ref)
             msg = (
                 f"the last writer of single-slot segment {self.name!r} died in the middle of an assign: "
                 "its value is incomplete until the next assign (two-slot objects keep the last complete value)"
@@ -672,11 +737,52 @@ class SharedObject:
         )
         return LockTimeoutError(msg)
 
+    def _self_hold(self) -> str:
+        """Does this thread hold the writer mutex? NOT_HELD, HELD_BY_OUR_CODE, or ABANDONED (see above).
+
+        Held by our code: a view() block or fn on this segment whose frame is still running, or
+        a locked section of ours that other code (a signal handler) interrupted. A system call
+        and a walk of the stack: rare paths only.
+        """
+        key = self._segment_key
+        blocks = _blocks_here()
+        mutex = self._mutex
+        held = mutex.held_by_this_thread() if isinstance(mutex, WriterMutex) else False
+        if held is False:
+            blocks.pop(key, None)  # a block that released the lock but was stopped before forgetting it
+            return NOT_HELD
+        block = blocks.get(key)
+        if (block is not None and _running(block)) or _outer_section_holds(key):
+            return HELD_BY_OUR_CODE
+        if held is None:  # the kernel could not tell: never release what may not be ours
+            return NOT_HELD
+        blocks.pop(key, None)
+        return ABANDONED
+
+    def _release_abandoned(self) -> None:
+        """On an error path that may have taken the mutex unknowingly: release it if abandoned."""
+        if self._self_hold() == ABANDONED:
+            self._release_held()
+
+    def _check_busy(self, what: str) -> None:
+        """The writer mutex is busy: fail at once if our own code holds it; release it if abandoned."""
+        hold = self._self_hold()
+        if hold == HELD_BY_OUR_CODE:
+            raise self._reentry_error(what)
+        if hold == ABANDONED:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        log.warning("released the writer lock of %r, which an interrupted call had taken", self.name)
+        self._mutex.release_abandoned()  # type: ignore[union-attr]  # only called when _self_hold saw a WriterMutex
+
     def _reentry_error(self, what: str) -> LockReentryError:
         msg = (
             f"this thread holds the writer lock of {self.name!r} as a reader, inside a view() block or "
             f"fetch(fn) on it (on this object reads take the lock: it has one slot, or this CPU is not "
-            f"x86), so {what} would wait for itself: do it after the block, or outside fn"
+            f"x86), so {what} would wait for itself: do it after the block, or outside fn. (If no such "
+            "block is open, a KeyboardInterrupt ended one just before it released the lock, which this "
+            "thread then keeps until it ends.)"
         )
         return LockReentryError(msg)
 
@@ -685,8 +791,8 @@ class SharedObject:
         mutex = self._mutex
         if rc is None:
             rc = mutex.trylock(mutex.ref)
-        if rc == errno.EBUSY and self._segment_key in _held_here():
-            raise self._reentry_error("assign() or trigger()")
+        if rc == errno.EBUSY:
+            self._check_busy("assign() or trigger()")
         # The holder is most likely a reader we paused for, or another writer, copying one value:
         # spin politely for it before sleeping in the kernel, whose wake-up costs more than the copy.
         spins = 0
@@ -706,8 +812,7 @@ class SharedObject:
         mutex = self._mutex
         if mutex.try_acquire():
             return
-        if self._segment_key in _held_here():
-            raise self._reentry_error("reading it again")
+        self._check_busy("reading it again")
         words = self._words
         spins = 0
         deadline = _monotonic_ns() + int(LOCK_TIMEOUT_S * 1e9)
@@ -839,10 +944,13 @@ class SharedObject:
         buf = self._buf
         words = self._words
         mutex = self._mutex
-        rc = mutex.trylock(mutex.ref)
-        if rc:
-            self._lock_as_writer(rc)
+        rc = -1  # -1 until we know whether we hold the mutex (see "Who in this thread holds" above)
         try:
+            rc = mutex.trylock(mutex.ref)
+            if rc:
+                busy, rc = rc, -1
+                self._lock_as_writer(busy)
+                rc = 0
             state = words[2]
             target = (state & 1) ^ 1
             words[2] = state | 2  # WRITING: the other slot is being filled
@@ -858,7 +966,10 @@ class SharedObject:
             words[3] = _time_ns()
             words[2] = change << 2 | target  # the publication: one 8-byte store
         finally:
-            mutex.unlock(mutex.ref)
+            if not rc:
+                mutex.unlock(mutex.ref)
+            elif rc == -1:
+                self._release_abandoned()
         self._seen = change
         if words[4] or words[5]:
             self._after_publish()
@@ -877,14 +988,20 @@ class SharedObject:
         """Mark the object changed without changing its value (wakes waiters); returns self."""
         self._check_open()
         words = self._words
-        self._lock_as_writer()
+        mutex = self._mutex
+        held = False  # until we know that _lock_as_writer took the mutex (see "Who in this thread holds" above)
         try:
+            self._lock_as_writer()
+            held = True
             state = words[STATE]
             change = (state >> 2) + 1
             words[MTIME] = _time_ns()
             words[STATE] = change << 2 | (state & 1)
         finally:
-            self._mutex.release()
+            if held:
+                mutex.unlock(mutex.ref)  # the C call itself: see "Who in this thread holds" above
+            else:
+                self._release_abandoned()
         self._seen = change
         self._after_publish()
         return self
@@ -922,6 +1039,13 @@ class SharedObject:
         segment = getattr(self, "_segment", None)
         if segment is None or self._buf is _CLOSED_BUF:
             return
+        mutex = self._mutex
+        if isinstance(mutex, WriterMutex):
+            # An abandoned lock must not outlive its mapping: glibc writes into the memory of the
+            # robust mutexes a thread holds whenever that thread takes another one.
+            if self._self_hold() == ABANDONED:
+                self._release_held()
+            mutex.forget()
         self._forget_views()
         self._spares.clear()  # private copies kept for reuse: free them with the handle
         self._fast = None
@@ -984,12 +1108,15 @@ class SharedObject:
 class ZeroCopyView:
     """What ``SharedObject.view()`` returns: ``value`` inside the block, ``torn`` after it."""
 
-    __slots__ = ("_locked", "_obj", "_state", "torn", "value")
+    __slots__ = ("_locked", "_mutex", "_obj", "_state", "torn", "value")
 
     def __init__(self, obj: SharedObject) -> None:
         self._obj = obj
         self._state = 0
         self._locked = False
+        #: The mutex a locked block took (and keeps mapped), released through it even if the
+        #: handle is closed inside the block.
+        self._mutex: WriterMutex | _ClosedMutex | None = None
         #: The value, with array leaves as read-only views into shared memory (inside the block).
         self.value: Any = None
         #: After the block: True if a writer overwrote the viewed data during it.
@@ -997,32 +1124,40 @@ class ZeroCopyView:
 
     def __enter__(self) -> ZeroCopyView:
         obj = self._obj
-        if obj._lock_free:
-            self._state = obj._words[STATE]
-        else:
-            self._state = obj._lock_for_read()
-            self._locked = True
-            _held_here().add(obj._segment_key)  # the block is user code holding the lock
         try:
+            if obj._lock_free:
+                self._state = obj._words[STATE]
+            else:
+                self._mutex = obj._mutex  # closed since view(): _lock_for_read raises ClosedError
+                self._state = obj._lock_for_read()
+                self._locked = True
+                _enter_block(obj._segment_key, sys._getframe(1))  # the with block: user code holding the lock
             slot = obj._slot_for_read(self._state & 1)
             self.value = slot.node.view(obj._buf, slot.base)
         except BaseException:
-            self._unlock()
+            mutex = self._mutex
+            if self._locked and mutex is not None:
+                mutex.unlock(mutex.ref)
+                self._locked = False
+                _blocks_here().pop(obj._segment_key, None)
+            elif not obj._lock_free:
+                obj._release_abandoned()
             raise
         return self
-
-    def _unlock(self) -> None:
-        if self._locked:
-            self._locked = False
-            _held_here().discard(self._obj._segment_key)
-            self._obj._mutex.release()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         obj = self._obj
         if self._locked:
-            self._unlock()
+            # The C unlock first, inline: a Python call in between would be a point where a
+            # KeyboardInterrupt could skip it (see "Who in this thread holds" above).
+            mutex = self._mutex
+            if mutex is not None:
+                mutex.unlock(mutex.ref)
+            self._locked = False
+            self._mutex = None
+            _blocks_here().pop(obj._segment_key, None)
             self.torn = False
         else:
             self.torn = not _valid(self._state, obj._words[STATE])
@@ -1047,11 +1182,17 @@ class SharedDynamicObject(SharedObject):
     def assign(self: DynamicSelf, data: Any) -> DynamicSelf:
         self._check_open()
         offered = _codecs.schema_of(data, self._init_size)  # refuses unsupported types before any lock
-        self._lock_as_writer()
+        mutex = self._mutex
+        held = False  # until we know that _lock_as_writer took the mutex (see "Who in this thread holds" above)
         try:
+            self._lock_as_writer()
+            held = True
             self._assign_locked(data, offered)
         finally:
-            self._mutex.release()
+            if held:
+                mutex.unlock(mutex.ref)  # the C call itself: see "Who in this thread holds" above
+            else:
+                self._release_abandoned()
         self._after_publish()
         return self
 
@@ -1173,6 +1314,17 @@ def _check_init_size(init_size: int) -> int:
 
 def _attach_by_name(cls: type[SharedObject], name: str) -> SharedObject:
     return cls.attach(name)
+
+
+#: Our calls inside which the writer mutex may be held while other Python code runs on top (a
+#: signal handler, between two bytecodes): see _outer_frame_holds. Every acquisition happens in one.
+_LOCKED_SECTIONS: Final = frozenset(
+    f.__code__
+    for f in (
+        SharedObject.assign, SharedObject.trigger, SharedObject.fetch, SharedObject._fetch_locked,
+        SharedDynamicObject.assign, SharedDynamicObject._assign_locked, ZeroCopyView.__enter__,
+    )
+)
 
 
 __all__ = ["SharedDynamicObject", "SharedObject", "ZeroCopyView"]

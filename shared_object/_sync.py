@@ -47,6 +47,10 @@ _SYS_FUTEX: Final[dict[str, int]] = {
     "x86_64": 202, "amd64": 202, "i386": 240, "i686": 240, "aarch64": 98, "arm64": 98,
     "armv7l": 240, "riscv64": 98, "ppc64le": 221, "s390x": 238,
 }
+#: get_robust_list(2), by machine: the kernel's list of the robust mutexes a thread holds.
+_SYS_GET_ROBUST_LIST: Final[dict[str, int]] = {"x86_64": 274, "amd64": 274, "aarch64": 100, "arm64": 100}
+#: A thread holds a handful of robust mutexes at most; a longer walk means a corrupt list.
+_ROBUST_LIST_MAX: Final = 4096
 _FUTEX_WAIT: Final = 0
 _FUTEX_WAKE: Final = 1
 _INT_MAX: Final = 0x7FFFFFFF
@@ -102,6 +106,7 @@ class _Libc:
         self.syscall_quick = quick.syscall
         self.syscall_quick.restype = ctypes.c_long
         self.sys_futex = _SYS_FUTEX.get(platform.machine().lower())
+        self.sys_get_robust_list = _SYS_GET_ROBUST_LIST.get(platform.machine().lower())
 
 
 def _address_of_function(f: ctypes._CFuncPtr) -> int:  # type: ignore[name-defined]
@@ -156,17 +161,30 @@ class _Timespec(ctypes.Structure):
     _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
 
 
+#: The writer mutexes of this process's open handles, by address: address -> segment identity.
+#: Their memory is mapped while they are here (each keeps its mapping alive): the only addresses
+#: that held_by_this_thread dereferences.
+_MAPPED_MUTEXES: dict[int, object] = {}
+
+
 class WriterMutex:
     """A robust, process-shared pthread mutex at a fixed address inside a shared mapping.
 
-    The caller keeps the mapping alive for as long as the mutex is used.
+    Given ``segment`` (any identity of the segment file) and ``mapping`` (a view of the mapping
+    it lives in), it keeps that mapping alive and registers itself, until :meth:`forget`, so that
+    :meth:`held_by_this_thread` can recognise it, through any handle on the same segment.
+    Otherwise the caller keeps the mapping alive for as long as the mutex is used.
     """
 
-    __slots__ = ("_address", "_lib", "owner_died_count", "ref", "trylock", "unlock")
+    __slots__ = ("_address", "_lib", "_mapping", "owner_died_count", "ref", "segment", "trylock", "unlock")
 
-    def __init__(self, address: int) -> None:
+    def __init__(self, address: int, segment: object = None, mapping: object = None) -> None:
         self._lib = libc()
         self._address = address
+        self.segment = segment
+        self._mapping = mapping
+        if segment is not None:
+            _MAPPED_MUTEXES[address] = segment
         #: The raw C calls, for hot paths: ``rc = m.trylock(m.ref)``; on non-zero ``rc`` call
         #: :meth:`acquire_contended`; release with ``m.unlock(m.ref)`` (returns non-zero on error).
         #: ``ref`` is the mutex's address as a ctypes.byref, made once (see _Libc for why).
@@ -228,6 +246,56 @@ class WriterMutex:
     def release(self) -> None:
         """Release the mutex (held by this thread)."""
         _check(self._lib.unlock(self.ref), "pthread_mutex_unlock")
+
+    def forget(self) -> None:
+        """Unregister (its handle closes); the mapping goes with the last reference to this object."""
+        if _MAPPED_MUTEXES.get(self._address) is self.segment:
+            del _MAPPED_MUTEXES[self._address]
+
+    def held_by_this_thread(self) -> bool | None:
+        """Does the calling thread hold this segment's mutex, through any of our handles on it?
+
+        Exact, from the kernel's robust list of this thread (get_robust_list), where glibc links
+        every robust mutex the thread holds. Not from the owner id inside the mutex: that is a
+        thread id, and threads in different PID namespaces (containers) share ids: both sides
+        are often PID 1. The walk stops at an entry that is not a registered mutex (another
+        library's, or one whose mapping may be gone) rather than read memory it does not know.
+        None when it cannot tell. A system call and a short walk: for rare paths only.
+        """
+        lib = self._lib
+        if lib.sys_get_robust_list is None or self.segment is None:
+            return None
+        head, length = ctypes.c_void_p(), ctypes.c_size_t()
+        if lib.syscall_quick(lib.sys_get_robust_list, 0, ctypes.byref(head), ctypes.byref(length)) != 0:
+            return None  # refused (a seccomp profile, say)
+        start = head.value
+        if not start:
+            return None
+        # struct robust_list_head { struct robust_list *next; long futex_offset; ... }: each entry
+        # is a pointer inside a held mutex, futex_offset bytes past the mutex's lock word (its start).
+        offset = ctypes.c_long.from_address(start + ctypes.sizeof(ctypes.c_void_p)).value
+        entry = ctypes.c_void_p.from_address(start).value
+        for _ in range(_ROBUST_LIST_MAX):
+            if not entry or entry == start:
+                return False
+            segment = _MAPPED_MUTEXES.get(entry + offset)
+            if segment is None:
+                return None  # not ours, or no longer mapped: do not read on
+            if segment == self.segment:
+                return True
+            entry = ctypes.c_void_p.from_address(entry).value
+        return None
+
+    def release_abandoned(self) -> None:
+        """Release a mutex this thread holds but no code of it knows about (see _object).
+
+        It may still be marked inconsistent, if the call that took it got EOWNERDEAD: unlocking
+        it so would make it unrecoverable, so it is marked consistent first (glibc answers EINVAL,
+        harmlessly, for a mutex that is not inconsistent).
+        """
+        if self._lib.consistent(self._address) == 0:
+            self.owner_died_count += 1
+        self._lib.unlock(self.ref)
 
 
 def _check(rc: int, what: str) -> None:
