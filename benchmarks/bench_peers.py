@@ -13,9 +13,13 @@ differs. Measured:
 * free-running: the producer sends as fast as it can for a fixed time; frames the consumer got
   versus frames the producer sent.
 
-For the targets that compare ours with the seqlock floor (latency and free-running), both also run
-in short alternating windows between the same two processes (measure_duel): this VM's speed
-changes for seconds at a time, which separate runs seconds apart cannot cancel.
+How: one producer process and one consumer process serve every transport, in windows that take
+turns (measure_windows: A B C ... C B A, a few cycles per payload), so every transport meets
+the same machine. This VM's speed changes for seconds at a time, some 3x: measured in separate
+process pairs started seconds apart, as this benchmark used to, the same code read 0.5x
+iceoryx2's latency one day and 2.5x another. The targets, which compare two transports, are
+decided in paired windows of those two alone (measure_duel: ABBA, milliseconds apart); the same
+ratio from the rotation is printed beside them.
 
 Writes benchmarks/results/peers.md (the table) and benchmarks/results/peers.png (latency versus
 payload size). Transports that are not installed are listed as skipped.
@@ -24,6 +28,7 @@ payload size). Transports that are not installed are listed as skipped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import multiprocessing as mp
 import os
@@ -100,9 +105,9 @@ def so_receiver(name: str, shape: tuple[int, ...], mode: str) -> Receiver:
 
 
 def untracked(shm: shared_memory.SharedMemory) -> shared_memory.SharedMemory:
-    """Keep the resource tracker out of a floor segment: run_pair removes it.
+    """Keep the resource tracker out of a floor segment: measure_windows removes it.
 
-    Otherwise the tracker (shared by the spawned consumers) "cleans up" names that run_pair
+    Otherwise the tracker (shared by the spawned consumers) "cleans up" names that measure_windows
     already unlinked when the run ends, and prints a warning for each.
     """
     resource_tracker.unregister(shm._name, "shared_memory")  # the tracker knows it by this name
@@ -251,51 +256,174 @@ def pipe_pair() -> tuple[Any, Any]:
 
 OURS_POLLING: Final = "shared_object (copy, polling)"
 OURS_WAITING: Final = "shared_object (copy, wait())"
+OURS_VIEW: Final = "shared_object (zero-copy view)"
 SEQLOCK_FLOOR: Final = "raw shm + 2-slot seqlock (floor)"
-#: The two transports of the targets measured in paired windows, in the order measure_duel reports them.
+ICEORYX_COPY: Final = "iceoryx2 (copy)"
+#: measure_duel's default pair, in the order it reports them.
 DUEL: Final = (OURS_POLLING, SEQLOCK_FLOOR)
 TRANSPORTS: dict[str, dict[str, Any]] = {
     OURS_POLLING: {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "poll"), "needs": "shared_object"},
     OURS_WAITING: {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "wait"), "needs": "shared_object"},
-    "shared_object (zero-copy view)": {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "view"), "needs": "shared_object"},
+    OURS_VIEW: {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "view"), "needs": "shared_object"},
     SEQLOCK_FLOOR: {"send": seqlock_sender, "recv": seqlock_receiver, "needs": "numpy"},
     "reference SharedObject 0.0.6": {"send": reference_sender, "recv": reference_receiver, "needs": "real_robot"},
-    "iceoryx2 (copy)": {"send": iceoryx_sender, "recv": lambda n, s: iceoryx_receiver(n, s, False), "needs": "iceoryx2"},
+    ICEORYX_COPY: {"send": iceoryx_sender, "recv": lambda n, s: iceoryx_receiver(n, s, False), "needs": "iceoryx2"},
     "iceoryx2 (zero-copy)": {"send": iceoryx_sender, "recv": lambda n, s: iceoryx_receiver(n, s, True), "needs": "iceoryx2"},
-    "pyzmq ipc://": {"send": zmq_sender, "recv": zmq_receiver, "needs": "zmq"},
-    "multiprocessing Pipe (pickle 5)": {"send": None, "recv": None, "needs": "numpy"},
+    "pyzmq ipc://": {"send": zmq_sender, "recv": zmq_receiver, "needs": "zmq", "lossless": True},
+    "multiprocessing Pipe (pickle 5)": {"send": None, "recv": None, "needs": "numpy", "lossless": True},
 }
 
 
 # ------------------------------------------------------------------------------------------------
-# The two sides
+# The measurement: windows, every transport in turn between the same two processes
 # ------------------------------------------------------------------------------------------------
-def consumer_main(transport: str, name: str, shape: tuple[int, ...], ack_name: str, mode: str, conn: Any) -> None:
-    ack_shm = shared_memory.SharedMemory(name=ack_name)
-    ack = ack_shm.buf[:8].cast("Q")
-    if conn is not None:
-        receive: Receiver = lambda: seq_of(conn.recv())  # noqa: E731
-    else:
-        receive = TRANSPORTS[transport]["recv"](name, shape)
-    ack[0] = 1  # ready
-    got = 0
-    deadline = time.monotonic() + DEADLINE_S * 3
+#: Words of the control segment: the window the producer opens (its index << 8 | which transport),
+#: the window the consumer is ready for, the count it got in the window it closed, that window,
+#: and the ack of a paced window (the last frame's seq).
+OPEN, READY, GOT, CLOSED, ACK = 0, 1, 2, 3, 4
+IDLE: Final = 2**63  # OPEN's value when no window is open; the consumer exits on DONE
+DONE: Final = 2**63 + 1
+#: Seqs of window w start at w * SEQS_PER_WINDOW: an ack or a frame left from an earlier window never counts.
+SEQS_PER_WINDOW: Final = 1_000_000
+#: A paced window sends at least this many frames, however long they take.
+MIN_PACED: Final = 12
+
+
+class Window(NamedTuple):
+    got: int  # frames the consumer got
+    sent: int  # frames the producer sent
+    samples: list[float]  # paced windows: each frame's round trip, seconds (the first tenth dropped)
+
+
+def window_consumer(transports: tuple[str, ...], names: list[str], shape: tuple[int, ...], ctrl_name: str,
+                    pipe_end: Any) -> None:
+    """The consumer process: counts (and acks) what it gets in each window the producer opens."""
+    ctrl_shm = shared_memory.SharedMemory(name=ctrl_name)
+    words = ctrl_shm.buf[:64].cast("Q")
+    receivers: list[Receiver] = [
+        (lambda: seq_of(pipe_end.recv())) if TRANSPORTS[t]["recv"] is None else TRANSPORTS[t]["recv"](n, shape)
+        for t, n in zip(transports, names, strict=True)
+    ]
+    words[READY] = IDLE
+    seen = IDLE
+    deadline = time.monotonic() + DEADLINE_S * 10
     while time.monotonic() < deadline:
-        seq = receive()
-        if seq == STOP:
+        command = words[OPEN]
+        if command == DONE:
             break
-        got += 1
-        if mode == "paced":
-            ack[0] = seq
-    ack[0] = STOP + got  # report the count back
-    getattr(receive, "close", lambda: None)()  # the floor's views, before its segment
-    del ack, receive
-    ack_shm.close()
+        if command in (seen, IDLE):
+            continue
+        seen, window = command, command >> 8
+        receive = receivers[command & 0xFF]
+        words[READY] = window
+        got = 0
+        while True:  # until this window's stop frame: a stale stop frame of an earlier window is skipped
+            seq = receive()
+            if seq == STOP + window:
+                break
+            if window * SEQS_PER_WINDOW <= seq < STOP:
+                got += 1
+                words[ACK] = seq  # read only by paced windows; one store either way
+        words[GOT] = got
+        words[CLOSED] = window
+    for receive in receivers:
+        getattr(receive, "close", lambda: None)()  # the floor's views, before its segment
+    words.release()
+    ctrl_shm.close()
 
 
-def _paced(transport: str, send: Sender, ack: Any, frames: list[np.ndarray[Any, Any]], count: int) -> dict[str, Any]:
+def measure_windows(transports: tuple[str, ...], shape: tuple[int, ...], cycles: int, *, paced: int = 0,
+                    seconds: float = 0.25, max_seconds: float | None = None) -> list[list[tuple[str, Window]]]:
+    """Every transport in turn, ``cycles`` times: per cycle, its windows in visiting order.
+
+    One producer (this process) and one consumer process serve every transport. A cycle opens a
+    window for each in order and then in reverse (A B C C B A), so every transport's windows
+    average to the middle of the cycle and the machine's drift lands on all of them alike. A
+    window free-runs for ``seconds``, or with ``paced`` sends up to that many frames, each after
+    the ack of the one before (at least MIN_PACED, and no more once ``max_seconds`` have passed).
+
+    Why: this VM switches for seconds at a time between speeds some 3x apart, for every transport
+    alike. Run in separate process pairs, started seconds apart (as this benchmark used to), the
+    same code measured 0.5x iceoryx2's latency one day and 2.5x on another.
+    """
+    names = [unique_name("win").replace("-", "_") for _ in transports]
+    ctrl_shm = shared_memory.SharedMemory(create=True, size=64)
+    words = ctrl_shm.buf[:64].cast("Q")
+    ack = ctrl_shm.buf[8 * ACK : 8 * ACK + 8].cast("Q")  # _paced's one-word ack
+    words[OPEN] = words[READY] = words[CLOSED] = IDLE
+    words[ACK] = 0
+    senders, pipe_end = _senders(transports, names, shape)
+    consumer = mp.get_context("spawn").Process(
+        target=window_consumer, args=(tuple(transports), names, shape, ctrl_shm.name, pipe_end))
+    consumer.start()
+    frames = [frame_for(shape, 0) for _ in range(4)]
+    order = list(range(len(transports)))
+    order += order[::-1]
+    result: list[list[tuple[str, Window]]] = []
+    try:
+        _await(words, READY, IDLE, consumer)
+        window = 0
+        for _ in range(cycles):
+            visits = []
+            for which in order:
+                words[OPEN] = window << 8 | which
+                _await(words, READY, window, consumer)
+                first = window * SEQS_PER_WINDOW + 2
+                if paced:
+                    samples, sent = _paced(transports[which], senders[which], ack, frames, paced, first, max_seconds)
+                else:
+                    samples, sent = [], _free_running(senders[which], frames, seconds, first)
+                _stop(transports[which], senders[which], frames[0], window, words, consumer)
+                visits.append((transports[which], Window(int(words[GOT]), sent, samples)))
+                window += 1
+            result.append(visits)
+        words[OPEN] = DONE
+        consumer.join(30)
+    finally:
+        if consumer.is_alive():
+            consumer.kill()
+            consumer.join(5)
+        ack.release()  # not del: a traceback may still hold them
+        words.release()
+        ctrl_shm.close()
+        ctrl_shm.unlink()
+        _clean_up(transports, names, senders)
+    return result
+
+
+def _senders(transports: tuple[str, ...], names: list[str], shape: tuple[int, ...]) -> tuple[list[Sender], Any]:
+    """One sender per transport, and the receiving end of the Pipe's pipe for the consumer (or None)."""
+    pipe_end = None
+    senders: list[Sender] = []
+    for transport, name in zip(transports, names, strict=True):
+        if TRANSPORTS[transport]["send"] is None:  # multiprocessing Pipe
+            pipe_end, pipe_send = pipe_pair()
+            senders.append(pipe_send.send)
+        else:
+            senders.append(TRANSPORTS[transport]["send"](name, shape))
+    return senders, pipe_end
+
+
+def _clean_up(transports: tuple[str, ...], names: list[str], senders: list[Sender]) -> None:
+    for send in senders:
+        getattr(send, "close", lambda: None)()
+    for transport, name in zip(transports, names, strict=True):
+        for leftover in (f"/dev/shm/{name}", f"/tmp/{name}.zmq"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+        if TRANSPORTS[transport]["needs"] == "real_robot":
+            # The reference attaches through multiprocessing.shared_memory, whose resource
+            # tracker would try to remove the segment again at exit, and warn that it is gone.
+            with contextlib.suppress(KeyError, ValueError):
+                resource_tracker.unregister(f"/{name}", "shared_memory")
+
+
+def _paced(transport: str, send: Sender, ack: Any, frames: list[np.ndarray[Any, Any]], count: int, first: int,
+           max_seconds: float | None) -> tuple[list[float], int]:
+    """Send up to ``count`` frames, each after the ack of the one before: (round trips, frames sent)."""
     samples = []
-    for seq in range(2, count + 2):
+    started = time.perf_counter()
+    for seq in range(first, first + count):
         frame = frames[seq % 4]
         frame.reshape(-1)[:8].view(np.uint64)[0] = seq
         t0 = time.perf_counter()
@@ -305,7 +433,54 @@ def _paced(transport: str, send: Sender, ack: Any, frames: list[np.ndarray[Any, 
                 msg = f"{transport}: no ack for frame {seq}"
                 raise RuntimeError(msg)
         samples.append(time.perf_counter() - t0)
-    return {"samples": samples[len(samples) // 10:]}  # the first tenth warms caches and branch predictors
+        if max_seconds is not None and len(samples) >= MIN_PACED and time.perf_counter() - started > max_seconds:
+            break
+    return samples[len(samples) // 10:], len(samples)  # the first tenth warms caches and branch predictors
+
+
+def _free_running(send: Sender, frames: list[np.ndarray[Any, Any]], seconds: float, first: int) -> int:
+    """Send as fast as the transport takes them for ``seconds``: frames sent."""
+    sent, seq, end = 0, first, time.monotonic() + seconds
+    while time.monotonic() < end:
+        frame = frames[seq % 4]
+        frame.reshape(-1)[:8].view(np.uint64)[0] = seq
+        send(frame)
+        sent += 1
+        seq += 1
+    return sent
+
+
+def _stop(transport: str, send: Sender, frame: np.ndarray[Any, Any], window: int, words: Any, consumer: Any) -> None:
+    """Send this window's stop frame until the consumer closes the window.
+
+    A lossy transport may drop it (or the consumer may be mid-copy of an older frame): resend.
+    A lossless one delivers it after every frame still queued, and a resend could block for good
+    in a pipe nobody reads once the window is closed: send it once and wait.
+    """
+    frame.reshape(-1)[:8].view(np.uint64)[0] = STOP + window
+    if TRANSPORTS[transport].get("lossless"):
+        send(frame)
+        if _await(words, CLOSED, window, consumer):
+            return
+    else:
+        for _ in range(200):
+            send(frame)
+            if _await(words, CLOSED, window, consumer, timeout=0.05):
+                return
+    msg = f"{transport}: the consumer did not close window {window}"
+    raise RuntimeError(msg)
+
+
+def _await(words: Any, index: int, value: int, consumer: Any, timeout: float = DEADLINE_S) -> bool:
+    """Spin until ``words[index] == value``; False after ``timeout``; RuntimeError if the consumer died."""
+    end = time.monotonic() + timeout
+    while words[index] != value:
+        if not consumer.is_alive():
+            msg = "the consumer process died"
+            raise RuntimeError(msg)
+        if time.monotonic() > end:
+            return False
+    return True
 
 
 def _summary(samples: list[float]) -> dict[str, float]:
@@ -314,116 +489,103 @@ def _summary(samples: list[float]) -> dict[str, float]:
             "fps": 1 / statistics.mean(warm)}
 
 
-def _free_running(send: Sender, ack: Any, frames: list[np.ndarray[Any, Any]], seconds: float) -> dict[str, Any]:
-    sent, seq, end = 0, 1, time.monotonic() + seconds
-    while time.monotonic() < end:
-        seq += 1
-        frame = frames[seq % 4]
-        frame.reshape(-1)[:8].view(np.uint64)[0] = seq
-        send(frame)
-        sent += 1
-    return {"sent": sent}
+def per_transport(cycles: list[list[tuple[str, Window]]]) -> dict[str, Window]:
+    """Each transport's windows of all cycles, merged: frames got and sent summed, samples pooled."""
+    merged: dict[str, Window] = {}
+    for visits in cycles:
+        for transport, w in visits:
+            m = merged.get(transport, Window(0, 0, []))
+            merged[transport] = Window(m.got + w.got, m.sent + w.sent, m.samples + w.samples)
+    return merged
 
 
-def _stop(send: Sender, ack: Any, frames: list[np.ndarray[Any, Any]]) -> int | None:
-    """Send the stop frame until the consumer reports how many frames it got (None: it did not)."""
-    time.sleep(0.05)
-    stop = frames[0]
-    stop.reshape(-1)[:8].view(np.uint64)[0] = STOP
-    for _ in range(20):  # a lossy transport may drop the stop frame: resend until counted
-        send(stop)
-        time.sleep(0.05)
-        if ack[0] >= STOP:
-            return int(ack[0] - STOP)
-    return None
-
-
-def run_pair(transport: str, shape: tuple[int, ...], mode: str, count: int, seconds: float) -> dict[str, Any]:
-    name = unique_name("peer").replace("-", "_")
-    ack_shm = shared_memory.SharedMemory(create=True, size=64)
-    ack = ack_shm.buf[:8].cast("Q")
-    ack[0] = 0
-    ctx = mp.get_context("spawn")
-    conn_recv = conn_send = None
-    if TRANSPORTS[transport]["send"] is None:  # multiprocessing Pipe
-        conn_recv, conn_send = pipe_pair()
-        send: Sender = conn_send.send
-    else:
-        send = TRANSPORTS[transport]["send"](name, shape)
-    consumer = ctx.Process(target=consumer_main, args=(transport, name, shape, ack_shm.name, mode, conn_recv))
-    consumer.start()
-    try:
-        deadline = time.monotonic() + DEADLINE_S
-        while ack[0] != 1:
-            if time.monotonic() > deadline or not consumer.is_alive():
-                msg = f"{transport}: consumer did not start"
-                raise RuntimeError(msg)
-            time.sleep(0.01)
-        time.sleep(0.2)
-        frames = [frame_for(shape, 0) for _ in range(4)]
-        if mode == "paced":
-            result = _paced(transport, send, ack, frames, count)
+def cycle_ratios(cycles: list[list[tuple[str, Window]]], a: str, b: str) -> list[float]:
+    """Per cycle, ``a`` over ``b``: of median round trips (paced), or of frames got (free-running)."""
+    ratios = []
+    for visits in cycles:
+        mine = [w for t, w in visits if t == a]
+        theirs = [w for t, w in visits if t == b]
+        if mine and mine[0].samples:
+            ratios.append(statistics.median(x for w in mine for x in w.samples)
+                          / statistics.median(x for w in theirs for x in w.samples))
         else:
-            result = _free_running(send, ack, frames, seconds)
-        result["got"] = _stop(send, ack, frames)
-        consumer.join(30)
-        return result
-    finally:
-        if consumer.is_alive():
-            consumer.kill()
-            consumer.join(5)
-        getattr(send, "close", lambda: None)()
-        del ack
-        ack_shm.close()
-        ack_shm.unlink()
-        for leftover in (f"/dev/shm/{name}", f"/tmp/{name}.zmq"):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
-        if TRANSPORTS[transport]["needs"] == "real_robot":
-            # The reference attaches through multiprocessing.shared_memory, whose resource tracker
-            # would try to remove the segment again at exit, and warn that it is gone.
-            resource_tracker.unregister(f"/{name}", "shared_memory")
+            ratios.append(sum(w.got for w in mine) / max(sum(w.got for w in theirs), 1))
+    return ratios
 
 
-def _targets(paced: dict[tuple[str, str], dict[str, Any] | str], free: dict[str, dict[str, Any]],
-             duel_paced: list[float], duel_free: list[float]) -> str:
-    """The issue's targets, as ratios between rows of this run.
+# ------------------------------------------------------------------------------------------------
+# Two transports in paired windows: the targets' measurement (also bench_core's cross-process row)
+# ------------------------------------------------------------------------------------------------
+def measure_duel(pairs: int, seconds: float = 0.25, paced: int = 0,
+                 transports: tuple[str, str] = DUEL) -> list[tuple[Window, Window]]:
+    """(first, second) windows of two transports at 1.22 MB, ``pairs`` pairs back to back (ABBA).
 
-    Each ratio is the median, over rounds, of the ratio within one round. Ours against the floor
-    comes from measure_duel's paired windows (``duel_*``: per-pair ratios), where the two ran
-    milliseconds apart; the other rows from run_pair's rounds, where they ran seconds apart.
+    measure_windows with two transports: the two windows of a pair follow each other within
+    milliseconds, the tightest pairing there is (a rotation of nine transports spreads a cycle
+    over seconds). A paced window sends ``paced`` frames.
     """
-    ours, view, waiting = (OURS_POLLING, "shared_object (zero-copy view)", OURS_WAITING)
-    floor, iceoryx = SEQLOCK_FLOOR, "iceoryx2 (copy)"
-    checks: list[tuple[str, tuple[str, str] | list[float], str, float | None, str]] = [
-        ("latency 1.22 MB, copy vs iceoryx2 copy", (ours, iceoryx), "lat", 1.0, "<="),
-        ("latency 1.22 MB, copy vs seqlock floor (paired windows)", duel_paced, "", 1.1, "<="),
-        ("latency 1.22 MB, copy vs seqlock floor (separate runs)", (ours, floor), "lat", None, ""),
-        ("latency 1.22 MB, zero-copy view vs iceoryx2 copy", (view, iceoryx), "lat", 0.5, "<="),
-        ("latency 1.22 MB, wait() vs polling", (waiting, ours), "lat", 2.0, "<="),
-        ("free-running frames got, copy polling vs seqlock floor (paired windows)", duel_free, "", 0.9, ">="),
-        ("free-running frames got, copy polling vs seqlock floor (separate runs)", (ours, floor), "free", None, ""),
-        ("free-running frames got, wait() vs seqlock floor", (waiting, floor), "free", None, ""),
-        ("free-running frames got, zero-copy view vs seqlock floor", (view, floor), "free", None, ""),
+    cycles = measure_windows(transports, SIZES["1.22 MB"], -(-pairs // 2), paced=paced, seconds=seconds)
+    windows = [w for visits in cycles for w in visits]
+    result = []
+    for i in range(0, len(windows), 2):  # A B | B A: each half of a cycle is one pair
+        first, second = windows[i], windows[i + 1]
+        if first[0] != transports[0]:
+            first, second = second, first
+        result.append((first[1], second[1]))
+    return result[:pairs]
+
+
+def duel_medians(windows: list[tuple[Window, Window]]) -> tuple[float, float]:
+    """Median round trip (seconds) of the first and second transport over all paced windows."""
+    return tuple(statistics.median(x for pair in windows for x in pair[i].samples) for i in (0, 1))  # type: ignore[return-value]
+
+
+def duel_ratios(windows: list[tuple[Window, Window]]) -> list[float]:
+    """Per pair: first / second, of frames got (free-running) or of median round trips (paced)."""
+    if windows and windows[0][0].samples:
+        return [statistics.median(a.samples) / statistics.median(b.samples) for a, b in windows]
+    return [a.got / b.got for a, b in windows]
+
+
+#: The targets that compare two transports at 1.22 MB, each decided in paired windows:
+#: key -> (text, the two transports, wanted ratio).
+PAIRED_TARGETS: Final = {
+    "floor": ("latency 1.22 MB, copy vs seqlock floor", (OURS_POLLING, SEQLOCK_FLOOR), 1.1),
+    "iceoryx2": ("latency 1.22 MB, copy vs iceoryx2 copy", (OURS_POLLING, ICEORYX_COPY), 1.0),
+    "view": ("latency 1.22 MB, zero-copy view vs iceoryx2 copy", (OURS_VIEW, ICEORYX_COPY), 0.5),
+    "wait": ("latency 1.22 MB, wait() vs polling", (OURS_WAITING, OURS_POLLING), 2.0),
+}
+
+
+def _targets(rotation: list[list[tuple[str, Window]]], free: list[list[tuple[str, Window]]],
+             paired: dict[str, list[float]], duel_free: list[float]) -> str:
+    """The issues' targets, as ratios between transports measured in this run.
+
+    Each ratio is the median over pairs (or cycles) of the ratio within one. A target is decided
+    in paired windows (``paired``, ``duel_free``: measure_duel's per-pair ratios). The same
+    ratio from the rotation of every transport (per cycle, windows up to seconds apart) is shown
+    beside it as (info).
+    """
+    checks: list[tuple[str, list[float], float | None, str]] = []
+    for key, (text, (a, b), limit) in PAIRED_TARGETS.items():
+        checks.append((f"{text} (paired windows)", paired.get(key, []), limit, "<="))
+        checks.append((f"{text} (rotation)", _safe(cycle_ratios, rotation, a, b), None, ""))
+    checks += [
+        ("free-running frames got, copy polling vs seqlock floor (paired windows)", duel_free, 0.9, ">="),
+        ("free-running frames got, copy polling vs seqlock floor (rotation)",
+         _safe(cycle_ratios, free, OURS_POLLING, SEQLOCK_FLOOR), None, ""),
+        ("free-running frames got, wait() vs seqlock floor (rotation)", _safe(cycle_ratios, free, OURS_WAITING, SEQLOCK_FLOOR), None, ""),
+        ("free-running frames got, zero-copy view vs seqlock floor (rotation)",
+         _safe(cycle_ratios, free, OURS_VIEW, SEQLOCK_FLOOR), None, ""),
     ]
-    lines = ["| target (median of per-round ratios) | ratio | wanted | | rounds: min - max |",
+    lines = ["| target (median of per-pair ratios) | ratio | wanted | | pairs: min - max |",
              "| --- | --- | --- | --- | --- |"]
-    for text, rows, kind, limit, op in checks:
-        try:
-            if isinstance(rows, list):
-                ratios = rows
-            else:
-                a, b = rows
-                if kind == "lat":
-                    mine, theirs = paced[a, "1.22 MB"]["rounds"], paced[b, "1.22 MB"]["rounds"]  # type: ignore[index]
-                else:
-                    mine, theirs = free[a]["rounds"], free[b]["rounds"]
-                ratios = [x / y for x, y in zip(mine, theirs, strict=True)]
-            ratio = statistics.median(ratios)
-            spread = f"{min(ratios):.2f}x - {max(ratios):.2f}x"
-        except (KeyError, TypeError, ZeroDivisionError, ValueError, statistics.StatisticsError):
+    for text, ratios, limit, op in checks:
+        if not ratios:
             lines.append(f"| {text} | not measured | | | |")
             continue
+        ratio = statistics.median(ratios)
+        spread = f"{min(ratios):.2f}x - {max(ratios):.2f}x"
         if limit is None:
             lines.append(f"| {text} | {ratio:.2f}x | (info) | | {spread} |")
             continue
@@ -432,210 +594,17 @@ def _targets(paced: dict[tuple[str, str], dict[str, Any] | str], free: dict[str,
     return "\n".join(lines)
 
 
+def _safe(fn: Callable[..., list[float]], *args: Any) -> list[float]:
+    try:
+        return fn(*args)
+    except (statistics.StatisticsError, ZeroDivisionError, IndexError):
+        return []  # a transport not installed, or without samples
+
+
 def available(transport: str) -> bool:
     needs = TRANSPORTS[transport]["needs"]
     module = {"real_robot": "real_robot", "zmq": "zmq", "iceoryx2": "iceoryx2"}.get(needs, needs)
     return importlib.util.find_spec(module) is not None
-
-
-def _round_order(installed: list[str], index: int) -> list[str]:
-    """Round ``index``'s order: ours and the floor first, back to back, swapped every other round."""
-    pair = [t for t in (OURS_POLLING, SEQLOCK_FLOOR) if t in installed]
-    return (pair if index % 2 == 0 else pair[::-1]) + [t for t in installed if t not in pair]
-
-
-def measure_paced(installed: list[str], count: int, rounds: int) -> dict[tuple[str, str], dict[str, Any] | str]:
-    """Ack-paced latency per (transport, payload), or the reason it failed.
-
-    Every measurement runs in interleaved rounds: this machine's speed drifts over seconds (a
-    shared host), so each transport gets a slice of every period instead of a period of its own.
-    Within a round, payload by payload, our polling consumer and the seqlock floor run back to
-    back in alternating order (see measure_free).
-    """
-    samples: dict[tuple[str, str], list[float]] = {}
-    round_medians: dict[tuple[str, str], list[float]] = {}
-    paced: dict[tuple[str, str], dict[str, Any] | str] = {}
-    for index in range(rounds):
-        for label, shape in SIZES.items():
-            for transport in _round_order(installed, index):
-                if isinstance(paced.get((transport, label)), str):
-                    continue
-                frames = max(count // rounds, 50) // (4 if label == "9.8 MB" else 1)
-                try:
-                    result = run_pair(transport, shape, "paced", frames, 0)
-                except Exception as exc:  # one broken peer must not end the run
-                    paced[transport, label] = f"failed: {exc}"
-                    continue
-                samples.setdefault((transport, label), []).extend(result["samples"])
-                round_medians.setdefault((transport, label), []).append(statistics.median(result["samples"]))
-    for key, values in samples.items():
-        if key not in paced:
-            summary = paced[key] = {**_summary(values), "rounds": round_medians[key]}
-            print(*key, f"{summary['median_us']:.1f} us", flush=True)
-    return paced
-
-
-def measure_free(installed: list[str], seconds: float, rounds: int) -> dict[str, dict[str, Any]]:
-    """Free-running at 1.22 MB: frames got and sent per transport, summed over interleaved rounds.
-
-    The target compares our polling consumer with the seqlock floor, so those two run back to
-    back in every round, in alternating order (ours first in even rounds, the floor first in odd
-    ones): the machine's drift between them then cancels instead of landing on one side.
-    """
-    free: dict[str, dict[str, Any]] = {t: {"got": 0, "sent": 0, "rounds": []} for t in installed}
-    for index in range(rounds):
-        for transport in _round_order(installed, index):
-            try:
-                result = run_pair(transport, SIZES["1.22 MB"], "free", 0, seconds)
-            except Exception as exc:  # one broken peer must not end the run
-                print(transport, "free-running failed:", exc, flush=True)
-                continue
-            free[transport]["got"] += result["got"] or 0
-            free[transport]["sent"] += result["sent"]
-            free[transport]["rounds"].append(result["got"] or 0)
-    return free
-
-
-# ------------------------------------------------------------------------------------------------
-# Ours against the floor in short alternating windows (the targets' measurement)
-# ------------------------------------------------------------------------------------------------
-#: Words of the duel's control segment: the window the producer opens (its index << 1 | which
-#: transport), the window the consumer is ready for, the count it got in the window it closed,
-#: that window, and the ack of a paced window (the last frame's seq).
-OPEN, READY, GOT, CLOSED, ACK = 0, 1, 2, 3, 4
-DUEL_IDLE: Final = 2**63  # OPEN's value when no window is open; the consumer exits on DUEL_DONE
-DUEL_DONE: Final = 2**63 + 1
-
-
-class Window(NamedTuple):
-    got: int  # frames the consumer got
-    sent: int  # frames the producer sent
-    samples: list[float]  # paced windows: each frame's round trip, seconds (the first tenth dropped)
-
-
-def duel_consumer(transports: tuple[str, str], names: list[str], shape: tuple[int, ...], ctrl_name: str) -> None:
-    """One consumer process for both transports: counts (and acks) what it gets in each window it is told to open."""
-    ctrl_shm = shared_memory.SharedMemory(name=ctrl_name)
-    words = ctrl_shm.buf[:64].cast("Q")
-    receivers = [TRANSPORTS[t]["recv"](n, shape) for t, n in zip(transports, names, strict=True)]
-    words[READY] = DUEL_IDLE
-    seen = DUEL_IDLE
-    deadline = time.monotonic() + DEADLINE_S * 3
-    while time.monotonic() < deadline:
-        command = words[OPEN]
-        if command == DUEL_DONE:
-            break
-        if command in (seen, DUEL_IDLE):
-            continue
-        seen, window = command, command >> 1
-        receive = receivers[command & 1]
-        words[READY] = window
-        got = 0
-        while True:  # until this window's stop frame: a stale stop frame of an earlier window is skipped
-            seq = receive()
-            if seq == STOP + window:
-                break
-            if seq < STOP:
-                got += 1
-                words[ACK] = seq  # read only by paced windows; one store either way
-        words[GOT] = got
-        words[CLOSED] = window
-    for receive in receivers:
-        getattr(receive, "close", lambda: None)()
-    words.release()
-    ctrl_shm.close()
-
-
-def measure_duel(pairs: int, seconds: float = 0.25, paced: int = 0,
-                 transports: tuple[str, str] = DUEL) -> list[tuple[Window, Window]]:
-    """(ours, floor) windows, ``pairs`` times, back to back in ABBA order, at 1.22 MB.
-
-    A window free-runs for ``seconds``, or, with ``paced``, sends that many frames one at a time,
-    each after the ack of the one before (as run_pair's paced mode).
-
-    Why not run_pair's rounds: this VM switches for seconds at a time between ~2,000 and ~30,000
-    1.2 MB frames/s, for every transport alike, and two run_pair calls start about 2 s apart
-    (process spawn), so one round's two halves often ran in different regimes (per-round ratios
-    0.08x-5.8x in one run). Here one producer and one consumer process serve both transports, and
-    the two windows of a pair follow each other within milliseconds.
-    """
-    shape = SIZES["1.22 MB"]
-    names = [unique_name("duel").replace("-", "_") for _ in transports]
-    ctrl_shm = shared_memory.SharedMemory(create=True, size=64)
-    words = ctrl_shm.buf[:64].cast("Q")
-    ack = ctrl_shm.buf[8 * ACK : 8 * ACK + 8].cast("Q")  # _paced's one-word ack
-    words[OPEN] = words[READY] = words[CLOSED] = DUEL_IDLE
-    words[ACK] = 0
-    senders = [TRANSPORTS[t]["send"](n, shape) for t, n in zip(transports, names, strict=True)]
-    consumer = mp.get_context("spawn").Process(target=duel_consumer, args=(transports, names, shape, ctrl_shm.name))
-    consumer.start()
-    frames = [frame_for(shape, 0) for _ in range(4)]
-    windows: list[tuple[Window, Window]] = []
-    try:
-        _await(words, READY, DUEL_IDLE, consumer)
-        window = 0
-        for index in range(pairs):
-            pair: list[Window] = [Window(0, 0, []), Window(0, 0, [])]
-            for which in ((0, 1) if index % 2 == 0 else (1, 0)):
-                words[OPEN] = window << 1 | which
-                _await(words, READY, window, consumer)
-                if paced:
-                    samples = _paced(transports[which], senders[which], ack, frames, paced)["samples"]
-                    sent = paced
-                else:
-                    samples, sent = [], _free_running(senders[which], None, frames, seconds)["sent"]
-                stop = frames[0]
-                stop.reshape(-1)[:8].view(np.uint64)[0] = STOP + window
-                for _ in range(200):  # resend until counted: the consumer may be mid-copy of an older frame
-                    senders[which](stop)
-                    if _await(words, CLOSED, window, consumer, timeout=0.05):
-                        break
-                else:
-                    msg = f"duel: the consumer did not close window {window}"
-                    raise RuntimeError(msg)
-                pair[which] = Window(int(words[GOT]), sent, samples)
-                window += 1
-            windows.append((pair[0], pair[1]))
-        words[OPEN] = DUEL_DONE
-        consumer.join(30)
-    finally:
-        if consumer.is_alive():
-            consumer.kill()
-            consumer.join(5)
-        for send in senders:
-            getattr(send, "close", lambda: None)()
-        ack.release()  # not del: a traceback may still hold them
-        words.release()
-        ctrl_shm.close()
-        ctrl_shm.unlink()
-        for name in names:
-            if os.path.exists(f"/dev/shm/{name}"):
-                os.unlink(f"/dev/shm/{name}")
-    return windows
-
-
-def _await(words: Any, index: int, value: int, consumer: Any, timeout: float = DEADLINE_S) -> bool:
-    """Spin until ``words[index] == value``; False after ``timeout``; RuntimeError if the consumer died."""
-    end = time.monotonic() + timeout
-    while words[index] != value:
-        if not consumer.is_alive():
-            msg = "duel: the consumer process died"
-            raise RuntimeError(msg)
-        if time.monotonic() > end:
-            return False
-    return True
-
-
-def duel_medians(windows: list[tuple[Window, Window]]) -> tuple[float, float]:
-    """Median round trip (seconds) of ours and of the floor over all paced windows."""
-    return tuple(statistics.median(x for pair in windows for x in pair[i].samples) for i in (0, 1))  # type: ignore[return-value]
-
-
-def duel_ratios(windows: list[tuple[Window, Window]]) -> list[float]:
-    """Per pair: ours / floor, of frames got (free-running) or of median round trips (paced)."""
-    if windows and windows[0][0].samples:
-        return [statistics.median(a.samples) / statistics.median(b.samples) for a, b in windows]
-    return [a.got / b.got for a, b in windows]
 
 
 def plot(latency: dict[str, dict[str, float]], path: Path) -> None:
@@ -667,46 +636,54 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    count, seconds, rounds = (200, 1.0, 1) if args.quick else (1000, 1.0, 5)
-    free_rounds = 1 if args.quick else 5  # the target's free-running ratio comes from measure_duel
+    cycles, frames, max_seconds = (1, 100, 0.1) if args.quick else (5, 300, 0.3)
+    free_cycles, free_seconds = (1, 0.25) if args.quick else (3, 0.25)
+    duel_pairs, duel_frames = (2, 100) if args.quick else (20, 300)
     out_dir = ROOT / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
-    installed = [t for t in TRANSPORTS if available(t)]
-    paced = measure_paced(installed, count, rounds)
-    free = measure_free(installed, seconds, free_rounds)
-    duel_pairs, duel_seconds, duel_frames = (2, 0.25, 100) if args.quick else (20, 0.25, 300)
-    duel_free = measure_duel(duel_pairs, duel_seconds)
-    duel_paced = measure_duel(duel_pairs, paced=duel_frames)
+    installed = tuple(t for t in TRANSPORTS if available(t))
+
+    rotation: dict[str, list[list[tuple[str, Window]]]] = {}
+    for label, shape in SIZES.items():
+        rotation[label] = measure_windows(installed, shape, cycles, paced=frames, max_seconds=max_seconds)
+        print(f"rotation at {label}: done", flush=True)
+    free = measure_windows(installed, SIZES["1.22 MB"], free_cycles, seconds=free_seconds)
+    duel_free = measure_duel(duel_pairs, free_seconds)
+    duels = {key: measure_duel(duel_pairs, paced=duel_frames, transports=pair)
+             for key, (_, pair, _) in PAIRED_TARGETS.items() if all(t in installed for t in pair)}
+
+    free_totals = per_transport(free)
     rows, latency = [], {}
     for transport in TRANSPORTS:
         if transport not in installed:
             rows.append(f"| {transport} | skipped: not installed (run benchmarks/setup_peers.sh) | | | | |")
             continue
         for label in SIZES:
-            result = paced[transport, label]
-            if isinstance(result, str):
-                rows.append(f"| {transport} | {label} | {result} | | | |")
-                continue
-            latency.setdefault(transport, {})[label] = result["median_us"]
-            free_text = f"{free[transport]['got']} / {free[transport]['sent']}" if label == "1.22 MB" else ""
-            rows.append(f"| {transport} | {label} | {result['median_us']:.1f} | {result['p99_us']:.1f} | "
-                        f"{result['fps']:.0f} | {free_text} |")
+            summary = _summary(per_transport(rotation[label])[transport].samples)
+            latency.setdefault(transport, {})[label] = summary["median_us"]
+            total = free_totals[transport]
+            free_text = f"{total.got} / {total.sent}" if label == "1.22 MB" else ""
+            rows.append(f"| {transport} | {label} | {summary['median_us']:.1f} | {summary['p99_us']:.1f} | "
+                        f"{summary['fps']:.0f} | {free_text} |")
     header = (f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {np.__version__}; "
-              f"{count} ack-paced frames per row in {rounds} interleaved rounds; "
-              f"free-running at 1.22 MB: {free_rounds} interleaved rounds of {seconds:.0f} s; "
-              "in every round our polling consumer and the floor run back to back, in alternating order\n\n"
+              f"every transport in turn between the same two processes (measure_windows): per payload, {cycles} "
+              f"cycles of one paced window each way per transport (up to {frames} frames or {max_seconds} s); "
+              f"free-running at 1.22 MB: {free_cycles} cycles of {free_seconds} s windows\n\n"
               "| transport | payload | median us | p99 us | max lossless fps (paced) | free-running: got / sent |\n"
               "| --- | --- | --- | --- | --- | --- |")
     ours_got, ours_sent = sum(p[0].got for p in duel_free), sum(p[0].sent for p in duel_free)
     floor_got, floor_sent = sum(p[1].got for p in duel_free), sum(p[1].sent for p in duel_free)
-    ours_lat, floor_lat = (seconds * 1e6 for seconds in duel_medians(duel_paced))
-    duel_text = (f"Paired windows (measure_duel: one producer and one consumer process serve both, {duel_pairs} pairs "
-                 f"back to back, ABBA), 1.22 MB. Paced, {duel_frames} frames per window: {OURS_POLLING} "
-                 f"{ours_lat:.1f} us, {SEQLOCK_FLOOR} {floor_lat:.1f} us (median round trip). Free-running, "
-                 f"{duel_seconds} s per window: {OURS_POLLING} got {ours_got} / sent {ours_sent}; "
+    pairs_text = "; ".join(
+        f"{a} {x * 1e6:.1f} us vs {b} {y * 1e6:.1f} us"
+        for key, windows in duels.items()
+        for (a, b), (x, y) in [(PAIRED_TARGETS[key][1], duel_medians(windows))]
+    )
+    duel_text = (f"Paired windows (measure_duel: the two transports of a pair only, {duel_pairs} pairs of windows back "
+                 f"to back, ABBA), 1.22 MB. Paced, {duel_frames} frames per window, median round trip: {pairs_text}. "
+                 f"Free-running, {free_seconds} s per window: {OURS_POLLING} got {ours_got} / sent {ours_sent}; "
                  f"{SEQLOCK_FLOOR} got {floor_got} / sent {floor_sent}.")
-    table = (header + "\n" + "\n".join(rows) + "\n\n" + duel_text + "\n\n"
-             + _targets(paced, free, duel_ratios(duel_paced), duel_ratios(duel_free)))
+    targets = _targets(rotation["1.22 MB"], free, {key: duel_ratios(w) for key, w in duels.items()}, duel_ratios(duel_free))
+    table = header + "\n" + "\n".join(rows) + "\n\n" + duel_text + "\n\n" + targets
     (out_dir / "peers.md").write_text(table + "\n")
     print(table)
     plot(latency, out_dir / "peers.png")

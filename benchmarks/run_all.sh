@@ -16,11 +16,14 @@ echo "== in-process operations (benchmarks/bench_core.py)"
 "$python" benchmarks/bench_core.py $quick | tee benchmarks/results/core.md
 echo "== producer -> consumer, against the peers (benchmarks/bench_peers.py)"
 "$python" benchmarks/bench_peers.py $quick
-if docker info >/dev/null 2>&1; then
+# docker/prepare.sh (idempotent, cached; what tests/run.sh runs too) starts an engine if it can
+# and writes the base image to use into .env: without it, the build would try to pull
+# python:3.11-slim, which fails on a machine that cannot reach a registry.
+if bash docker/prepare.sh --python "$python" >/dev/null; then
     echo "== two containers versus two processes (benchmarks/bench_containers.py)"
     "$python" -m pip install -q docker >&2
     "$python" benchmarks/bench_containers.py $([ -n "$quick" ] && echo "--frames 500 --rounds 1") \
         | tee benchmarks/results/containers.md
 else
-    echo "== skipped bench_containers.py: no Docker engine (bash docker/prepare.sh sets one up)"
+    echo "== skipped bench_containers.py: Docker could not be prepared (docker/prepare.sh said why, above)"
 fi
