@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from shared_object.testing import unique_name  # noqa: E402
 
 SIZES = {"8 B": (8,), "1 KiB": (32, 32), "1.22 MB": (480, 848, 3), "9.8 MB": (480, 848, 3, 8)}
-STOP = 2**62  # the sequence number that ends a free-running stream
+STOP = 2**62  # STOP + w: the seq of the frame that ends window w (see measure_windows)
 DEADLINE_S = 120.0
 
 

@@ -110,11 +110,11 @@ STATE, MTIME, WAITER, REQUEST = _layout.STATE_WORD, _layout.MTIME_WORD, _layout.
 #   ended: every writer, its own included, waited LOCK_TIMEOUT_S and failed. Measured (300 Ctrl-Cs
 #   each): 1-5% of those of a loop of int assigns, 5% of dynamic assigns, 27% of triggers; and
 #   glibc later writes into the memory of the robust mutexes a thread holds, even once unmapped.
-#   So each acquisition keeps what
-#   it knows in a local that starts as "unknown", every release on those paths is the C unlock
-#   itself, called from the frame that holds the ``finally``, and where the outcome is unknown,
-#   or the mutex is found busy, SharedObject._self_hold asks the kernel whether this thread holds
-#   it: if no code of this thread does, the mutex was abandoned, and is released.
+#   So each acquisition keeps what it knows in a local that starts as "unknown", every release
+#   on those paths is the C unlock itself, called from the frame that holds the ``finally``, and
+#   where the outcome is unknown, or the mutex is found busy, SharedObject._self_hold asks the
+#   kernel whether this thread holds it: if no code of this thread does, the mutex was
+#   abandoned, and is released.
 # ---------------------------------------------------------------------------------------------
 _blocks = threading.local()
 NOT_HELD, HELD_BY_OUR_CODE, ABANDONED = "not held", "held by code of this thread", "abandoned"
@@ -1043,8 +1043,7 @@ class SharedObject:
         if isinstance(mutex, WriterMutex):
             # An abandoned lock must not outlive its mapping: glibc writes into the memory of the
             # robust mutexes a thread holds whenever that thread takes another one.
-            if self._self_hold() == ABANDONED:
-                self._release_held()
+            self._release_abandoned()
             mutex.forget()
         self._forget_views()
         self._spares.clear()  # private copies kept for reuse: free them with the handle
@@ -1317,7 +1316,7 @@ def _attach_by_name(cls: type[SharedObject], name: str) -> SharedObject:
 
 
 #: Our calls inside which the writer mutex may be held while other Python code runs on top (a
-#: signal handler, between two bytecodes): see _outer_frame_holds. Every acquisition happens in one.
+#: signal handler, between two bytecodes): see _outer_section_holds. Every acquisition happens in one.
 _LOCKED_SECTIONS: Final = frozenset(
     f.__code__
     for f in (
