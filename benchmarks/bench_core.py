@@ -52,6 +52,32 @@ def shm_array(shape: tuple[int, ...], dtype: Any) -> Iterator[np.ndarray[Any, An
     yield array  # the mapping goes when the last view of it does
 
 
+def bare_assign(obj: SharedObject, src: np.ndarray[Any, Any]) -> Callable[[], None]:
+    """What no pure-Python crash-safe writer can do without: ``assign``'s steps on ``obj``, inlined.
+
+    Writer mutex (two ctypes calls), WRITING mark, the copy into the other slot, the clock, the
+    publication; no call into the library, no checks, no error handling. Its ratio is the floor
+    of ``assign``'s: where this row misses a target, no Python-level change to ``assign`` meets it.
+    It reaches into the object's private fields on purpose (see _layout's state word).
+    """
+    mutex, words, (_, _, slot0, slot1) = obj._mutex, obj._words, obj._fast_array  # type: ignore[misc]
+    trylock, unlock, ref, clock, copyto = mutex.trylock, mutex.unlock, mutex.ref, time.time_ns, np.copyto
+
+    def bare() -> None:
+        if trylock(ref):
+            msg = "bare_assign: the writer mutex is busy"
+            raise RuntimeError(msg)
+        state = words[2]
+        target = (state & 1) ^ 1
+        words[2] = state | 2
+        copyto(slot1 if target else slot0, src)
+        words[3] = clock()
+        words[2] = ((state >> 2) + 1) << 2 | target
+        unlock(ref)
+
+    return bare
+
+
 def per_call(fn: Callable[[], Any], number: int) -> float:
     """Seconds per call of ``fn``, over ``number`` calls."""
     t0 = time.perf_counter()
@@ -159,6 +185,10 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
                 assign = compare(lambda obj=obj, src=src: obj.assign(src), lambda src=src, dst=dst: np.copyto(dst, src),
                                  n, frame_rounds)
                 row(rows, "assign" + suffix, label, assign, 1.10, "np.copyto")
+                if slots == 2:
+                    bare = compare(bare_assign(obj, src), lambda src=src, dst=dst: np.copyto(dst, src), n, frame_rounds)
+                    rows.append(("(info) assign's protocol alone, inlined", label, f"{bare.ours * 1e6:.3f}",
+                                 f"{bare.floor * 1e6:.3f}", "np.copyto", f"{bare.ratio:.2f}x", "", ""))
                 obj.unlink()
             if slots == 2:
                 # Why the default's assign can miss: a writer alternates between two slots (crash
