@@ -22,7 +22,7 @@ echo "== producer -> consumer, against the peers (benchmarks/bench_peers.py)"
 if bash docker/prepare.sh --python "$python" >/dev/null; then
     echo "== two containers versus two processes (benchmarks/bench_containers.py)"
     "$python" -m pip install -q docker >&2
-    "$python" benchmarks/bench_containers.py $([ -n "$quick" ] && echo "--frames 500 --rounds 1") \
+    "$python" benchmarks/bench_containers.py $([ -n "$quick" ] && echo "--pairs 4 --frames 200") \
         | tee benchmarks/results/containers.md
 else
     echo "== skipped bench_containers.py: Docker could not be prepared (docker/prepare.sh said why, above)"
