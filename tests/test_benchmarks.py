@@ -1,0 +1,42 @@
+"""The benchmarks' own parts that reach into the library: CI does not run the benchmarks, so a
+change to the library must break a test here rather than a benchmark nobody runs that day."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared_object import SharedObject
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_core  # noqa: E402
+
+
+def test_the_inlined_protocol_is_a_whole_assign(shm_name: str) -> None:
+    """bench_core's "protocol alone" row claims to time what assign does: readers must agree."""
+    first = np.zeros((4, 8, 3), np.uint8)
+    second = np.full_like(first, 7)
+    with SharedObject.create(shm_name, first) as writer, SharedObject.attach(shm_name) as reader:
+        reader.fetch()
+        mtime = writer.mtime
+        bench_core.bare_assign(writer, second)()
+        assert reader.modified
+        np.testing.assert_array_equal(reader.fetch(), second)
+        assert writer.mtime >= mtime
+        bench_core.bare_assign(writer, first)()  # into the other slot this time
+        np.testing.assert_array_equal(reader.fetch(), first)
+        writer.assign(second)  # the mutex was released: the library's own writer gets it at once
+        np.testing.assert_array_equal(reader.fetch(), second)
+        writer.unlink()
+
+
+def test_the_inlined_protocol_refuses_a_held_mutex(shm_name: str) -> None:
+    with SharedObject.create(shm_name, np.zeros(3), slots=1) as obj:
+        with obj.view(), pytest.raises(RuntimeError, match="busy"):  # a single-slot view holds the writer mutex
+            bench_core.bare_assign(obj, np.ones(3))()
+        np.testing.assert_array_equal(obj.fetch(), np.zeros(3))
+        obj.unlink()
