@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, _codecs, _layout, _lock, _segment
-from ._errors import SharedObjectError
+from ._errors import SegmentNotFoundError, SharedObjectError
 from ._object import SharedDynamicObject, SharedObject
 from ._sync import LOCK_FREE_READS, libc, lock_abi
 
@@ -89,7 +89,11 @@ def _held(path: str) -> bool | None:
 def describe_segment(name: str, *, detail: bool = False) -> dict[str, Any]:
     """Facts about one segment, for ``ls``; with ``detail``, also the decoded header and a value preview."""
     path = _segment.segment_path(name)
-    st = os.stat(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError as exc:
+        msg = f"no shared object named {name!r} in {_segment.SHM_DIR}"
+        raise SegmentNotFoundError(msg) from exc
     info: dict[str, Any] = {
         "name": name, "bytes": st.st_size, "mode": f"{stat.S_IMODE(st.st_mode):#o}",
         "owner": _owner(st.st_uid), "uid": st.st_uid, "held": _held(path),
@@ -116,7 +120,12 @@ def _preview(value: Any) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    rows = [describe_segment(n) for n in _segment_names()]
+    rows = []
+    for name in _segment_names():
+        try:
+            rows.append(describe_segment(name))
+        except SegmentNotFoundError:
+            continue  # removed since the directory was listed
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

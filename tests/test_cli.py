@@ -49,6 +49,20 @@ def test_inspect_of_a_corrupt_segment_fails_cleanly(shm_name: str, capsys: pytes
     assert code == 1 and "layout version 99" in out
 
 
+def test_inspect_of_a_missing_name_says_so(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["inspect", shm_name])
+    assert code == 1 and f"no shared object named {shm_name!r}" in capsys.readouterr().err
+
+
+def test_ls_skips_a_segment_removed_while_listing(shm_name: str, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared_object import cli
+
+    monkeypatch.setattr(cli, "_segment_names", lambda: [shm_name])  # listed, then gone before the stat
+    code, out = run(capsys, "ls", "--json")
+    assert code == 0 and json.loads(out) == []
+
+
 def test_rm_removes_names_and_reports_missing(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
     SharedObject.create(shm_name, 1).close()
     assert run(capsys, "rm", shm_name) == (0, f"removed {shm_name}\n")
