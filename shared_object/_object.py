@@ -1056,8 +1056,13 @@ class SharedObject:
         segment.close()
 
     def unlink(self) -> None:
-        """Remove the object's name from /dev/shm; existing handles keep working until they close."""
-        _segment.unlink(self.name)
+        """Remove the object's name from /dev/shm; existing handles keep working until they close.
+
+        Raises SegmentNotFoundError (a FileNotFoundError) if the name is gone, or if it now names
+        another segment, created under the same name after this handle attached: that one is
+        left alone. (Works on a closed handle too.)
+        """
+        _segment.unlink(self.name, self._segment_key)
 
     @property
     def closed(self) -> bool:

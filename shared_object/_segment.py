@@ -342,13 +342,27 @@ def reserve(fd: int, offset: int, length: int, name: str) -> None:
         raise OutOfSharedMemoryError(errno.ENOSPC, msg) from exc
 
 
-def unlink(name: str) -> None:
-    """Remove segment ``name`` from /dev/shm; handles keep their mapping until they close."""
+def unlink(name: str, identity: tuple[int, int] | None = None) -> None:
+    """Remove segment ``name`` from /dev/shm; handles keep their mapping until they close.
+
+    With ``identity`` (the ``(st_dev, st_ino)`` of the file a handle mapped), remove the name
+    only while it still names that file. A producer that restarted has created a new segment
+    under the same name, and an old consumer's ``unlink()`` on its way out must not delete the
+    new one from under every later consumer. (Between the check and the removal another process
+    could still replace the file: no system call removes a name only if it names a given inode.)
+    """
+    path = segment_path(name)
     try:
-        os.unlink(segment_path(name))
+        st = os.stat(path) if identity is not None else None
+        if st is None or (st.st_dev, st.st_ino) == identity:
+            os.unlink(path)
+            return
     except FileNotFoundError as exc:
         msg = f"no shared object named {name!r} in {SHM_DIR}"
         raise SegmentNotFoundError(msg) from exc
+    msg = (f"{name!r} in {SHM_DIR} now names another segment, created after this handle attached "
+           "(a restarted producer?); left it in place")
+    raise SegmentNotFoundError(msg)
 
 
 def _same_file(path: str, fd: int) -> bool:

@@ -186,6 +186,27 @@ def test_a_handle_learns_that_its_segment_was_unlinked_or_replaced(shm_name: str
             assert followed.fetch() == "restarted" and not followed.orphaned
 
 
+def test_unlink_by_an_old_handle_leaves_a_restarted_producers_segment_alone(shm_name: str) -> None:
+    # The race this prevents: a producer restarts and re-creates its object; a consumer still
+    # attached to the old segment shuts down and calls unlink(). Removing the name there would
+    # delete the new segment, and every consumer started later would wait for it in vain.
+    old = SharedObject.create(shm_name, 1)
+    consumer = SharedObject.attach(shm_name)
+    old.unlink()
+    old.close()
+    with SharedObject.create(shm_name, 2) as restarted:
+        with pytest.raises(SegmentNotFoundError, match="now names another segment"):
+            consumer.unlink()
+        consumer.close()
+        with pytest.raises(FileNotFoundError, match="now names another segment"):
+            consumer.unlink()  # closed handles remember which file they had
+        with SharedObject.attach(shm_name) as later:
+            assert later.fetch() == 2
+        restarted.unlink()  # the handle of the file the name names: removes it
+    with pytest.raises(SegmentNotFoundError, match="no shared object named"):
+        restarted.unlink()
+
+
 def test_close_with_views_still_alive_is_safe(shm_name: str) -> None:
     obj = SharedObject.create(shm_name, np.ones(1000))
     kept = obj.fetch(lambda x: x)  # copied, so not a view; also hold an internal one
