@@ -302,6 +302,14 @@ class SharedObject:
             self._open(_segment.Segment.open(name))
             try:
                 self.assign(data)
+            except TypeMismatchError as exc:
+                self.close()
+                # A producer restarted with a new frame size meets the segment of its last run:
+                # say where the stored kind comes from, not only that it differs.
+                msg = (f"{exc}. {type(self).__name__}({name!r}, data=...) attaches to the segment of that name "
+                       "if one exists, and assigns to it; if an earlier run left it, remove it first "
+                       f"(`shared-object rm {name}`), or use SharedDynamicObject, whose kind can change")
+                raise TypeMismatchError(msg) from exc
             except BaseException:
                 self.close()
                 raise

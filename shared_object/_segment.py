@@ -42,7 +42,7 @@ from ._errors import (
     SegmentNotFoundError,
     SegmentPermissionError,
 )
-from ._lock import hold_liveness
+from ._lock import held_by_anyone, hold_liveness
 
 #: Where segments live. Override with SHARED_OBJECT_DIR (e.g. a tmpfs bind-mounted into containers).
 SHM_DIR: Final = os.environ.get("SHARED_OBJECT_DIR", "/dev/shm")  # noqa: S108 - it is the shared-memory dir
@@ -142,7 +142,7 @@ class Segment:
         try:
             os.link(self.path, final)
         except FileExistsError as exc:
-            msg = f"a segment named {self.name!r} already exists in {SHM_DIR}"
+            msg = f"a segment named {self.name!r} already exists in {SHM_DIR}{_who_holds(final, self.name)}"
             raise SegmentExistsError(msg) from exc
         finally:
             os.unlink(self.path)
@@ -363,6 +363,18 @@ def unlink(name: str, identity: tuple[int, int] | None = None) -> None:
     msg = (f"{name!r} in {SHM_DIR} now names another segment, created after this handle attached "
            "(a restarted producer?); left it in place")
     raise SegmentNotFoundError(msg)
+
+
+def _who_holds(path: str, name: str) -> str:
+    """For the error of a name that is taken: is it in use, or left behind by a process gone?"""
+    try:
+        held = held_by_anyone(path)
+    except OSError:
+        return ""  # gone meanwhile, or not ours to open: nothing more to say
+    if held:
+        return ", in use by a live handle"
+    return (f" and no process holds it (left by a run that ended without unlink()?): attach to it, or remove it "
+            f"with `shared-object rm {name}` (`shared-object gc` removes every segment no process holds)")
 
 
 def _same_file(path: str, fd: int) -> bool:

@@ -18,6 +18,7 @@ from shared_object import (
     SegmentNotFoundError,
     SegmentPermissionError,
     SharedObject,
+    TypeMismatchError,
     _segment,
 )
 
@@ -41,6 +42,23 @@ def test_create_fails_if_the_name_exists_and_leaves_no_temporary(shm_name: str) 
     with SharedObject.create(shm_name, 1), pytest.raises(SegmentExistsError, match="already exists"):
         SharedObject.create(shm_name, 2)
     assert not [f for f in os.listdir(_segment.SHM_DIR) if f.startswith(_segment.TEMP_PREFIX + shm_name)]
+
+
+def test_create_over_a_segment_nobody_holds_says_how_to_remove_it(shm_name: str) -> None:
+    # The first thing a user meets after a crash: the name is taken by the last run's segment.
+    SharedObject.create(shm_name, 1).close()  # closed without unlink(): nobody holds it now
+    with pytest.raises(SegmentExistsError, match=f"no process holds it.*shared-object rm {shm_name}"):
+        SharedObject.create(shm_name, 2)
+    with SharedObject.attach(shm_name), pytest.raises(SegmentExistsError, match="in use by a live handle"):
+        SharedObject.create(shm_name, 2)
+
+
+def test_the_constructor_says_why_an_existing_segment_has_another_kind(shm_name: str) -> None:
+    SharedObject.create(shm_name, np.zeros(3)).close()  # the last run's frame size
+    with pytest.raises(TypeMismatchError, match=r"offered ndarray\[float64, \(4,\)\]\. .*attaches to the segment"):
+        SharedObject(shm_name, data=np.zeros(4))
+    with SharedObject.attach(shm_name) as obj:
+        np.testing.assert_array_equal(obj.fetch(), np.zeros(3))  # untouched
 
 
 def test_attach_missing_explains_ipc_namespaces(shm_name: str) -> None:
