@@ -222,11 +222,13 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
 # Producer -> consumer across processes, paced by an ack
 # ------------------------------------------------------------------------------------------------
 def bench_cross_process(rows: list[tuple[str, ...]], quick: bool) -> None:
-    """One 1.22 MB frame from a producer process to a consumer process that holds its copy, then an ack.
+    """One 1.22 MB frame from a producer process to a consumer process that holds its copy, paced by an ack.
 
-    The measurement is bench_peers' measure_duel: one producer and one consumer process serve
-    both transports, in short windows back to back (ABBA), and every transport acks through the
-    same raw 8-byte word, so the ratio compares only the frame's way. (This benchmark used to
+    The latency is one-way: from the producer calling assign (or the floor's send) to the
+    consumer holding its copy, both stamped with CLOCK_MONOTONIC. The measurement is
+    bench_peers' measure_duel: one producer and one consumer process serve both transports, in
+    short windows back to back (ABBA), and every transport acks through the same raw 8-byte
+    word before the next frame is sent. (This benchmark used to
     ack through a second SharedObject, which charged ours an extra assign and poll per frame,
     and to run ours and the floor in separate process pairs seconds apart, on a VM whose speed
     changes for seconds at a time.)
@@ -236,7 +238,7 @@ def bench_cross_process(rows: list[tuple[str, ...]], quick: bool) -> None:
         windows = bench_peers.measure_duel(pairs, paced=frames, transports=(transport, bench_peers.SEQLOCK_FLOOR))
         ours, floor = bench_peers.duel_medians(windows)
         timing = Timing(ours, floor, statistics.median(bench_peers.duel_ratios(windows)))
-        op = "frame to consumer + ack (" + ("polling)" if target else "wait())")
+        op = "frame to consumer, one-way (" + ("polling)" if target else "wait())")
         if target:
             row(rows, op, "uint8 480x848x3", timing, target, "2-slot seqlock")
         else:

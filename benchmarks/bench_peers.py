@@ -8,8 +8,10 @@ ends up holding the frame's data (a private copy, except the zero-copy rows), th
 through one raw shared 8-byte word, the same for every transport, so only the frame direction
 differs. Measured:
 
-* ack-paced one-way-and-back latency (median, p99) and the frames per second that pacing allows
-  (1 / mean round trip: the most a consumer can take without loss);
+* ack-paced one-way latency (median, p99): from the producer calling send to the consumer holding
+  its copy, both stamped with CLOCK_MONOTONIC (one clock for every process on the machine); and
+  the frames per second that pacing allows (1 / mean round trip, send to ack seen: the most a
+  consumer can take without loss);
 * free-running: the producer sends as fast as it can for a fixed time; frames the consumer got
   versus frames the producer sent.
 
@@ -279,8 +281,9 @@ TRANSPORTS: dict[str, dict[str, Any]] = {
 # ------------------------------------------------------------------------------------------------
 #: Words of the control segment: the window the producer opens (its index << 8 | which transport),
 #: the window the consumer is ready for, the count it got in the window it closed, that window,
-#: and the ack of a paced window (the last frame's seq).
-OPEN, READY, GOT, CLOSED, ACK = 0, 1, 2, 3, 4
+#: the ack of a paced window (the last frame's seq), and when the consumer held that frame
+#: (time.monotonic_ns(), stored before the ack).
+OPEN, READY, GOT, CLOSED, ACK, HELD = 0, 1, 2, 3, 4, 5
 IDLE: Final = 2**63  # OPEN's value when no window is open; the consumer exits on DONE
 DONE: Final = 2**63 + 1
 #: Seqs of window w start at w * SEQS_PER_WINDOW: an ack or a frame left from an earlier window never counts.
@@ -290,9 +293,13 @@ MIN_PACED: Final = 12
 
 
 class Window(NamedTuple):
+    """One window's counts and, if paced, per-frame times in seconds (the first tenth dropped)."""
+
     got: int  # frames the consumer got
     sent: int  # frames the producer sent
-    samples: list[float]  # paced windows: each frame's round trip, seconds (the first tenth dropped)
+    samples: list[float]  # one-way latency: send called -> the consumer holds the frame
+    round_trips: list[float]  # send called -> the producer sees the ack
+    after_send: list[float]  # send returned -> the consumer holds the frame (a waiter's wake-up)
 
 
 def window_consumer(transports: tuple[str, ...], names: list[str], shape: tuple[int, ...], ctrl_name: str,
@@ -323,7 +330,8 @@ def window_consumer(transports: tuple[str, ...], names: list[str], shape: tuple[
                 break
             if window * SEQS_PER_WINDOW <= seq < STOP:
                 got += 1
-                words[ACK] = seq  # read only by paced windows; one store either way
+                words[HELD] = time.monotonic_ns()  # read only by paced windows, like the ack
+                words[ACK] = seq
         words[GOT] = got
         words[CLOSED] = window
     for receive in receivers:
@@ -349,9 +357,8 @@ def measure_windows(transports: tuple[str, ...], shape: tuple[int, ...], cycles:
     names = [unique_name("win").replace("-", "_") for _ in transports]
     ctrl_shm = shared_memory.SharedMemory(create=True, size=64)
     words = ctrl_shm.buf[:64].cast("Q")
-    ack = ctrl_shm.buf[8 * ACK : 8 * ACK + 8].cast("Q")  # _paced's one-word ack
     words[OPEN] = words[READY] = words[CLOSED] = IDLE
-    words[ACK] = 0
+    words[ACK] = words[HELD] = 0
     senders, pipe_end = _senders(transports, names, shape)
     consumer = mp.get_context("spawn").Process(
         target=window_consumer, args=(tuple(transports), names, shape, ctrl_shm.name, pipe_end))
@@ -370,11 +377,11 @@ def measure_windows(transports: tuple[str, ...], shape: tuple[int, ...], cycles:
                 _await(words, READY, window, consumer)
                 first = window * SEQS_PER_WINDOW + 2
                 if paced:
-                    samples, sent = _paced(transports[which], senders[which], ack, frames, paced, first, max_seconds)
+                    timed, sent = _paced(transports[which], senders[which], words, frames, paced, first, max_seconds)
                 else:
-                    samples, sent = [], _free_running(senders[which], frames, seconds, first)
+                    timed, sent = Window(0, 0, [], [], []), _free_running(senders[which], frames, seconds, first)
                 _stop(transports[which], senders[which], frames[0], window, words, consumer)
-                visits.append((transports[which], Window(int(words[GOT]), sent, samples)))
+                visits.append((transports[which], timed._replace(got=int(words[GOT]), sent=sent)))
                 window += 1
             result.append(visits)
         words[OPEN] = DONE
@@ -383,8 +390,7 @@ def measure_windows(transports: tuple[str, ...], shape: tuple[int, ...], cycles:
         if consumer.is_alive():
             consumer.kill()
             consumer.join(5)
-        ack.release()  # not del: a traceback may still hold them
-        words.release()
+        words.release()  # not del: a traceback may still hold it
         ctrl_shm.close()
         ctrl_shm.unlink()
         _clean_up(transports, names, senders)
@@ -418,24 +424,35 @@ def _clean_up(transports: tuple[str, ...], names: list[str], senders: list[Sende
                 resource_tracker.unregister(f"/{name}", "shared_memory")
 
 
-def _paced(transport: str, send: Sender, ack: Any, frames: list[np.ndarray[Any, Any]], count: int, first: int,
-           max_seconds: float | None) -> tuple[list[float], int]:
-    """Send up to ``count`` frames, each after the ack of the one before: (round trips, frames sent)."""
-    samples = []
-    started = time.perf_counter()
+def _paced(transport: str, send: Sender, words: Any, frames: list[np.ndarray[Any, Any]], count: int, first: int,
+           max_seconds: float | None) -> tuple[Window, int]:
+    """Send up to ``count`` frames, each after the ack of the one before: (their times, frames sent).
+
+    The consumer stamps words[HELD] with time.monotonic_ns() when it holds a frame, before its
+    ack; CLOCK_MONOTONIC is one clock for every process (and container) on the machine.
+    """
+    clock = time.monotonic_ns
+    one_way, round_trips, after_send = [], [], []
+    started = clock()
     for seq in range(first, first + count):
         frame = frames[seq % 4]
         frame.reshape(-1)[:8].view(np.uint64)[0] = seq
-        t0 = time.perf_counter()
+        t0 = clock()
         send(frame)
-        while ack[0] != seq:
-            if time.perf_counter() - t0 > 10:
+        t1 = clock()
+        while words[ACK] != seq:
+            if clock() - t0 > 10e9:
                 msg = f"{transport}: no ack for frame {seq}"
                 raise RuntimeError(msg)
-        samples.append(time.perf_counter() - t0)
-        if max_seconds is not None and len(samples) >= MIN_PACED and time.perf_counter() - started > max_seconds:
+        t2 = clock()
+        held = words[HELD]
+        one_way.append((held - t0) / 1e9)
+        round_trips.append((t2 - t0) / 1e9)
+        after_send.append((held - t1) / 1e9)
+        if max_seconds is not None and len(one_way) >= MIN_PACED and (clock() - started) / 1e9 > max_seconds:
             break
-    return samples[len(samples) // 10:], len(samples)  # the first tenth warms caches and branch predictors
+    warm = len(one_way) // 10  # the first tenth warms caches and branch predictors
+    return Window(0, 0, one_way[warm:], round_trips[warm:], after_send[warm:]), len(one_way)
 
 
 def _free_running(send: Sender, frames: list[np.ndarray[Any, Any]], seconds: float, first: int) -> int:
@@ -483,10 +500,10 @@ def _await(words: Any, index: int, value: int, consumer: Any, timeout: float = D
     return True
 
 
-def _summary(samples: list[float]) -> dict[str, float]:
-    warm = sorted(samples)
-    return {"median_us": statistics.median(warm) * 1e6, "p99_us": warm[int(len(warm) * 0.99)] * 1e6,
-            "fps": 1 / statistics.mean(warm)}
+def _summary(window: Window) -> dict[str, float]:
+    one_way = sorted(window.samples)
+    return {"median_us": statistics.median(one_way) * 1e6, "p99_us": one_way[int(len(one_way) * 0.99)] * 1e6,
+            "fps": 1 / statistics.mean(window.round_trips)}
 
 
 def per_transport(cycles: list[list[tuple[str, Window]]]) -> dict[str, Window]:
@@ -494,20 +511,21 @@ def per_transport(cycles: list[list[tuple[str, Window]]]) -> dict[str, Window]:
     merged: dict[str, Window] = {}
     for visits in cycles:
         for transport, w in visits:
-            m = merged.get(transport, Window(0, 0, []))
-            merged[transport] = Window(m.got + w.got, m.sent + w.sent, m.samples + w.samples)
+            m = merged.get(transport, Window(0, 0, [], [], []))
+            merged[transport] = Window(m.got + w.got, m.sent + w.sent, m.samples + w.samples,
+                                       m.round_trips + w.round_trips, m.after_send + w.after_send)
     return merged
 
 
-def cycle_ratios(cycles: list[list[tuple[str, Window]]], a: str, b: str) -> list[float]:
-    """Per cycle, ``a`` over ``b``: of median round trips (paced), or of frames got (free-running)."""
+def cycle_ratios(cycles: list[list[tuple[str, Window]]], a: str, b: str, field: str = "samples") -> list[float]:
+    """Per cycle, ``a`` over ``b``: of median paced times (``field`` of Window), or of frames got (free-running)."""
     ratios = []
     for visits in cycles:
         mine = [w for t, w in visits if t == a]
         theirs = [w for t, w in visits if t == b]
         if mine and mine[0].samples:
-            ratios.append(statistics.median(x for w in mine for x in w.samples)
-                          / statistics.median(x for w in theirs for x in w.samples))
+            ratios.append(statistics.median(x for w in mine for x in getattr(w, field))
+                          / statistics.median(x for w in theirs for x in getattr(w, field)))
         else:
             ratios.append(sum(w.got for w in mine) / max(sum(w.got for w in theirs), 1))
     return ratios
@@ -535,25 +553,28 @@ def measure_duel(pairs: int, seconds: float = 0.25, paced: int = 0,
     return result[:pairs]
 
 
-def duel_medians(windows: list[tuple[Window, Window]]) -> tuple[float, float]:
-    """Median round trip (seconds) of the first and second transport over all paced windows."""
-    return tuple(statistics.median(x for pair in windows for x in pair[i].samples) for i in (0, 1))  # type: ignore[return-value]
+def duel_medians(windows: list[tuple[Window, Window]], field: str = "samples") -> tuple[float, float]:
+    """Median paced time (seconds; ``field`` of Window) of the first and second transport over all windows."""
+    return tuple(statistics.median(x for pair in windows for x in getattr(pair[i], field)) for i in (0, 1))  # type: ignore[return-value]
 
 
-def duel_ratios(windows: list[tuple[Window, Window]]) -> list[float]:
-    """Per pair: first / second, of frames got (free-running) or of median round trips (paced)."""
+def duel_ratios(windows: list[tuple[Window, Window]], field: str = "samples") -> list[float]:
+    """Per pair: first / second, of frames got (free-running) or of median paced times (``field``)."""
     if windows and windows[0][0].samples:
-        return [statistics.median(a.samples) / statistics.median(b.samples) for a, b in windows]
+        return [statistics.median(getattr(a, field)) / statistics.median(getattr(b, field)) for a, b in windows]
     return [a.got / b.got for a, b in windows]
 
 
 #: The targets that compare two transports at 1.22 MB, each decided in paired windows:
-#: key -> (text, the two transports, wanted ratio).
+#: key -> (text, the two transports, wanted ratio, which time of Window). Latency is one-way: send
+#: called -> the consumer holds the frame. The wake-up target times from send *returning*, as the
+#: issue words it ("from assign returning to the waiter holding its copy"), for both consumers.
 PAIRED_TARGETS: Final = {
-    "floor": ("latency 1.22 MB, copy vs seqlock floor", (OURS_POLLING, SEQLOCK_FLOOR), 1.1),
-    "iceoryx2": ("latency 1.22 MB, copy vs iceoryx2 copy", (OURS_POLLING, ICEORYX_COPY), 1.0),
-    "view": ("latency 1.22 MB, zero-copy view vs iceoryx2 copy", (OURS_VIEW, ICEORYX_COPY), 0.5),
-    "wait": ("latency 1.22 MB, wait() vs polling", (OURS_WAITING, OURS_POLLING), 2.0),
+    "floor": ("one-way latency 1.22 MB, copy vs seqlock floor", (OURS_POLLING, SEQLOCK_FLOOR), 1.1, "samples"),
+    "iceoryx2": ("one-way latency 1.22 MB, copy vs iceoryx2 copy", (OURS_POLLING, ICEORYX_COPY), 1.0, "samples"),
+    "view": ("one-way latency 1.22 MB, zero-copy view vs iceoryx2 copy", (OURS_VIEW, ICEORYX_COPY), 0.5, "samples"),
+    "wait": ("assign returned -> consumer holds its copy, 1.22 MB, wait() vs polling", (OURS_WAITING, OURS_POLLING), 2.0,
+             "after_send"),
 }
 
 
@@ -567,9 +588,9 @@ def _targets(rotation: list[list[tuple[str, Window]]], free: list[list[tuple[str
     beside it as (info).
     """
     checks: list[tuple[str, list[float], float | None, str]] = []
-    for key, (text, (a, b), limit) in PAIRED_TARGETS.items():
+    for key, (text, (a, b), limit, field) in PAIRED_TARGETS.items():
         checks.append((f"{text} (paired windows)", paired.get(key, []), limit, "<="))
-        checks.append((f"{text} (rotation)", _safe(cycle_ratios, rotation, a, b), None, ""))
+        checks.append((f"{text} (rotation)", _safe(cycle_ratios, rotation, a, b, field), None, ""))
     checks += [
         ("free-running frames got, copy polling vs seqlock floor (paired windows)", duel_free, 0.9, ">="),
         ("free-running frames got, copy polling vs seqlock floor (rotation)",
@@ -624,7 +645,7 @@ def plot(latency: dict[str, dict[str, float]], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("payload (bytes)")
-    ax.set_ylabel("ack-paced latency, median (us)")
+    ax.set_ylabel("one-way latency, median (us)")
     ax.set_title("producer -> consumer holding the frame, ack-paced")
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
@@ -654,7 +675,7 @@ def main() -> int:
     free = measure_windows(installed, SIZES["1.22 MB"], free_cycles, seconds=free_seconds)
     duel_free = measure_duel(free_pairs, free_seconds)
     duels = {key: measure_duel(duel_pairs, paced=duel_frames, transports=pair)
-             for key, (_, pair, _) in PAIRED_TARGETS.items() if all(t in installed for t in pair)}
+             for key, (_, pair, _, _) in PAIRED_TARGETS.items() if all(t in installed for t in pair)}
 
     free_totals = per_transport(free)
     rows, latency = [], {}
@@ -663,7 +684,7 @@ def main() -> int:
             rows.append(f"| {transport} | skipped: not installed (run benchmarks/setup_peers.sh) | | | | |")
             continue
         for label in SIZES:
-            summary = _summary(per_transport(rotation[label])[transport].samples)
+            summary = _summary(per_transport(rotation[label])[transport])
             latency.setdefault(transport, {})[label] = summary["median_us"]
             total = free_totals[transport]
             free_text = f"{total.got} / {total.sent}" if label == "1.22 MB" else ""
@@ -673,20 +694,22 @@ def main() -> int:
               f"every transport in turn between the same two processes (measure_windows): per payload, {cycles} "
               f"cycles of one paced window each way per transport (up to {frames} frames or {max_seconds} s); "
               f"free-running at 1.22 MB: {free_cycles} cycles of {free_seconds} s windows\n\n"
-              "| transport | payload | median us | p99 us | max lossless fps (paced) | free-running: got / sent |\n"
+              "| transport | payload | one-way median us | p99 us | max lossless fps (paced) | free-running: got / sent |\n"
               "| --- | --- | --- | --- | --- | --- |")
     ours_got, ours_sent = sum(p[0].got for p in duel_free), sum(p[0].sent for p in duel_free)
     floor_got, floor_sent = sum(p[1].got for p in duel_free), sum(p[1].sent for p in duel_free)
     pairs_text = "; ".join(
-        f"{a} {x * 1e6:.1f} us vs {b} {y * 1e6:.1f} us"
+        f"{a} {x * 1e6:.1f} us vs {b} {y * 1e6:.1f} us" + (" (from assign returning)" if field != "samples" else "")
         for key, windows in duels.items()
-        for (a, b), (x, y) in [(PAIRED_TARGETS[key][1], duel_medians(windows))]
+        for (_, (a, b), _, field) in [PAIRED_TARGETS[key]]
+        for (x, y) in [duel_medians(windows, field)]
     )
     duel_text = (f"Paired windows (measure_duel: the two transports of a pair only, {duel_pairs} pairs of windows back "
-                 f"to back, ABBA), 1.22 MB. Paced, {duel_frames} frames per window, median round trip: {pairs_text}. "
+                 f"to back, ABBA), 1.22 MB. Paced, {duel_frames} frames per window, median one-way latency: {pairs_text}. "
                  f"Free-running, {free_pairs} pairs of {free_seconds} s windows: {OURS_POLLING} got {ours_got} / sent {ours_sent}; "
                  f"{SEQLOCK_FLOOR} got {floor_got} / sent {floor_sent}.")
-    targets = _targets(rotation["1.22 MB"], free, {key: duel_ratios(w) for key, w in duels.items()}, duel_ratios(duel_free))
+    paired = {key: duel_ratios(w, PAIRED_TARGETS[key][3]) for key, w in duels.items()}
+    targets = _targets(rotation["1.22 MB"], free, paired, duel_ratios(duel_free))
     table = header + "\n" + "\n".join(rows) + "\n\n" + duel_text + "\n\n" + targets
     (out_dir / "peers.md").write_text(table + "\n")
     print(table)
