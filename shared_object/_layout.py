@@ -23,7 +23,7 @@ Header (offset, size, field)::
     32   8  waiter_deadline   u64, CLOCK_MONOTONIC ns until which a wait()er may be asleep; 0: none
     40   8  reader_request    u64, CLOCK_MONOTONIC ns of the newest request by a starving reader
     48   8  schema_counter    u64, the last schema id handed out (dynamic objects)
-    56   8  reserved          zero
+    56   8  writer_request    u64, CLOCK_MONOTONIC ns of the newest request by a writer waiting for readers; 0: none
     64  64  writer mutex      process-shared robust pthread_mutex_t (see _sync), zero padded
     128 16  slot 0            u64 offset from the segment start, u64 capacity in bytes
     144 16  slot 1            same for slot 1 (single slot: equal to slot 0)
@@ -49,6 +49,16 @@ loads in order, which is all this needs; see ``_sync.LOCK_FREE_READS`` for other
 
 Reader of a single-slot object: take the writer mutex, read, release. WRITING set while the
 reader holds the mutex means the last writer died mid-write: the value is incomplete.
+
+Turns at the mutex (readers take it for single-slot objects, on CPUs other than x86, and when
+lapped again and again). The mutex is not fair: a reader that releases it and takes it again at
+once wins over a writer asleep in the kernel. So whoever is kept waiting asks the other side to
+pause, with a CLOCK_MONOTONIC stamp that it refreshes while it waits and clears once it has the
+mutex: a starving reader in ``reader_request`` (writers pause after publishing, for at most a
+few milliseconds), a waiting writer in ``writer_request`` (readers let it go first, for at most
+a few milliseconds, before taking the mutex). A stamp older than a few milliseconds is ignored:
+its owner died, or stopped waiting. Versions before ``writer_request`` ignore it (the field was
+reserved, zero): they only lose the fairness.
 
 Slot (at a 64-byte aligned offset; at a 4096-byte aligned one when its payload is 64 KiB or more)::
 
@@ -116,6 +126,7 @@ MTIME_WORD: Final = 3
 WAITER_WORD: Final = 4
 REQUEST_WORD: Final = 5
 SCHEMA_COUNTER_WORD: Final = 6
+WRITER_REQUEST_WORD: Final = 7
 
 #: magic, version, header size, flags (the first 16 bytes).
 IDENTITY: Final = struct.Struct("<6sHII")
@@ -209,6 +220,6 @@ __all__ = [
     "ABI_OFFSET", "ALIGN", "FIXED_SCHEMA_ID", "FLAG_SINGLE_SLOT", "HEADER_SIZE", "MAGIC", "MUTEX_OFFSET",
     "PAGE", "PAGE_ALIGN_MIN", "PAGE_HALF", "SLOT_ENTRY", "SLOT_HEADER", "SLOT_HEADER_SIZE", "SLOT_TABLE_OFFSET",
     "STATE_OFFSET", "U64", "VERSION", "WRITING",
-    "MTIME_WORD", "REQUEST_WORD", "SCHEMA_COUNTER_WORD", "STATE_WORD", "WAITER_WORD",
+    "MTIME_WORD", "REQUEST_WORD", "SCHEMA_COUNTER_WORD", "STATE_WORD", "WAITER_WORD", "WRITER_REQUEST_WORD",
     "Header", "align", "check_slot", "header_words", "read_header", "slot_alignment", "slot_size", "write_identity",
 ]

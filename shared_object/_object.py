@@ -69,6 +69,9 @@ LOCK_TIMEOUT_S: float = 10.0
 REQUEST_FRESH_NS: Final = 5_000_000
 #: How long a writer pauses at most, per assign, for readers that asked.
 WRITER_YIELD_MAX_NS: Final = 2_000_000
+#: How long a reader lets a waiting writer go first at most, per read, before taking the mutex
+#: (see _layout, "Turns at the mutex"). A waiting writer's request is fresh for REQUEST_FRESH_NS.
+READER_YIELD_MAX_NS: Final = 2_000_000
 #: Poll step of a reader waiting for the writer mutex, and of a writer yielding to readers.
 POLL_S: Final = 0.00005
 #: A wait()er re-announces itself this often; writers wake it while its announcement is fresh.
@@ -95,6 +98,7 @@ _DECODE_ERRORS: Final = (ValueError, TypeError, IndexError, KeyError, OverflowEr
 _CLOSED_BUF: Final = memoryview(b"")
 _CLOSED_WORDS: Final = memoryview(b"").cast("Q")  # any index raises IndexError
 STATE, MTIME, WAITER, REQUEST = _layout.STATE_WORD, _layout.MTIME_WORD, _layout.WAITER_WORD, _layout.REQUEST_WORD
+WRITER_REQUEST = _layout.WRITER_REQUEST_WORD
 
 # ---------------------------------------------------------------------------------------------
 # Who in this thread holds a segment's writer mutex. Two things need to know; both look only on
@@ -553,7 +557,8 @@ class SharedObject:
                 del value
             except _DECODE_ERRORS:  # closed (ClosedError below), torn or corrupt: the slow path decides
                 self._check_open()
-        elif fn is None and out is None and self._single_slot:  # never dynamic: both slots loaded
+        elif fn is None and out is None and self._single_slot and not self._words[7]:  # 7: WRITER_REQUEST
+            # (never dynamic: both slots loaded. A waiting writer goes first: the slow path.)
             # One slot: read under the mutex when it is free; anything else (busy, a dead
             # holder, an incomplete value, a closed handle) takes the slow path, which says what.
             mutex = self._mutex
@@ -801,23 +806,61 @@ class SharedObject:
             rc = mutex.trylock(mutex.ref)
         if rc == errno.EBUSY:
             self._check_busy("assign() or trigger()")
-        # The holder is most likely a reader we paused for, or another writer, copying one value:
-        # spin politely for it before sleeping in the kernel, whose wake-up costs more than the copy.
-        spins = 0
-        while rc == errno.EBUSY and spins < SPINS:
-            spins += 1
-            os.sched_yield()
-            rc = mutex.trylock(mutex.ref)
+            rc = self._wait_as_writer()
         if not rc:
             return
         try:
-            mutex.acquire_contended(rc, LOCK_TIMEOUT_S)
+            mutex.acquire_contended(rc, LOCK_TIMEOUT_S)  # EOWNERDEAD: recover a dead holder's mutex
         except LockTimeoutError:
             raise self._lock_timeout_error() from None
 
-    def _lock_as_reader(self) -> None:
-        """Take the writer mutex, asking busy writers to pause until we have it."""
+    def _wait_as_writer(self) -> int:
+        """Wait for the busy mutex, asking readers to let us go first; trylock's result, once not EBUSY.
+
+        The holder is most likely a reader or another writer copying one value: poll politely
+        (yield, then nap) rather than sleep in the kernel, whose wake-up costs more than the
+        copy, and whose wake-up a reader taking the mutex again at once would win anyway (the
+        mutex is not fair). writer_request, kept fresh while we wait, makes readers hold off
+        (_hold_off_for_writer): without it, a reader fetching in a loop on a single-slot object
+        (or on a CPU where every read takes the mutex) kept a 30 Hz writer waiting 5-50 ms.
+        """
         mutex = self._mutex
+        words = self._words
+        spins = 0
+        deadline = _monotonic_ns() + int(LOCK_TIMEOUT_S * 1e9)
+        while True:
+            stamp = _monotonic_ns()
+            if stamp > deadline:
+                raise self._lock_timeout_error()
+            words[WRITER_REQUEST] = stamp
+            spins = _wait_step(spins)
+            rc: int = mutex.trylock(mutex.ref)
+            if rc != errno.EBUSY:
+                if words[WRITER_REQUEST] == stamp:
+                    words[WRITER_REQUEST] = 0
+                return rc
+
+    def _hold_off_for_writer(self) -> None:
+        """Before a reader takes the mutex: let a writer that asks go first (at most READER_YIELD_MAX_NS)."""
+        words = self._words
+        spins = 0
+        end = 0
+        while True:
+            stamp = words[WRITER_REQUEST]
+            now = _monotonic_ns()
+            if not stamp or not 0 <= now - stamp < REQUEST_FRESH_NS:
+                return  # none, or stale: its writer has the mutex by now, gave up, or died
+            if not end:
+                end = now + READER_YIELD_MAX_NS
+            elif now >= end:
+                return
+            spins = _wait_step(spins)
+
+    def _lock_as_reader(self) -> None:
+        """Take the writer mutex (after any writer that asked to go first), asking busy writers to pause."""
+        mutex = self._mutex
+        if self._words[WRITER_REQUEST]:
+            self._hold_off_for_writer()
         if mutex.try_acquire():
             return
         self._check_busy("reading it again")

@@ -136,6 +136,58 @@ def test_a_locked_view_that_fails_to_open_releases_the_lock(shm_name: str, monke
         writer.assign(np.ones(1000))  # would raise LockTimeoutError with the lock still held
         assert writer.fetch().sum() == 1000
 
+@pytest.mark.parametrize("setup", ["one slot", "two slots, locked reads"])
+def test_a_reader_fetching_in_a_loop_does_not_starve_the_writer(
+    shm_name: str, setup: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where reads take the writer mutex, a reader fetching back to back must leave writers turns.
+
+    The mutex is not fair: a reader that releases it and takes it again at once beats a writer
+    asleep in the kernel. A reader thread fetching in a loop left a writer thread 1 assign for
+    every 77 fetches (a 30 Hz writer waited 5-50 ms per assign). Now a waiting writer asks
+    readers to let it go first (writer_request). Counted, not timed: the writer must get at
+    least a fifth as many turns as the reader's fetches, and no fetch may mix two frames.
+    """
+    slots = 1 if setup == "one slot" else 2
+    if setup == "two slots, locked reads":
+        monkeypatch.setattr(_object, "LOCK_FREE_READS", False)  # what every read does on aarch64
+    frames = [helpers.checksummed_frame(i) for i in range(4)]  # 1.2 MB: copies long enough to release the GIL
+    halves = {int(f.reshape(-1)[0]): int(f.reshape(-1)[-9]) for f in frames}
+    fetches = 5000
+    with SharedObject.create(shm_name, frames[0], slots=slots) as writer, SharedObject.attach(shm_name) as reader:
+        done = threading.Event()
+        assigns = 0
+
+        def write() -> None:
+            nonlocal assigns
+            while not done.is_set():
+                writer.assign(frames[assigns % 4])
+                assigns += 1
+
+        torn = 0
+
+        def read() -> None:
+            nonlocal torn
+            try:
+                for _ in range(fetches):  # back to back: the reader takes the mutex again at once
+                    flat = reader.fetch().reshape(-1)
+                    # Two pixels, one from each half of the frame, must come from the same frame.
+                    # (A checksum costs a millisecond, during which the writer would get turns.)
+                    torn += halves.get(int(flat[0])) != int(flat[-9])
+            finally:
+                done.set()
+
+        threads = [threading.Thread(target=write), threading.Thread(target=read)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(PROCESS_DEADLINE)
+        writer.unlink()
+    print(f"{setup}: {assigns} assigns during {fetches} fetches")
+    assert torn == 0
+    assert assigns >= fetches // 5, f"the writer got {assigns} turns during {fetches} fetches"
+
+
 @pytest.mark.parametrize("slots", [0, 3, True, "1"])
 def test_slots_must_be_one_or_two(shm_name: str, slots: Any) -> None:
     with pytest.raises(ValueError, match="slots must be 1 or 2"):
