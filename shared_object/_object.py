@@ -806,7 +806,12 @@ class SharedObject:
             rc = mutex.trylock(mutex.ref)
         if rc == errno.EBUSY:
             self._check_busy("assign() or trigger()")
-            rc = self._wait_as_writer()
+            # The holder is most likely a reader or another writer copying one value. A writer
+            # used to sleep in the kernel here; a reader taking the mutex again at once won over
+            # its wake-up every time (the mutex is not fair), and a reader fetching in a loop on
+            # a single-slot object, or on a CPU where every read takes the mutex, kept a 30 Hz
+            # writer waiting 5-50 ms. Now it asks readers to let it go first (_hold_off_for_writer).
+            rc = self._wait_for_turn(WRITER_REQUEST, lambda: mutex.trylock(mutex.ref))
         if not rc:
             return
         try:
@@ -814,17 +819,14 @@ class SharedObject:
         except LockTimeoutError:
             raise self._lock_timeout_error() from None
 
-    def _wait_as_writer(self) -> int:
-        """Wait for the busy mutex, asking readers to let us go first; trylock's result, once not EBUSY.
+    def _wait_for_turn(self, word: int, attempt: Callable[[], int]) -> int:
+        """Retry ``attempt`` (a trylock: 0, EBUSY, EOWNERDEAD...) until it is not EBUSY, and return that.
 
-        The holder is most likely a reader or another writer copying one value: poll politely
-        (yield, then nap) rather than sleep in the kernel, whose wake-up costs more than the
-        copy, and whose wake-up a reader taking the mutex again at once would win anyway (the
-        mutex is not fair). writer_request, kept fresh while we wait, makes readers hold off
-        (_hold_off_for_writer): without it, a reader fetching in a loop on a single-slot object
-        (or on a CPU where every read takes the mutex) kept a 30 Hz writer waiting 5-50 ms.
+        Meanwhile ``words[word]`` holds a fresh stamp asking the other side to let us go first
+        (REQUEST: writers pause; WRITER_REQUEST: readers hold off; see _layout, "Turns at the
+        mutex"), cleared once we have the mutex. Polls politely, yielding and then napping: a
+        holder copies one value, and a wake-up from the kernel costs more than that.
         """
-        mutex = self._mutex
         words = self._words
         spins = 0
         deadline = _monotonic_ns() + int(LOCK_TIMEOUT_S * 1e9)
@@ -832,12 +834,12 @@ class SharedObject:
             stamp = _monotonic_ns()
             if stamp > deadline:
                 raise self._lock_timeout_error()
-            words[WRITER_REQUEST] = stamp
+            words[word] = stamp
             spins = _wait_step(spins)
-            rc: int = mutex.trylock(mutex.ref)
+            rc = attempt()
             if rc != errno.EBUSY:
-                if words[WRITER_REQUEST] == stamp:
-                    words[WRITER_REQUEST] = 0
+                if words[word] == stamp:
+                    words[word] = 0
                 return rc
 
     def _hold_off_for_writer(self) -> None:
@@ -864,19 +866,7 @@ class SharedObject:
         if mutex.try_acquire():
             return
         self._check_busy("reading it again")
-        words = self._words
-        spins = 0
-        deadline = _monotonic_ns() + int(LOCK_TIMEOUT_S * 1e9)
-        while True:
-            stamp = _monotonic_ns()
-            if stamp > deadline:
-                raise self._lock_timeout_error()
-            words[REQUEST] = stamp
-            spins = _wait_step(spins)
-            if mutex.try_acquire():
-                if words[REQUEST] == stamp:
-                    words[REQUEST] = 0
-                return
+        self._wait_for_turn(REQUEST, lambda: 0 if mutex.try_acquire() else errno.EBUSY)
 
     def _detach(self, value: Any) -> Any:
         """Copy whatever in ``value`` still points into the shared mapping."""
