@@ -557,10 +557,11 @@ class SharedObject:
                 del value
             except _DECODE_ERRORS:  # closed (ClosedError below), torn or corrupt: the slow path decides
                 self._check_open()
-        elif fn is None and out is None and self._single_slot and not self._words[7]:  # 7: WRITER_REQUEST
-            # (never dynamic: both slots loaded. A waiting writer goes first: the slow path.)
-            # One slot: read under the mutex when it is free; anything else (busy, a dead
-            # holder, an incomplete value, a closed handle) takes the slow path, which says what.
+        elif fn is None and out is None and self._single_slot and (words := self._words) is not _CLOSED_WORDS \
+                and not words[7]:  # 7: WRITER_REQUEST, a writer waiting for its turn: it goes first (the slow path)
+            # One slot (never dynamic: both slots loaded): read under the mutex when it is free;
+            # anything else (busy, a dead holder, an incomplete value, a closed handle, a writer
+            # that asked to go first) takes the slow path, which says what or waits its turn.
             mutex = self._mutex
             rc = -1  # -1 until we know whether trylock took the mutex (see "Who in this thread holds" above)
             try:

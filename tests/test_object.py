@@ -142,13 +142,15 @@ def test_pickles_as_attach_by_name(shm_name: str) -> None:
         copy.close()
 
 
-def test_closed_handle_refuses_everything_clearly(shm_name: str) -> None:
-    obj = SharedObject.create(shm_name, 1)
+@pytest.mark.parametrize("slots", [2, 1])
+def test_closed_handle_refuses_everything_clearly(shm_name: str, slots: int) -> None:
+    obj = SharedObject.create(shm_name, 1, slots=slots)
     other = SharedObject.attach(shm_name)
     obj.close()
     obj.close()  # idempotent
     assert obj.closed
-    for action in (obj.fetch, lambda: obj.assign(2), obj.trigger, lambda: obj.wait(0), lambda: obj.fetch(lambda x: x)):
+    for action in (obj.fetch, lambda: obj.assign(2), obj.trigger, lambda: obj.wait(0), lambda: obj.fetch(lambda x: x),
+                   lambda: obj.view().__enter__()):
         with pytest.raises(ClosedError, match="closed"):
             action()
     with pytest.raises(ClosedError):
