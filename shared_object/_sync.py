@@ -231,6 +231,16 @@ class WriterMutex:
             rc = 0
         _check(rc, "pthread_mutex_lock")
 
+    def lock_within(self, seconds: float) -> int:
+        """Wait in the kernel up to ``seconds`` for the mutex: 0 (taken), ETIMEDOUT, EOWNERDEAD (taken)...
+
+        The raw result, like ``trylock``'s: the caller finishes an EOWNERDEAD with acquire_contended.
+        """
+        deadline = time.time() + seconds  # pthread_mutex_timedlock takes CLOCK_REALTIME
+        spec = _Timespec(int(deadline), int((deadline % 1) * 1e9))
+        rc: int = self._lib.timedlock(self._address, ctypes.byref(spec))
+        return rc
+
     def try_acquire(self) -> bool:
         """Take the mutex if it is free; never blocks."""
         rc = self._lib.trylock(self.ref)
