@@ -814,7 +814,7 @@ class SharedObject:
             # used to just sleep in the kernel here; a reader taking the mutex again at once won
             # over its wake-up every time (the mutex is not fair), and a reader fetching in a loop
             # on a single-slot object, or on a CPU where every read takes the mutex, kept a 30 Hz
-            # writer waiting 5-50 ms. Now it asks readers to let it go first (_hold_off_for_writer)
+            # writer waiting 5-50 ms. Now it asks readers to let it go first (_let_requester_go)
             # and sleeps in the kernel in short slices, renewing the request between them.
             rc = self._wait_for_turn(WRITER_REQUEST, lambda: mutex.trylock(mutex.ref),
                                      lambda: mutex.lock_within(WRITER_SLICE_S))
@@ -857,18 +857,24 @@ class SharedObject:
                     words[word] = 0
                 return rc
 
-    def _hold_off_for_writer(self) -> None:
-        """Before a reader takes the mutex: let a writer that asks go first (at most READER_YIELD_MAX_NS)."""
+    def _let_requester_go(self, word: int, max_ns: int) -> None:
+        """Wait while ``words[word]`` holds a fresh request of the other side, at most ``max_ns``.
+
+        The other half of _wait_for_turn: a writer lets a starving reader read (REQUEST), a reader
+        lets a waiting writer take the mutex first (WRITER_REQUEST). It ends when the requester
+        clears its stamp (it has its turn), when the stamp goes stale (it gave up, or died), or
+        when ``max_ns`` have passed.
+        """
         words = self._words
         spins = 0
         end = 0
         while True:
-            stamp = words[WRITER_REQUEST]
+            stamp = words[word]
             now = _monotonic_ns()
-            if not stamp or not 0 <= now - stamp < REQUEST_FRESH_NS:
-                return  # none, or stale: its writer has the mutex by now, gave up, or died
+            if not stamp or now - stamp >= REQUEST_FRESH_NS:
+                return
             if not end:
-                end = now + READER_YIELD_MAX_NS
+                end = now + max_ns
             elif now >= end:
                 return
             spins = _wait_step(spins)
@@ -877,7 +883,7 @@ class SharedObject:
         """Take the writer mutex (after any writer that asked to go first), asking busy writers to pause."""
         mutex = self._mutex
         if self._words[WRITER_REQUEST]:
-            self._hold_off_for_writer()
+            self._let_requester_go(WRITER_REQUEST, READER_YIELD_MAX_NS)
         if mutex.try_acquire():
             return
         self._check_busy("reading it again")
@@ -1075,17 +1081,10 @@ class SharedObject:
         now = _monotonic_ns()
         if waiter > now:
             futex_wake(self._futex_address)
-        if request and now - request < REQUEST_FRESH_NS:
+        if request:
             # A reader failed to get a clean copy several times: pause until it has read (it
             # clears its request) or the pause runs out, before our next write can lap it again.
-            end = now + WRITER_YIELD_MAX_NS
-            spins = 0
-            while True:
-                spins = _wait_step(spins)
-                request = words[REQUEST]
-                now = _monotonic_ns()
-                if not request or now - request >= REQUEST_FRESH_NS or now >= end:
-                    break
+            self._let_requester_go(REQUEST, WRITER_YIELD_MAX_NS)
 
     # ----------------------------------------------------------------------------------------
     # Lifetime
