@@ -215,9 +215,7 @@ class WriterMutex:
             if timeout is None:
                 rc = self._lib.lock(self._address)
             else:
-                deadline = time.time() + max(timeout, 0.0)
-                spec = _Timespec(int(deadline), int((deadline % 1) * 1e9))
-                rc = self._lib.timedlock(self._address, ctypes.byref(spec))
+                rc = self.lock_within(max(timeout, 0.0))
                 if rc == errno.ETIMEDOUT:
                     msg = f"the writer lock was not free within {timeout} s"
                     raise LockTimeoutError(msg)
