@@ -33,6 +33,10 @@ Rules a caller relies on:
   ``max(init_size, len(encoded value))`` bytes. Later values of any length up to it fit.
 * Python ints are 64-bit signed; anything outside raises IntegerOverflowError.
 * Subclasses are stored as their base type (a namedtuple comes back a tuple, an IntEnum an int).
+* Containers nest up to ``MAX_DEPTH`` (100) levels. Every walk over a value is recursive, and
+  Python's stack holds about 1000 frames: a fixed limit far below that lets any process read an
+  object, however deep in its own stack it calls fetch. Deeper values (or a container that holds
+  itself) raise UnsupportedTypeError.
 * Scalar leaves accept lossless numeric conversions: an int leaf takes numpy integers, a float
   leaf takes ints and numpy reals, a complex leaf any real or complex number. bool never passes
   for a number, nor a number for a bool.
@@ -59,6 +63,7 @@ SUPPORTED: Final = (
     "None, bool, int (64-bit), float, complex, str, bytes, bytearray, numpy scalars, "
     "numpy.ndarray of any fixed-size dtype, sapien.Pose, and tuple/list/set/frozenset/dict of these"
 )
+MAX_DEPTH: Final = 100  # container levels; see "Rules" above
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 
@@ -73,8 +78,11 @@ _BOOL = struct.Struct("<?")
 # --------------------------------------------------------------------------------------------
 # Schema from a value
 # --------------------------------------------------------------------------------------------
-def schema_of(value: object, init_size: int = 0) -> Schema:  # noqa: PLR0912 - one branch per supported type
-    """The schema that stores ``value``; str/bytes capacities are ``max(init_size, length)``."""
+def schema_of(value: object, init_size: int = 0, depth: int = 0) -> Schema:  # noqa: PLR0912 - one branch per supported type
+    """The schema that stores ``value``; str/bytes capacities are ``max(init_size, length)``.
+
+    ``depth`` counts the containers around ``value`` (for the MAX_DEPTH check).
+    """
     if value is None:
         return ["none"]
     if isinstance(value, np.ndarray):
@@ -98,15 +106,22 @@ def schema_of(value: object, init_size: int = 0) -> Schema:  # noqa: PLR0912 - o
         return ["bytes", max(init_size, len(value))]
     if _is_pose(value):
         return ["pose"]
+    if isinstance(value, (tuple, list, set, frozenset, dict)) and depth >= MAX_DEPTH:
+        msg = (
+            f"cannot store containers nested more than {MAX_DEPTH} levels deep (does a container hold "
+            f"itself?); the innermost here is a {_type_name(value)}"
+        )
+        raise UnsupportedTypeError(msg)
+    depth += 1
     if isinstance(value, tuple):
-        return ["tuple", [schema_of(v, init_size) for v in value]]
+        return ["tuple", [schema_of(v, init_size, depth) for v in value]]
     if isinstance(value, list):
-        return ["list", [schema_of(v, init_size) for v in value]]
+        return ["list", [schema_of(v, init_size, depth) for v in value]]
     if isinstance(value, (set, frozenset)):
         kind = "frozenset" if isinstance(value, frozenset) else "set"
-        return [kind, [schema_of(v, init_size) for v in _set_order(value)]]
+        return [kind, [schema_of(v, init_size, depth) for v in _set_order(value)]]
     if isinstance(value, dict):
-        return ["dict", [[_key_to_json(k), schema_of(v, init_size)] for k, v in value.items()]]
+        return ["dict", [[_key_to_json(k), schema_of(v, init_size, depth)] for k, v in value.items()]]
     msg = f"cannot store a value of type {_type_name(value)} in shared memory; supported: {SUPPORTED}"
     raise UnsupportedTypeError(msg)
 
@@ -176,7 +191,7 @@ def _dtype_from_json(raw: Any) -> np.dtype[Any]:
     return np.dtype(fields(raw))
 
 
-def _key_to_json(key: object) -> Any:
+def _key_to_json(key: object, depth: int = 0) -> Any:
     if key is None:
         return ["none"]
     if isinstance(key, bool):
@@ -190,7 +205,10 @@ def _key_to_json(key: object) -> Any:
     if isinstance(key, bytes):
         return ["bytes", key.hex()]
     if isinstance(key, tuple):
-        return ["tuple", [_key_to_json(k) for k in key]]
+        if depth >= MAX_DEPTH:
+            msg = f"cannot store a dict key of tuples nested more than {MAX_DEPTH} levels deep"
+            raise UnsupportedTypeError(msg)
+        return ["tuple", [_key_to_json(k, depth + 1) for k in key]]
     msg = (
         f"cannot store a dict key of type {_type_name(key)}; "
         "keys may be str, int, float, bool, bytes, None or tuples of these"
@@ -198,7 +216,7 @@ def _key_to_json(key: object) -> Any:
     raise UnsupportedTypeError(msg)
 
 
-def _key_from_json(raw: Any) -> Any:
+def _key_from_json(raw: Any, depth: int = 0) -> Any:
     kind = raw[0]
     if kind == "none":
         return None
@@ -208,8 +226,8 @@ def _key_from_json(raw: Any) -> Any:
         return float.fromhex(raw[1])
     if kind == "bytes":
         return bytes.fromhex(raw[1])
-    if kind == "tuple":
-        return tuple(_key_from_json(k) for k in raw[1])
+    if kind == "tuple" and depth < MAX_DEPTH:
+        return tuple(_key_from_json(k, depth + 1) for k in raw[1])
     msg = f"unknown dict key kind {kind!r}"
     raise ValueError(msg)
 
@@ -620,14 +638,17 @@ _SCALARS: Final[dict[str, type[Node]]] = {
 
 def build(schema: Schema) -> Node:
     """The node tree for a schema, with payload offsets assigned. Raises ValueError if malformed."""
-    node = _build(schema)
+    node = _build(schema, 0)
     node.place(0)
     return node
 
 
-def _build(schema: Any) -> Node:
+def _build(schema: Any, depth: int) -> Node:
     if not isinstance(schema, list) or not schema or not isinstance(schema[0], str):
         msg = f"malformed schema element {schema!r}"
+        raise ValueError(msg)
+    if depth > MAX_DEPTH:  # schema_of never makes one: a schema this deep is corrupt
+        msg = f"schema nested more than {MAX_DEPTH} containers deep"
         raise ValueError(msg)
     kind = schema[0]
     if kind in _SCALARS and len(schema) == 1:
@@ -639,10 +660,10 @@ def _build(schema: Any) -> Node:
     if kind == "ndarray" and len(schema) == 3 and isinstance(schema[2], list):
         return ArrayNode(_dtype_from_json(schema[1]), tuple(schema[2]))
     if kind in ("tuple", "list", "set", "frozenset") and len(schema) == 2 and isinstance(schema[1], list):
-        return SequenceNode(kind, [_build(s) for s in schema[1]])
+        return SequenceNode(kind, [_build(s, depth + 1) for s in schema[1]])
     if kind == "dict" and len(schema) == 2 and isinstance(schema[1], list):
         pairs = schema[1]
-        return DictNode([_key_from_json(k) for k, _ in pairs], [_build(s) for _, s in pairs])
+        return DictNode([_key_from_json(k) for k, _ in pairs], [_build(s, depth + 1) for _, s in pairs])
     msg = f"malformed schema element {schema!r}"
     raise ValueError(msg)
 
@@ -656,5 +677,5 @@ def build_checked(schema: Schema, name: str) -> Node:
         raise LayoutError(msg) from exc
 
 
-__all__ = ["INT64_MAX", "INT64_MIN", "SUPPORTED", "ArrayNode", "Node", "Schema", "Writes", "build", "build_checked",
-           "describe", "dumps", "loads", "schema_of"]
+__all__ = ["INT64_MAX", "INT64_MIN", "MAX_DEPTH", "SUPPORTED", "ArrayNode", "Node", "Schema", "Writes", "build",
+           "build_checked", "describe", "dumps", "loads", "schema_of"]

@@ -182,6 +182,34 @@ def test_unsupported_values_are_refused_at_creation(shm_name: str, value: Any, m
         SharedObject.create(shm_name, value)
 
 
+def test_nesting_is_limited_with_a_clear_error_not_a_recursion_error(shm_name: str) -> None:
+    deepest: Any = 1
+    for _ in range(_codecs.MAX_DEPTH):
+        deepest = [deepest]
+    with SharedObject.create(shm_name, deepest) as obj, SharedObject.attach(shm_name) as reader:
+        assert reader.fetch() == deepest
+        obj.unlink()
+    with pytest.raises(UnsupportedTypeError, match="nested more than 100 levels deep"):
+        _codecs.schema_of([deepest])
+    holds_itself: list[Any] = []
+    holds_itself.append(holds_itself)  # used to end in RecursionError
+    with pytest.raises(UnsupportedTypeError, match="does a container hold itself"):
+        SharedObject.create(shm_name, {"a": holds_itself})
+    key: Any = ()
+    for _ in range(_codecs.MAX_DEPTH + 1):
+        key = (key,)
+    with pytest.raises(UnsupportedTypeError, match="dict key of tuples nested more than 100"):
+        _codecs.schema_of({key: 1})
+
+
+def test_a_schema_nested_deeper_than_any_value_can_be_is_corrupt() -> None:
+    schema: Any = ["int"]
+    for _ in range(_codecs.MAX_DEPTH + 1):
+        schema = ["list", [schema]]
+    with pytest.raises(LayoutError, match="corrupt schema"):
+        _codecs.build_checked(schema, "x")
+
+
 def test_unsupported_type_error_lists_what_is_supported() -> None:
     with pytest.raises(UnsupportedTypeError, match="supported: None, bool, int"):
         _codecs.schema_of(object())
