@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import pwd
@@ -374,6 +375,18 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """argparse type for --max-age: a number of seconds >= 0 (inf: only check the name exists)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds >= 0:  # also false for NaN, with which `age > max_age` would always pass
+        msg = f"expected a number of seconds >= 0, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shared-object", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -398,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(run=cmd_doctor)
     health = sub.add_parser("health", help="exit 0 if NAME exists and changed within --max-age seconds")
     health.add_argument("name")
-    health.add_argument("--max-age", type=float, default=5.0)
+    health.add_argument("--max-age", type=_seconds, default=5.0, help="seconds (default 5; inf: only check it exists)")
     health.set_defaults(run=cmd_health)
     return parser
 

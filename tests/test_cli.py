@@ -136,6 +136,18 @@ def test_health(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
         assert code == 0 and "healthy" in out
         code, out = run(capsys, "health", shm_name, "--max-age", "0")
         assert code == 1 and "last changed" in out
+        code, out = run(capsys, "health", shm_name, "--max-age", "inf")
+        assert code == 0 and "healthy" in out
+
+
+@pytest.mark.parametrize("max_age", ["nan", "-1", "soon"])
+def test_health_refuses_a_max_age_that_would_pass_or_fail_everything(
+    shm_name: str, capsys: pytest.CaptureFixture[str], max_age: str
+) -> None:
+    with SharedObject.create(shm_name, 1), pytest.raises(SystemExit) as exit_:
+        run(capsys, "health", shm_name, f"--max-age={max_age}")  # nan used to pass, whatever the age
+    assert exit_.value.code == 2
+    assert "expected a number of seconds >= 0" in capsys.readouterr().err
 
 
 def test_python_dash_m_runs_the_cli() -> None:
