@@ -26,6 +26,14 @@ class SegmentPermissionError(SharedObjectError, PermissionError):
     """The segment exists but this process may not open it (see the ``mode`` argument)."""
 
 
+class InvalidArgumentError(SharedObjectError, ValueError, TypeError):
+    """An argument has a value or type the call cannot use (a NaN timeout, a read-only ``out``, ...).
+
+    It inherits both ValueError and TypeError, as numpy's AxisError inherits two builtins: a
+    caller who guards a call with either keeps working, whichever of the two the problem is.
+    """
+
+
 class InvalidNameError(SharedObjectError, ValueError):
     """The segment name is empty, too long, or has characters that cannot name a file."""
 
@@ -83,6 +91,7 @@ __all__ = [
     "ClosedError",
     "IncompleteValueError",
     "IntegerOverflowError",
+    "InvalidArgumentError",
     "InvalidNameError",
     "LayoutError",
     "LockReentryError",

@@ -22,8 +22,10 @@ import fcntl
 import os
 import time
 from types import TracebackType
+from typing import Protocol
 
-from ._errors import LockTimeoutError
+from ._errors import InvalidArgumentError, LockTimeoutError
+from ._sync import timeout_seconds
 
 
 def hold_liveness(fd: int) -> bool:
@@ -67,6 +69,10 @@ def remove_if_unused(path: str) -> bool:
         os.close(fd)
 
 
+class HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
 class ReadersLock:
     """A shared (readers) ``flock`` on ``fd``: many holders at once, none while a writer holds LOCK_EX.
 
@@ -75,15 +81,20 @@ class ReadersLock:
 
     __slots__ = ("fd",)
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int | HasFileno) -> None:
+        """``fd``: an open file descriptor, or an object with ``fileno()`` (an open file)."""
+        if isinstance(fd, bool) or not ((isinstance(fd, int) and fd >= 0) or callable(getattr(fd, "fileno", None))):
+            msg = f"ReadersLock needs an open file descriptor (an int >= 0) or a file object, not {fd!r}"
+            raise InvalidArgumentError(msg)
         self.fd = fd
 
     def acquire(self, timeout: float | None = None) -> None:
         """Take the shared lock; with ``timeout`` (seconds), raise LockTimeoutError when it passes."""
-        if timeout is None:
+        seconds = timeout_seconds(timeout, "ReadersLock.acquire(timeout=...)")
+        if seconds is None:
             fcntl.flock(self.fd, fcntl.LOCK_SH)
             return
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds
         pause = 0.0001
         while True:
             try:

@@ -32,6 +32,7 @@ from . import _codecs, _layout, _segment
 from ._errors import (
     ClosedError,
     IncompleteValueError,
+    InvalidArgumentError,
     LayoutError,
     LockReentryError,
     LockTimeoutError,
@@ -41,7 +42,7 @@ from ._errors import (
     TypeMismatchError,
 )
 from ._layout import STATE_OFFSET, WRITING
-from ._sync import LOCK_FREE_READS, WriterMutex, check_mutex_type, futex_wait, futex_wake, lock_abi
+from ._sync import LOCK_FREE_READS, WriterMutex, check_mutex_type, futex_wait, futex_wake, lock_abi, timeout_seconds
 
 log = logging.getLogger("shared_object")
 
@@ -345,10 +346,12 @@ class SharedObject:
         """Attach to an existing object, waiting up to ``timeout`` seconds (None: forever) for it to appear.
 
         On timeout raises SegmentNotFoundError, whose message explains that processes in
-        different containers must share an IPC namespace or /dev/shm.
+        different containers must share an IPC namespace or /dev/shm. ``timeout=0`` (or less)
+        looks once; ``math.inf`` is the same as None.
         """
         _segment.validate_name(name)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        seconds = timeout_seconds(timeout, "attach(timeout=...)")
+        deadline = None if seconds is None else time.monotonic() + seconds
         pause = 0.001
         while True:
             try:
@@ -356,7 +359,7 @@ class SharedObject:
                 break
             except SegmentNotFoundError as exc:
                 if deadline is not None and time.monotonic() >= deadline:
-                    waited = f" after waiting {timeout} s" if timeout else ""
+                    waited = f" after waiting {seconds:g} s" if seconds else ""
                     msg = f"no shared object named {name!r} in {_segment.SHM_DIR}{waited}. {_segment.IPC_HINT}"
                     raise SegmentNotFoundError(msg) from exc
                 time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
@@ -370,14 +373,14 @@ class SharedObject:
         _segment.validate_name(name)
         if not isinstance(mode, int) or not 0 <= mode <= 0o777:
             msg = f"mode must be permission bits between 0 and 0o777, not {mode!r}"
-            raise ValueError(msg)
+            raise InvalidArgumentError(msg)
         if slots not in (1, 2) or isinstance(slots, bool):
             msg = f"slots must be 1 or 2, not {slots!r}"
-            raise ValueError(msg)
+            raise InvalidArgumentError(msg)
         single = slots == 1
         if single and self._dynamic:
             msg = "a SharedDynamicObject needs two slots: it fills the other slot while readers read the current one"
-            raise ValueError(msg)
+            raise InvalidArgumentError(msg)
         schema = _codecs.schema_of(data, self._init_size)
         node = _codecs.build(schema)
         writes: _codecs.Writes = []
@@ -591,6 +594,8 @@ class SharedObject:
 
     def _fetch_slow(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
         self._check_open()
+        if fn is not None or out is not None:
+            _check_fetch_arguments(fn, out)
         # A handle whose last copy took more than half the budget (a 10 MB array, or any frame on
         # a starved CPU) goes straight to the mutex: another lock-free copy that long would most
         # likely be lapped again. _fetch_locked re-measures, so a handle whose copies got fast
@@ -957,10 +962,12 @@ class SharedObject:
         Returns at once if the object changed since this handle last fetched (or read
         ``triggered``), so no change is ever missed between a fetch and the next wait. Sleeps in
         the kernel (a futex on the shared mapping): an idle waiter uses no CPU. Works across
-        processes and across containers that share the segment.
+        processes and across containers that share the segment. ``timeout=0`` (or less) only
+        checks; ``math.inf`` is the same as None.
         """
         self._check_open()
-        deadline = None if timeout is None else _monotonic_ns() + int(max(timeout, 0.0) * 1e9)
+        seconds = timeout_seconds(timeout, "wait(timeout=...)")
+        deadline = None if seconds is None else _monotonic_ns() + int(seconds * 1e9)
         words = self._words
         while True:
             state = words[STATE]
@@ -1353,6 +1360,19 @@ def _valid(s1: int, s2: int) -> bool:
     return s2 >> 2 == s1 >> 2 or (s2 >> 2 == (s1 >> 2) + 1 and not s2 & WRITING)
 
 
+def _check_fetch_arguments(fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> None:
+    """Refuse what fetch cannot honour, before reading anything (its kind is checked on reading)."""
+    if fn is not None and out is not None:
+        msg = "fetch takes fn or out=, not both (to copy fn's result into your array: np.copyto(out, obj.fetch(fn)))"
+        raise InvalidArgumentError(msg)
+    if fn is not None and not callable(fn):
+        msg = f"fetch(fn): fn must be callable (it gets the value), not {fn!r}"
+        raise InvalidArgumentError(msg)
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        msg = "fetch(out=...): out is read-only; pass a writable array"
+        raise InvalidArgumentError(msg)
+
+
 def _copy_into(out: np.ndarray[Any, Any], node: _codecs.Node, buf: memoryview, base: int) -> np.ndarray[Any, Any]:
     if not isinstance(node, _codecs.ArrayNode):
         msg = f"fetch(out=...) needs an ndarray object; this one holds {node.describe()}"
@@ -1367,7 +1387,7 @@ def _copy_into(out: np.ndarray[Any, Any], node: _codecs.Node, buf: memoryview, b
 def _check_init_size(init_size: int) -> int:
     if not isinstance(init_size, int) or isinstance(init_size, bool) or init_size < 0:
         msg = f"init_size must be a non-negative int (bytes), not {init_size!r}"
-        raise ValueError(msg)
+        raise InvalidArgumentError(msg)
     return init_size
 
 

@@ -13,6 +13,7 @@ LEAVES = {
     _errors.SegmentNotFoundError: FileNotFoundError,
     _errors.SegmentExistsError: FileExistsError,
     _errors.SegmentPermissionError: PermissionError,
+    _errors.InvalidArgumentError: (ValueError, TypeError),
     _errors.InvalidNameError: ValueError,
     _errors.LayoutError: ValueError,
     _errors.TypeMismatchError: TypeError,
@@ -34,9 +35,10 @@ def test_every_public_error_is_listed_here() -> None:
 
 
 @pytest.mark.parametrize(("error", "builtin"), LEAVES.items())
-def test_leaf_inherits_base_and_builtin(error: type[Exception], builtin: type[Exception]) -> None:
+def test_leaf_inherits_base_and_builtin(error: type[Exception], builtin: type[Exception] | tuple[type[Exception], ...]) -> None:
     assert issubclass(error, shared_object.SharedObjectError)
-    assert issubclass(error, builtin)
+    for each in builtin if isinstance(builtin, tuple) else (builtin,):
+        assert issubclass(error, each)
 
 
 @pytest.mark.parametrize("error", LEAVES)

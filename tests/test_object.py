@@ -14,6 +14,7 @@ import pytest
 
 from shared_object import (
     ClosedError,
+    InvalidArgumentError,
     LockTimeoutError,
     ReadersLock,
     SegmentExistsError,
@@ -113,6 +114,71 @@ def test_fetch_into_preallocated_array(shm_name: str, read_path: str) -> None:
         assert out.sum() == 84
         with pytest.raises(TypeMismatchError, match="out is ndarray"):
             obj.fetch(out=np.empty((4, 3), np.int32))
+
+
+def test_fetch_refuses_arguments_it_cannot_honour(shm_name: str, read_path: str) -> None:
+    with SharedObject.create(shm_name, np.full((3, 4), 7, np.int32)) as obj:
+        read_only = np.zeros((3, 4), np.int32)
+        read_only.flags.writeable = False
+        # Used to be reported as a corrupt segment (LayoutError), which it is not.
+        with pytest.raises(InvalidArgumentError, match="out is read-only"):
+            obj.fetch(out=read_only)
+        out = np.zeros((3, 4), np.int32)
+        # fn used to be ignored silently when out= was given too.
+        with pytest.raises(InvalidArgumentError, match="fn or out=, not both"):
+            obj.fetch(lambda x: x * 2, out=out)
+        with pytest.raises(InvalidArgumentError, match="fn must be callable"):
+            obj.fetch(3)  # type: ignore[arg-type]
+        assert not out.any() and not read_only.any()
+        assert obj.fetch().sum() == 84
+
+
+@pytest.mark.parametrize("call", ["wait", "attach", "readers lock"])
+def test_timeouts_are_numbers_nan_is_refused_and_infinity_means_forever(
+    shm_name: str, call: str, tmp_path: pytest.TempPathFactory
+) -> None:
+    import math
+    import os
+
+    with SharedObject.create(shm_name, 0) as obj:
+        reader = SharedObject.attach(shm_name)
+        lock_file = os.open(os.path.join(str(tmp_path), "lock"), os.O_CREAT | os.O_RDWR)
+        waits = {
+            "wait": reader.wait,
+            "attach": lambda timeout: SharedObject.attach(shm_name + "-late", timeout=timeout),
+            "readers lock": ReadersLock(lock_file).acquire,
+        }
+        wait = waits[call]
+        try:
+            # A NaN deadline never passes: attach(timeout=nan) used to wait forever.
+            for bad, message in ((math.nan, "not NaN"), ("1", "not '1'"), (True, "not True")):
+                with pytest.raises(InvalidArgumentError, match=f"timeout=...\\) must be a number of seconds or None, {message}"):
+                    wait(bad)
+            # math.inf used to raise OverflowError; it waits until the event comes.
+            if call == "wait":
+                threading.Timer(0.2, lambda: obj.assign(1)).start()
+                assert wait(math.inf) is True
+            elif call == "attach":
+                late = threading.Timer(0.2, lambda: SharedObject.create(shm_name + "-late", 1).close())
+                late.start()
+                try:
+                    with wait(math.inf) as attached:
+                        assert attached.fetch() == 1
+                finally:
+                    late.join()
+                    SharedObject.attach(shm_name + "-late").unlink()
+            else:
+                wait(math.inf)
+            # A negative timeout only looks, as in threading: `deadline - now` after the deadline.
+            if call == "attach":
+                with pytest.raises(SegmentNotFoundError, match=r"no shared object named '[^']*-late' in \S+\. "):
+                    wait(-1)
+            elif call == "wait":
+                reader.fetch()  # seen: nothing new to wait for
+                assert wait(-1) is False
+        finally:
+            reader.close()
+            os.close(lock_file)
 
 
 def test_create_and_attach_are_explicit(shm_name: str) -> None:
@@ -274,6 +340,38 @@ def test_readers_lock_is_a_shared_flock(tmp_path: pytest.TempPathFactory) -> Non
 def test_init_size_is_checked(shm_name: str) -> None:
     with pytest.raises(ValueError, match="init_size"):
         SharedObject.create(shm_name, "x", init_size=-1)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"init_size": -1}, "init_size must be a non-negative int"),
+        ({"mode": 0o1777}, "mode must be permission bits"),
+        ({"slots": 3}, "slots must be 1 or 2"),
+    ],
+)
+def test_bad_constructor_arguments_are_in_the_hierarchy(shm_name: str, arguments: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        SharedObject.create(shm_name, "x", **arguments)
+    with pytest.raises(SegmentNotFoundError):
+        SharedObject.attach(shm_name)  # nothing was created
+
+
+@pytest.mark.parametrize("fd", [-1, "3", None, True, 2.0])
+def test_readers_lock_needs_a_file_descriptor(fd: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="ReadersLock needs an open file descriptor"):
+        ReadersLock(fd)
+
+
+def test_readers_lock_takes_a_file_object(tmp_path: pytest.TempPathFactory) -> None:
+    import fcntl
+    import os
+
+    path = os.path.join(str(tmp_path), "lockfile")
+    with open(path, "w") as file, open(path) as other:
+        with ReadersLock(file), pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
 
 
 @pytest.mark.parametrize(
