@@ -596,6 +596,12 @@ class SharedObject:
         self._check_open()
         if fn is not None or out is not None:
             _check_fetch_arguments(fn, out)
+        try:
+            return self._fetch_open(fn, out)
+        except (ValueError, IndexError) as exc:  # closed by another thread meanwhile? (fn can take a while)
+            raise self._closed_during("fetch", exc)  # noqa: B904 - it sets the cause itself
+
+    def _fetch_open(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
         # A handle whose last copy took more than half the budget (a 10 MB array, or any frame on
         # a starved CPU) goes straight to the mutex: another lock-free copy that long would most
         # likely be lapped again. _fetch_locked re-measures, so a handle whose copies got fast
@@ -915,7 +921,7 @@ class SharedObject:
         """True if another handle assigned or triggered since this handle last fetched (no reset, no system call)."""
         try:
             return bool(self._words[2] >> 2 != self._seen)  # 2: STATE
-        except IndexError:
+        except (IndexError, ValueError):  # closed (ValueError: by another thread, mid-read)
             self._check_open()
             raise
 
@@ -924,7 +930,7 @@ class SharedObject:
         """True once for each change since this handle last looked: reading it resets it (no system call)."""
         try:
             change = self._words[2] >> 2  # 2: STATE
-        except IndexError:
+        except (IndexError, ValueError):  # closed (ValueError: by another thread, mid-read)
             self._check_open()
             raise
         if change != self._seen:
@@ -969,25 +975,31 @@ class SharedObject:
         seconds = timeout_seconds(timeout, "wait(timeout=...)")
         deadline = None if seconds is None else _monotonic_ns() + int(seconds * 1e9)
         words = self._words
-        while True:
-            state = words[STATE]
-            if state >> 2 != self._seen:
-                return True
-            now = _monotonic_ns()
-            if deadline is not None and now >= deadline:
-                return False
-            nap = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, (deadline - now) / 1e9)
-            announce = now + int(nap * 1e9) + WAIT_GRACE_NS
-            if words[WAITER] < announce:  # noqa: PLR1730 - store only when it moves: writers poll this line
-                words[WAITER] = announce
-            # The kernel re-checks the word after our announcement is stored: a writer either sees
-            # the announcement and wakes us, or changed the word first and we return at once.
-            futex_wait(self._futex_address, state & 0xFFFFFFFF, nap)
+        try:
+            while True:
+                state = words[STATE]
+                if state >> 2 != self._seen:
+                    return True
+                now = _monotonic_ns()
+                if deadline is not None and now >= deadline:
+                    return False
+                if self._buf is _CLOSED_BUF:  # closed by another thread, which woke us
+                    self._check_open()
+                nap = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, (deadline - now) / 1e9)
+                announce = now + int(nap * 1e9) + WAIT_GRACE_NS
+                if words[WAITER] < announce:  # noqa: PLR1730 - store only when it moves: writers poll this line
+                    words[WAITER] = announce
+                # The kernel re-checks the word after our announcement is stored: a writer either sees
+                # the announcement and wakes us, or changed the word first and we return at once.
+                futex_wait(self._futex_address, state & 0xFFFFFFFF, nap)
+        except ValueError:  # "released memoryview": closed by another thread meanwhile
+            self._check_open()
+            raise
 
     # ----------------------------------------------------------------------------------------
     # Writing
     # ----------------------------------------------------------------------------------------
-    def assign(self: Self, data: Any) -> Self:
+    def assign(self: Self, data: Any) -> Self:  # noqa: PLR0912 - the hottest path, inlined on purpose
         """Store ``data``, visible to every handle as a whole or not at all; returns self.
 
         Raises (leaving the stored value unchanged) TypeMismatchError for a value of another kind,
@@ -1034,6 +1046,8 @@ class SharedObject:
             change = (state >> 2) + 1
             words[3] = _time_ns()
             words[2] = change << 2 | target  # the publication: one 8-byte store
+        except ValueError as exc:  # "released memoryview": closed by another thread meanwhile?
+            raise self._closed_during("assign", exc)  # noqa: B904 - it sets the cause itself
         finally:
             if not rc:
                 mutex.unlock(mutex.ref)
@@ -1098,6 +1112,10 @@ class SharedObject:
     # ----------------------------------------------------------------------------------------
     def close(self) -> None:
         """Drop this handle's mapping; the shared object stays for every other handle."""
+        self._close(wake_waiters=True)
+
+    def _close(self, *, wake_waiters: bool) -> None:
+        """``wake_waiters``: wake a thread of ours asleep in wait() (it reads the mapping: see below)."""
         segment = getattr(self, "_segment", None)
         if segment is None or self._buf is _CLOSED_BUF:
             return
@@ -1111,10 +1129,19 @@ class SharedObject:
         self._spares.clear()  # private copies kept for reuse: free them with the handle
         self._fast = None
         self._fast_array = None
-        self._words.release()
+        words = self._words
         self._words = _CLOSED_WORDS
-        self._buf = _CLOSED_BUF
+        self._buf = _CLOSED_BUF  # from here on every call, in any thread, finds the handle closed
         self._mutex = _ClosedMutex()
+        if wake_waiters and words[WAITER] > _monotonic_ns():
+            # Another thread may be asleep in wait() on this handle: wake it now (it then raises
+            # ClosedError) rather than at the end of its nap. Waiters elsewhere wake, see no
+            # change, and sleep again. Never from __del__: a handle that a thread waits on is not
+            # garbage, and when the collector frees a cycle holding a handle and its mapping, it
+            # runs the weakref callback that unmaps before the handle's __del__ (reading the
+            # words then was a segmentation fault).
+            futex_wake(self._futex_address)
+        words.release()
         segment.close()
 
     def unlink(self) -> None:
@@ -1129,6 +1156,15 @@ class SharedObject:
     @property
     def closed(self) -> bool:
         return self._buf is _CLOSED_BUF
+
+    def _closed_during(self, what: str, exc: Exception) -> Exception:
+        """What to raise for ``exc``, which ended ``what``: ClosedError if another thread closed this
+        handle meanwhile (instead of "operation forbidden on released memoryview"), else ``exc``."""
+        if self._buf is not _CLOSED_BUF or isinstance(exc, ClosedError):
+            return exc
+        error = ClosedError(f"the handle on {self.name!r} was closed during {what}")
+        error.__cause__ = exc
+        return error
 
     def _check_open(self) -> None:
         if self._buf is _CLOSED_BUF:
@@ -1145,7 +1181,7 @@ class SharedObject:
 
     def __del__(self) -> None:
         try:
-            self.close()
+            self._close(wake_waiters=False)  # without touching the mapping (see _close)
         except Exception:  # noqa: BLE001, S110 - never raise from a finalizer
             pass
 
@@ -1225,6 +1261,8 @@ class ZeroCopyView:
             self._mutex = None
             _blocks_here().pop(obj._segment_key, None)
             self.torn = False
+        elif obj._buf is _CLOSED_BUF:
+            self.torn = True  # the handle was closed inside the block: nothing can vouch for the value
         else:
             self.torn = not _valid(self._state, obj._words[STATE])
         if not self.torn:

@@ -282,6 +282,66 @@ def test_close_with_views_still_alive_is_safe(shm_name: str) -> None:
     assert kept.sum() == 1000
 
 
+def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_name: str, read_path: str) -> None:
+    """A sensor thread assigning, a waiter, a slow fetch(fn) and a view, while the main thread closes.
+
+    Each used to fail with "operation forbidden on released memoryview" (a view's exit with
+    IndexError), and a waiter slept on for up to a second.
+    """
+    with SharedObject.create(shm_name, np.zeros(1_000_000)) as owner, SharedObject.create(shm_name + "-idle", 0) as idle:
+        outcomes: dict[str, str] = {}
+
+        def run(what: str, action: Any) -> None:
+            try:
+                outcomes[what] = f"returned {action()}"
+            except ClosedError as exc:
+                outcomes[what] = str(exc)
+            except Exception as exc:  # noqa: BLE001 - the test reports anything else as it is
+                outcomes[what] = f"{type(exc).__name__}: {exc}"
+
+        def assign_forever(handle: SharedObject) -> None:
+            ones = np.ones(1_000_000)
+            while True:
+                handle.assign(ones)
+
+        handles = {
+            "assign": SharedObject.attach(shm_name),
+            "wait": SharedObject.attach(shm_name + "-idle"),  # nobody writes it: only close() ends the wait
+            "fetch(fn)": SharedObject.attach(shm_name),
+        }
+        actions = {
+            "assign": lambda: assign_forever(handles["assign"]),
+            "wait": lambda: handles["wait"].wait(30),
+            "fetch(fn)": lambda: handles["fetch(fn)"].fetch(lambda x: time.sleep(0.5) or x.sum()),
+        }
+        threads = [threading.Thread(target=run, args=(what, action)) for what, action in actions.items()]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        for handle in handles.values():
+            handle.close()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert time.monotonic() - started < 5  # the waiter was woken, not left to sleep 30 s
+        closed = f"the handle on '{shm_name}"
+        assert outcomes["assign"] == f"{closed}' was closed during assign"
+        assert outcomes["wait"] == f"{closed}-idle' is closed"
+        # A read that had all it needed before the close may finish (under the lock it does).
+        assert outcomes["fetch(fn)"] in (f"{closed}' was closed during fetch", "returned 0.0", "returned 1000000.0")
+
+        viewer = SharedObject.attach(shm_name)
+        with viewer.view() as view:
+            viewer.close()
+            assert view.value.shape == (1_000_000,)  # still mapped: reading cannot crash
+        # Lock-free, nothing vouches for a value whose handle closed mid-block; a locked block
+        # kept writers out until its end, closed handle or not.
+        assert view.torn is (read_path == "lock-free reads")
+
+        assert owner.assign(np.full(1_000_000, 2.0)).fetch().sum() == 2_000_000  # the object is fine
+        idle.unlink()
+
+
 def test_wait_returns_at_once_when_already_changed(shm_name: str) -> None:
     with SharedObject.create(shm_name, 1) as writer, SharedObject.attach(shm_name) as reader:
         assert reader.wait(0) is False
