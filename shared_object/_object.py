@@ -184,8 +184,11 @@ class _ClosedMutex:
     owner_died_count = 0
     ref = None
 
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+
     def _closed(self, *args: object) -> Any:
-        msg = "this shared object handle is closed"
+        msg = f"the handle on {self.name!r} is closed"
         raise ClosedError(msg)
 
     acquire = acquire_contended = lock_within = try_acquire = release = trylock = _closed
@@ -868,7 +871,7 @@ class SharedObject:
                     words[word] = 0
                 return rc
 
-    def _let_requester_go(self, word: int, max_ns: int) -> None:
+    def _let_requester_go(self, words: memoryview, word: int, max_ns: int) -> None:
         """Wait while ``words[word]`` holds a fresh request of the other side, at most ``max_ns``.
 
         The other half of _wait_for_turn: a writer lets a starving reader read (REQUEST), a reader
@@ -876,7 +879,6 @@ class SharedObject:
         clears its stamp (it has its turn), when the stamp goes stale (it gave up, or died), or
         when ``max_ns`` have passed.
         """
-        words = self._words
         spins = 0
         end = 0
         while True:
@@ -894,7 +896,7 @@ class SharedObject:
         """Take the writer mutex (after any writer that asked to go first), asking busy writers to pause."""
         mutex = self._mutex
         if self._words[WRITER_REQUEST]:
-            self._let_requester_go(WRITER_REQUEST, READER_YIELD_MAX_NS)
+            self._let_requester_go(self._words, WRITER_REQUEST, READER_YIELD_MAX_NS)
         if mutex.try_acquire():
             return
         self._check_busy("reading it again")
@@ -992,7 +994,7 @@ class SharedObject:
                 # The kernel re-checks the word after our announcement is stored: a writer either sees
                 # the announcement and wakes us, or changed the word first and we return at once.
                 futex_wait(self._futex_address, state & 0xFFFFFFFF, nap)
-        except ValueError:  # "released memoryview": closed by another thread meanwhile
+        except IndexError:  # closed by another thread between _check_open and loading the words
             self._check_open()
             raise
 
@@ -1055,7 +1057,7 @@ class SharedObject:
                 self._release_abandoned()
         self._seen = change
         if words[4] or words[5]:
-            self._after_publish()
+            self._after_publish(words)
         return self
 
     def _prepare(self, data: Any) -> _codecs.Writes:
@@ -1080,22 +1082,25 @@ class SharedObject:
             change = (state >> 2) + 1
             words[MTIME] = _time_ns()
             words[STATE] = change << 2 | (state & 1)
+        except (ValueError, IndexError) as exc:  # closed by another thread meanwhile?
+            raise self._closed_during("trigger", exc)  # noqa: B904 - it sets the cause itself
         finally:
             if held:
                 mutex.unlock(mutex.ref)  # the C call itself: see "Who in this thread holds" above
             else:
                 self._release_abandoned()
         self._seen = change
-        self._after_publish()
+        self._after_publish(words)
         return self
 
-    def _after_publish(self) -> None:
+    def _after_publish(self, words: memoryview) -> None:
         """Wake waiters and make room for starving readers, if there are any.
 
         Runs after the mutex release, which is a full memory barrier: the state store above is
         visible before we load the waiter announcement (so a waiter cannot be missed).
+        ``words`` are the ones the publication used: this handle may have been closed since, by
+        another thread, and the other processes' waiters must still be woken.
         """
-        words = self._words
         waiter, request = words[WAITER], words[REQUEST]
         if not (waiter or request):
             return
@@ -1105,7 +1110,7 @@ class SharedObject:
         if request:
             # A reader failed to get a clean copy several times: pause until it has read (it
             # clears its request) or the pause runs out, before our next write can lap it again.
-            self._let_requester_go(REQUEST, WRITER_YIELD_MAX_NS)
+            self._let_requester_go(words, REQUEST, WRITER_YIELD_MAX_NS)
 
     # ----------------------------------------------------------------------------------------
     # Lifetime
@@ -1132,7 +1137,7 @@ class SharedObject:
         words = self._words
         self._words = _CLOSED_WORDS
         self._buf = _CLOSED_BUF  # from here on every call, in any thread, finds the handle closed
-        self._mutex = _ClosedMutex()
+        self._mutex = _ClosedMutex(self.name)
         if wake_waiters and words[WAITER] > _monotonic_ns():
             # Another thread may be asleep in wait() on this handle: wake it now (it then raises
             # ClosedError) rather than at the end of its nap. Waiters elsewhere wake, see no
@@ -1141,7 +1146,9 @@ class SharedObject:
             # runs the weakref callback that unmaps before the handle's __del__ (reading the
             # words then was a segmentation fault).
             futex_wake(self._futex_address)
-        words.release()
+        # The words are dropped, not released: a call that another thread started before this
+        # close holds them (and so the mapping) and finishes, publication and wake-ups included.
+        # Every call after it finds the handle closed.
         segment.close()
 
     def unlink(self) -> None:
@@ -1286,18 +1293,21 @@ class SharedDynamicObject(SharedObject):
     def assign(self: DynamicSelf, data: Any) -> DynamicSelf:
         self._check_open()
         offered = _codecs.schema_of(data, self._init_size)  # refuses unsupported types before any lock
+        words = self._words  # any mapping's header words will do, for waking waiters after
         mutex = self._mutex
         held = False  # until we know that _lock_as_writer took the mutex (see "Who in this thread holds" above)
         try:
             self._lock_as_writer()
             held = True
             self._assign_locked(data, offered)
+        except (ValueError, IndexError, OSError) as exc:  # closed by another thread meanwhile?
+            raise self._closed_during("assign", exc)  # noqa: B904 - it sets the cause itself
         finally:
             if held:
                 mutex.unlock(mutex.ref)  # the C call itself: see "Who in this thread holds" above
             else:
                 self._release_abandoned()
-        self._after_publish()
+        self._after_publish(words)
         return self
 
     def _assign_locked(self, data: Any, offered: _codecs.Schema) -> None:

@@ -286,7 +286,8 @@ def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_nam
     """A sensor thread assigning, a waiter, a slow fetch(fn) and a view, while the main thread closes.
 
     Each used to fail with "operation forbidden on released memoryview" (a view's exit with
-    IndexError), and a waiter slept on for up to a second.
+    IndexError), and a waiter slept on for up to a second. Now a call already running finishes,
+    and the next one raises ClosedError.
     """
     with SharedObject.create(shm_name, np.zeros(1_000_000)) as owner, SharedObject.create(shm_name + "-idle", 0) as idle:
         outcomes: dict[str, str] = {}
@@ -325,10 +326,10 @@ def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_nam
             thread.join(timeout=10)
         assert time.monotonic() - started < 5  # the waiter was woken, not left to sleep 30 s
         closed = f"the handle on '{shm_name}"
-        assert outcomes["assign"] == f"{closed}' was closed during assign"
+        assert outcomes["assign"] == f"{closed}' is closed"
         assert outcomes["wait"] == f"{closed}-idle' is closed"
-        # A read that had all it needed before the close may finish (under the lock it does).
-        assert outcomes["fetch(fn)"] in (f"{closed}' was closed during fetch", "returned 0.0", "returned 1000000.0")
+        # It had started, so it finishes, unless the writer lapped it and it must read again.
+        assert outcomes["fetch(fn)"] in ("returned 0.0", "returned 1000000.0", f"{closed}' was closed during fetch")
 
         viewer = SharedObject.attach(shm_name)
         with viewer.view() as view:
@@ -340,6 +341,46 @@ def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_nam
 
         assert owner.assign(np.full(1_000_000, 2.0)).fetch().sum() == 2_000_000  # the object is fine
         idle.unlink()
+
+
+CALLS_IN_A_LOOP = {
+    "assign": lambda h: h.assign(np.ones(100_000)),
+    "assign a new size": lambda h: h.assign(np.ones(int(np.random.default_rng().integers(1, 300_000)))),
+    "fetch": lambda h: h.fetch(),
+    "trigger": lambda h: h.trigger(),
+    "wait(0)": lambda h: h.wait(0),
+    "modified": lambda h: h.modified,
+}
+
+
+@pytest.mark.parametrize(
+    ("cls", "call"),
+    [(cls, call) for cls in (SharedObject, SharedDynamicObject) for call in CALLS_IN_A_LOOP
+     if cls is SharedDynamicObject or call != "assign a new size"],
+)
+def test_every_call_in_a_loop_ends_with_closed_error_when_another_thread_closes(
+    shm_name: str, cls: type[SharedObject], call: str
+) -> None:
+    with cls.create(shm_name, np.zeros(100_000)) as owner:
+        for trial in range(10):
+            handle = cls.attach(shm_name)
+            ended: list[BaseException] = []
+
+            def loop(handle: SharedObject = handle, ended: list[BaseException] = ended) -> None:
+                try:
+                    while True:
+                        CALLS_IN_A_LOOP[call](handle)
+                except BaseException as exc:  # noqa: BLE001 - the test checks what it was
+                    ended.append(exc)
+
+            thread = threading.Thread(target=loop)
+            thread.start()
+            time.sleep(0.001 + trial * 0.002)
+            handle.close()
+            thread.join(timeout=10)
+            assert len(ended) == 1 and isinstance(ended[0], ClosedError), ended
+            assert str(ended[0]).startswith(f"the handle on '{shm_name}'")
+        assert owner.fetch().shape[0] >= 1  # and the object still reads
 
 
 def test_wait_returns_at_once_when_already_changed(shm_name: str) -> None:
