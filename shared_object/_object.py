@@ -923,7 +923,7 @@ class SharedObject:
         """True if another handle assigned or triggered since this handle last fetched (no reset, no system call)."""
         try:
             return bool(self._words[2] >> 2 != self._seen)  # 2: STATE
-        except (IndexError, ValueError):  # closed (ValueError: by another thread, mid-read)
+        except IndexError:  # closed
             self._check_open()
             raise
 
@@ -932,7 +932,7 @@ class SharedObject:
         """True once for each change since this handle last looked: reading it resets it (no system call)."""
         try:
             change = self._words[2] >> 2  # 2: STATE
-        except (IndexError, ValueError):  # closed (ValueError: by another thread, mid-read)
+        except IndexError:  # closed
             self._check_open()
             raise
         if change != self._seen:
@@ -1001,7 +1001,7 @@ class SharedObject:
     # ----------------------------------------------------------------------------------------
     # Writing
     # ----------------------------------------------------------------------------------------
-    def assign(self: Self, data: Any) -> Self:  # noqa: PLR0912 - the hottest path, inlined on purpose
+    def assign(self: Self, data: Any) -> Self:
         """Store ``data``, visible to every handle as a whole or not at all; returns self.
 
         Raises (leaving the stored value unchanged) TypeMismatchError for a value of another kind,
@@ -1024,6 +1024,7 @@ class SharedObject:
         else:
             array = None
             writes = self._prepare(data)
+            slots = self._slots  # this list: close() in another thread replaces it, and we finish
         buf = self._buf
         words = self._words
         mutex = self._mutex
@@ -1042,14 +1043,12 @@ class SharedObject:
             elif writes is None:
                 fast[1](buf, fast[2 + target], data)  # type: ignore[index]  # writes is None => fast is set
             else:
-                base = self._slots[target].base  # type: ignore[union-attr]
+                base = slots[target].base  # type: ignore[union-attr]
                 for leaf, value in writes:
                     leaf.write(buf, base, value)
             change = (state >> 2) + 1
             words[3] = _time_ns()
             words[2] = change << 2 | target  # the publication: one 8-byte store
-        except ValueError as exc:  # "released memoryview": closed by another thread meanwhile?
-            raise self._closed_during("assign", exc)  # noqa: B904 - it sets the cause itself
         finally:
             if not rc:
                 mutex.unlock(mutex.ref)

@@ -345,6 +345,7 @@ def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_nam
 
 CALLS_IN_A_LOOP = {
     "assign": lambda h: h.assign(np.ones(100_000)),
+    "assign a compound": lambda h: h.assign({"frame": np.ones(100_000), "seq": 1}),
     "assign a new size": lambda h: h.assign(np.ones(int(np.random.default_rng().integers(1, 300_000)))),
     "fetch": lambda h: h.fetch(),
     "trigger": lambda h: h.trigger(),
@@ -361,7 +362,8 @@ CALLS_IN_A_LOOP = {
 def test_every_call_in_a_loop_ends_with_closed_error_when_another_thread_closes(
     shm_name: str, cls: type[SharedObject], call: str
 ) -> None:
-    with cls.create(shm_name, np.zeros(100_000)) as owner:
+    compound = call == "assign a compound"
+    with cls.create(shm_name, {"frame": np.zeros(100_000), "seq": 0} if compound else np.zeros(100_000)) as owner:
         for trial in range(10):
             handle = cls.attach(shm_name)
             ended: list[BaseException] = []
@@ -380,7 +382,7 @@ def test_every_call_in_a_loop_ends_with_closed_error_when_another_thread_closes(
             thread.join(timeout=10)
             assert len(ended) == 1 and isinstance(ended[0], ClosedError), ended
             assert str(ended[0]).startswith(f"the handle on '{shm_name}'")
-        assert owner.fetch().shape[0] >= 1  # and the object still reads
+        assert owner.fetch()["seq"] == 1 if compound else owner.fetch().shape[0] >= 1  # and the object still reads
 
 
 def test_wait_returns_at_once_when_already_changed(shm_name: str) -> None:
