@@ -485,7 +485,7 @@ class SharedObject:
 
     def _forget_views(self) -> None:
         """Drop every cached view into the mapping (they keep it exported, so it could not be closed)."""
-        for node in self._nodes.values():
+        for node in tuple(self._nodes.values()):  # a copy: a dynamic assign in another thread may add one
             node.clear_cache()
         for slot in self._slots:
             if slot is not None:
@@ -534,7 +534,7 @@ class SharedObject:
     # ----------------------------------------------------------------------------------------
     # Reading
     # ----------------------------------------------------------------------------------------
-    def fetch(self, fn: FetchFn | None = None, *, out: np.ndarray[Any, Any] | None = None) -> Any:
+    def fetch(self, fn: FetchFn | None = None, *, out: np.ndarray[Any, Any] | None = None) -> Any:  # noqa: PLR0912 - hot paths inlined
         """A private copy of the value (never torn; never a view into shared memory).
 
         :param fn: applied to the value with its arrays as *read-only views* into shared memory,
@@ -566,6 +566,8 @@ class SharedObject:
                 del value
             except _DECODE_ERRORS:  # closed (ClosedError below), torn or corrupt: the slow path decides
                 self._check_open()
+            except Exception as exc:  # noqa: BLE001 - closed by another thread during the read?
+                raise self._closed_during("fetch", exc)  # noqa: B904 - sets the cause; re-raises exc if open
         elif fn is None and out is None and self._single_slot and (words := self._words) is not _CLOSED_WORDS \
                 and not words[7]:  # 7: WRITER_REQUEST, a writer waiting for its turn: it goes first (the slow path)
             # One slot (never dynamic: both slots loaded): read under the mutex when it is free;
@@ -588,6 +590,8 @@ class SharedObject:
                     rc = -1
                     mutex.acquire_contended(errno.EOWNERDEAD)
                     rc = 0
+            except Exception as exc:  # noqa: BLE001 - closed by another thread during the read?
+                raise self._closed_during("fetch", exc)  # noqa: B904 - sets the cause; re-raises exc if open
             finally:
                 if not rc:
                     mutex.unlock(mutex.ref)
@@ -601,8 +605,8 @@ class SharedObject:
             _check_fetch_arguments(fn, out)
         try:
             return self._fetch_open(fn, out)
-        except (ValueError, IndexError) as exc:  # closed by another thread meanwhile? (fn can take a while)
-            raise self._closed_during("fetch", exc)  # noqa: B904 - it sets the cause itself
+        except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile? (fn can take a while)
+            raise self._closed_during("fetch", exc)  # noqa: B904 - sets the cause; re-raises exc if open
 
     def _fetch_open(self, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
         # A handle whose last copy took more than half the budget (a 10 MB array, or any frame on
@@ -687,6 +691,8 @@ class SharedObject:
         """Our own errors pass as they are; anything else from decoding stable data means corruption."""
         if isinstance(exc, SharedObjectError):
             return exc
+        if self._buf is _CLOSED_BUF:  # not corrupt: closed by another thread during the read
+            return self._closed_during("fetch", exc)
         return LayoutError(f"segment {self.name!r} holds a corrupt value ({type(exc).__name__}: {exc})")
 
     def _slot_for_read(self, index: int) -> _Slot:
@@ -994,14 +1000,13 @@ class SharedObject:
                 # The kernel re-checks the word after our announcement is stored: a writer either sees
                 # the announcement and wakes us, or changed the word first and we return at once.
                 futex_wait(self._futex_address, state & 0xFFFFFFFF, nap)
-        except IndexError:  # closed by another thread between _check_open and loading the words
-            self._check_open()
-            raise
+        except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
+            raise self._closed_during("wait", exc)  # noqa: B904 - sets the cause; re-raises exc if open
 
     # ----------------------------------------------------------------------------------------
     # Writing
     # ----------------------------------------------------------------------------------------
-    def assign(self: Self, data: Any) -> Self:
+    def assign(self: Self, data: Any) -> Self:  # noqa: PLR0912 - the hottest path, inlined
         """Store ``data``, visible to every handle as a whole or not at all; returns self.
 
         Raises (leaving the stored value unchanged) TypeMismatchError for a value of another kind,
@@ -1049,6 +1054,8 @@ class SharedObject:
             change = (state >> 2) + 1
             words[3] = _time_ns()
             words[2] = change << 2 | target  # the publication: one 8-byte store
+        except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
+            raise self._closed_during("assign", exc)  # noqa: B904 - sets the cause; re-raises exc if open
         finally:
             if not rc:
                 mutex.unlock(mutex.ref)
@@ -1081,8 +1088,8 @@ class SharedObject:
             change = (state >> 2) + 1
             words[MTIME] = _time_ns()
             words[STATE] = change << 2 | (state & 1)
-        except (ValueError, IndexError) as exc:  # closed by another thread meanwhile?
-            raise self._closed_during("trigger", exc)  # noqa: B904 - it sets the cause itself
+        except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
+            raise self._closed_during("trigger", exc)  # noqa: B904 - sets the cause; re-raises exc if open
         finally:
             if held:
                 mutex.unlock(mutex.ref)  # the C call itself: see "Who in this thread holds" above
@@ -1123,6 +1130,9 @@ class SharedObject:
         segment = getattr(self, "_segment", None)
         if segment is None or self._buf is _CLOSED_BUF:
             return
+        # First of all: from here on every call, in any thread, finds the handle closed, so a
+        # call running meanwhile that meets one of the stand-ins below knows why (_closed_during).
+        self._buf = _CLOSED_BUF
         mutex = self._mutex
         if isinstance(mutex, WriterMutex):
             # An abandoned lock must not outlive its mapping: glibc writes into the memory of the
@@ -1135,7 +1145,6 @@ class SharedObject:
         self._fast_array = None
         words = self._words
         self._words = _CLOSED_WORDS
-        self._buf = _CLOSED_BUF  # from here on every call, in any thread, finds the handle closed
         self._mutex = _ClosedMutex(self.name)
         if wake_waiters and words[WAITER] > _monotonic_ns():
             # Another thread may be asleep in wait() on this handle: wake it now (it then raises
@@ -1165,7 +1174,13 @@ class SharedObject:
 
     def _closed_during(self, what: str, exc: Exception) -> Exception:
         """What to raise for ``exc``, which ended ``what``: ClosedError if another thread closed this
-        handle meanwhile (instead of "operation forbidden on released memoryview"), else ``exc``."""
+        handle meanwhile, else ``exc`` itself.
+
+        A call reads several of the handle's fields, and close() in another thread replaces them
+        with closed stand-ins one by one, so a call caught in between fails on whichever it meets
+        first (an empty buffer, a None slot): any such error means "closed". close() marks the
+        handle closed before replacing anything, so the test below sees it.
+        """
         if self._buf is not _CLOSED_BUF or isinstance(exc, ClosedError):
             return exc
         error = ClosedError(f"the handle on {self.name!r} was closed during {what}")
@@ -1242,7 +1257,7 @@ class ZeroCopyView:
                 _enter_block(obj._segment_key, sys._getframe(1))  # the with block: user code holding the lock
             slot = obj._slot_for_read(self._state & 1)
             self.value = slot.node.view(obj._buf, slot.base)
-        except BaseException:
+        except BaseException as exc:
             mutex = self._mutex
             if self._locked and mutex is not None:
                 mutex.unlock(mutex.ref)
@@ -1250,6 +1265,8 @@ class ZeroCopyView:
                 _blocks_here().pop(obj._segment_key, None)
             elif not obj._lock_free:
                 obj._release_abandoned()
+            if isinstance(exc, Exception):  # closed by another thread meanwhile?
+                raise obj._closed_during("view", exc)  # noqa: B904 - it sets the cause itself
             raise
         return self
 
@@ -1299,8 +1316,8 @@ class SharedDynamicObject(SharedObject):
             self._lock_as_writer()
             held = True
             self._assign_locked(data, offered)
-        except (ValueError, IndexError, OSError) as exc:  # closed by another thread meanwhile?
-            raise self._closed_during("assign", exc)  # noqa: B904 - it sets the cause itself
+        except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
+            raise self._closed_during("assign", exc)  # noqa: B904 - sets the cause; re-raises exc if open
         finally:
             if held:
                 mutex.unlock(mutex.ref)  # the C call itself: see "Who in this thread holds" above
