@@ -444,6 +444,7 @@ class SharedObject:
             raise LayoutError(msg)
 
     def _bind(self, segment: _segment.Segment, *, single_slot: bool) -> None:
+        self._closing = threading.Lock()  # close() against _remapped(): see there
         self._segment = segment
         self.name = segment.name
         st = os.fstat(segment.fd)
@@ -493,11 +494,19 @@ class SharedObject:
         self._slots = [None, None]
 
     def _remapped(self) -> None:
-        """Follow the segment's (new) mapping: drop views into older ones."""
-        self._forget_views()
-        self._buf = self._segment.buf
-        address = self._segment.address
-        self._map_ranges.append((address, address + len(self._buf)))
+        """Follow the segment's (new) mapping: drop views into older ones.
+
+        Under the closing lock: a dynamic assign that grew the file while another thread closed
+        the handle must not install the new mapping afterwards (the handle would look open again,
+        on a file it no longer holds).
+        """
+        with self._closing:
+            if getattr(self, "_buf", None) is _CLOSED_BUF:  # (not set yet when _bind calls us)
+                self._check_open()  # closed meanwhile: raises
+            self._forget_views()
+            self._buf = self._segment.buf
+            address = self._segment.address
+            self._map_ranges.append((address, address + len(self._buf)))
 
     def _load_slot(self, index: int) -> _Slot:
         """Read slot ``index``'s table entry and header; may see torn data unless the caller validates."""
@@ -1128,36 +1137,39 @@ class SharedObject:
     def _close(self, *, wake_waiters: bool) -> None:
         """``wake_waiters``: wake a thread of ours asleep in wait() (it reads the mapping: see below)."""
         segment = getattr(self, "_segment", None)
-        if segment is None or self._buf is _CLOSED_BUF:
+        if segment is None:
             return
-        # First of all: from here on every call, in any thread, finds the handle closed, so a
-        # call running meanwhile that meets one of the stand-ins below knows why (_closed_during).
-        self._buf = _CLOSED_BUF
-        mutex = self._mutex
-        if isinstance(mutex, WriterMutex):
-            # An abandoned lock must not outlive its mapping: glibc writes into the memory of the
-            # robust mutexes a thread holds whenever that thread takes another one.
-            self._release_abandoned()
-            mutex.forget()
-        self._forget_views()
-        self._spares.clear()  # private copies kept for reuse: free them with the handle
-        self._fast = None
-        self._fast_array = None
-        words = self._words
-        self._words = _CLOSED_WORDS
-        self._mutex = _ClosedMutex(self.name)
-        if wake_waiters and words[WAITER] > _monotonic_ns():
-            # Another thread may be asleep in wait() on this handle: wake it now (it then raises
-            # ClosedError) rather than at the end of its nap. Waiters elsewhere wake, see no
-            # change, and sleep again. Never from __del__: a handle that a thread waits on is not
-            # garbage, and when the collector frees a cycle holding a handle and its mapping, it
-            # runs the weakref callback that unmaps before the handle's __del__ (reading the
-            # words then was a segmentation fault).
-            futex_wake(self._futex_address)
-        # The words are dropped, not released: a call that another thread started before this
-        # close holds them (and so the mapping) and finishes, publication and wake-ups included.
-        # Every call after it finds the handle closed.
-        segment.close()
+        with self._closing:  # one close at a time, and never during a _remapped()
+            if self._buf is _CLOSED_BUF:
+                return
+            # First of all: from here on every call, in any thread, finds the handle closed, so a
+            # call running meanwhile that meets one of the stand-ins below knows why (_closed_during).
+            self._buf = _CLOSED_BUF
+            mutex = self._mutex
+            if isinstance(mutex, WriterMutex):
+                # An abandoned lock must not outlive its mapping: glibc writes into the memory of the
+                # robust mutexes a thread holds whenever that thread takes another one.
+                self._release_abandoned()
+                mutex.forget()
+            self._forget_views()
+            self._spares.clear()  # private copies kept for reuse: free them with the handle
+            self._fast = None
+            self._fast_array = None
+            words = self._words
+            self._words = _CLOSED_WORDS
+            self._mutex = _ClosedMutex(self.name)
+            if wake_waiters and words[WAITER] > _monotonic_ns():
+                # Another thread may be asleep in wait() on this handle: wake it now (it then raises
+                # ClosedError) rather than at the end of its nap. Waiters elsewhere wake, see no
+                # change, and sleep again. Never from __del__: a handle that a thread waits on is not
+                # garbage, and when the collector frees a cycle holding a handle and its mapping, it
+                # runs the weakref callback that unmaps before the handle's __del__ (reading the
+                # words then was a segmentation fault).
+                futex_wake(self._futex_address)
+            # The words are dropped, not released: a call that another thread started before this
+            # close holds them (and so the mapping) and finishes, publication and wake-ups included.
+            # Every call after it finds the handle closed.
+            segment.close()
 
     def unlink(self) -> None:
         """Remove the object's name from /dev/shm; existing handles keep working until they close.
@@ -1231,11 +1243,13 @@ class SharedObject:
 class ZeroCopyView:
     """What ``SharedObject.view()`` returns: ``value`` inside the block, ``torn`` after it."""
 
-    __slots__ = ("_locked", "_mutex", "_obj", "_state", "torn", "value")
+    __slots__ = ("_locked", "_mutex", "_obj", "_state", "_words", "torn", "value")
 
     def __init__(self, obj: SharedObject) -> None:
         self._obj = obj
         self._state = 0
+        #: The words the block started from: the handle may be closed inside the block.
+        self._words: memoryview | None = None
         self._locked = False
         #: The mutex a locked block took (and keeps mapped), released through it even if the
         #: handle is closed inside the block.
@@ -1249,7 +1263,8 @@ class ZeroCopyView:
         obj = self._obj
         try:
             if obj._lock_free:
-                self._state = obj._words[STATE]
+                self._words = obj._words
+                self._state = self._words[STATE]
             else:
                 self._mutex = obj._mutex  # closed since view(): _lock_for_read raises ClosedError
                 self._state = obj._lock_for_read()
@@ -1284,10 +1299,12 @@ class ZeroCopyView:
             self._mutex = None
             _blocks_here().pop(obj._segment_key, None)
             self.torn = False
-        elif obj._buf is _CLOSED_BUF:
-            self.torn = True  # the handle was closed inside the block: nothing can vouch for the value
         else:
-            self.torn = not _valid(self._state, obj._words[STATE])
+            # The words from __enter__: they keep the mapping, so this holds even if the handle
+            # was closed inside the block.
+            words = self._words
+            self.torn = words is None or not _valid(self._state, words[STATE])
+        self._words = None
         if not self.torn:
             obj._seen = self._state >> 2
         self.value = None  # drop the views: they must not outlive the block
