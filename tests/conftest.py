@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import multiprocessing
 import multiprocessing.context
 import os
@@ -36,13 +37,15 @@ def torture(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture
 def shm_name() -> Iterator[str]:
-    """A fresh segment name, unlinked after the test whatever the test did."""
+    """A fresh segment name, unlinked after the test whatever the test did (with the names a
+    test derives from it, like ``name + "-idle"``: the random part keeps them its own)."""
     name = unique_name()
     yield name
-    try:
-        os.unlink(os.path.join(_segment.SHM_DIR, name))
-    except FileNotFoundError:
-        pass
+    for path in glob.glob(os.path.join(glob.escape(_segment.SHM_DIR), glob.escape(name) + "*")):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 @pytest.fixture(params=["lock-free reads", "locked reads"])
