@@ -158,3 +158,18 @@ def test_python_dash_m_runs_the_cli() -> None:
     assert result.returncode == 0
     for command in ("ls", "inspect", "rm", "gc", "doctor", "health"):
         assert command in result.stdout
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    """`shared-object ls | head -1`: the reader leaves early; that used to print a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "shared_object", "ls"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert cli.stdout is not None and cli.stderr is not None
+    cli.stdout.close()  # before the CLI has even imported: its first write meets a closed pipe
+    stderr = cli.stderr.read().decode()
+    assert cli.wait(timeout=60) == 1
+    assert stderr == ""
