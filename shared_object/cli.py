@@ -114,9 +114,17 @@ def describe_segment(name: str, *, detail: bool = False) -> dict[str, Any]:
 
 def _preview(value: Any) -> str:
     if isinstance(value, np.ndarray):
-        low, high = (value.min(), value.max()) if value.size else ("-", "-")
-        return f"{_codecs.describe(value)} min={low} max={high}"
-    text = repr(value)
+        kind = _codecs.describe(value)
+        if not value.size:
+            return f"{kind} (empty)"
+        try:
+            return f"{kind} min={value.min()} max={value.max()}"
+        except TypeError:  # no ordering: structured records, byte and unicode strings
+            return _shorten(f"{kind} first={value.flat[:3].tolist()!r}")
+    return _shorten(repr(value))
+
+
+def _shorten(text: str) -> str:
     return text if len(text) < 200 else text[:197] + "..."
 
 

@@ -41,6 +41,25 @@ def test_inspect_decodes_header_and_value(shm_name: str, capsys: pytest.CaptureF
     assert info["value"] == "{'cmd': 'stop', 'gain': 1.0}"
 
 
+@pytest.mark.parametrize(
+    ("value", "preview"),
+    [
+        (np.zeros(2, [("x", "<f4"), ("y", "<i2")]), "first=[(0.0, 0), (0.0, 0)]"),  # used to crash: no min()
+        (np.array([b"ab", b"c"]), "first=[b'ab', b'c']"),
+        (np.array(["x", "yz"]), "first=['x', 'yz']"),
+        (np.arange(4.0), "min=0.0 max=3.0"),
+        (np.zeros((0, 3)), "(empty)"),
+    ],
+)
+def test_inspect_previews_every_kind_of_array(
+    shm_name: str, capsys: pytest.CaptureFixture[str], value: np.ndarray[Any, Any], preview: str
+) -> None:
+    with SharedObject.create(shm_name, value):
+        code, out = run(capsys, "inspect", shm_name, "--json")
+    assert code == 0
+    assert json.loads(out)["value"].endswith(preview)
+
+
 def test_inspect_of_a_corrupt_segment_fails_cleanly(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
     SharedObject.create(shm_name, 1).close()
     with open(os.path.join(_segment.SHM_DIR, shm_name), "r+b") as f:
