@@ -444,7 +444,8 @@ class SharedObject:
             raise LayoutError(msg)
 
     def _bind(self, segment: _segment.Segment, *, single_slot: bool) -> None:
-        self._closing = threading.Lock()  # close() against _remapped(): see there
+        self._closing = threading.Lock()  # close() against _remapped(): see there, and _closing_lock
+        self._closing_pid = os.getpid()
         self._segment = segment
         self.name = segment.name
         st = os.fstat(segment.fd)
@@ -493,6 +494,18 @@ class SharedObject:
                 slot.node.clear_cache()
         self._slots = [None, None]
 
+    def _closing_lock(self) -> threading.Lock:
+        """The lock that close() and _remapped() take turns on.
+
+        A fresh one in a forked child: a thread of the parent may have held it at the fork, and
+        nothing in the child would ever release that copy (closing the handle, even at exit,
+        would hang). The check is a system call, on these two rare paths only.
+        """
+        if self._closing_pid != os.getpid():
+            self._closing = threading.Lock()
+            self._closing_pid = os.getpid()
+        return self._closing
+
     def _remapped(self) -> None:
         """Follow the segment's (new) mapping: drop views into older ones.
 
@@ -500,7 +513,7 @@ class SharedObject:
         the handle must not install the new mapping afterwards (the handle would look open again,
         on a file it no longer holds).
         """
-        with self._closing:
+        with self._closing_lock():
             if getattr(self, "_buf", None) is _CLOSED_BUF:  # (not set yet when _bind calls us)
                 self._check_open()  # closed meanwhile: raises
             self._forget_views()
@@ -1139,7 +1152,7 @@ class SharedObject:
         segment = getattr(self, "_segment", None)
         if segment is None:
             return
-        with self._closing:  # one close at a time, and never during a _remapped()
+        with self._closing_lock():  # one close at a time, and never during a _remapped()
             if self._buf is _CLOSED_BUF:
                 return
             # First of all: from here on every call, in any thread, finds the handle closed, so a

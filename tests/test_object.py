@@ -284,6 +284,30 @@ def test_close_with_views_still_alive_is_safe(shm_name: str) -> None:
     assert kept.sum() == 1000
 
 
+@pytest.mark.parametrize("cls", [SharedObject, SharedDynamicObject])
+def test_a_child_forked_while_a_thread_was_closing_can_still_close(shm_name: str, cls: type[SharedObject]) -> None:
+    """The lock that close() takes may be held by another thread at a fork; the child must not hang on it."""
+    import os
+    import signal
+
+    with cls.create(shm_name, np.zeros(10)) as obj:
+        obj._closing.acquire()  # as a thread in the middle of close() or a remap would hold it
+        pid = os.fork()
+        if pid == 0:  # the child: close (and exit) within the alarm, or be killed by it
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)  # not pytest-timeout's handler: just die
+            signal.alarm(10)
+            try:
+                obj.assign(np.ones(10))
+                obj.close()
+                os._exit(0 if obj.closed else 1)
+            except BaseException:  # noqa: BLE001 - any failure is the exit code
+                os._exit(2)
+        obj._closing.release()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0  # -14 (SIGALRM) when the child hung
+        assert obj.fetch().sum() == 10  # the child's assign, through the parent's handle too
+
+
 def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_name: str, read_path: str) -> None:
     """A sensor thread assigning, a waiter, a slow fetch(fn) and a view, while the main thread closes.
 
