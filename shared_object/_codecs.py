@@ -226,7 +226,10 @@ def _key_from_json(raw: Any, depth: int = 0) -> Any:
         return float.fromhex(raw[1])
     if kind == "bytes":
         return bytes.fromhex(raw[1])
-    if kind == "tuple" and depth < MAX_DEPTH:
+    if kind == "tuple":
+        if depth >= MAX_DEPTH:  # _key_to_json never makes one: corrupt
+            msg = f"dict key of tuples nested more than {MAX_DEPTH} levels deep"
+            raise ValueError(msg)
         return tuple(_key_from_json(k, depth + 1) for k in raw[1])
     msg = f"unknown dict key kind {kind!r}"
     raise ValueError(msg)

@@ -178,6 +178,11 @@ except ImportError:  # pragma: no cover - numpy 1.x
     _byte_bounds = np.byte_bounds  # type: ignore[attr-defined]
 
 
+def _closed_error(name: str, during: str = "") -> ClosedError:
+    """The one wording of "this handle is closed", for a call made after close() or caught by it."""
+    return ClosedError(f"the handle on {name!r} " + (f"was closed during {during}" if during else "is closed"))
+
+
 class _ClosedMutex:
     """Stands in for the mutex of a closed handle, so writes fail cleanly instead of touching unmapped memory."""
 
@@ -188,8 +193,7 @@ class _ClosedMutex:
         self.name = name
 
     def _closed(self, *args: object) -> Any:
-        msg = f"the handle on {self.name!r} is closed"
-        raise ClosedError(msg)
+        raise _closed_error(self.name)
 
     acquire = acquire_contended = lock_within = try_acquire = release = trylock = _closed
 
@@ -923,8 +927,9 @@ class SharedObject:
     def _lock_as_reader(self) -> None:
         """Take the writer mutex (after any writer that asked to go first), asking busy writers to pause."""
         mutex = self._mutex
-        if self._words[WRITER_REQUEST]:
-            self._let_requester_go(self._words, WRITER_REQUEST, READER_YIELD_MAX_NS)
+        words = self._words
+        if words[WRITER_REQUEST]:
+            self._let_requester_go(words, WRITER_REQUEST, READER_YIELD_MAX_NS)
         if mutex.try_acquire():
             return
         self._check_busy("reading it again")
@@ -1013,8 +1018,7 @@ class SharedObject:
                 now = _monotonic_ns()
                 if deadline is not None and now >= deadline:
                     return False
-                if self._buf is _CLOSED_BUF:  # closed by another thread, which woke us
-                    self._check_open()
+                self._check_open()  # closed by another thread, which woke us?
                 nap = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, (deadline - now) / 1e9)
                 announce = now + int(nap * 1e9) + WAIT_GRACE_NS
                 if words[WAITER] < announce:  # noqa: PLR1730 - store only when it moves: writers poll this line
@@ -1208,14 +1212,13 @@ class SharedObject:
         """
         if self._buf is not _CLOSED_BUF or isinstance(exc, ClosedError):
             return exc
-        error = ClosedError(f"the handle on {self.name!r} was closed during {what}")
+        error = _closed_error(self.name, during=what)
         error.__cause__ = exc
         return error
 
     def _check_open(self) -> None:
         if self._buf is _CLOSED_BUF:
-            msg = f"the handle on {self.name!r} is closed"
-            raise ClosedError(msg)
+            raise _closed_error(self.name)
 
     def __enter__(self: Self) -> Self:
         return self

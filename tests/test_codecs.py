@@ -208,6 +208,11 @@ def test_a_schema_nested_deeper_than_any_value_can_be_is_corrupt() -> None:
         schema = ["list", [schema]]
     with pytest.raises(LayoutError, match="corrupt schema"):
         _codecs.build_checked(schema, "x")
+    key: Any = ["int", 1]
+    for _ in range(_codecs.MAX_DEPTH + 1):
+        key = ["tuple", [key]]
+    with pytest.raises(LayoutError, match="dict key of tuples nested more than 100 levels deep"):
+        _codecs.build_checked(["dict", [[key, ["int"]]]], "x")
 
 
 def test_unsupported_type_error_lists_what_is_supported() -> None:
