@@ -12,7 +12,8 @@ Schema grammar (JSON arrays)::
     ["ndarray", dtype, [d0, d1, ...]]
     ["tuple", [schema, ...]] | ["list", [schema, ...]] | ["set", [schema, ...]] | ["frozenset", [...]]
     ["dict", [[key, schema], ...]]  key: ["str", s] | ["int", i] | ["float", float.hex()] |
-                                         ["bytes", hex] | ["bool", b] | ["none"] | ["tuple", [key, ...]]
+                                         ["bytes", hex] | ["bool", b] | ["none"] | ["tuple", [key, ...]] |
+                                         ["str8", hex of the UTF-8]   a str key with lone surrogates
 
 Payload layout: the leaves in schema order (depth first), each at the next offset aligned as
 below, offsets counted from the payload start (itself 64-byte aligned in the segment)::
@@ -31,6 +32,8 @@ Rules a caller relies on:
 
 * A str/bytes/bytearray leaf has a capacity fixed when its schema is made:
   ``max(init_size, len(encoded value))`` bytes. Later values of any length up to it fit.
+* A str is stored as UTF-8, with lone surrogates ("\\udc80", as ``os.fsdecode`` makes of a file
+  name that is not UTF-8) in their 3-byte form ("surrogatepass"), so every str round-trips.
 * Python ints are 64-bit signed; anything outside raises IntegerOverflowError.
 * Subclasses are stored as their base type (a namedtuple comes back a tuple, an IntEnum an int).
 * Containers nest up to ``MAX_DEPTH`` (100) levels. Every walk over a value is recursive, and
@@ -75,6 +78,14 @@ _POSE = struct.Struct("<7f")
 _BOOL = struct.Struct("<?")
 
 
+def utf8(text: str) -> bytes:
+    """``text`` as stored: UTF-8, with lone surrogates passed through (see "Rules" above)."""
+    try:
+        return text.encode("utf-8")  # the common case, on CPython's fast path for "strict"
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 # --------------------------------------------------------------------------------------------
 # Schema from a value
 # --------------------------------------------------------------------------------------------
@@ -99,7 +110,7 @@ def schema_of(value: object, init_size: int = 0, depth: int = 0) -> Schema:  # n
     if isinstance(value, complex):
         return ["complex"]
     if isinstance(value, str):
-        return ["str", max(init_size, len(value.encode("utf-8")))]
+        return ["str", max(init_size, len(utf8(value)))]
     if isinstance(value, bytearray):
         return ["bytearray", max(init_size, len(value))]
     if isinstance(value, bytes):
@@ -152,7 +163,7 @@ def _set_order(values: set[Any] | frozenset[Any]) -> list[Any]:
     """
 
     def key(v: object) -> tuple[str, int]:
-        size = len(v.encode("utf-8")) if isinstance(v, str) else len(v) if isinstance(v, (bytes, bytearray)) else 0
+        size = len(utf8(v)) if isinstance(v, str) else len(v) if isinstance(v, (bytes, bytearray)) else 0
         return (type(v).__name__, -size)
 
     return sorted(values, key=key)
@@ -201,6 +212,10 @@ def _key_to_json(key: object, depth: int = 0) -> Any:
     if isinstance(key, float):
         return ["float", key.hex()]
     if isinstance(key, str):
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: JSON would merge a pair of them into one character
+            return ["str8", utf8(key).hex()]
         return ["str", key]
     if isinstance(key, bytes):
         return ["bytes", key.hex()]
@@ -226,6 +241,8 @@ def _key_from_json(raw: Any, depth: int = 0) -> Any:
         return float.fromhex(raw[1])
     if kind == "bytes":
         return bytes.fromhex(raw[1])
+    if kind == "str8":
+        return bytes.fromhex(raw[1]).decode("utf-8", "surrogatepass")
     if kind == "tuple":
         if depth >= MAX_DEPTH:  # _key_to_json never makes one: corrupt
             msg = f"dict key of tuples nested more than {MAX_DEPTH} levels deep"
@@ -261,7 +278,7 @@ def describe(value: object) -> str:
     if isinstance(value, np.generic):
         return f"numpy scalar {np.asarray(value).dtype}"
     if isinstance(value, str):
-        return f"str of {len(value.encode('utf-8'))} bytes"
+        return f"str of {len(utf8(value))} bytes"
     if isinstance(value, (bytes, bytearray)):
         return f"{type(value).__name__} of {len(value)} bytes"
     if isinstance(value, (tuple, list, set, frozenset)):
@@ -444,7 +461,7 @@ class BufferNode(Node):
         if not isinstance(value, self.pytype) or (self.pytype is bytes and isinstance(value, bytearray)):
             raise self.mismatch(value, path)
         raw: Any = value
-        data = raw.encode("utf-8") if self.pytype is str else raw
+        data = utf8(raw) if self.pytype is str else raw
         if len(data) > self.capacity:
             where = f" at {path}" if path else ""
             msg = (
@@ -471,7 +488,7 @@ class BufferNode(Node):
     def read(self, buf: memoryview, base: int) -> Any:
         span = self._span(buf, base)
         if self.pytype is str:
-            return str(span, "utf-8")
+            return str(span, "utf-8", "surrogatepass")
         return self.pytype(span)
 
     def describe(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict, namedtuple
 from typing import Any
 
@@ -51,12 +52,13 @@ DTYPES = [
 
 VALUES = [
     None, True, False, 0, -1, 2**63 - 1, -(2**63), 1.5, float("inf"), float("nan"), -0.0, 1 + 2j,
-    "", "héllo wörld ✓", b"", b"\x00\xff" * 10, bytearray(b"abc"),
+    "", "héllo wörld ✓", "lone surrogates \ud800 \udcff", b"", b"\x00\xff" * 10, bytearray(b"abc"),
     np.float32(1.25), np.int64(-3), np.bool_(True), np.uint8(255), np.complex128(1 - 1j), np.longdouble(1) / 3,
     np.datetime64("2026-11-25T08:45"),
     np.zeros((480, 848, 3), np.uint8), np.arange(12.0).reshape(3, 4), np.array(5), np.zeros((0, 3)),
     (1, "a", None), [1.0, [2, [3, (4,)]]], {1, 2, "x"}, frozenset({b"a", 3}),
-    {"a": 1, 2: "b", (1, "k"): [np.ones(2)], None: {3.5: b"x"}, True: False},
+    {"a": 1, 2: "b", (1, "k"): [np.ones(2)], None: {3.5: b"x"}, True: False, "\udc80": {"\ud83d"}},
+    {"\ud800\udc00": 1, "\U00010000": 2},  # two keys: a pair of lone surrogates is not the character it would make
     {"pos": np.zeros(3), "vel": np.ones(3), "img": np.zeros((4, 4, 3), np.uint8), "meta": {"id": 7}},
 ]
 
@@ -121,6 +123,21 @@ def test_strings_reassign_up_to_capacity(shm_name: str) -> None:
         assert obj.fetch() == "x"
 
 
+def test_every_str_round_trips_lone_surrogates_included(shm_name: str) -> None:
+    # os.fsdecode turns a file name that is not UTF-8 into a str with lone surrogates ("\udcff"):
+    # such a str used to fail in UnicodeEncodeError, as assign's error message did when it described one.
+    text = os.fsdecode(b"frame-\xff.png")
+    with SharedObject.create(shm_name, text, init_size=16) as obj:
+        with SharedObject.attach(shm_name) as other:
+            assert other.fetch() == text
+        for later in ("\ud800", "a\udfffb" * 2, "x"):
+            obj.assign(later)
+            assert obj.fetch() == later
+        with pytest.raises(CapacityError, match="18 bytes exceeds the capacity of 16"):
+            obj.assign("\ud800" * 6)  # 3 bytes each
+        assert obj.fetch() == "x"
+
+
 BAD_ASSIGNMENTS = [
     (1, "1", TypeMismatchError, "stored kind is int, offered str"),
     (1, True, TypeMismatchError, "stored kind is int, offered bool"),
@@ -138,6 +155,7 @@ BAD_ASSIGNMENTS = [
     (np.float32(1), np.float64(1), TypeMismatchError, "numpy scalar float32"),
     (None, 1, TypeMismatchError, "stored kind is None"),
     (1, object(), TypeMismatchError, "offered object"),
+    (1, "\udc80", TypeMismatchError, "stored kind is int, offered str of 3 bytes"),
 ]
 
 
@@ -223,21 +241,26 @@ def test_unsupported_type_error_lists_what_is_supported() -> None:
 # ---------------------------------------------------------------------------------------------
 # Property-based round trips over every type and nested compounds
 # ---------------------------------------------------------------------------------------------
+def texts(max_size: int) -> st.SearchStrategy[str]:
+    """Any str, lone surrogates included (hypothesis leaves them out unless asked)."""
+    return st.text(st.one_of(st.characters(), st.integers(0xD800, 0xDFFF).map(chr)), max_size=max_size)
+
+
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.complex_numbers(allow_nan=False),
-    st.text(max_size=20), st.binary(max_size=20), st.binary(max_size=20).map(bytearray),
+    texts(20), st.binary(max_size=20), st.binary(max_size=20).map(bytearray),
     hnp.from_dtype(np.dtype(np.float32), allow_nan=False), hnp.from_dtype(np.dtype(np.int16)),
 )
 arrays = hnp.arrays(
     dtype=st.sampled_from([np.uint8, np.int32, np.float64, np.complex64, np.bool_]),
     shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
 )
-keys = st.one_of(st.text(max_size=5), st.integers(-5, 5), st.none(), st.tuples(st.integers(0, 3), st.text(max_size=2)))
+keys = st.one_of(texts(5), st.integers(-5, 5), st.none(), st.tuples(st.integers(0, 3), texts(2)))
 values = st.recursive(
     st.one_of(scalars, arrays),
     lambda inner: st.one_of(
         st.tuples(inner, inner), st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4),
-        st.frozensets(st.integers(-(2**63), 2**63 - 1), max_size=4), st.sets(st.text(max_size=4), max_size=3),
+        st.frozensets(st.integers(-(2**63), 2**63 - 1), max_size=4), st.sets(texts(4), max_size=3),
     ),
     max_leaves=12,
 )
