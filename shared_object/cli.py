@@ -50,12 +50,29 @@ def _open_any(name: str) -> SharedObject:
     return cls.attach(name)
 
 
+def _starts_with_magic(path: str) -> bool:
+    """Whether the file at ``path`` begins as every segment of this library does (OSError if unreadable)."""
+    with open(path, "rb") as f:
+        return f.read(len(_layout.MAGIC)) == _layout.MAGIC
+
+
 def _is_ours(path: str) -> bool:
     try:
-        with open(path, "rb") as f:
-            return f.read(len(_layout.MAGIC)) == _layout.MAGIC
+        return _starts_with_magic(path)
     except OSError:
         return False
+
+
+def _not_ours(path: str) -> str:
+    """Why the file at ``path`` is not a segment of this library, or "" if it is (or is gone)."""
+    try:
+        if _starts_with_magic(path):
+            return ""
+    except FileNotFoundError:
+        return ""  # the caller's own call reports the missing name
+    except OSError as exc:
+        return f"cannot tell whether it is a shared_object segment ({exc.strerror})"
+    return "it is not a shared_object segment (it does not start with this library's magic)"
 
 
 def _segment_names() -> list[str]:
@@ -177,7 +194,14 @@ def cmd_rm(args: argparse.Namespace) -> int:
     status = 0
     for name in args.names:
         try:
-            held = _held(_segment.segment_path(name))
+            path = _segment.segment_path(name)
+            foreign = _not_ours(path)
+            if foreign:  # another program's shared memory, named by a typo, say: not ours to remove
+                print(f"error: left {path} in place: {foreign}; remove it with `rm {path}` if you are sure",
+                      file=sys.stderr)
+                status = 1
+                continue
+            held = _held(path)
             _segment.unlink(name)
             note = " (still held by open handles; they keep their mapping until they close)" if held else ""
             print(f"removed {name}{note}")

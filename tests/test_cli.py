@@ -89,6 +89,22 @@ def test_rm_removes_names_and_reports_missing(shm_name: str, capsys: pytest.Capt
     assert code == 1 and "no shared object named" in capsys.readouterr().err
 
 
+def test_rm_leaves_files_of_other_programs_alone(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # /dev/shm also holds PulseAudio's, PostgreSQL's and multiprocessing's memory: a mistyped
+    # name must not delete it. `gc` never looks at such files; `rm` used to remove them.
+    foreign, ours = shm_name, f"{shm_name}-ours"
+    path = _segment.segment_path(foreign)
+    with open(path, "wb") as f:
+        f.write(b"another program's data" * 20)
+    SharedObject.create(ours, 1).close()
+    code = main(["rm", foreign, ours])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"left {path} in place" in err and "not a shared_object segment" in err and f"rm {path}" in err
+    assert os.path.exists(path)
+    assert not os.path.exists(_segment.segment_path(ours))  # the rest of the list still goes
+
+
 def test_gc_removes_only_what_no_live_handle_holds(spawn: Any, capsys: pytest.CaptureFixture[str]) -> None:
     from shared_object.testing import unique_name
 
