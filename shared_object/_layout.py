@@ -82,9 +82,12 @@ seqlock delivered (0.90x-0.99x at half a page; benchmarks/bench_peers.py, measur
 raw seqlock itself lost as much when moved to page-aligned slots. Readers do not rely on any of
 this: they take whatever offsets the table and the slot header say.
 
-Slots of dynamic objects may move to the end of the file when a value outgrows them; the file
-only grows, so a mapping made earlier stays valid, and a reader that finds a slot past its
-mapping maps the file again.
+Slots of dynamic objects may move to the end of the file when a value outgrows them (to at
+least 1.5x their old capacity, or exactly the value's size when /dev/shm has no more room). The
+file only grows, so a mapping made earlier stays valid, and a reader that finds a slot past its
+mapping maps the file again. The whole pages of the slot's old place are given back to the
+system (``fallocate`` punching a hole, the file keeping its size): they read as zeros from then
+on, and nothing reads them but a reader the WRITING mark already makes retry.
 """
 
 from __future__ import annotations

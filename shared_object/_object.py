@@ -36,6 +36,7 @@ from ._errors import (
     LayoutError,
     LockReentryError,
     LockTimeoutError,
+    OutOfSharedMemoryError,
     SegmentExistsError,
     SegmentNotFoundError,
     SharedObjectError,
@@ -1402,10 +1403,24 @@ class SharedDynamicObject(SharedObject):
         payload_offset, needed = _layout.slot_size(len(schema_text), node.size)
         if needed > capacity:
             # Grow at the end of the file, never in place: a reader may still be mapping the old region.
+            # The old place is never used again: give its memory back first, or a value that grew
+            # in steps would hold every size it passed through (a 20 MiB array grown 1 MiB at a
+            # time took 126 MiB of /dev/shm, and failed at 13 MiB in a container's default 64
+            # MiB). Nobody reads it: a reader still copying from it reads zeros, and the WRITING
+            # mark set above makes it retry. If the growth fails, the slot's header there reads
+            # as zeros, which matches no schema id, so the next assign writes it anew.
+            self._segment.release(offset, capacity)
             file_size = self._segment.file_size()
             new_offset = _layout.align(file_size, _layout.PAGE)
-            new_capacity = _layout.align(max(needed, capacity + capacity // 2), _layout.PAGE)
-            self._segment.grow(new_offset + new_capacity)
+            exact = _layout.align(needed, _layout.PAGE)
+            new_capacity = max(exact, _layout.align(capacity + capacity // 2, _layout.PAGE))  # room to grow again
+            try:
+                self._segment.grow(new_offset + new_capacity)
+            except OutOfSharedMemoryError:
+                if new_capacity == exact:
+                    raise
+                new_capacity = exact  # a tight /dev/shm: no room to spare, but the value itself may fit
+                self._segment.grow(new_offset + new_capacity)
             if self._segment.buf is not self._buf:
                 self._remapped()
                 self._slots[target ^ 1] = self._load_slot(target ^ 1)

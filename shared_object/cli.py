@@ -113,7 +113,9 @@ def describe_segment(name: str, *, detail: bool = False) -> dict[str, Any]:
         msg = f"no shared object named {name!r} in {_segment.SHM_DIR}"
         raise SegmentNotFoundError(msg) from exc
     info: dict[str, Any] = {
-        "name": name, "bytes": st.st_size, "mode": f"{stat.S_IMODE(st.st_mode):#o}",
+        # bytes: the file's size; memory: what it takes of /dev/shm (less for a dynamic object,
+        # which gives back the old places of slots that grew)
+        "name": name, "bytes": st.st_size, "memory": st.st_blocks * 512, "mode": f"{stat.S_IMODE(st.st_mode):#o}",
         "owner": _owner(st.st_uid), "uid": st.st_uid, "held": _held(path),
     }
     try:
@@ -158,12 +160,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no shared_object segments in {_segment.SHM_DIR}")
         return 0
-    print(f"{'NAME':28} {'KIND':36} {'BYTES':>10} {'AGE':>8} {'MODE':>6} {'OWNER':8} HELD")
+    print(f"{'NAME':28} {'KIND':36} {'MEMORY':>10} {'AGE':>8} {'MODE':>6} {'OWNER':8} HELD")
     for r in rows:
         age = f"{r['age_s']:.1f}s" if "age_s" in r else "?"
         kind = r.get("kind", r.get("error", "?"))[:36]
         held = {True: "yes", False: "no (stale)", None: "?"}[r["held"]]
-        print(f"{r['name']:28} {kind:36} {r['bytes']:>10} {age:>8} {r['mode']:>6} {r['owner']:8} {held}")
+        print(f"{r['name']:28} {kind:36} {r['memory']:>10} {age:>8} {r['mode']:>6} {r['owner']:8} {held}")
     return 0
 
 

@@ -6,7 +6,9 @@ import glob
 import multiprocessing
 import multiprocessing.context
 import os
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -46,6 +48,29 @@ def shm_name() -> Iterator[str]:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+@pytest.fixture
+def small_shm() -> Iterator[Callable[[str], str]]:
+    """Mounts a tmpfs of the size asked ("4m"): a container's small /dev/shm, for a child process
+    run with SHARED_OBJECT_DIR pointing at it. Needs root; skips elsewhere."""
+    mounted: list[str] = []
+
+    def mount(size: str) -> str:
+        if os.geteuid() != 0 or sys.platform != "linux":
+            pytest.skip("mounting a small tmpfs needs root on Linux")
+        directory = tempfile.mkdtemp(prefix="small-shm-")
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", directory], capture_output=True, text=True)
+        if result.returncode:
+            os.rmdir(directory)
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        mounted.append(directory)
+        return directory
+
+    yield mount
+    for directory in mounted:
+        subprocess.run(["umount", directory], check=False)
+        os.rmdir(directory)
 
 
 @pytest.fixture(params=["lock-free reads", "locked reads"])

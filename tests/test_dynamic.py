@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
-from shared_object import SharedDynamicObject, SharedObject, UnsupportedTypeError
+from shared_object import SharedDynamicObject, SharedObject, UnsupportedTypeError, _segment
 
 
 def test_changes_kind_and_size_and_other_handles_follow(shm_name: str) -> None:
@@ -34,6 +39,53 @@ def test_growth_keeps_earlier_handles_valid(shm_name: str) -> None:
             got = reader.fetch()
             assert got.shape == (size,) and got[0] == size
         reader.close()
+
+
+def test_a_value_that_grows_in_steps_takes_memory_for_its_last_size_only(shm_name: str) -> None:
+    # A slot that outgrows its place moves to the end of the file (readers may still be reading
+    # the old place). The old places used to keep their memory: a 20 MiB array grown 1 MiB at a
+    # time took 126 MiB of /dev/shm, so it failed in a container's default 64 MiB.
+    mib = 2**20
+    path = f"{_segment.SHM_DIR}/{shm_name}"
+    with SharedDynamicObject.create(shm_name, np.zeros(mib, np.uint8)) as writer, \
+            SharedDynamicObject.attach(shm_name) as reader:
+        for size in range(1, 21):
+            writer.assign(np.full(size * mib, size, np.uint8))
+            got = reader.fetch()
+            assert got.shape == (size * mib,) and got[0] == got[-1] == size
+        used = os.stat(path).st_blocks * 512
+        assert os.stat(path).st_size > 100 * mib  # it did move, again and again
+        # two slots of at most 1.5x the value each (a slot grows by half its size at least)
+        assert used <= 2 * 1.5 * 20 * mib + mib, f"{used / mib:.1f} MiB in /dev/shm for a 20 MiB value"
+        writer.assign(np.zeros(3))  # both slots keep working
+        assert reader.fetch().shape == (3,)
+
+
+def test_a_value_grown_in_steps_fits_in_a_containers_default_shm(small_shm: Callable[[str], str]) -> None:
+    """In a 64 MiB /dev/shm (Docker's default) a value grown 1 MiB at a time used to fail at 13 MiB."""
+    code = (
+        "import numpy as np\n"
+        "from shared_object import SharedDynamicObject, OutOfSharedMemoryError\n"
+        "mib = 2**20\n"
+        "d = SharedDynamicObject.create('grow', np.zeros(mib, np.uint8))\n"
+        "reader = SharedDynamicObject.attach('grow')\n"
+        "for size in range(1, 29):\n"
+        "    d.assign(np.full(size * mib, size, np.uint8))\n"
+        "    assert reader.fetch()[-1] == size\n"
+        "print('REACHED', size)\n"
+        "try:\n    d.assign(np.zeros(40 * mib, np.uint8))\n"
+        "except OutOfSharedMemoryError as e:\n    print('REFUSED', e)\n"
+        "got = reader.fetch()\n"
+        "print('KEPT', got.size // mib, got[0], got[-1])\n"
+        "d.assign('small')\n"
+        "print('THEN', reader.fetch())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "SHARED_OBJECT_DIR": small_shm("64m")})
+    assert result.returncode == 0, result.stderr
+    assert "REACHED 28" in result.stdout
+    assert "REFUSED" in result.stdout and "shm_size" in result.stdout  # 2 x 40 MiB cannot fit: a clear error
+    assert "KEPT 28 28 28" in result.stdout and "THEN small" in result.stdout  # and the stored value survived it
 
 
 def test_strings_grow_without_limit(shm_name: str) -> None:

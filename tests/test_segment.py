@@ -7,7 +7,7 @@ import os
 import stat
 import subprocess
 import sys
-import tempfile
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -144,36 +144,24 @@ def test_permission_error_is_the_library_error(shm_name: str) -> None:
     assert issubclass(SegmentPermissionError, PermissionError)
 
 
-def _can_mount_tmpfs() -> bool:
-    return os.geteuid() == 0 and sys.platform == "linux"
-
-
-@pytest.mark.skipif(not _can_mount_tmpfs(), reason="mounting a small tmpfs needs root")
-def test_full_shm_fails_at_creation_not_with_sigbus() -> None:
+def test_full_shm_fails_at_creation_not_with_sigbus(small_shm: Callable[[str], str]) -> None:
     """A 4 MiB tmpfs stands in for a container's small /dev/shm."""
-    with tempfile.TemporaryDirectory() as small:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small], capture_output=True)
-        if mounted.returncode:
-            pytest.skip(f"cannot mount tmpfs here: {mounted.stderr.decode().strip()}")
-        try:
-            code = (
-                "import numpy as np\n"
-                "from shared_object import SharedObject, SharedDynamicObject, OutOfSharedMemoryError\n"
-                "try:\n    SharedObject.create('big', np.zeros((8, 1024, 1024), np.uint8))\n"
-                "except OutOfSharedMemoryError as e:\n    print('REFUSED', e)\n"
-                "d = SharedDynamicObject.create('grow', np.ones(1000))\n"
-                "try:\n    d.assign(np.zeros((4, 1024, 1024), np.uint8))\n"
-                "except OutOfSharedMemoryError as e:\n    print('GROWTH REFUSED')\n"
-                "print('KEPT', d.fetch().sum())\n"
-            )
-            result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                                    env={**os.environ, "SHARED_OBJECT_DIR": small})
-            assert result.returncode == 0, result.stderr
-            assert "REFUSED" in result.stdout and "no room" in result.stdout and "shm_size" in result.stdout
-            assert "asked for 16.0 MiB" in result.stdout
-            assert "GROWTH REFUSED" in result.stdout and "KEPT 1000.0" in result.stdout
-        finally:
-            subprocess.run(["umount", small], check=False)
+    code = (
+        "import numpy as np\n"
+        "from shared_object import SharedObject, SharedDynamicObject, OutOfSharedMemoryError\n"
+        "try:\n    SharedObject.create('big', np.zeros((8, 1024, 1024), np.uint8))\n"
+        "except OutOfSharedMemoryError as e:\n    print('REFUSED', e)\n"
+        "d = SharedDynamicObject.create('grow', np.ones(1000))\n"
+        "try:\n    d.assign(np.zeros((4, 1024, 1024), np.uint8))\n"
+        "except OutOfSharedMemoryError as e:\n    print('GROWTH REFUSED')\n"
+        "print('KEPT', d.fetch().sum())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "SHARED_OBJECT_DIR": small_shm("4m")})
+    assert result.returncode == 0, result.stderr
+    assert "REFUSED" in result.stdout and "no room" in result.stdout and "shm_size" in result.stdout
+    assert "asked for 16.0 MiB" in result.stdout
+    assert "GROWTH REFUSED" in result.stdout and "KEPT 1000.0" in result.stdout
 
 
 # -- mappings: alignment, lifetime, huge pages ---------------------------------------------------
