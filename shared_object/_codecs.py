@@ -313,8 +313,13 @@ class Node:
         """The value as a private copy."""
         raise NotImplementedError
 
-    def view(self, buf: memoryview, base: int) -> Any:
-        """The value with array leaves as read-only views into ``buf`` (zero copy)."""
+    def view(self, buf: memoryview, base: int, roots: list[npt.NDArray[Any]] | None = None) -> Any:
+        """The value with array leaves as read-only views into ``buf`` (zero copy).
+
+        Each call makes new views. With ``roots``, the array each view was made from is appended
+        to it: every array derived from a view (a slice, a transpose, ``torch.from_numpy``'s) keeps
+        its root alive, so a root's reference count tells whether anything still points into ``buf``.
+        """
         return self.read(buf, base)
 
     def describe(self) -> str:
@@ -557,8 +562,12 @@ class ArrayNode(Node):
     def read(self, buf: memoryview, base: int) -> Any:
         return self.views(buf, base)[1].copy()
 
-    def view(self, buf: memoryview, base: int) -> Any:
-        return self.views(buf, base)[1]
+    def view(self, buf: memoryview, base: int, roots: list[npt.NDArray[Any]] | None = None) -> Any:
+        root = np.frombuffer(buf, self.dtype, self.count, base + self.offset)
+        root.flags.writeable = False
+        if roots is not None:
+            roots.append(root)
+        return root.reshape(self.shape)  # numpy makes every later view's base this root, not the reshape
 
     def describe(self) -> str:
         return f"ndarray[{self.dtype}, {self.shape}]"
@@ -600,10 +609,10 @@ class SequenceNode(Node):
             raise LayoutError(msg)
         return value
 
-    def view(self, buf: memoryview, base: int) -> Any:
+    def view(self, buf: memoryview, base: int, roots: list[npt.NDArray[Any]] | None = None) -> Any:
         if self.kind in ("set", "frozenset"):  # set elements are hashable scalars: no arrays inside
             return self.read(buf, base)
-        return self.pytype([c.view(buf, base) for c in self.children])
+        return self.pytype([c.view(buf, base, roots) for c in self.children])
 
     def describe(self) -> str:
         return f"{self.kind} of {len(self.children)}"
@@ -640,8 +649,8 @@ class DictNode(Node):
     def read(self, buf: memoryview, base: int) -> Any:
         return {k: c.read(buf, base) for k, c in zip(self.keys, self.children, strict=True)}
 
-    def view(self, buf: memoryview, base: int) -> Any:
-        return {k: c.view(buf, base) for k, c in zip(self.keys, self.children, strict=True)}
+    def view(self, buf: memoryview, base: int, roots: list[npt.NDArray[Any]] | None = None) -> Any:
+        return {k: c.view(buf, base, roots) for k, c in zip(self.keys, self.children, strict=True)}
 
     def describe(self) -> str:
         return f"dict with keys {self.keys[:8]!r}"

@@ -258,6 +258,22 @@ def _recycling_copy(view: np.ndarray[Any, Any], spares: list[np.ndarray[Any, Any
     return copy
 
 
+class _ViewsForFn:
+    """The read-only views that ``fetch(fn)`` hands to fn, and the root arrays they were made from."""
+
+    __slots__ = ("base", "buf", "node", "roots", "value")
+
+    def __init__(self, node: _codecs.Node, buf: memoryview, base: int) -> None:
+        self.node, self.buf, self.base = node, buf, base
+        self.roots: list[np.ndarray[Any, Any]] = []
+        self.value: Any = node.view(buf, base, self.roots)
+
+    def take(self) -> Any:
+        """The views, dropping our own reference: from then on only what the caller keeps holds them."""
+        value, self.value = self.value, None
+        return value
+
+
 class SharedObject:
     """A value in shared memory that any process (or container) can fetch, assign and trigger.
 
@@ -565,11 +581,14 @@ class SharedObject:
         """A private copy of the value (never torn; never a view into shared memory).
 
         :param fn: applied to the value with its arrays as *read-only views* into shared memory,
-            so ``fetch(lambda x: x.sum())`` reduces a frame without copying it. The result is
-            copied only if it still points into shared memory (``lambda x: x[..., 0]``). ``fn``
-            may run more than once, when a writer overwrote the data under it: keep it pure.
-            Where reads take the writer lock (single-slot objects, CPUs other than x86, a reader
-            lapped again and again) fn runs once, holding it: writers wait for fn, so keep it short.
+            so ``fetch(lambda x: x.sum())`` reduces a frame without copying it. The result never
+            points into shared memory: views left in its arrays, tuples, lists, dicts and
+            memoryviews are copied (``lambda x: x[..., 0]`` copies the slice); if anything else
+            still holds a view (a namedtuple, an object of yours, ``torch.from_numpy``, a
+            closure), fn runs again on a private copy of the value. ``fn`` may also run again
+            when a writer overwrote the data under it: keep it pure. Where reads take the writer
+            lock (single-slot objects, CPUs other than x86, a reader lapped again and again) the
+            lock is held while fn runs: writers wait for fn, so keep it short.
         :param out: for an ndarray object, copy into this preallocated array (same dtype and shape)
             instead of allocating one; returns ``out``.
 
@@ -669,7 +688,7 @@ class SharedObject:
             if out is not None:
                 value = _copy_into(out, slot.node, buf, slot.base)
             elif fn is not None:
-                value = slot.node.view(buf, slot.base)
+                views = _ViewsForFn(slot.node, buf, slot.base)
             else:
                 value = slot.read()
         except _DECODE_ERRORS as exc:
@@ -678,7 +697,7 @@ class SharedObject:
             return False, None
         if fn is not None:
             try:
-                value = self._detach(fn(value))
+                value = self._apply(fn, views)
             except Exception:  # fn on torn data may raise anything: a lap, unless the data was whole
                 if _valid(s1, words[STATE]):
                     raise
@@ -756,7 +775,7 @@ class SharedObject:
                 if out is not None:
                     value = _copy_into(out, slot.node, self._buf, slot.base)
                 elif fn is not None:
-                    value = slot.node.view(self._buf, slot.base)
+                    views = _ViewsForFn(slot.node, self._buf, slot.base)
                 else:
                     value = slot.read()
                 if timed:
@@ -766,7 +785,7 @@ class SharedObject:
             if fn is not None:  # fn's own exceptions propagate as they are
                 _enter_block(self._segment_key, sys._getframe())
                 try:
-                    value = self._detach(fn(value))
+                    value = self._apply(fn, views)
                 finally:
                     _blocks_here().pop(self._segment_key, None)
         finally:
@@ -936,21 +955,41 @@ class SharedObject:
         self._check_busy("reading it again")
         self._wait_for_turn(REQUEST, lambda: 0 if mutex.try_acquire() else errno.EBUSY)
 
+    def _apply(self, fn: FetchFn, views: _ViewsForFn) -> Any:
+        """``fn`` of the value's read-only views, with a result that no longer points into shared memory.
+
+        Views in the result's arrays, tuples, lists and dicts are copied (only what fn kept: a
+        slice of a frame costs the slice). A view that something else still holds (a namedtuple
+        or dataclass of the caller's, ``torch.from_numpy(x)``, a closure) cannot be copied from
+        outside, and would show later assigns: then fn runs again, on a private copy.
+        """
+        result = self._detach(fn(views.take()))  # the call's argument is the views' only holder
+        for root in views.roots:
+            if _getrefcount(root) > 3:  # 3: the list, the loop's name and getrefcount's argument
+                return fn(views.node.read(views.buf, views.base))
+        return result
+
     def _detach(self, value: Any) -> Any:
         """Copy whatever in ``value`` still points into the shared mapping."""
         if isinstance(value, np.ndarray):
-            if value.size:
-                lo, hi = _byte_bounds(value)
-                if any(lo < end and hi > start for start, end in self._map_ranges):
-                    return value.copy()
-            return value
+            return value.copy() if self._points_into_mapping(value) else value
         if type(value) in (tuple, list):
             return type(value)(self._detach(v) for v in value)
         if type(value) is dict:
             return {k: self._detach(v) for k, v in value.items()}
-        if isinstance(value, memoryview):
-            return bytes(value)
-        return value
+        if isinstance(value, memoryview):  # of a view, or of a slice of one: keep its format and shape
+            try:
+                array = np.asarray(value)
+            except (ValueError, TypeError):  # a format numpy does not read: copy the bytes
+                return memoryview(value.tobytes())
+            return memoryview(array.copy()) if self._points_into_mapping(array) else value
+        return value  # anything else holding a view: see _apply
+
+    def _points_into_mapping(self, array: np.ndarray[Any, Any]) -> bool:
+        if not array.size:
+            return False
+        lo, hi = _byte_bounds(array)
+        return any(lo < end and hi > start for start, end in self._map_ranges)
 
     @property
     def modified(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import pickle
 import sys
@@ -107,6 +108,55 @@ def test_fetch_fn_sees_a_read_only_view_and_copies_only_when_needed(shm_name: st
         pair = obj.fetch(lambda x: (x[0], x[1].sum()))
         obj.assign(frame * 0)
         assert pair[0].sum() == (frame * 2)[0].sum()
+
+
+class _Holder:
+    """An object of the caller's that keeps what it is given (as torch.from_numpy keeps its array)."""
+
+    def __init__(self, array: np.ndarray[Any, Any]) -> None:
+        self.array = array
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda v: collections.namedtuple("Pose", "p q")(v["p"], v["q"]), id="namedtuple"),
+    pytest.param(lambda v: _Holder(v["p"][1:]), id="object"),
+    pytest.param(lambda v: [_Holder(np.asarray(v["p"]))], id="object in a list"),
+    pytest.param(lambda v: (lambda: v["p"]), id="closure"),
+    pytest.param(lambda v: memoryview(v["p"]), id="memoryview"),
+    pytest.param(lambda v: {"p": memoryview(v["p"])[:2]}, id="memoryview slice in a dict"),
+])
+def test_fetch_fn_result_never_keeps_a_view_whatever_holds_it(shm_name: str, read_path: str, make: Any) -> None:
+    # fetch(fn) copies the views left in fn's result. It used to look only inside tuples, lists and
+    # dicts: a namedtuple, an object of the caller's or a closure kept a live view, which showed
+    # every later assign (a pose that changed under the policy that held it).
+    def values(result: Any) -> list[float]:
+        if callable(result):
+            result = result()
+        if isinstance(result, dict):
+            result = result["p"]
+        if isinstance(result, (list, tuple)):
+            result = result[0]
+        if isinstance(result, _Holder):
+            result = result.array
+        return np.asarray(result).reshape(-1).tolist()
+
+    with SharedObject.create(shm_name, {"p": np.arange(3.0), "q": np.ones(4)}) as obj:
+        calls = []
+        result = obj.fetch(lambda v: calls.append(1) or make(v))
+        before = values(result)
+        for _ in range(2):  # both slots: the one the views pointed into is rewritten too
+            obj.assign({"p": np.full(3, 7.0), "q": np.zeros(4)})
+        assert values(result) == before and 7.0 not in before
+        assert len(calls) <= 2  # once on the views, once more on a private copy where a view stayed held
+
+
+def test_fetch_fn_runs_once_when_its_result_holds_no_view(shm_name: str, read_path: str) -> None:
+    with SharedObject.create(shm_name, {"p": np.arange(3.0), "frame": np.zeros((48, 64, 3), np.uint8)}) as obj:
+        for fn in (lambda v: v["p"].sum(), lambda v: v["p"][:2], lambda v: (v["p"], [v["frame"][0]]),
+                   lambda v: {"m": memoryview(v["p"])}, lambda v: np.asarray(v["frame"]) + 1):
+            calls = []
+            obj.fetch(lambda v, fn=fn, calls=calls: calls.append(1) or fn(v))
+            assert len(calls) == 1
 
 
 def test_fetch_into_preallocated_array(shm_name: str, read_path: str) -> None:
