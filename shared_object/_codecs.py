@@ -313,7 +313,7 @@ class Node:
         """The value as a private copy."""
         raise NotImplementedError
 
-    def view(self, buf: memoryview, base: int, roots: list[npt.NDArray[Any]] | None = None) -> Any:
+    def view(self, buf: memoryview, base: int, roots: list[object] | None = None) -> Any:
         """The value with array leaves as read-only views into ``buf`` (zero copy).
 
         Each call makes new views. With ``roots``, the array each view was made from is appended
@@ -562,7 +562,7 @@ class ArrayNode(Node):
     def read(self, buf: memoryview, base: int) -> Any:
         return self.views(buf, base)[1].copy()
 
-    def view(self, buf: memoryview, base: int, roots: list[npt.NDArray[Any]] | None = None) -> Any:
+    def view(self, buf: memoryview, base: int, roots: list[object] | None = None) -> Any:
         root = np.frombuffer(buf, self.dtype, self.count, base + self.offset)
         root.flags.writeable = False
         if roots is not None:
@@ -609,7 +609,7 @@ class SequenceNode(Node):
             raise LayoutError(msg)
         return value
 
-    def view(self, buf: memoryview, base: int, roots: list[npt.NDArray[Any]] | None = None) -> Any:
+    def view(self, buf: memoryview, base: int, roots: list[object] | None = None) -> Any:
         if self.kind in ("set", "frozenset"):  # set elements are hashable scalars: no arrays inside
             return self.read(buf, base)
         return self.pytype([c.view(buf, base, roots) for c in self.children])
@@ -649,7 +649,7 @@ class DictNode(Node):
     def read(self, buf: memoryview, base: int) -> Any:
         return {k: c.read(buf, base) for k, c in zip(self.keys, self.children, strict=True)}
 
-    def view(self, buf: memoryview, base: int, roots: list[npt.NDArray[Any]] | None = None) -> Any:
+    def view(self, buf: memoryview, base: int, roots: list[object] | None = None) -> Any:
         return {k: c.view(buf, base, roots) for k, c in zip(self.keys, self.children, strict=True)}
 
     def describe(self) -> str:

@@ -246,8 +246,12 @@ def _recycling_copy(view: np.ndarray[Any, Any], spares: list[np.ndarray[Any, Any
     except IndexError:
         spare = None
     if spare is not None:
-        # 2: the local name and getrefcount's own argument. A dynamic object may have changed kind.
-        if _getrefcount(spare) == 2 and spare.shape == view.shape and spare.dtype == view.dtype:
+        # Free: held by the name `spare` alone, as `control` is. Compared with a control, not a
+        # number: what getrefcount says of a local differs between versions (3.14 borrows the
+        # argument's reference: one less), and a count too high would take a held array for free.
+        # A dynamic object may have changed kind.
+        control = object()
+        if _getrefcount(spare) == _getrefcount(control) and spare.shape == view.shape and spare.dtype == view.dtype:
             _copyto(spare, view)
             spares.append(spare)
             return spare
@@ -265,7 +269,7 @@ class _ViewsForFn:
 
     def __init__(self, node: _codecs.Node, buf: memoryview, base: int) -> None:
         self.node, self.buf, self.base = node, buf, base
-        self.roots: list[np.ndarray[Any, Any]] = []
+        self.roots: list[object] = [object()]  # a control first: see SharedObject._apply
         self.value: Any = node.view(buf, base, self.roots)
 
     def take(self) -> Any:
@@ -964,9 +968,11 @@ class SharedObject:
         outside, and would show later assigns: then fn runs again, on a private copy.
         """
         result = self._detach(fn(views.take()))  # the call's argument is the views' only holder
-        for root in views.roots:
-            if _getrefcount(root) > 3:  # 3: the list, the loop's name and getrefcount's argument
-                return fn(views.node.read(views.buf, views.base))
+        # roots[0] is a control that only the list holds: held by more, a root has escaped. (Not a
+        # number: what getrefcount reports differs between versions; 3.14 borrows its argument.)
+        counts = [_getrefcount(root) for root in views.roots]
+        if max(counts) > counts[0]:
+            return fn(views.node.read(views.buf, views.base))
         return result
 
     def _detach(self, value: Any) -> Any:

@@ -741,6 +741,19 @@ def test_fetch_reuses_a_dropped_result_and_never_one_still_held(shm_name: str) -
         assert fourth.flags.writeable and fourth.flags.owndata
 
 
+def test_a_result_you_keep_is_never_overwritten_by_later_fetches(shm_name: str) -> None:
+    # Reuse decides "dropped" from a reference count. Python 3.14 reports one less for a local
+    # (it borrows the argument's reference), and the fixed count this used (2) then took a frame
+    # held by one name for free: the kept frame read 3.0, the latest value, instead of 0.0.
+    with SharedObject.create(shm_name, np.zeros(1 << 17)) as writer, SharedObject.attach(shm_name) as reader:
+        kept = reader.fetch()
+        for value in (1.0, 2.0, 3.0):
+            writer.assign(np.full(1 << 17, value))
+            latest = reader.fetch()
+            assert latest[0] == value
+            assert kept[0] == 0.0 and kept.ctypes.data != latest.ctypes.data
+
+
 def test_a_fetch_loop_stops_allocating(shm_name: str) -> None:
     with SharedObject.create(shm_name, np.zeros(1 << 20, np.uint8)) as obj:
         frame = obj.fetch()
