@@ -84,3 +84,35 @@ def test_the_policy_follows_a_sensor_that_re_creates_its_objects() -> None:
         for obj in objects:
             obj.unlink()
             obj.close()
+
+
+def run_example(module: str) -> tuple[int, str]:
+    """Run ``python -m module``; its exit status and output. Checks it left no segment behind
+    (each example names its segments after its own pid)."""
+    process = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output, _ = process.communicate(timeout=120)
+    leftovers = [f for f in os.listdir("/dev/shm") if f.endswith(f"-{process.pid}")]
+    assert leftovers == [], f"{module} must unlink its segments: {leftovers}"
+    return process.returncode, output
+
+
+def test_point_cloud_follows_every_size_across_processes() -> None:
+    code, output = run_example("examples.point_cloud")
+    assert code == 0, output
+    found = re.fullmatch(r"received 20 scans of (\d+) to (\d+) points\n", output)
+    assert found, output
+    low, high = map(int, found.groups())
+    assert 1_000 <= low < high < 100_000  # sizes changed from scan to scan, and each arrived whole
+
+
+def test_zero_copy_reads_agree_with_the_copy() -> None:
+    code, output = run_example("examples.zero_copy")
+    assert code == 0, output
+    assert output == "brightness 100.0, red row (848,) True, green max 100, buffer mean 100.0, my copy [0, 0, 0]\n"
+
+
+def test_estop_stops_the_control_loop_once() -> None:
+    code, output = run_example("examples.estop")
+    assert code == 0, output
+    assert re.fullmatch(r"stopped after [1-9]\d* control cycles; triggered on the next read: False\n", output)
