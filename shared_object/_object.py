@@ -1452,8 +1452,8 @@ class SharedDynamicObject(SharedObject):
             # in steps would hold every size it passed through (a 20 MiB array grown 1 MiB at a
             # time took 126 MiB of /dev/shm, and failed at 13 MiB in a container's default 64
             # MiB). Nobody reads it: a reader still copying from it reads zeros, and the WRITING
-            # mark set above makes it retry. If the growth fails, the slot's header there reads
-            # as zeros, which matches no schema id, so the next assign writes it anew.
+            # mark set above makes it retry. If the growth fails, the slot stays there, its header
+            # zeros, which match no schema id: the next assign takes the branch below.
             self._segment.release(offset, capacity)
             file_size = self._segment.file_size()
             new_offset = _layout.align(file_size, _layout.PAGE)
@@ -1472,6 +1472,11 @@ class SharedDynamicObject(SharedObject):
             buf = self._buf
             _layout.SLOT_ENTRY.pack_into(buf, entry_at, new_offset, new_capacity)
             offset = new_offset
+        else:
+            # A new kind in the old place. That place may have given its pages back (a move that
+            # failed for want of room, above): take them again now, so that a full /dev/shm fails
+            # here, and not with SIGBUS in the copy. Pages it still has cost nothing to reserve.
+            self._segment.reserve(offset, needed)
         _write_slot_header(buf, offset, schema_id, schema_text, payload_offset, node.size)
         counter = _layout.SCHEMA_COUNTER_WORD
         self._words[counter] = max(self._words[counter], schema_id)

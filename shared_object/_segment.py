@@ -219,6 +219,10 @@ class Segment:
         if size > current:
             self.use_huge_pages(current, size - current)
 
+    def reserve(self, offset: int, length: int) -> None:
+        """Allocate the memory of bytes [offset, offset + length) now (see ``reserve``)."""
+        reserve(self.fd, offset, length, self.name)
+
     def release(self, offset: int, length: int) -> int:
         """Give the memory of the whole pages in bytes [offset, offset + length) back; bytes freed.
 

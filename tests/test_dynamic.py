@@ -88,6 +88,40 @@ def test_a_value_grown_in_steps_fits_in_a_containers_default_shm(small_shm: Call
     assert "KEPT 28 28 28" in result.stdout and "THEN small" in result.stdout  # and the stored value survived it
 
 
+def test_a_slot_whose_move_failed_is_reserved_again_before_reuse(small_shm: Callable[[str], str]) -> None:
+    """A slot gives its old place's pages back before it moves. When the move then fails (no
+    room), the slot stays in the old place without its pages; if another program takes that
+    memory meanwhile, the next value written there must fail with an error, not kill the
+    writer with SIGBUS."""
+    code = (
+        "import os, numpy as np\n"
+        "from shared_object import SharedDynamicObject, OutOfSharedMemoryError\n"
+        "mib = 2**20\n"
+        "directory = os.environ['SHARED_OBJECT_DIR']\n"
+        "d = SharedDynamicObject.create('grow', np.full(4 * mib, 4, np.uint8))  # two places of 4 MiB\n"
+        "d.assign(np.full(6 * mib, 6, np.uint8))  # slot 1 moves to a 6 MiB place\n"
+        "filler = os.open(os.path.join(directory, 'filler'), os.O_RDWR | os.O_CREAT)\n"
+        "def fill():  # another program takes every free page\n"
+        "    vfs = os.statvfs(directory)\n"
+        "    os.posix_fallocate(filler, os.fstat(filler).st_size, vfs.f_bavail * vfs.f_frsize)\n"
+        "fill()\n"
+        "try:\n    d.assign(np.full(8 * mib, 8, np.uint8))  # slot 0 gives its 4 MiB back, cannot move\n"
+        "except OutOfSharedMemoryError:\n    print('MOVE REFUSED')\n"
+        "fill()  # and the other program takes those 4 MiB too\n"
+        "try:\n    d.assign(np.full((2, mib), 2, np.uint8))  # a new kind that fits slot 0's old place\n"
+        "except OutOfSharedMemoryError:\n    print('REUSE REFUSED')\n"
+        "got = d.fetch()\n"
+        "print('KEPT', got.size // mib, got[0], got[-1])\n"
+        "os.ftruncate(filler, 0)\n"
+        "d.assign(np.full((2, mib), 2, np.uint8))\n"
+        "print('THEN', d.fetch().shape)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "SHARED_OBJECT_DIR": small_shm("16m")})
+    assert result.returncode == 0, f"exit {result.returncode} (-7: SIGBUS): {result.stderr}"
+    assert result.stdout.splitlines() == ["MOVE REFUSED", "REUSE REFUSED", "KEPT 6 6 6", "THEN (2, 1048576)"]
+
+
 def test_strings_grow_without_limit(shm_name: str) -> None:
     with SharedDynamicObject.create(shm_name, "a", init_size=4) as obj:
         obj.assign("b" * 10_000)
