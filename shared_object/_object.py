@@ -1452,8 +1452,10 @@ class SharedDynamicObject(SharedObject):
             # in steps would hold every size it passed through (a 20 MiB array grown 1 MiB at a
             # time took 126 MiB of /dev/shm, and failed at 13 MiB in a container's default 64
             # MiB). Nobody reads it: a reader still copying from it reads zeros, and the WRITING
-            # mark set above makes it retry. If the growth fails, the slot stays there, its header
-            # zeros, which match no schema id: the next assign takes the branch below.
+            # mark set above makes it retry. If the growth fails, the slot stays there, with a
+            # schema id of 0, which matches none: the next assign takes the branch below. (Set
+            # here, not left to the hole: a place that does not start on a page keeps its first.)
+            _layout.U64.pack_into(buf, offset, 0)
             self._segment.release(offset, capacity)
             file_size = self._segment.file_size()
             new_offset = _layout.align(file_size, _layout.PAGE)

@@ -88,38 +88,55 @@ def test_a_value_grown_in_steps_fits_in_a_containers_default_shm(small_shm: Call
     assert "KEPT 28 28 28" in result.stdout and "THEN small" in result.stdout  # and the stored value survived it
 
 
-def test_a_slot_whose_move_failed_is_reserved_again_before_reuse(small_shm: Callable[[str], str]) -> None:
+FAILED_MOVE = """
+import os, numpy as np
+from shared_object import SharedDynamicObject, OutOfSharedMemoryError
+directory = os.environ['SHARED_OBJECT_DIR']
+filler = os.open(os.path.join(directory, 'filler'), os.O_RDWR | os.O_CREAT)
+def fill():  # another program takes every free page
+    vfs = os.statvfs(directory)
+    os.posix_fallocate(filler, os.fstat(filler).st_size, vfs.f_bavail * vfs.f_frsize)
+d = SharedDynamicObject.create('grow', FIRST)
+for value in BEFORE:
+    d.assign(value)
+fill()
+try:
+    d.assign(TOO_BIG)  # the slot gives its old place's pages back, then cannot move
+except OutOfSharedMemoryError:
+    print('MOVE REFUSED')
+fill()  # and the other program takes those pages too
+try:
+    d.assign(FITS)  # a value that fits the slot's old place
+except OutOfSharedMemoryError:
+    print('REUSE REFUSED')
+print('KEPT', d.fetch().sum())
+os.ftruncate(filler, 0)
+d.assign(FITS)
+print('THEN', d.fetch().sum())
+"""
+
+
+@pytest.mark.parametrize(("size", "first", "before", "too_big", "fits", "sums"), [
+    # a page-aligned place (64 KiB or more), then a new kind there
+    ("16m", "np.ones(4 * 2**20, np.uint8)", "[np.ones(6 * 2**20, np.uint8)]", "np.ones(8 * 2**20, np.uint8)",
+     "np.ones((2, 2**20), np.uint8)", (6 * 2**20, 2 * 2**20)),
+    # a place that does not start on a page keeps its first page (and header), then the same kind
+    ("1m", "np.ones(7000)", "[]", "np.ones(20000)", "np.ones(7000)", (7000.0, 7000.0)),
+], ids=["new kind in an aligned place", "same kind in an unaligned place"])
+def test_a_slot_whose_move_failed_is_reserved_again_before_reuse(  # noqa: PLR0913 - one row of the table above
+    small_shm: Callable[[str], str], size: str, first: str, before: str, too_big: str, fits: str,
+    sums: tuple[float, float],
+) -> None:
     """A slot gives its old place's pages back before it moves. When the move then fails (no
-    room), the slot stays in the old place without its pages; if another program takes that
-    memory meanwhile, the next value written there must fail with an error, not kill the
-    writer with SIGBUS."""
-    code = (
-        "import os, numpy as np\n"
-        "from shared_object import SharedDynamicObject, OutOfSharedMemoryError\n"
-        "mib = 2**20\n"
-        "directory = os.environ['SHARED_OBJECT_DIR']\n"
-        "d = SharedDynamicObject.create('grow', np.full(4 * mib, 4, np.uint8))  # two places of 4 MiB\n"
-        "d.assign(np.full(6 * mib, 6, np.uint8))  # slot 1 moves to a 6 MiB place\n"
-        "filler = os.open(os.path.join(directory, 'filler'), os.O_RDWR | os.O_CREAT)\n"
-        "def fill():  # another program takes every free page\n"
-        "    vfs = os.statvfs(directory)\n"
-        "    os.posix_fallocate(filler, os.fstat(filler).st_size, vfs.f_bavail * vfs.f_frsize)\n"
-        "fill()\n"
-        "try:\n    d.assign(np.full(8 * mib, 8, np.uint8))  # slot 0 gives its 4 MiB back, cannot move\n"
-        "except OutOfSharedMemoryError:\n    print('MOVE REFUSED')\n"
-        "fill()  # and the other program takes those 4 MiB too\n"
-        "try:\n    d.assign(np.full((2, mib), 2, np.uint8))  # a new kind that fits slot 0's old place\n"
-        "except OutOfSharedMemoryError:\n    print('REUSE REFUSED')\n"
-        "got = d.fetch()\n"
-        "print('KEPT', got.size // mib, got[0], got[-1])\n"
-        "os.ftruncate(filler, 0)\n"
-        "d.assign(np.full((2, mib), 2, np.uint8))\n"
-        "print('THEN', d.fetch().shape)\n"
-    )
+    room), the slot stays in its old place without those pages; if another program takes the
+    memory meanwhile, the next value written there must fail with an error, not kill the writer
+    with SIGBUS (both cases did)."""
+    code = FAILED_MOVE.replace("FIRST", first).replace("BEFORE", before).replace("TOO_BIG", too_big)
+    code = code.replace("FITS", fits)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "SHARED_OBJECT_DIR": small_shm("16m")})
+                            env={**os.environ, "SHARED_OBJECT_DIR": small_shm(size)})
     assert result.returncode == 0, f"exit {result.returncode} (-7: SIGBUS): {result.stderr}"
-    assert result.stdout.splitlines() == ["MOVE REFUSED", "REUSE REFUSED", "KEPT 6 6 6", "THEN (2, 1048576)"]
+    assert result.stdout.splitlines() == ["MOVE REFUSED", "REUSE REFUSED", f"KEPT {sums[0]}", f"THEN {sums[1]}"]
 
 
 def test_strings_grow_without_limit(shm_name: str) -> None:
