@@ -82,12 +82,14 @@ seqlock delivered (0.90x-0.99x at half a page; benchmarks/bench_peers.py, measur
 raw seqlock itself lost as much when moved to page-aligned slots. Readers do not rely on any of
 this: they take whatever offsets the table and the slot header say.
 
-Slots of dynamic objects may move to the end of the file when a value outgrows them (to at
-least 1.5x their old capacity, or exactly the value's size when /dev/shm has no more room). The
-file only grows, so a mapping made earlier stays valid, and a reader that finds a slot past its
-mapping maps the file again. The whole pages of the slot's old place are given back to the
-system (``fallocate`` punching a hole, the file keeping its size): they read as zeros from then
-on, and nothing reads them but a reader the WRITING mark already makes retry.
+Slots of dynamic objects move when a value outgrows them, to a place of at least 1.5x their old
+capacity (exactly the value's size when /dev/shm has no room for more): the lowest offset that
+leaves the current slot alone, before it or right after it, growing the file where the place
+runs past its end. Old places are so reused rather than left behind. The file never shrinks, so
+a mapping made earlier stays valid, and a reader (or writer) that finds a slot past its mapping
+maps the file again. No place ever gives its memory back (no hole is punched): a lapped reader or
+a view may still read an old place, and the kernel would allocate a page for that read, which is
+SIGBUS in the reader when /dev/shm is full.
 """
 
 from __future__ import annotations

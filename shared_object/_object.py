@@ -1437,9 +1437,15 @@ class SharedDynamicObject(SharedObject):
 
     def _prepare_target(self, target: int, node: _codecs.Node, schema_id: int, schema_text: bytes) -> _Slot:
         """Make slot ``target`` hold ``node``'s schema, relocating it to a larger region if needed."""
-        buf = self._buf
         entry_at = _layout.SLOT_TABLE_OFFSET + 16 * target
-        offset, capacity = _layout.SLOT_ENTRY.unpack_from(buf, entry_at)
+        offset, capacity = _layout.SLOT_ENTRY.unpack_from(self._buf, entry_at)
+        if offset + capacity > len(self._buf) and self._segment.refresh():
+            # Another writer moved this slot past our mapping (after we mapped the file, while
+            # the current slot stayed within it): map the file again.
+            self._remapped()
+            self._slots[target ^ 1] = self._load_slot(target ^ 1)
+        buf = self._buf
+        _layout.check_slot(self.name, target, offset, capacity, len(buf))
         if not schema_text:
             if _layout.U64.unpack_from(buf, offset)[0] == schema_id:
                 slot = self._slots[target] = self._load_slot(target)
@@ -1447,44 +1453,46 @@ class SharedDynamicObject(SharedObject):
             schema_text = self._schema_text_of(schema_id)
         payload_offset, needed = _layout.slot_size(len(schema_text), node.size)
         if needed > capacity:
-            # Grow at the end of the file, never in place: a reader may still be mapping the old region.
-            # The old place is never used again: give its memory back first, or a value that grew
-            # in steps would hold every size it passed through (a 20 MiB array grown 1 MiB at a
-            # time took 126 MiB of /dev/shm, and failed at 13 MiB in a container's default 64
-            # MiB). Nobody reads it: a reader still copying from it reads zeros, and the WRITING
-            # mark set above makes it retry. If the growth fails, the slot stays there, with a
-            # schema id of 0, which matches none: the next assign takes the branch below. (Set
-            # here, not left to the hole: a place that does not start on a page keeps its first.)
-            _layout.U64.pack_into(buf, offset, 0)
-            self._segment.release(offset, capacity)
-            file_size = self._segment.file_size()
-            new_offset = _layout.align(file_size, _layout.PAGE)
-            exact = _layout.align(needed, _layout.PAGE)
-            new_capacity = max(exact, _layout.align(capacity + capacity // 2, _layout.PAGE))  # room to grow again
-            try:
-                self._segment.grow(new_offset + new_capacity)
-            except OutOfSharedMemoryError:
-                if new_capacity == exact:
-                    raise
-                new_capacity = exact  # a tight /dev/shm: no room to spare, but the value itself may fit
-                self._segment.grow(new_offset + new_capacity)
-            if self._segment.buf is not self._buf:
-                self._remapped()
-                self._slots[target ^ 1] = self._load_slot(target ^ 1)
+            offset = self._move_slot(target, needed, capacity)
             buf = self._buf
-            _layout.SLOT_ENTRY.pack_into(buf, entry_at, new_offset, new_capacity)
-            offset = new_offset
-        else:
-            # A new kind in the old place. That place may have given its pages back (a move that
-            # failed for want of room, above): take them again now, so that a full /dev/shm fails
-            # here, and not with SIGBUS in the copy. Pages it still has cost nothing to reserve.
-            self._segment.reserve(offset, needed)
         _write_slot_header(buf, offset, schema_id, schema_text, payload_offset, node.size)
         counter = _layout.SCHEMA_COUNTER_WORD
         self._words[counter] = max(self._words[counter], schema_id)
         self._nodes[schema_id] = node
         slot = self._slots[target] = _Slot(node, buf, offset, payload_offset, schema_id, self._spares)
         return slot
+
+    def _move_slot(self, target: int, needed: int, capacity: int) -> int:
+        """Give slot ``target`` a new place of at least ``needed`` bytes; its offset.
+
+        The place may be anywhere but on the current slot (readers read it): the lowest offset
+        that fits, before the current slot or right after it, growing the file if it runs past
+        the end. Old places are reused, not left behind (a 20 MiB value grown 1 MiB at a time
+        left 126 MiB of them, and failed at 13 MiB in a container's 64 MiB /dev/shm), and they
+        keep their memory: a lapped reader or a view may still read an old place, and a hole
+        punched there would be allocated on that read, which is SIGBUS when /dev/shm is full.
+        Overwriting it is what every assign does to the slot readers are not reading.
+        """
+        page = _layout.PAGE
+        current_entry = _layout.SLOT_TABLE_OFFSET + 16 * (target ^ 1)
+        other_offset, other_capacity = _layout.SLOT_ENTRY.unpack_from(self._buf, current_entry)
+        exact = _layout.align(needed, page)
+        roomy = max(exact, _layout.align(capacity + capacity // 2, page))  # room to grow again
+        for new_capacity in (roomy, exact) if roomy > exact else (exact,):
+            offset = _layout.align(_layout.HEADER_SIZE, page)
+            if offset + new_capacity > other_offset:  # no room before the current slot: after it
+                offset = _layout.align(other_offset + other_capacity, page)
+            try:
+                self._segment.grow(offset + new_capacity)  # a no-op if the file is long enough
+                break
+            except OutOfSharedMemoryError:
+                if new_capacity == exact:
+                    raise  # a tight /dev/shm: tried without room to spare too
+        if self._segment.buf is not self._buf:
+            self._remapped()
+            self._slots[target ^ 1] = self._load_slot(target ^ 1)
+        _layout.SLOT_ENTRY.pack_into(self._buf, _layout.SLOT_TABLE_OFFSET + 16 * target, offset, new_capacity)
+        return offset
 
     def _schema_text_of(self, schema_id: int) -> bytes:
         """The schema text of the current slot (whose id is ``schema_id``)."""

@@ -59,8 +59,6 @@ HUGE_PAGE_MIN_BYTES: Final = 8 * 1024 * 1024
 _MADV_COLLAPSE: Final = 25  # linux/mman.h (asm-generic); Python's mmap module lacks it before 3.13
 _MAP_FIXED: Final = 0x10
 _MAP_NORESERVE: Final = 0x4000
-_FALLOC_FL_KEEP_SIZE: Final = 0x01  # linux/falloc.h
-_FALLOC_FL_PUNCH_HOLE: Final = 0x02
 
 IPC_HINT: Final = (
     "Processes in different containers see each other's segments only when they share an IPC "
@@ -219,23 +217,6 @@ class Segment:
         if size > current:
             self.use_huge_pages(current, size - current)
 
-    def reserve(self, offset: int, length: int) -> None:
-        """Allocate the memory of bytes [offset, offset + length) now (see ``reserve``)."""
-        reserve(self.fd, offset, length, self.name)
-
-    def release(self, offset: int, length: int) -> int:
-        """Give the memory of the whole pages in bytes [offset, offset + length) back; bytes freed.
-
-        For a region nobody will read again (a dynamic slot's old place). The file keeps its
-        size, so every mapping stays valid and reads zeros there, never SIGBUS; only the pages
-        go. Best effort: a file system without hole punching keeps them (0 freed).
-        """
-        start = -(-offset // mmap.PAGESIZE) * mmap.PAGESIZE  # partial pages hold someone else's bytes
-        end = (offset + length) // mmap.PAGESIZE * mmap.PAGESIZE
-        if end <= start or _mman().fallocate(self.fd, _FALLOC_FL_KEEP_SIZE | _FALLOC_FL_PUNCH_HOLE, start, end - start):
-            return 0
-        return end - start
-
     def use_huge_pages(self, offset: int, length: int) -> bool:
         """Ask the kernel to back bytes [offset, offset + length) with huge pages; True if it did.
 
@@ -271,9 +252,6 @@ class _Mman:
         self.madvise = libc.madvise
         self.madvise.argtypes = [ptr, size_t, cint]
         self.madvise.restype = cint
-        self.fallocate = libc.fallocate
-        self.fallocate.argtypes = [cint, cint, ctypes.c_int64, ctypes.c_int64]  # off_t is 64-bit on 64-bit Linux
-        self.fallocate.restype = cint
         self.failed = ctypes.c_void_p(-1).value  # MAP_FAILED
 
 

@@ -113,8 +113,7 @@ def describe_segment(name: str, *, detail: bool = False) -> dict[str, Any]:
         msg = f"no shared object named {name!r} in {_segment.SHM_DIR}"
         raise SegmentNotFoundError(msg) from exc
     info: dict[str, Any] = {
-        # bytes: the file's size; memory: what it takes of /dev/shm (less for a dynamic object,
-        # which gives back the old places of slots that grew)
+        # bytes: the file's size; memory: what it takes of /dev/shm, counted in whole pages
         "name": name, "bytes": st.st_size, "memory": st.st_blocks * 512, "mode": f"{stat.S_IMODE(st.st_mode):#o}",
         "owner": _owner(st.st_uid), "uid": st.st_uid, "held": _held(path),
     }
