@@ -62,6 +62,10 @@ class OutOfSharedMemoryError(SharedObjectError, OSError):
     """The shared-memory filesystem (/dev/shm) has no room for the segment."""
 
 
+class TooManyHandlesError(SharedObjectError, OSError):
+    """The process may open no more files (EMFILE/ENFILE): every open handle keeps one."""
+
+
 class LockTimeoutError(SharedObjectError, TimeoutError):
     """The writer lock could not be taken within the timeout."""
 
@@ -101,6 +105,7 @@ __all__ = [
     "SegmentNotFoundError",
     "SegmentPermissionError",
     "SharedObjectError",
+    "TooManyHandlesError",
     "TypeMismatchError",
     "UnsupportedPlatformError",
     "UnsupportedTypeError",

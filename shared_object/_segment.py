@@ -28,6 +28,7 @@ import functools
 import mmap
 import os
 import re
+import resource
 import secrets
 import stat
 import time
@@ -41,6 +42,7 @@ from ._errors import (
     SegmentExistsError,
     SegmentNotFoundError,
     SegmentPermissionError,
+    TooManyHandlesError,
 )
 from ._lock import held_by_anyone, hold_liveness
 
@@ -124,6 +126,8 @@ class Segment:
         except FileNotFoundError as exc:
             msg = f"the shared-memory directory {SHM_DIR} does not exist"
             raise SegmentNotFoundError(msg) from exc
+        except OSError as exc:
+            raise _open_error(exc, name) from exc
         try:
             os.fchmod(fd, mode)  # the umask must not narrow the mode asked for
             hold_liveness(fd)  # a private file: nobody else can hold it yet
@@ -169,6 +173,8 @@ class Segment:
             except PermissionError as exc:
                 msg = f"segment {name!r} exists but this process may not open it ({_owner(path)}); {_mode_hint()}"
                 raise SegmentPermissionError(msg) from exc
+            except OSError as exc:
+                raise _open_error(exc, name) from exc
             if hold_liveness(fd) and _same_file(path, fd):
                 break
             os.close(fd)  # gc held it, or removed the name after we opened it: look again
@@ -316,6 +322,21 @@ def huge_pages_available() -> bool:
         return _collapse(address, 0, HUGE_PAGE)
     finally:
         os.close(fd)
+
+
+def _open_error(exc: OSError, name: str) -> OSError:
+    """The error for a failed open of segment ``name``: the library's when it can say more."""
+    if exc.errno not in (errno.EMFILE, errno.ENFILE):
+        return exc
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    whose = "this process" if exc.errno == errno.EMFILE else "the system"
+    msg = (
+        f"cannot open segment {name!r}: {whose} has too many open files (this process may have {soft}). "
+        "Every open SharedObject handle keeps one file descriptor until close(): close the handles you no "
+        "longer use (or share one handle per segment in a process), or raise the limit (`ulimit -n`; "
+        "compose: `ulimits: {nofile: 65536}`)"
+    )
+    return TooManyHandlesError(exc.errno, msg)
 
 
 def _errno_error(call: str) -> OSError:

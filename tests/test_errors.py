@@ -21,6 +21,7 @@ LEAVES = {
     _errors.CapacityError: ValueError,
     _errors.IntegerOverflowError: OverflowError,
     _errors.OutOfSharedMemoryError: OSError,
+    _errors.TooManyHandlesError: OSError,
     _errors.LockTimeoutError: TimeoutError,
     _errors.LockReentryError: RuntimeError,
     _errors.ClosedError: ValueError,

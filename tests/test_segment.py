@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import glob
 import os
 import stat
 import subprocess
@@ -142,6 +143,38 @@ def test_other_uid_reads_and_writes_with_a_wide_mode(shm_name: str) -> None:
 
 def test_permission_error_is_the_library_error(shm_name: str) -> None:
     assert issubclass(SegmentPermissionError, PermissionError)
+
+
+def test_running_out_of_file_descriptors_says_that_each_handle_keeps_one(shm_name: str) -> None:
+    # A process with hundreds of objects (or one leaking handles) hit "[Errno 24] Too many open
+    # files" from os.open, outside the hierarchy and without saying what holds the files.
+    code = (
+        "import resource, sys\n"
+        "from shared_object import SharedObject, TooManyHandlesError\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n"
+        "name = sys.argv[1]\n"
+        "first = SharedObject.create(name, 1)\n"
+        "handles = []\n"
+        "for verb in ('attach', 'create'):\n"
+        "    try:\n"
+        "        for i in range(100):\n"
+        "            handles.append(SharedObject.attach(name) if verb == 'attach' else SharedObject.create(f'{name}-{i}', 1))\n"
+        "    except TooManyHandlesError as e:\n"
+        "        print(verb, e.errno, e)\n"
+        "    for h in handles:\n"
+        "        h.close()\n"
+        "    handles.clear()\n"
+        "print('still works', SharedObject.attach(name).fetch())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, shm_name], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[:2] for line in lines[:2]] == [["attach", "24"], ["create", "24"]]
+    for line in lines[:2]:
+        assert "too many open files (this process may have 64)" in line and "keeps one file descriptor" in line
+        assert "ulimit -n" in line
+    assert lines[2] == "still works 1"
+    assert not glob.glob(os.path.join(_segment.SHM_DIR, ".shared_object-tmp-" + shm_name + "*"))  # nothing half-made left
 
 
 def test_full_shm_fails_at_creation_not_with_sigbus(small_shm: Callable[[str], str]) -> None:
