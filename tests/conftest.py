@@ -51,12 +51,12 @@ def shm_name() -> Iterator[str]:
 
 
 @pytest.fixture
-def small_shm() -> Iterator[Callable[[str], str]]:
-    """Mounts a tmpfs of the size asked ("4m"): a container's small /dev/shm, for a child process
-    run with SHARED_OBJECT_DIR pointing at it. Needs root; skips elsewhere."""
+def in_small_shm() -> Iterator[Callable[[str, str], subprocess.CompletedProcess[str]]]:
+    """Runs Python code in a child whose SHARED_OBJECT_DIR is a fresh tmpfs of the size asked
+    ("4m"): a container's small /dev/shm. Needs root (to mount); skips elsewhere."""
     mounted: list[str] = []
 
-    def mount(size: str) -> str:
+    def run(size: str, code: str) -> subprocess.CompletedProcess[str]:
         if os.geteuid() != 0 or sys.platform != "linux":
             pytest.skip("mounting a small tmpfs needs root on Linux")
         directory = tempfile.mkdtemp(prefix="small-shm-")
@@ -65,9 +65,10 @@ def small_shm() -> Iterator[Callable[[str], str]]:
             os.rmdir(directory)
             pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
         mounted.append(directory)
-        return directory
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "SHARED_OBJECT_DIR": directory})
 
-    yield mount
+    yield run
     for directory in mounted:
         subprocess.run(["umount", directory], check=False)
         os.rmdir(directory)

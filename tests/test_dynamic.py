@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,7 +59,7 @@ def test_a_value_grown_in_steps_reuses_the_places_it_outgrew(shm_name: str) -> N
         assert reader.fetch().shape == (3,)
 
 
-def test_a_value_grown_in_steps_fits_in_a_containers_default_shm(small_shm: Callable[[str], str]) -> None:
+def test_a_value_grown_in_steps_fits_in_a_containers_default_shm(in_small_shm: Callable[[str, str], Any]) -> None:
     """In a 64 MiB /dev/shm (Docker's default) a value grown 1 MiB at a time used to fail at 13 MiB."""
     code = (
         "import numpy as np\n"
@@ -79,8 +78,7 @@ def test_a_value_grown_in_steps_fits_in_a_containers_default_shm(small_shm: Call
         "d.assign('small')\n"
         "print('THEN', reader.fetch())\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "SHARED_OBJECT_DIR": small_shm("64m")})
+    result = in_small_shm("64m", code)
     assert result.returncode == 0, result.stderr
     assert "REACHED 25" in result.stdout
     assert "REFUSED" in result.stdout and "shm_size" in result.stdout  # 2 x 40 MiB cannot fit: a clear error

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -177,7 +178,7 @@ def test_running_out_of_file_descriptors_says_that_each_handle_keeps_one(shm_nam
     assert not glob.glob(os.path.join(_segment.SHM_DIR, ".shared_object-tmp-" + shm_name + "*"))  # nothing half-made left
 
 
-def test_full_shm_fails_at_creation_not_with_sigbus(small_shm: Callable[[str], str]) -> None:
+def test_full_shm_fails_at_creation_not_with_sigbus(in_small_shm: Callable[[str, str], Any]) -> None:
     """A 4 MiB tmpfs stands in for a container's small /dev/shm."""
     code = (
         "import numpy as np\n"
@@ -189,8 +190,7 @@ def test_full_shm_fails_at_creation_not_with_sigbus(small_shm: Callable[[str], s
         "except OutOfSharedMemoryError as e:\n    print('GROWTH REFUSED')\n"
         "print('KEPT', d.fetch().sum())\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "SHARED_OBJECT_DIR": small_shm("4m")})
+    result = in_small_shm("4m", code)
     assert result.returncode == 0, result.stderr
     assert "REFUSED" in result.stdout and "no room" in result.stdout and "shm_size" in result.stdout
     assert "asked for 16.0 MiB" in result.stdout
