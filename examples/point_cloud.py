@@ -23,7 +23,8 @@ def lidar(name: str) -> None:
         for scan in range(1, SCANS + 1):
             points = rng.normal(size=(int(rng.integers(1_000, 100_000)), 3)).astype(np.float32)
             cloud.assign({"scan": scan, "points": points})  # another size each time: the slot follows
-            cloud.wait(timeout=1.0)  # the mapper's "got it" (a trigger): one scan at a time
+            if not cloud.wait(timeout=10):  # the mapper's "got it" (a trigger): one scan at a time
+                raise SystemExit("the mapper stopped answering")
 
 
 def main() -> None:
