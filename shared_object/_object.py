@@ -1491,6 +1491,9 @@ class SharedDynamicObject(SharedObject):
         if self._segment.buf is not self._buf:
             self._remapped()
             self._slots[target ^ 1] = self._load_slot(target ^ 1)
+        # Schema id 0 (none) until the caller writes the header: the place holds old bytes, which
+        # a writer dying in between would leave for the next one to take for a header.
+        _layout.U64.pack_into(self._buf, offset, 0)
         _layout.SLOT_ENTRY.pack_into(self._buf, _layout.SLOT_TABLE_OFFSET + 16 * target, offset, new_capacity)
         return offset
 

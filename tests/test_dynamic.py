@@ -100,6 +100,32 @@ def test_a_writer_follows_a_slot_another_writer_moved_past_its_mapping(shm_name:
             assert first.fetch()[-1] == 3.0
 
 
+def test_a_writer_dying_right_after_a_move_leaves_a_place_that_matches_no_schema(
+    shm_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A moved slot's new place holds old bytes (places are reused). A writer that died after
+    # pointing the slot there, before writing its header, left those bytes for the next writer
+    # to take for a header when their first 8 matched its schema id.
+    from shared_object import _layout, _object
+
+    with SharedDynamicObject.create(shm_name, np.zeros(100_000)) as writer, \
+            SharedDynamicObject.attach(shm_name) as reader:
+        real = _object._write_slot_header
+
+        def die(*args: object) -> None:
+            raise KeyboardInterrupt  # stands for the writer being killed here
+
+        monkeypatch.setattr(_object, "_write_slot_header", die)
+        with pytest.raises(KeyboardInterrupt):
+            writer.assign(np.ones(300_000))  # slot 1 moves, onto its old place's bytes
+        monkeypatch.setattr(_object, "_write_slot_header", real)
+        offset, _ = _layout.SLOT_ENTRY.unpack_from(writer._buf, _layout.SLOT_TABLE_OFFSET + 16)
+        assert _layout.U64.unpack_from(writer._buf, offset)[0] == 0  # no schema: written anew next time
+        assert reader.fetch().sum() == 0  # the last complete value
+        writer.assign(np.ones(300_000))
+        assert reader.fetch().sum() == 300_000
+
+
 def test_strings_grow_without_limit(shm_name: str) -> None:
     with SharedDynamicObject.create(shm_name, "a", init_size=4) as obj:
         obj.assign("b" * 10_000)
