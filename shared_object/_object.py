@@ -1512,9 +1512,12 @@ class SharedDynamicObject(SharedObject):
 def _write_slot_header(
     buf: memoryview, offset: int, schema_id: int, schema_text: bytes, payload_offset: int, payload_len: int
 ) -> None:
-    _layout.SLOT_HEADER.pack_into(buf, offset, schema_id, len(schema_text), 0, payload_offset, payload_len)
+    # The schema id last: a writer killed before it leaves a header that matches no schema (id 0),
+    # never one whose id promises a schema text or sizes it did not finish writing.
+    _layout.SLOT_HEADER.pack_into(buf, offset, 0, len(schema_text), 0, payload_offset, payload_len)
     start = offset + _layout.SLOT_HEADER_SIZE
     buf[start : start + len(schema_text)] = schema_text
+    _layout.U64.pack_into(buf, offset, schema_id)
 
 
 def _wait_step(spins: int) -> int:

@@ -126,6 +126,38 @@ def test_a_writer_dying_right_after_a_move_leaves_a_place_that_matches_no_schema
         assert reader.fetch().sum() == 300_000
 
 
+def test_a_writer_dying_while_writing_a_slot_header_leaves_it_matching_no_schema(
+    shm_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The header's schema id was written first, then the schema text: a writer killed in between
+    # left an id that promised a text it had not finished, for the next writer (and readers) to trust.
+    from shared_object import _layout
+
+    class DiesAfterPacking:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def pack_into(self, *args: Any) -> None:
+            self.real.pack_into(*args)
+            raise KeyboardInterrupt  # stands for the writer being killed here
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+    with SharedDynamicObject.create(shm_name, 1) as writer, SharedDynamicObject.attach(shm_name) as reader:
+        writer.assign("a str: a new kind, in slot 1")
+        real = _layout.SLOT_HEADER
+        monkeypatch.setattr(_layout, "SLOT_HEADER", DiesAfterPacking(real))
+        with pytest.raises(KeyboardInterrupt):
+            writer.assign("the same kind, into slot 0, which still holds the int's header")
+        monkeypatch.setattr(_layout, "SLOT_HEADER", real)
+        offset, _ = _layout.SLOT_ENTRY.unpack_from(writer._buf, _layout.SLOT_TABLE_OFFSET)
+        assert _layout.U64.unpack_from(writer._buf, offset)[0] == 0
+        assert reader.fetch() == "a str: a new kind, in slot 1"
+        writer.assign("next")
+        assert reader.fetch() == "next"
+
+
 def test_strings_grow_without_limit(shm_name: str) -> None:
     with SharedDynamicObject.create(shm_name, "a", init_size=4) as obj:
         obj.assign("b" * 10_000)
