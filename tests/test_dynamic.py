@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared_object import SharedDynamicObject, SharedObject, UnsupportedTypeError, _segment
 
@@ -199,3 +201,49 @@ def test_fn_and_out_after_another_handle_grew_the_segment(shm_name: str) -> None
         writer.assign(np.full(5_000_000, 3.0))
         with reader.view() as v:
             assert v.value[0] == 3.0
+
+
+# -- any sequence of values: what every handle reads, and where the slots lie ---------------------
+_sizes = st.integers(0, 300_000)
+_values = st.one_of(
+    _sizes.map(lambda n: np.full(n, n % 251, np.uint8)),
+    st.tuples(_sizes, _sizes).map(lambda ab: {"a": np.full(ab[0], 1, np.uint8), "b": np.full(ab[1] // 8, 2.0)}),
+    st.text(max_size=50),
+    st.integers(-5, 5),
+)
+
+
+def _slot_places(obj: SharedDynamicObject) -> list[tuple[int, int]]:
+    from shared_object import _layout
+
+    return [_layout.SLOT_ENTRY.unpack_from(obj._buf, _layout.SLOT_TABLE_OFFSET + 16 * i) for i in (0, 1)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sequence=st.lists(_values, min_size=1, max_size=12))
+def test_any_sequence_of_values_reads_back_and_the_slots_never_overlap(sequence: list[Any]) -> None:
+    """Slots move into old places now (the lowest that leaves the current slot alone): whatever
+    the sizes and kinds, every handle reads each value back, the two slots never overlap, and
+    both lie inside the file."""
+    from shared_object.testing import unique_name
+
+    name = unique_name("so-hyp-dyn")
+    writer = SharedDynamicObject.create(name, 0)
+    reader = SharedDynamicObject.attach(name)
+    try:
+        for value in sequence:
+            writer.assign(value)
+            got = reader.fetch()
+            if isinstance(value, np.ndarray):
+                assert got.dtype == value.dtype and np.array_equal(got, value)
+            elif isinstance(value, dict):
+                assert np.array_equal(got["a"], value["a"]) and np.array_equal(got["b"], value["b"])
+            else:
+                assert got == value
+            (o0, c0), (o1, c1) = _slot_places(writer)
+            assert o0 + c0 <= o1 or o1 + c1 <= o0, f"slots overlap: {o0}+{c0}, {o1}+{c1}"
+            assert max(o0 + c0, o1 + c1) <= os.fstat(writer._segment.fd).st_size
+    finally:
+        reader.close()
+        writer.unlink()
+        writer.close()
