@@ -124,6 +124,7 @@ class _Holder:
     pytest.param(lambda v: (lambda: v["p"]), id="closure"),
     pytest.param(lambda v: memoryview(v["p"]), id="memoryview"),
     pytest.param(lambda v: {"p": memoryview(v["p"])[:2]}, id="memoryview slice in a dict"),
+    pytest.param(lambda v: v["s"][0], id="structured element (a numpy.void is a view)"),
 ])
 def test_fetch_fn_result_never_keeps_a_view_whatever_holds_it(shm_name: str, read_path: str, make: Any) -> None:
     # fetch(fn) copies the views left in fn's result. It used to look only inside tuples, lists and
@@ -140,12 +141,13 @@ def test_fetch_fn_result_never_keeps_a_view_whatever_holds_it(shm_name: str, rea
             result = result.array
         return np.asarray(result).reshape(-1).tolist()
 
-    with SharedObject.create(shm_name, {"p": np.arange(3.0), "q": np.ones(4)}) as obj:
+    record = np.dtype([("x", "f8"), ("n", "i4")])
+    with SharedObject.create(shm_name, {"p": np.arange(3.0), "q": np.ones(4), "s": np.zeros(2, record)}) as obj:
         calls = []
         result = obj.fetch(lambda v: calls.append(1) or make(v))
         before = values(result)
         for _ in range(2):  # both slots: the one the views pointed into is rewritten too
-            obj.assign({"p": np.full(3, 7.0), "q": np.zeros(4)})
+            obj.assign({"p": np.full(3, 7.0), "q": np.zeros(4), "s": np.full(2, (7.0, 7), record)})
         assert values(result) == before and 7.0 not in before
         assert len(calls) <= 2  # once on the views, once more on a private copy where a view stayed held
 
