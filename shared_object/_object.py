@@ -546,14 +546,20 @@ class SharedObject:
             address = self._segment.address
             self._map_ranges.append((address, address + len(self._buf)))
 
+    def _place_of(self, index: int) -> tuple[int, int, bool]:
+        """Slot ``index``'s (offset, capacity), checked to lie in the file, and whether reaching it
+        took mapping the file again (another handle moved the slot past our mapping)."""
+        offset, capacity = _layout.SLOT_ENTRY.unpack_from(self._buf, _layout.SLOT_TABLE_OFFSET + 16 * index)
+        remapped = offset + capacity > len(self._buf) and self._segment.refresh()
+        if remapped:
+            self._remapped()
+        _layout.check_slot(self.name, index, offset, capacity, len(self._buf))
+        return offset, capacity, remapped
+
     def _load_slot(self, index: int) -> _Slot:
         """Read slot ``index``'s table entry and header; may see torn data unless the caller validates."""
+        offset, capacity, _ = self._place_of(index)
         buf = self._buf
-        offset, capacity = _layout.SLOT_ENTRY.unpack_from(buf, _layout.SLOT_TABLE_OFFSET + 16 * index)
-        if offset + capacity > len(buf) and self._segment.refresh():
-            self._remapped()
-            buf = self._buf
-        _layout.check_slot(self.name, index, offset, capacity, len(buf))
         schema_id, schema_len, _, payload_offset, payload_len = _layout.SLOT_HEADER.unpack_from(buf, offset)
         if (
             payload_offset % _layout.ALIGN
@@ -1437,15 +1443,10 @@ class SharedDynamicObject(SharedObject):
 
     def _prepare_target(self, target: int, node: _codecs.Node, schema_id: int, schema_text: bytes) -> _Slot:
         """Make slot ``target`` hold ``node``'s schema, relocating it to a larger region if needed."""
-        entry_at = _layout.SLOT_TABLE_OFFSET + 16 * target
-        offset, capacity = _layout.SLOT_ENTRY.unpack_from(self._buf, entry_at)
-        if offset + capacity > len(self._buf) and self._segment.refresh():
-            # Another writer moved this slot past our mapping (after we mapped the file, while
-            # the current slot stayed within it): map the file again.
-            self._remapped()
+        offset, capacity, remapped = self._place_of(target)
+        if remapped:  # another writer moved this slot past our mapping, while the current slot stayed in it
             self._slots[target ^ 1] = self._load_slot(target ^ 1)
         buf = self._buf
-        _layout.check_slot(self.name, target, offset, capacity, len(buf))
         if not schema_text:
             if _layout.U64.unpack_from(buf, offset)[0] == schema_id:
                 slot = self._slots[target] = self._load_slot(target)
