@@ -1,5 +1,5 @@
-"""Code that spawned test processes run. It lives in a module (not in test files) so that a
-spawned interpreter can import it by name."""
+"""Code that spawned test processes run, and checks that several test modules share. It lives in
+a module (not in test files) so that a spawned interpreter can import it by name."""
 
 from __future__ import annotations
 
@@ -18,6 +18,27 @@ from shared_object import SharedDynamicObject, SharedObject
 SPAWN = multiprocessing.get_context("spawn")
 #: How long a helper process may take to start and finish its part (spawn imports numpy: ~0.3 s).
 PROCESS_DEADLINE = 60.0
+
+
+def same(a: Any, b: Any) -> bool:
+    """Exact equality: same types all the way down, arrays equal in dtype, shape and bytes."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(a, np.generic):
+        if a.dtype.kind in "fc":  # long doubles carry padding bytes that hold no value
+            return a.dtype == b.dtype and bool(np.array_equal(a, b, equal_nan=True))
+        return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, float) and a != a:
+        return b != b
+    if type(a).__name__ == "Pose":
+        return bool(np.array_equal(a.p, b.p) and np.array_equal(a.q, b.q))
+    return bool(a == b)
 
 
 def checksummed_frame(seed: int, shape: tuple[int, ...] = (480, 848, 3)) -> np.ndarray[Any, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import same
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -21,28 +22,6 @@ from shared_object import (
     UnsupportedTypeError,
     _codecs,
 )
-
-
-def same(a: Any, b: Any) -> bool:
-    """Exact equality: same types all the way down, arrays equal in dtype, shape and bytes."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, np.ndarray):
-        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-    if isinstance(a, np.generic):
-        if a.dtype.kind in "fc":  # long doubles carry padding bytes that hold no value
-            return a.dtype == b.dtype and bool(np.array_equal(a, b, equal_nan=True))
-        return a.dtype == b.dtype and a.tobytes() == b.tobytes()
-    if isinstance(a, (tuple, list)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, float) and a != a:
-        return b != b
-    if type(a).__name__ == "Pose":
-        return bool(np.array_equal(a.p, b.p) and np.array_equal(a.q, b.q))
-    return bool(a == b)
-
 
 DTYPES = [
     np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
