@@ -35,7 +35,9 @@ Rules a caller relies on:
 * A str is stored as UTF-8, with lone surrogates ("\\udc80", as ``os.fsdecode`` makes of a file
   name that is not UTF-8) in their 3-byte form ("surrogatepass"), so every str round-trips.
 * Python ints are 64-bit signed; anything outside raises IntegerOverflowError.
-* Subclasses are stored as their base type (a namedtuple comes back a tuple, an IntEnum an int).
+* Subclasses are stored as their base type (a namedtuple comes back a tuple, an IntEnum an int),
+  except ``numpy.ma.MaskedArray``, which is refused: stored as an ndarray it would lose its mask,
+  and its masked elements would read back as valid data.
 * Containers nest up to ``MAX_DEPTH`` (100) levels. Every walk over a value is recursive, and
   Python's stack holds about 1000 frames: a fixed limit far below that lets any process read an
   object, however deep in its own stack it calls fetch. Deeper values (or a container that holds
@@ -97,6 +99,7 @@ def schema_of(value: object, init_size: int = 0, depth: int = 0) -> Schema:  # n
     if value is None:
         return ["none"]
     if isinstance(value, np.ndarray):
+        _check_keeps_its_meaning(value, "")
         return ["ndarray", _dtype_to_json(value.dtype), list(value.shape)]
     if isinstance(value, np.generic):
         return ["npscalar", _dtype_to_json(np.asarray(value).dtype)]
@@ -135,6 +138,18 @@ def schema_of(value: object, init_size: int = 0, depth: int = 0) -> Schema:  # n
         return ["dict", [[_key_to_json(k), schema_of(v, init_size, depth)] for k, v in value.items()]]
     msg = f"cannot store a value of type {_type_name(value)} in shared memory; supported: {SUPPORTED}"
     raise UnsupportedTypeError(msg)
+
+
+def _check_keeps_its_meaning(array: npt.NDArray[Any], path: str) -> None:
+    """Refuse an ndarray subclass whose extra state is part of its value (see "Rules" above)."""
+    if type(array) is not np.ndarray and isinstance(array, np.ma.MaskedArray):
+        where = f" at {path}" if path else ""
+        msg = (
+            f"cannot store a numpy.ma.MaskedArray{where}: its mask would be lost and its masked elements "
+            "read back as valid data; store arr.filled(fill_value), or the data and the mask as two arrays, "
+            "e.g. {'data': arr.data, 'mask': np.ma.getmaskarray(arr)}"
+        )
+        raise UnsupportedTypeError(msg)
 
 
 def _type_name(value: object) -> str:
@@ -554,6 +569,7 @@ class ArrayNode(Node):
     def prepare(self, value: Any, path: str, out: Writes) -> None:
         if not isinstance(value, np.ndarray) or value.dtype != self.dtype or value.shape != self.shape:
             raise self.mismatch(value, path)
+        _check_keeps_its_meaning(value, path)
         out.append((self, value))
 
     def write(self, buf: memoryview, base: int, prepared: Any) -> None:

@@ -17,6 +17,7 @@ from shared_object import (
     CapacityError,
     IntegerOverflowError,
     LayoutError,
+    SharedDynamicObject,
     SharedObject,
     TypeMismatchError,
     UnsupportedTypeError,
@@ -78,6 +79,29 @@ def test_subclasses_are_stored_as_their_base(shm_name: str) -> None:
     point = namedtuple("point", "x y")(1, 2)
     with SharedObject.create(shm_name, [point, OrderedDict(a=1)]) as obj:
         assert obj.fetch() == [(1, 2), {"a": 1}]
+
+
+def test_a_masked_array_is_refused_rather_than_stored_without_its_mask(shm_name: str) -> None:
+    # Stored as its base type, a depth image's invalid pixels would read back as valid depths.
+    depth = np.ma.masked_array([1.5, 0.0, 2.5], mask=[False, True, False])
+    with pytest.raises(UnsupportedTypeError, match=r"MaskedArray.*mask would be lost.*filled"):
+        SharedObject.create(shm_name, depth)
+    with pytest.raises(UnsupportedTypeError, match="MaskedArray"):
+        SharedObject.create(shm_name, {"depth": depth})
+    with pytest.raises(UnsupportedTypeError, match="MaskedArray"):
+        SharedObject.create(shm_name, np.ma.masked)  # the masked constant is one too
+    stored = {"depth": depth.filled(np.nan), "t": 1}
+    with SharedObject.create(shm_name, stored) as obj:
+        with pytest.raises(UnsupportedTypeError, match=r"MaskedArray at \['depth'\]"):
+            obj.assign({"depth": depth, "t": 2})
+        assert same(obj.fetch(), stored)  # unchanged, still readable
+        obj.unlink()
+    with SharedDynamicObject(shm_name, data=stored) as obj:  # which takes any type, but not this
+        for offered in (depth, {"depth": depth, "t": 2}):
+            with pytest.raises(UnsupportedTypeError, match="MaskedArray"):
+                obj.assign(offered)
+            assert same(obj.fetch(), stored)
+        obj.unlink()
 
 
 def test_sapien_pose_round_trip(shm_name: str) -> None:
