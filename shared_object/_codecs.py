@@ -185,6 +185,12 @@ def _set_order(values: set[Any] | frozenset[Any]) -> list[Any]:
 
 
 def _dtype_to_json(dtype: np.dtype[Any]) -> Any:
+    if dtype.kind == "T":  # numpy 2's StringDType (it also reports hasobject)
+        msg = (
+            f"cannot store an array or scalar of dtype {dtype}: its strings live outside the array, in "
+            "this process's memory; use a fixed-width dtype, e.g. arr.astype('U32') (32 characters each)"
+        )
+        raise UnsupportedTypeError(msg)
     if dtype.hasobject:
         msg = (
             f"cannot store an array or scalar of dtype {dtype} (Python objects): "

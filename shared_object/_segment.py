@@ -351,8 +351,8 @@ def reserve(fd: int, offset: int, length: int, name: str) -> None:
     """Allocate the pages now, so a full /dev/shm fails here and not with SIGBUS later."""
     try:
         os.posix_fallocate(fd, offset, length)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EFBIG):
+    except (OSError, OverflowError) as exc:  # OverflowError: past what a file offset holds
+        if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EFBIG):
             raise
         vfs = os.statvfs(SHM_DIR)
         free, total = vfs.f_bavail * vfs.f_frsize, vfs.f_blocks * vfs.f_frsize

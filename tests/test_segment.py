@@ -16,9 +16,11 @@ import pytest
 
 from shared_object import (
     InvalidNameError,
+    OutOfSharedMemoryError,
     SegmentExistsError,
     SegmentNotFoundError,
     SegmentPermissionError,
+    SharedDynamicObject,
     SharedObject,
     TypeMismatchError,
     _segment,
@@ -195,6 +197,19 @@ def test_full_shm_fails_at_creation_not_with_sigbus(in_small_shm: Callable[[str,
     assert "REFUSED" in result.stdout and "no room" in result.stdout and "shm_size" in result.stdout
     assert "asked for 16.0 MiB" in result.stdout
     assert "GROWTH REFUSED" in result.stdout and "KEPT 1000.0" in result.stdout
+
+
+def test_a_size_past_what_a_file_can_hold_is_no_room_not_a_bare_overflow(shm_name: str) -> None:
+    # posix_fallocate raised OverflowError ("Python int too large to convert to C long")
+    for init_size in (2**63, 2**70):
+        with pytest.raises(OutOfSharedMemoryError, match=r"no room in /dev/shm .* asked for"):
+            SharedObject.create(shm_name, "abc", init_size=init_size)
+        assert not os.path.exists(_segment.segment_path(shm_name))
+    with SharedDynamicObject(shm_name, data="abc") as obj:
+        with pytest.raises(OutOfSharedMemoryError, match="no room"):
+            obj.assign(np.broadcast_to(np.zeros(1, np.uint8), (2**62,)))
+        assert obj.fetch() == "abc"
+        obj.unlink()
 
 
 # -- mappings: alignment, lifetime, huge pages ---------------------------------------------------
