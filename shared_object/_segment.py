@@ -64,11 +64,12 @@ _MAP_NORESERVE: Final = 0x4000
 
 IPC_HINT: Final = (
     "Processes in different containers see each other's segments only when they share an IPC "
-    "namespace (compose: `ipc: shareable` on the producer and `ipc: \"service:<producer>\"` on the "
-    "consumer; docker run: --ipc container:<producer>) or bind-mount the same /dev/shm."
+    "namespace (compose: `ipc: shareable` on one service that only holds it, `ipc: \"service:<it>\"` "
+    "on producer and consumer; docker run: --ipc container:<it>) or bind-mount the same /dev/shm. "
+    "Not the producer's own namespace: a restarted producer gets a new, empty /dev/shm."
 )
 SHM_SIZE_HINT: Final = (
-    "In a container, /dev/shm is 64 MiB unless the producer sets `shm_size` "
+    "In a container, /dev/shm is 64 MiB unless the owner of its IPC namespace sets `shm_size` "
     "(compose `shm_size: 512m`, docker run --shm-size 512m)."
 )
 

@@ -1,7 +1,7 @@
 """The policy: waits for each new frame, computes an action from it, and sends the action back.
 
 Run ``python -m examples.sensor_policy.policy --help``. In compose it is the ``policy`` service,
-which joins the sensor's IPC namespace (``ipc: "service:sensor"``).
+which joins the IPC namespace of the ``shm`` service, as the sensor does (``ipc: "service:shm"``).
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # already leaving: let the goodbye and cleanup finish
         actions.assign({"seq": BYE, "stamp_ns": time.time_ns(), "action": np.zeros(7, np.float32)})
         for obj in (frames, actions, stop):
             obj.close()

@@ -28,6 +28,9 @@ def create_fresh(name: str, value: object) -> SharedObject:
 
 def shut_down(frames: SharedObject, actions: SharedObject, stop: SharedObject) -> None:
     """Tell the policy to stop, wait for its goodbye (it no longer uses the objects), then remove them."""
+    # Already leaving: a SIGTERM now (`compose up --abort-on-container-exit` stopping us once the
+    # policy is done) must not cut the cleanup short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stop.trigger()
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline and actions.wait(max(0.0, deadline - time.monotonic())):

@@ -58,13 +58,14 @@ class Containers:
                 pass
 
 
-def wait_for_output(container: Any, text: str, timeout: float = 60) -> str:
-    """Poll the container's output until ``text`` appears; fail with the output if it never does."""
+def wait_for_output(container: Any, text: str, timeout: float = 60, count: int = 1) -> str:
+    """Poll the container's output until ``text`` appears (``count`` times: a restarted container's
+    output includes its earlier runs'); fail with the output if it never does."""
     deadline = time.monotonic() + timeout
     logs = ""
     while time.monotonic() < deadline:
         logs = container.logs().decode(errors="replace")
-        if text in logs:
+        if logs.count(text) >= count:
             return logs
         container.reload()
         if container.status in ("exited", "dead"):

@@ -31,15 +31,15 @@ def test_compose_demo_sensor_and_policy(docker_client: Any) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         # Our session label on every container, so the session sweep removes them whatever happens.
         f.write("services:\n" + "".join(
-            f"  {service}:\n    labels:\n      {LABEL}: \"{SESSION_ID}\"\n" for service in ("sensor", "policy")
+            f"  {service}:\n    labels:\n      {LABEL}: \"{SESSION_ID}\"\n" for service in ("shm", "sensor", "policy")
         ))
         override = f.name
     try:
-        up = compose(project, override, "up", "--build")
+        up = compose(project, override, "up", "--build", "--abort-on-container-exit")
         out = up.stdout + up.stderr
         assert up.returncode == 0, out[-4000:]
         codes = compose(project, override, "ps", "-a", "--format", "{{.Service}}={{.ExitCode}}").stdout.split()
-        assert sorted(codes) == ["policy=0", "sensor=0"], out[-4000:]
+        assert sorted(codes) == ["policy=0", "sensor=0", "shm=0"], out[-4000:]
         received = int(re.search(r"\[policy\] done: (\d+) frames received", out).group(1))  # type: ignore[union-attr]
         sent, answered = map(int, re.search(r"\[sensor\] done: (\d+) frames sent, (\d+) answered", out).groups())  # type: ignore[union-attr]
         assert received > 0 and answered > 0 and sent >= answered

@@ -297,6 +297,67 @@ def test_consumer_survives_a_producer_killed_mid_stream(containers: Containers) 
     assert int(torn) == 0 and int(reads) > 200, out
 
 
+# A producer that a restart policy brings back after a crash: it attaches to its object if one is
+# there (and continues its count), else creates it.
+COUNTING_PRODUCER = """
+    import time
+    from shared_object import SegmentNotFoundError, SharedObject
+    try:
+        obj = SharedObject.attach("count", timeout=0)
+    except SegmentNotFoundError:
+        obj = SharedObject.create("count", 0, mode=0o666)
+    print("START", obj.fetch(), flush=True)
+    while True:
+        obj.assign(obj.fetch() + 1)
+        time.sleep(0.01)
+"""
+COUNTING_CONSUMER = """
+    from shared_object import SharedObject
+    obj = SharedObject.attach("count", timeout=30)
+    while True:
+        print(f"GOT {obj.fetch()}" if obj.wait(0.5) else f"SILENT orphaned={obj.orphaned}", flush=True)
+"""
+
+
+def _crash_and_restart(producer: Any, consumer: Any) -> tuple[str, str]:
+    """Kill the producer as a crash would and start it again, as a restart policy does; the
+    outputs of producer and consumer once the restarted producer has run for a second."""
+    wait_for_output(consumer, "GOT")
+    producer.kill(signal="SIGKILL")
+    producer.start()  # with its ipc_mode: joining the same owner again, or owning a namespace anew
+    wait_for_output(producer, "START", count=2)
+    time.sleep(1.5)
+    return producer.logs().decode(), consumer.logs().decode()
+
+
+def test_a_producer_restarted_under_an_ipc_holder_serves_its_consumers_on(containers: Containers) -> None:
+    """compose.yaml's layout: `shm` owns the IPC namespace, sensor and policy join it."""
+    holder = containers.run(command=["sh", "-c", "trap 'exit 0' TERM INT; sleep infinity & wait"],
+                            ipc_mode="shareable", shm_size="64m")
+    counter = containers.run(script(COUNTING_PRODUCER), ipc_mode=f"container:{holder.id}")
+    consumer = containers.run(script(COUNTING_CONSUMER), ipc_mode=f"container:{holder.id}")
+    out, seen = _crash_and_restart(counter, consumer)
+    starts = [int(line.split()[1]) for line in out.splitlines() if line.startswith("START")]
+    assert starts[0] == 0 and starts[1] > 0, out  # the restarted producer found its object, count and all
+    last = int([line for line in seen.splitlines() if line.startswith("GOT")][-1].split()[1])
+    assert last > starts[1] + 10, seen  # the consumer, never restarted, follows the new run
+    holder.reload()
+    assert holder.status == "running"
+
+
+def test_a_producer_restarted_as_the_ipc_owner_leaves_its_consumers_behind(containers: Containers) -> None:
+    """Why compose.yaml has the `shm` holder: Docker gives a container that owns its IPC
+    namespace a new /dev/shm each time it starts. A consumer joined to it keeps the old one, and
+    nothing in it changes: no new value, and its object is not even orphaned. (If this test
+    fails, Docker no longer does this, and the holder is no longer needed.)"""
+    counter = containers.run(script(COUNTING_PRODUCER), ipc_mode="shareable", shm_size="64m")
+    consumer = containers.run(script(COUNTING_CONSUMER), ipc_mode=f"container:{counter.id}")
+    out, seen = _crash_and_restart(counter, consumer)
+    starts = [int(line.split()[1]) for line in out.splitlines() if line.startswith("START")]
+    assert starts == [0, 0], out  # the restarted producer found an empty /dev/shm
+    assert seen.splitlines()[-1] == "SILENT orphaned=False", seen
+
+
 def test_a_writer_killed_holding_the_lock_in_one_container_is_recovered_in_another(containers: Containers) -> None:
     """The writer lock is a robust mutex: when its holder dies, the kernel marks it, and the next
     writer takes it over (EOWNERDEAD) instead of waiting forever. Each container has its own PID
