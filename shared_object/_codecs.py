@@ -170,6 +170,17 @@ def _check_int(value: int, path: str) -> int:
     return value
 
 
+def _as_number(kind: Callable[[Any], Any], value: Any, path: str) -> Any:
+    """``kind(value)`` (float or complex), with an int too big for a double as an error of ours."""
+    try:
+        return kind(value)
+    except OverflowError:
+        where = f" at {path}" if path else ""
+        # bit_length, not the digits: str() of an int past 4300 digits raises ValueError
+        msg = f"int of {value.bit_length()} bits{where} is too large for a {kind.__name__} (at most about 2**1024)"
+        raise IntegerOverflowError(msg) from None
+
+
 def _set_order(values: set[Any] | frozenset[Any]) -> list[Any]:
     """A deterministic order for set elements: by kind, then longest str/bytes first.
 
@@ -231,6 +242,12 @@ def _key_to_json(key: object, depth: int = 0) -> Any:
     if isinstance(key, int):
         return ["int", key]
     if isinstance(key, float):
+        if math.isnan(key):
+            msg = (
+                "cannot store a dict key that is NaN: NaN equals nothing, not even another NaN, so neither "
+                "an assign nor a reader could ever find that key again; use a str key such as 'nan'"
+            )
+            raise UnsupportedTypeError(msg)
         return ["float", key.hex()]
     if isinstance(key, str):
         try:
@@ -424,7 +441,7 @@ class FloatNode(StructNode):
 
     def convert(self, value: Any, path: str) -> Any:
         if isinstance(value, (float, int, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_)):
-            return float(value)
+            return _as_number(float, value, path)
         raise self.mismatch(value, path)
 
 
@@ -433,7 +450,7 @@ class ComplexNode(Node):
 
     def prepare(self, value: Any, path: str, out: Writes) -> None:
         if isinstance(value, (complex, float, int, np.number)) and not isinstance(value, (bool, np.bool_)):
-            out.append((self, complex(value)))
+            out.append((self, _as_number(complex, value, path)))
             return
         raise self.mismatch(value, path)
 

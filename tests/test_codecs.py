@@ -188,6 +188,17 @@ def test_lossless_numeric_conversions(shm_name: str) -> None:
         assert same(obj.fetch(), (5, 3.0, 0.5 + 0j))
 
 
+def test_an_int_too_big_for_a_float_leaf_is_an_overflow_error_of_ours(shm_name: str) -> None:
+    # float(10**400) raised a bare OverflowError ("int too large to convert to float")
+    with SharedObject.create(shm_name, {"gain": 1.0, "z": 1j}) as obj:
+        for offered, where in (({"gain": 10**400, "z": 1j}, "'gain'\\] is too large for a float"),
+                               ({"gain": 2.0, "z": -(2**5000)}, "'z'\\] is too large for a complex")):
+            with pytest.raises(IntegerOverflowError, match=rf"int of \d+ bits at \[{where}"):
+                obj.assign(offered)
+            assert obj.fetch() == {"gain": 1.0, "z": 1j}
+        obj.unlink()
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
@@ -195,6 +206,8 @@ def test_lossless_numeric_conversions(shm_name: str) -> None:
         (np.array([1, None], dtype=object), "Python objects"),
         ({"a": {1, 2}.__iter__()}, "set_iterator"),
         ({frozenset(): 1}, "dict key of type frozenset"),
+        ({float("nan"): 1, 0.5: 2}, "dict key that is NaN"),  # was: "stored kind is dict with keys [nan, 0.5], offered [nan, 0.5]"
+        ({(1, np.float64("nan")): 1}, "dict key that is NaN"),
         (2**70, "does not fit in 64 bits"),
         (np.zeros(2, [("a", "<f4"), ("b", object)]), "Python objects"),
         *(
