@@ -1,7 +1,9 @@
 """Cross-container proofs, driven through docker-py.
 
-The donor (producer) runs with ``ipc_mode="shareable"`` and the others join it with
-``ipc_mode="container:<id>"``: docker-py's spelling of compose's ``ipc: "service:sensor"``.
+The donor runs with ``ipc_mode="shareable"`` and the others join it with
+``ipc_mode="container:<id>"``: docker-py's spelling of compose's ``ipc: "service:shm"``. In most
+tests the donor is the producer itself, which is enough while nobody restarts; compose.yaml gives
+the namespace to a holder that does nothing else, and the restart tests below show why.
 """
 
 from __future__ import annotations
