@@ -91,11 +91,53 @@ def utf8(text: str) -> bytes:
 # --------------------------------------------------------------------------------------------
 # Schema from a value
 # --------------------------------------------------------------------------------------------
-def schema_of(value: object, init_size: int = 0, depth: int = 0) -> Schema:  # noqa: PLR0912 - one branch per supported type
+def schema_of(value: object, init_size: int = 0) -> Schema:
     """The schema that stores ``value``; str/bytes capacities are ``max(init_size, length)``.
 
-    ``depth`` counts the containers around ``value`` (for the MAX_DEPTH check).
+    A part of ``value`` that cannot be stored is named by its path in the error, as assign names
+    a leaf of the wrong kind: "at ['state']['gain']: cannot store a value of type ...".
     """
+    try:
+        return _schema_of(value, init_size, 0)
+    except (UnsupportedTypeError, IntegerOverflowError) as exc:
+        where = _where_refused(value, init_size, 0)
+        if not where:
+            raise
+        if len(where) > 80:  # a container holding itself: "[0][0][0]..." a hundred times says no more than its start
+            where = where[:80] + "..."
+        raise type(exc)(f"at {where}: {exc}") from None
+
+
+def _where_refused(value: object, init_size: int, depth: int) -> str:
+    """The path of the part of ``value`` that _schema_of refuses ("" for ``value`` itself).
+
+    Walked only once an error is certain, so that _schema_of, which runs on every assign of a
+    SharedDynamicObject, builds no path strings. A set's members have no index of their own, and
+    a dict's bad key is the dict's own fault: both stop at the container.
+    """
+    if depth >= MAX_DEPTH:
+        return ""
+    if isinstance(value, dict):
+        try:
+            for key in value:
+                _key_to_json(key)
+        except UnsupportedTypeError:
+            return ""
+        children = [(f"[{k!r}]", v) for k, v in value.items()]
+    elif isinstance(value, (tuple, list)):
+        children = [(f"[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return ""
+    for label, child in children:
+        try:
+            _schema_of(child, init_size, depth + 1)
+        except (UnsupportedTypeError, IntegerOverflowError):
+            return label + _where_refused(child, init_size, depth + 1)
+    return ""
+
+
+def _schema_of(value: object, init_size: int, depth: int) -> Schema:  # noqa: PLR0912 - one branch per supported type
+    """schema_of's walk; ``depth`` counts the containers around ``value`` (for the MAX_DEPTH check)."""
     if value is None:
         return ["none"]
     if isinstance(value, np.ndarray):
@@ -128,14 +170,14 @@ def schema_of(value: object, init_size: int = 0, depth: int = 0) -> Schema:  # n
         raise UnsupportedTypeError(msg)
     depth += 1
     if isinstance(value, tuple):
-        return ["tuple", [schema_of(v, init_size, depth) for v in value]]
+        return ["tuple", [_schema_of(v, init_size, depth) for v in value]]
     if isinstance(value, list):
-        return ["list", [schema_of(v, init_size, depth) for v in value]]
+        return ["list", [_schema_of(v, init_size, depth) for v in value]]
     if isinstance(value, (set, frozenset)):
         kind = "frozenset" if isinstance(value, frozenset) else "set"
-        return [kind, [schema_of(v, init_size, depth) for v in _set_order(value)]]
+        return [kind, [_schema_of(v, init_size, depth) for v in _set_order(value)]]
     if isinstance(value, dict):
-        return ["dict", [[_key_to_json(k), schema_of(v, init_size, depth)] for k, v in value.items()]]
+        return ["dict", [[_key_to_json(k), _schema_of(v, init_size, depth)] for k, v in value.items()]]
     msg = f"cannot store a value of type {_type_name(value)} in shared memory; supported: {SUPPORTED}"
     raise UnsupportedTypeError(msg)
 

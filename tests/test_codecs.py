@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict, namedtuple
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -253,6 +255,31 @@ def test_a_schema_nested_deeper_than_any_value_can_be_is_corrupt() -> None:
         key = ["tuple", [key]]
     with pytest.raises(LayoutError, match="dict key of tuples nested more than 100 levels deep"):
         _codecs.build_checked(["dict", [[key, ["int"]]]], "x")
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "message"),
+    [
+        ({"q": np.zeros(7), "state": {"mode": "idle", "gain": Decimal("1.5")}}, "['state']['gain']", "decimal.Decimal"),
+        ([1, (2, 3, 2**70)], "[1][2]", "does not fit in 64 bits"),
+        ({"depth": np.ma.masked_array([1.0])}, "['depth']", "MaskedArray"),
+        ({"tags": {1, "a", object()}}, "['tags']", "type object"),  # a set's members have no index of their own
+        ({"k": {frozenset(): 1}}, "['k']", "dict key of type frozenset"),
+    ],
+)
+def test_an_unsupported_part_of_a_new_value_is_named_by_its_path(
+    shm_name: str, value: Any, where: str, message: str
+) -> None:
+    # SharedObject's assign names the path of a bad leaf; creating an object, or assigning a new
+    # kind of value to a SharedDynamicObject, used to say only what was wrong, not where.
+    expected = rf"^at {re.escape(where)}: .*{message}"
+    with pytest.raises((UnsupportedTypeError, IntegerOverflowError), match=expected):
+        SharedObject.create(shm_name, value)
+    with SharedDynamicObject(shm_name, data=1) as obj:
+        with pytest.raises((UnsupportedTypeError, IntegerOverflowError), match=expected):
+            obj.assign(value)
+        assert obj.fetch() == 1
+        obj.unlink()
 
 
 def test_unsupported_type_error_lists_what_is_supported() -> None:
