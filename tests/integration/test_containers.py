@@ -321,15 +321,18 @@ COUNTING_CONSUMER = """
 """
 
 
-def _crash_and_restart(producer: Any, consumer: Any) -> tuple[str, str]:
-    """Kill the producer as a crash would and start it again, as a restart policy does; the
-    outputs of producer and consumer once the restarted producer has run for a second."""
+def _crash_and_restart(producer: Any, consumer: Any) -> tuple[list[int], str, str]:
+    """Kill the producer as a crash would and start it again, as a restart policy does. Returns,
+    once the restarted producer has run for a second: the count each of its two runs started
+    from, and the outputs of producer and consumer."""
     wait_for_output(consumer, "GOT")
     producer.kill(signal="SIGKILL")
     producer.start()  # with its ipc_mode: joining the same owner again, or owning a namespace anew
     wait_for_output(producer, "START", count=2)
     time.sleep(1.5)
-    return producer.logs().decode(), consumer.logs().decode()
+    out = producer.logs().decode()
+    starts = [int(line.split()[1]) for line in out.splitlines() if line.startswith("START")]
+    return starts, out, consumer.logs().decode()
 
 
 def test_a_producer_restarted_under_an_ipc_holder_serves_its_consumers_on(containers: Containers) -> None:
@@ -338,8 +341,7 @@ def test_a_producer_restarted_under_an_ipc_holder_serves_its_consumers_on(contai
                             ipc_mode="shareable", shm_size="64m")
     counter = containers.run(script(COUNTING_PRODUCER), ipc_mode=f"container:{holder.id}")
     consumer = containers.run(script(COUNTING_CONSUMER), ipc_mode=f"container:{holder.id}")
-    out, seen = _crash_and_restart(counter, consumer)
-    starts = [int(line.split()[1]) for line in out.splitlines() if line.startswith("START")]
+    starts, out, seen = _crash_and_restart(counter, consumer)
     assert starts[0] == 0 and starts[1] > 0, out  # the restarted producer found its object, count and all
     last = int([line for line in seen.splitlines() if line.startswith("GOT")][-1].split()[1])
     assert last > starts[1] + 10, seen  # the consumer, never restarted, follows the new run
@@ -354,8 +356,7 @@ def test_a_producer_restarted_as_the_ipc_owner_leaves_its_consumers_behind(conta
     fails, Docker no longer does this, and the holder is no longer needed.)"""
     counter = containers.run(script(COUNTING_PRODUCER), ipc_mode="shareable", shm_size="64m")
     consumer = containers.run(script(COUNTING_CONSUMER), ipc_mode=f"container:{counter.id}")
-    out, seen = _crash_and_restart(counter, consumer)
-    starts = [int(line.split()[1]) for line in out.splitlines() if line.startswith("START")]
+    starts, out, seen = _crash_and_restart(counter, consumer)
     assert starts == [0, 0], out  # the restarted producer found an empty /dev/shm
     assert seen.splitlines()[-1] == "SILENT orphaned=False", seen
 
