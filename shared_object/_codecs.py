@@ -8,6 +8,7 @@ Schema grammar (JSON arrays)::
 
     ["none"] | ["bool"] | ["int"] | ["float"] | ["complex"] | ["pose"]
     ["str", capacity] | ["bytes", capacity] | ["bytearray", capacity]     capacity in bytes
+    ["npstr", capacity] | ["npbytes", capacity]    numpy.str_ / numpy.bytes_, laid out as str / bytes
     ["npscalar", dtype]            dtype: numpy ``dtype.str`` ("<f4") or, if structured, ``dtype.descr``
     ["ndarray", dtype, [d0, d1, ...]]
     ["tuple", [schema, ...]] | ["list", [schema, ...]] | ["set", [schema, ...]] | ["frozenset", [...]]
@@ -25,6 +26,7 @@ below, offsets counted from the payload start (itself 64-byte aligned in the seg
     complex           16 bytes, f64 real then f64 imaginary               (8-aligned)
     pose              28 bytes, f32 x y z then f32 qw qx qy qz            (8-aligned)
     str/bytes/...     u64 length, then ``capacity`` bytes (UTF-8 for str) (8-aligned)
+                      (npstr and npbytes too: "str/bytes/..." below means all five)
     npscalar          itemsize bytes                                      (16-aligned)
     ndarray           the C-contiguous data, ``nbytes`` bytes             (64-aligned)
 
@@ -32,6 +34,9 @@ Rules a caller relies on:
 
 * A str/bytes/bytearray leaf has a capacity fixed when its schema is made:
   ``max(init_size, len(encoded value))`` bytes. Later values of any length up to it fit.
+* numpy.str_ and numpy.bytes_ scalars are strings, not fixed-width "U"/"S" dtype values: a
+  numpy array of those drops trailing NULs, so ``np.bytes_(b"\\x00")`` read back as ``b""``.
+  Their length is stored, as for str and bytes, and so is their type.
 * A str is stored as UTF-8, with lone surrogates ("\\udc80", as ``os.fsdecode`` makes of a file
   name that is not UTF-8) in their 3-byte form ("surrogatepass"), so every str round-trips.
 * Python ints are 64-bit signed; anything outside raises IntegerOverflowError.
@@ -143,6 +148,10 @@ def _schema_of(value: object, init_size: int, depth: int) -> Schema:  # noqa: PL
     if isinstance(value, np.ndarray):
         _check_keeps_its_meaning(value, "")
         return ["ndarray", _dtype_to_json(value.dtype), list(value.shape)]
+    if isinstance(value, np.str_):  # before np.generic and str: see "Rules" above
+        return ["npstr", max(init_size, len(_np_str_utf8(value, "")))]
+    if isinstance(value, np.bytes_):
+        return ["npbytes", max(init_size, len(value))]
     if isinstance(value, np.generic):
         return ["npscalar", _dtype_to_json(np.asarray(value).dtype)]
     if isinstance(value, bool):
@@ -180,6 +189,25 @@ def _schema_of(value: object, init_size: int, depth: int) -> Schema:  # noqa: PL
         return ["dict", [[_key_to_json(k), _schema_of(v, init_size, depth)] for k, v in value.items()]]
     msg = f"cannot store a value of type {_type_name(value)} in shared memory; supported: {SUPPORTED}"
     raise UnsupportedTypeError(msg)
+
+
+def _np_str_utf8(value: np.str_, path: str) -> bytes:
+    """A numpy.str_ as stored, refusing one that is not text.
+
+    numpy makes a str_ of whatever 4-byte units a "U" array holds, even past U+10FFFF, the last
+    code point: such a string encodes to bytes that no reader could decode.
+    """
+    data = utf8(value)
+    try:
+        str(data, "utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        where = f" at {path}" if path else ""
+        msg = (
+            f"cannot store a numpy.str_{where} holding code points past U+10FFFF (made from raw bytes?): it is "
+            "not text; store its array's bytes, e.g. np.asarray(s).view(np.uint32)"
+        )
+        raise UnsupportedTypeError(msg) from None
+    return data
 
 
 def _check_keeps_its_meaning(array: npt.NDArray[Any], path: str) -> None:
@@ -355,6 +383,10 @@ def describe(value: object) -> str:
     """A short human description of a value's kind, for error messages."""
     if isinstance(value, np.ndarray):
         return f"ndarray[{value.dtype}, {tuple(value.shape)}]"
+    if isinstance(value, np.str_):
+        return f"numpy.str_ of {len(utf8(value))} bytes"
+    if isinstance(value, np.bytes_):
+        return f"numpy.bytes_ of {len(value)} bytes"
     if isinstance(value, np.generic):
         return f"numpy scalar {np.asarray(value).dtype}"
     if isinstance(value, str):
@@ -531,7 +563,16 @@ class PoseNode(Node):
 
 
 class BufferNode(Node):
-    """str / bytes / bytearray: a u64 length then ``capacity`` bytes."""
+    """str / bytes / bytearray / numpy.str_ / numpy.bytes_: a u64 length then ``capacity`` bytes."""
+
+    #: kind: (the type a value must be an instance of, its name in messages, whether it is text)
+    KINDS: ClassVar[dict[str, tuple[type, str, bool]]] = {
+        "str": (str, "str", True),
+        "bytes": (bytes, "bytes", False),
+        "bytearray": (bytearray, "bytearray", False),
+        "npstr": (np.str_, "numpy.str_", True),
+        "npbytes": (np.bytes_, "numpy.bytes_", False),
+    }
 
     def __init__(self, kind: str, capacity: int) -> None:
         if not isinstance(capacity, int) or capacity < 0:
@@ -540,18 +581,24 @@ class BufferNode(Node):
         self.kind = kind
         self.capacity = capacity
         self.size = 8 + capacity
-        self.pytype: type = {"str": str, "bytes": bytes, "bytearray": bytearray}[kind]
+        self.pytype, self.type_name, self.text = self.KINDS[kind]
 
     def prepare(self, value: Any, path: str, out: Writes) -> None:
+        # A bytes leaf takes numpy.bytes_ (a subclass, stored as its base) but not a bytearray.
         if not isinstance(value, self.pytype) or (self.pytype is bytes and isinstance(value, bytearray)):
             raise self.mismatch(value, path)
         raw: Any = value
-        data = utf8(raw) if self.pytype is str else raw
+        if not self.text:
+            data = raw
+        elif self.pytype is str:
+            data = utf8(raw)
+        else:
+            data = _np_str_utf8(raw, path)
         if len(data) > self.capacity:
             where = f" at {path}" if path else ""
             msg = (
-                f"{self.kind} of {len(data)} bytes{where} exceeds the capacity of {self.capacity} bytes fixed at "
-                "creation (create with a larger init_size, or use SharedDynamicObject)"
+                f"{self.type_name} of {len(data)} bytes{where} exceeds the capacity of {self.capacity} bytes fixed "
+                "at creation (create with a larger init_size, or use SharedDynamicObject)"
             )
             raise CapacityError(msg)
         out.append((self, data))
@@ -566,7 +613,7 @@ class BufferNode(Node):
         start = base + self.offset
         (n,) = _U64.unpack_from(buf, start)
         if n > self.capacity:
-            msg = f"{self.kind} length {n} exceeds its capacity {self.capacity}"
+            msg = f"{self.type_name} length {n} exceeds its capacity {self.capacity}"
             raise LayoutError(msg)
         return buf[start + 8 : start + 8 + n]
 
@@ -574,10 +621,12 @@ class BufferNode(Node):
         span = self._span(buf, base)
         if self.pytype is str:
             return str(span, "utf-8", "surrogatepass")
+        if self.text:
+            return self.pytype(str(span, "utf-8", "surrogatepass"))
         return self.pytype(span)
 
     def describe(self) -> str:
-        return f"{self.kind} (capacity {self.capacity} bytes)"
+        return f"{self.type_name} (capacity {self.capacity} bytes)"
 
 
 class NpScalarNode(Node):
@@ -763,7 +812,7 @@ def _build(schema: Any, depth: int) -> Node:
     kind = schema[0]
     if kind in _SCALARS and len(schema) == 1:
         return _SCALARS[kind]()
-    if kind in ("str", "bytes", "bytearray") and len(schema) == 2:
+    if kind in BufferNode.KINDS and len(schema) == 2:
         return BufferNode(kind, schema[1])
     if kind == "npscalar" and len(schema) == 2:
         return NpScalarNode(_dtype_from_json(schema[1]))

@@ -26,6 +26,8 @@ def same(a: Any, b: Any) -> bool:
         return False
     if isinstance(a, np.ndarray):
         return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(a, (np.str_, np.bytes_)):  # their dtype drops trailing NULs: compare as str/bytes
+        return bool(a == b)
     if isinstance(a, np.generic):
         if a.dtype.kind in "fc":  # long doubles carry padding bytes that hold no value
             return a.dtype == b.dtype and bool(np.array_equal(a, b, equal_nan=True))

@@ -37,7 +37,7 @@ VALUES = [
     None, True, False, 0, -1, 2**63 - 1, -(2**63), 1.5, float("inf"), float("nan"), -0.0, 1 + 2j,
     "", "héllo wörld ✓", "lone surrogates \ud800 \udcff", b"", b"\x00\xff" * 10, bytearray(b"abc"),
     np.float32(1.25), np.int64(-3), np.bool_(True), np.uint8(255), np.complex128(1 - 1j), np.longdouble(1) / 3,
-    np.datetime64("2026-11-25T08:45"),
+    np.datetime64("2026-11-25T08:45"), np.str_("lab\x00"), np.str_(""), np.bytes_(b"\x00"), np.bytes_(b"ab\x00"),
     np.zeros((480, 848, 3), np.uint8), np.arange(12.0).reshape(3, 4), np.array(5), np.zeros((0, 3)),
     (1, "a", None), [1.0, [2, [3, (4,)]]], {1, 2, "x"}, frozenset({b"a", 3}),
     {"a": 1, 2: "b", (1, "k"): [np.ones(2)], None: {3.5: b"x"}, True: False, "\udc80": {"\ud83d"}},
@@ -62,6 +62,8 @@ def test_every_fixed_size_dtype(shm_name: str, dtype: Any) -> None:
         assert same(obj.fetch(), array)
         obj.assign(array[::-1].copy())
         assert same(obj.fetch(), array[::-1].copy())
+    if array.dtype.kind == "U":  # a numpy.str_ must be text (see test_numpy_strings_keep_their_nuls_and_type)
+        array.reshape(-1).view(np.uint32)[:] %= 0x110000
     scalar = array.reshape(-1)[1]  # numpy scalars (always native byte order) round-trip too
     with SharedObject.create(shm_name + "s", scalar) as obj:
         assert same(obj.fetch(), scalar)
@@ -127,6 +129,44 @@ def test_strings_reassign_up_to_capacity(shm_name: str) -> None:
         with pytest.raises(CapacityError, match="17 bytes exceeds the capacity of 16"):
             obj.assign("a" * 17)
         assert obj.fetch() == "x"
+
+
+def test_numpy_strings_keep_their_nuls_and_type_and_take_any_length(shm_name: str) -> None:
+    # Stored as "U"/"S" dtype values, np.bytes_(b"\x00") read back as b"" and "lab\x00" as "lab",
+    # and a label of another length did not fit the one stored ("numpy scalar <U3" vs "<U5").
+    labels = {"label": np.str_("cat"), "raw": np.bytes_(b"\x01\x00")}
+    with SharedObject.create(shm_name, labels, init_size=8) as obj, SharedObject.attach(shm_name) as other:
+        assert same(other.fetch(), labels)
+        for label, raw in (("horse", b""), ("", b"\x00"), ("k\x00", b"ab\x00\x00"), ("\udc80ü", b"\xff" * 8)):
+            obj.assign({"label": np.str_(label), "raw": np.bytes_(raw)})
+            got = other.fetch()
+            assert type(got["label"]) is np.str_ and got["label"] == label
+            assert type(got["raw"]) is np.bytes_ and got["raw"] == raw
+        with pytest.raises(TypeMismatchError, match=r"stored kind is numpy.str_ \(capacity 8 bytes\), offered str of 3"):
+            obj.assign({"label": "cat", "raw": np.bytes_(b"")})
+        with pytest.raises(CapacityError, match=r"numpy.bytes_ of 9 bytes at \['raw'\] exceeds the capacity of 8"):
+            obj.assign({"label": np.str_(""), "raw": np.bytes_(b"x" * 9)})
+        assert same(other.fetch(), {"label": np.str_("\udc80ü"), "raw": np.bytes_(b"\xff" * 8)})
+    with SharedObject.create(shm_name + "b", b"plain") as obj:  # a bytes leaf takes np.bytes_ as its base type
+        obj.assign(np.bytes_(b"np\x00"))
+        assert type(obj.fetch()) is bytes and obj.fetch() == b"np\x00"
+        obj.unlink()
+
+
+def test_a_numpy_str_that_is_not_text_is_refused(shm_name: str) -> None:
+    # numpy makes a str_ of any 4-byte units: past U+10FFFF it encodes to bytes no reader decodes.
+    units = np.zeros(1, "U2")
+    units.view(np.uint32)[:] = [0x110000, 0x41]
+    with pytest.raises(UnsupportedTypeError, match=r"numpy.str_ holding code points past U\+10FFFF"):
+        SharedObject.create(shm_name, units[0])
+    with SharedObject.create(shm_name, [np.str_("ok")]) as obj:
+        with pytest.raises(UnsupportedTypeError, match=r"numpy.str_ at \[0\] holding code points"):
+            obj.assign([units[0]])
+        assert same(obj.fetch(), [np.str_("ok")])
+        obj.unlink()
+    with SharedObject.create(shm_name + "a", units) as obj:  # the array itself holds units, not str: stored as is
+        assert same(obj.fetch(), units)
+        obj.unlink()
 
 
 def test_every_str_round_trips_lone_surrogates_included(shm_name: str) -> None:
@@ -298,6 +338,7 @@ def texts(max_size: int) -> st.SearchStrategy[str]:
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.complex_numbers(allow_nan=False),
     texts(20), st.binary(max_size=20), st.binary(max_size=20).map(bytearray),
+    texts(20).map(np.str_), st.binary(max_size=20).map(np.bytes_),
     hnp.from_dtype(np.dtype(np.float32), allow_nan=False), hnp.from_dtype(np.dtype(np.int16)),
 )
 arrays = hnp.arrays(
