@@ -336,6 +336,8 @@ def _key_to_json(key: object, depth: int = 0) -> Any:
         f"cannot store a dict key of type {_type_name(key)}; "
         "keys may be str, int, float, bool, bytes, None or tuples of these"
     )
+    if isinstance(key, np.generic):  # np.unique's values, say: the Python value is one call away
+        msg += f" (key.item() gives {type(key.item()).__name__})"
     raise UnsupportedTypeError(msg)
 
 

@@ -248,6 +248,7 @@ def test_an_int_too_big_for_a_float_leaf_is_an_overflow_error_of_ours(shm_name: 
         (np.array([1, None], dtype=object), "Python objects"),
         ({"a": {1, 2}.__iter__()}, "set_iterator"),
         ({frozenset(): 1}, "dict key of type frozenset"),
+        ({np.int64(3): 1}, r"dict key of type numpy.int64; .*\(key.item\(\) gives int\)"),
         ({float("nan"): 1, 0.5: 2}, "dict key that is NaN"),  # was: "stored kind is dict with keys [nan, 0.5], offered [nan, 0.5]"
         ({(1, np.float64("nan")): 1}, "dict key that is NaN"),
         (2**70, "does not fit in 64 bits"),
