@@ -283,8 +283,8 @@ def _dtype_to_json(dtype: np.dtype[Any]) -> Any:
             msg = f"cannot store dtype {dtype!s}: a flexible dtype needs a size (e.g. 'S8', 'U8')"
             raise UnsupportedTypeError(msg)
         return dtype.str
-    descr = dtype.descr
-    if _dtype_from_json(json.loads(json.dumps(descr))) != dtype:
+    descr = json.loads(json.dumps(dtype.descr))  # as a schema read back has it: lists, not tuples
+    if _dtype_from_json(descr) != dtype:
         msg = f"cannot store structured dtype {dtype}: it does not round-trip through its description"
         raise UnsupportedTypeError(msg)
     return descr
@@ -406,6 +406,8 @@ class Node:
     """A schema element placed at ``offset`` bytes into the payload."""
 
     align: ClassVar[int] = 8
+    #: The schema this node was built from, on the root of a tree that ``build`` made.
+    schema: Schema | None = None
     #: Values of exactly this type need no conversion (the assign fast path); None: always convert.
     fast_type: ClassVar[type | None] = None
     size: int = 0
@@ -801,7 +803,29 @@ def build(schema: Schema) -> Node:
     """The node tree for a schema, with payload offsets assigned. Raises ValueError if malformed."""
     node = _build(schema, 0)
     node.place(0)
+    node.schema = schema
     return node
+
+
+def fits_as_is(offered: Schema, stored: Schema | None) -> bool:
+    """Whether a value of schema ``offered`` would read back as itself if written under ``stored``.
+
+    True when the two are equal but for str/bytes capacities (the write checks the value's length
+    against the capacity). A SharedDynamicObject asks this before keeping its schema: the lossless
+    conversions a fixed schema makes (an int into a float leaf) would change the type it returns.
+    """
+    if stored is None or offered[0] != stored[0] or len(offered) != len(stored):
+        return False
+    kind = offered[0]
+    if kind in BufferNode.KINDS:
+        return True
+    if kind in ("tuple", "list", "set", "frozenset"):
+        return len(offered[1]) == len(stored[1]) and all(map(fits_as_is, offered[1], stored[1]))
+    if kind == "dict":
+        return len(offered[1]) == len(stored[1]) and all(
+            k1 == k2 and fits_as_is(s1, s2) for (k1, s1), (k2, s2) in zip(offered[1], stored[1], strict=True)
+        )
+    return offered == stored
 
 
 def _build(schema: Any, depth: int) -> Node:
@@ -839,4 +863,4 @@ def build_checked(schema: Schema, name: str) -> Node:
 
 
 __all__ = ["INT64_MAX", "INT64_MIN", "MAX_DEPTH", "SUPPORTED", "ArrayNode", "Node", "Schema", "Writes", "build",
-           "build_checked", "describe", "dumps", "loads", "schema_of"]
+           "build_checked", "describe", "dumps", "fits_as_is", "loads", "schema_of"]

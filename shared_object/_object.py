@@ -1386,7 +1386,9 @@ class SharedDynamicObject(SharedObject):
 
     The segment grows when a value outgrows its slot (never shrinks); other handles follow on
     their next fetch. Each fetch checks the slot's schema, so it is a little slower than a
-    SharedObject's. str/bytes values may grow without limit.
+    SharedObject's. str/bytes values may grow without limit. Each value reads back exactly as
+    assigned, type included: none of the lossless conversions a SharedObject makes to fit its
+    fixed kind (3 assigned after 1.5 reads back 3, not 3.0).
     """
 
     _dynamic = True
@@ -1416,12 +1418,18 @@ class SharedDynamicObject(SharedObject):
         state = words[STATE]
         current = self._slots[state & 1] = self._load_slot(state & 1)
         writes: _codecs.Writes = []
-        try:  # keep the current schema when the value fits it: readers then need not re-read a schema
-            current.node.prepare(data, "", writes)
-            node, schema_id = current.node, current.schema_id
-            schema_text = b""
-        except (TypeError, ValueError):
-            writes.clear()
+        # Keep the current schema when the value fits it as it is (readers then need not read a
+        # new schema), not merely after a conversion: 3 written to a float leaf would read back 3.0.
+        keep = _codecs.fits_as_is(offered, current.node.schema)
+        if keep:
+            try:
+                current.node.prepare(data, "", writes)
+            except (TypeError, ValueError):  # a str past its capacity, say: a new schema makes room
+                writes.clear()
+                keep = False
+        if keep:
+            node, schema_id, schema_text = current.node, current.schema_id, b""
+        else:
             node = _codecs.build(offered)
             node.prepare(data, "", writes)
             schema_id = words[_layout.SCHEMA_COUNTER_WORD] + 1

@@ -343,7 +343,7 @@ scalars = st.one_of(
     hnp.from_dtype(np.dtype(np.float32), allow_nan=False), hnp.from_dtype(np.dtype(np.int16)),
 )
 arrays = hnp.arrays(
-    dtype=st.sampled_from([np.uint8, np.int32, np.float64, np.complex64, np.bool_]),
+    dtype=st.sampled_from([np.uint8, np.int32, np.float64, np.complex64, np.bool_, np.dtype([("t", "<f8"), ("n", "<i2", (2,))])]),
     shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
 )
 keys = st.one_of(texts(5), st.integers(-5, 5), st.none(), st.tuples(st.integers(0, 3), texts(2)))

@@ -155,6 +155,38 @@ def test_a_writer_dying_while_writing_a_slot_header_leaves_it_matching_no_schema
         assert reader.fetch() == "next"
 
 
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        (1.5, 3), (1.5, np.float32(0.5)), (1j, 2.0), (1, np.int64(5)), ((1.0, 2.0), (3, 4)),
+        ({"gain": 1.0, "on": True}, {"gain": 7, "on": False}), ({1, 2.5}, {1.5, 2}), ("abc", np.str_("x")),
+        (b"x", np.bytes_(b"y\x00")), (np.zeros(2, [("x", "<f4")]), np.ones(2, [("x", "<f4")])),
+    ],
+    ids=repr,
+)
+def test_each_value_reads_back_as_the_type_assigned_not_the_kind_held(shm_name: str, first: Any, then: Any) -> None:
+    # It kept the schema whenever the value fit it after a conversion: 3 assigned after 1.5 read
+    # back 3.0, np.float32(0.5) a Python float. The last row fits as it is: the schema is kept.
+    with SharedDynamicObject.create(shm_name, first) as writer, SharedDynamicObject.attach(shm_name) as reader:
+        assert same(reader.fetch(), first)
+        writer.assign(then)
+        assert same(reader.fetch(), then)
+        writer.assign(first)
+        assert same(reader.fetch(), first)
+        writer.unlink()
+
+
+def test_a_value_that_fits_as_it_is_keeps_the_schema(shm_name: str) -> None:
+    from shared_object import _layout
+
+    with SharedDynamicObject.create(shm_name, {"pose": np.zeros(7), "name": "a", "rec": np.zeros(1, [("t", "<f8")])}) as obj:
+        obj.assign({"pose": np.ones(7), "name": "bcd", "rec": np.ones(1, [("t", "<f8")])})
+        assert obj._words[_layout.SCHEMA_COUNTER_WORD] == 1  # the one made at creation: no new schema
+        obj.assign({"pose": np.ones(7), "name": "b" * 500, "rec": np.ones(1, [("t", "<f8")])})  # past its capacity
+        assert obj._words[_layout.SCHEMA_COUNTER_WORD] == 2
+        obj.unlink()
+
+
 def test_strings_grow_without_limit(shm_name: str) -> None:
     with SharedDynamicObject.create(shm_name, "a", init_size=4) as obj:
         obj.assign("b" * 10_000)
@@ -205,6 +237,8 @@ _values = st.one_of(
     st.tuples(_sizes, _sizes).map(lambda ab: {"a": np.full(ab[0], 1, np.uint8), "b": np.full(ab[1] // 8, 2.0)}),
     st.text(max_size=50),
     st.integers(-5, 5),
+    st.floats(allow_nan=False),
+    st.integers(-5, 5).map(np.int32),
 )
 
 
