@@ -37,6 +37,10 @@ Rules a caller relies on:
 * numpy.str_ and numpy.bytes_ scalars are strings, not fixed-width "U"/"S" dtype values: a
   numpy array of those drops trailing NULs, so ``np.bytes_(b"\\x00")`` read back as ``b""``.
   Their length is stored, as for str and bytes, and so is their type.
+* Leaves of one kind take each other's values: a str or numpy.str_ leaf takes any str; a bytes,
+  bytearray or numpy.bytes_ leaf takes bytes, bytearray, numpy.bytes_ or a C-contiguous
+  memoryview (as its bytes, without a copy). The leaf's type is what reads back. A memoryview
+  cannot *make* a leaf: it has no type of its own to read back as.
 * A str is stored as UTF-8, with lone surrogates ("\\udc80", as ``os.fsdecode`` makes of a file
   name that is not UTF-8) in their 3-byte form ("surrogatepass"), so every str round-trips.
 * Python ints are 64-bit signed; anything outside raises IntegerOverflowError.
@@ -188,6 +192,11 @@ def _schema_of(value: object, init_size: int, depth: int) -> Schema:  # noqa: PL
     if isinstance(value, dict):
         return ["dict", [[_key_to_json(k), _schema_of(v, init_size, depth)] for k, v in value.items()]]
     msg = f"cannot store a value of type {_type_name(value)} in shared memory; supported: {SUPPORTED}"
+    if isinstance(value, memoryview):
+        msg += (
+            " (a memoryview has no type of its own to read back as: create the object with bytes(view); "
+            "a SharedObject's bytes or bytearray leaf then takes a memoryview as it is, without that copy)"
+        )
     raise UnsupportedTypeError(msg)
 
 
@@ -210,6 +219,15 @@ def _np_str_utf8(value: np.str_, path: str) -> bytes:
     return data
 
 
+def _memoryview_bytes(view: memoryview, leaf: Node, path: str) -> memoryview:
+    """``view``'s bytes as a flat byte view (no copy), for a byte-string leaf."""
+    if not view.c_contiguous:
+        where = f" at {path}" if path else ""
+        msg = f"stored kind is {leaf.describe()}, offered a non-contiguous memoryview{where}: pass bytes(view)"
+        raise TypeMismatchError(msg)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
 def _check_keeps_its_meaning(array: npt.NDArray[Any], path: str) -> None:
     """Refuse an ndarray subclass whose extra state is part of its value (see "Rules" above)."""
     if type(array) is not np.ndarray and isinstance(array, np.ma.MaskedArray):
@@ -220,6 +238,14 @@ def _check_keeps_its_meaning(array: npt.NDArray[Any], path: str) -> None:
             "e.g. {'data': arr.data, 'mask': np.ma.getmaskarray(arr)}"
         )
         raise UnsupportedTypeError(msg)
+
+
+def _is_released(view: memoryview) -> bool:
+    try:
+        view.nbytes  # noqa: B018 - raises ValueError once released
+    except ValueError:
+        return True
+    return False
 
 
 def _type_name(value: object) -> str:
@@ -395,6 +421,8 @@ def describe(value: object) -> str:
         return f"str of {len(utf8(value))} bytes"
     if isinstance(value, (bytes, bytearray)):
         return f"{type(value).__name__} of {len(value)} bytes"
+    if isinstance(value, memoryview) and not _is_released(value):
+        return f"memoryview of {value.nbytes} bytes"
     if isinstance(value, (tuple, list, set, frozenset)):
         return f"{type(value).__name__} of {len(value)}"
     if isinstance(value, dict):
@@ -588,16 +616,19 @@ class BufferNode(Node):
         self.pytype, self.type_name, self.text = self.KINDS[kind]
 
     def prepare(self, value: Any, path: str, out: Writes) -> None:
-        # A bytes leaf takes numpy.bytes_ (a subclass, stored as its base) but not a bytearray.
-        if not isinstance(value, self.pytype) or (self.pytype is bytes and isinstance(value, bytearray)):
-            raise self.mismatch(value, path)
-        raw: Any = value
-        if not self.text:
-            data = raw
-        elif self.pytype is str:
-            data = utf8(raw)
+        # The leaves of a kind take each other's values (see "Rules" above): a text leaf any str,
+        # a byte-string leaf anything bytes-like, a memoryview without the copy bytes(mv) makes.
+        data: Any
+        if self.text:
+            if not isinstance(value, str):
+                raise self.mismatch(value, path)
+            data = _np_str_utf8(value, path) if isinstance(value, np.str_) else utf8(value)
+        elif isinstance(value, (bytes, bytearray)):
+            data = value
+        elif isinstance(value, memoryview):
+            data = _memoryview_bytes(value, self, path)
         else:
-            data = _np_str_utf8(raw, path)
+            raise self.mismatch(value, path)
         if len(data) > self.capacity:
             where = f" at {path}" if path else ""
             msg = (
