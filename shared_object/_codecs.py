@@ -52,8 +52,9 @@ Rules a caller relies on:
   object, however deep in its own stack it calls fetch. Deeper values (or a container that holds
   itself) raise UnsupportedTypeError.
 * Scalar leaves accept lossless numeric conversions: an int leaf takes numpy integers, a float
-  leaf takes ints and numpy reals, a complex leaf any real or complex number. bool never passes
-  for a number, nor a number for a bool.
+  leaf takes ints and numpy reals, a complex leaf any real or complex number, each only if the
+  leaf holds it exactly (not 2**53 + 1 in a float, nor most long doubles). bool never passes for
+  a number, nor a number for a bool, nor a timedelta64 (a numpy "integer") for either.
 """
 
 from __future__ import annotations
@@ -267,14 +268,33 @@ def _check_int(value: int, path: str) -> int:
 
 
 def _as_number(kind: Callable[[Any], Any], value: Any, path: str) -> Any:
-    """``kind(value)`` (float or complex), with an int too big for a double as an error of ours."""
+    """``kind(value)`` (float or complex) if it holds ``value`` exactly; errors of ours otherwise.
+
+    Not every int, nor every long double, fits a double: 2**53 + 1 would read back as 2**53.
+    """
+    offered = value
+    if isinstance(value, np.integer):
+        value = int(value)  # compared below as a Python int: exactly (numpy compares via float64)
     try:
-        return kind(value)
+        converted = kind(value)
     except OverflowError:
         where = f" at {path}" if path else ""
         # bit_length, not the digits: str() of an int past 4300 digits raises ValueError
         msg = f"int of {value.bit_length()} bits{where} is too large for a {kind.__name__} (at most about 2**1024)"
         raise IntegerOverflowError(msg) from None
+    if converted != value and converted == converted:  # noqa: PLR0124 - NaN reads back as NaN: fine
+        where = f" at {path}" if path else ""
+        msg = (
+            f"stored kind is {kind.__name__}, offered {describe(offered)}{where}, which a {kind.__name__} cannot "
+            f"hold exactly: it would read back as {converted!r} (store it in a leaf of its own kind)"
+        )
+        raise TypeMismatchError(msg)
+    return converted
+
+
+def _is_number(value: object) -> bool:
+    """A number a float or complex leaf may take: no bool, and no timedelta64 (a numpy "integer")."""
+    return not isinstance(value, (bool, np.bool_, np.timedelta64))
 
 
 def _set_order(values: set[Any] | frozenset[Any]) -> list[Any]:
@@ -535,7 +555,7 @@ class IntNode(StructNode):
     fast_type = int
 
     def convert(self, value: Any, path: str) -> Any:
-        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        if isinstance(value, (int, np.integer)) and _is_number(value):
             return _check_int(int(value), path)
         raise self.mismatch(value, path)
 
@@ -546,7 +566,7 @@ class FloatNode(StructNode):
     fast_type = float
 
     def convert(self, value: Any, path: str) -> Any:
-        if isinstance(value, (float, int, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        if isinstance(value, (float, int, np.floating, np.integer)) and _is_number(value):
             return _as_number(float, value, path)
         raise self.mismatch(value, path)
 
@@ -555,7 +575,7 @@ class ComplexNode(Node):
     size = 16
 
     def prepare(self, value: Any, path: str, out: Writes) -> None:
-        if isinstance(value, (complex, float, int, np.number)) and not isinstance(value, (bool, np.bool_)):
+        if isinstance(value, (complex, float, int, np.number)) and _is_number(value):
             out.append((self, _as_number(complex, value, path)))
             return
         raise self.mismatch(value, path)

@@ -260,6 +260,40 @@ def test_lossless_numeric_conversions(shm_name: str) -> None:
         assert same(obj.fetch(), (5, 3.0, 0.5 + 0j))
 
 
+@pytest.mark.parametrize(
+    ("offered", "reads_as"),
+    [
+        (2**53 + 1, "9007199254740992.0"),  # a nanosecond timestamp is past 2**53 too
+        (np.int64(2**62 + 1), "4.611686018427388e"),  # numpy's own == compares through float64: True
+        (np.uint64(2**64 - 1), "1.8446744073709552e"),
+        *([(np.longdouble(1) / 3, "0.333")] if np.finfo(np.longdouble).nmant > 52 else []),
+    ],
+    ids=repr,
+)
+def test_a_number_a_float_leaf_cannot_hold_exactly_is_refused(shm_name: str, offered: Any, reads_as: str) -> None:
+    # "Lossless conversions" took these and stored them rounded, without a word.
+    with SharedObject.create(shm_name, {"t": 0.5, "z": 0j}) as obj:
+        for value in ({"t": offered, "z": 0j}, {"t": 0.5, "z": offered}):
+            with pytest.raises(TypeMismatchError, match=rf"offered .*at \['[tz]'\], which a (float|complex) cannot hold exactly: it would read back as \(?{reads_as}"):
+                obj.assign(value)
+        assert same(obj.fetch(), {"t": 0.5, "z": 0j})
+        obj.assign({"t": 2**53, "z": np.longdouble(1.5)})  # these a double holds exactly
+        obj.assign({"t": float("nan"), "z": complex("nan+1j")})  # and NaN reads back as NaN
+        t, z = obj.fetch().values()
+        assert t != t and z.imag == 1.0
+        obj.unlink()
+
+
+@pytest.mark.parametrize("stored", [1, 1.0, 1j])
+def test_a_timedelta64_is_no_number_for_a_scalar_leaf(shm_name: str, stored: Any) -> None:
+    # numpy makes timedelta64 an "integer": the int/float leaves let it through to a bare TypeError.
+    with SharedObject.create(shm_name, stored) as obj:
+        with pytest.raises(TypeMismatchError, match=r"offered numpy scalar timedelta64\[s\]"):
+            obj.assign(np.timedelta64(1, "s"))
+        assert same(obj.fetch(), stored)
+        obj.unlink()
+
+
 def test_an_int_too_big_for_a_float_leaf_is_an_overflow_error_of_ours(shm_name: str) -> None:
     # float(10**400) raised a bare OverflowError ("int too large to convert to float")
     with SharedObject.create(shm_name, {"gain": 1.0, "z": 1j}) as obj:
