@@ -879,6 +879,11 @@ def fits_as_is(offered: Schema, stored: Schema | None) -> bool:
     return offered == stored
 
 
+_KINDS: Final = frozenset(
+    [*_SCALARS, *BufferNode.KINDS, "npscalar", "ndarray", "tuple", "list", "set", "frozenset", "dict"]
+)
+
+
 def _build(schema: Any, depth: int) -> Node:
     if not isinstance(schema, list) or not schema or not isinstance(schema[0], str):
         msg = f"malformed schema element {schema!r}"
@@ -887,6 +892,8 @@ def _build(schema: Any, depth: int) -> Node:
         msg = f"schema nested more than {MAX_DEPTH} containers deep"
         raise ValueError(msg)
     kind = schema[0]
+    if kind not in _KINDS:
+        raise _UnknownKindError(kind)
     if kind in _SCALARS and len(schema) == 1:
         return _SCALARS[kind]()
     if kind in BufferNode.KINDS and len(schema) == 2:
@@ -904,10 +911,24 @@ def _build(schema: Any, depth: int) -> Node:
     raise ValueError(msg)
 
 
+class _UnknownKindError(ValueError):
+    """A schema kind this version does not know: most likely a newer version wrote it."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
 def build_checked(schema: Schema, name: str) -> Node:
     """``build`` for a schema read from a segment: any malformation is a LayoutError."""
     try:
         return build(schema)
+    except _UnknownKindError as exc:
+        msg = (
+            f"segment {name!r} holds a value of kind {exc.kind!r}, which this version of shared_object cannot "
+            "read: was it written by a newer version? Install the same version in every process and container"
+        )
+        raise LayoutError(msg) from exc
     except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
         msg = f"segment {name!r} has a corrupt schema ({exc})"
         raise LayoutError(msg) from exc

@@ -349,6 +349,21 @@ def test_nesting_is_limited_with_a_clear_error_not_a_recursion_error(shm_name: s
         _codecs.schema_of({key: 1})
 
 
+def test_a_kind_this_version_does_not_know_is_called_newer_not_corrupt(shm_name: str) -> None:
+    # A sensor image built from a newer release than the policy's: say so, not "corrupt".
+    from shared_object import _layout
+
+    with SharedObject.create(shm_name, "ab") as obj:
+        for index in (0, 1):
+            offset, _ = _layout.SLOT_ENTRY.unpack_from(obj._buf, _layout.SLOT_TABLE_OFFSET + 16 * index)
+            start = offset + _layout.SLOT_HEADER_SIZE
+            assert bytes(obj._buf[start : start + 5]) == b'["str'
+            obj._buf[start : start + 5] = b'["stz'  # a kind of the same length: every offset stays right
+        with pytest.raises(LayoutError, match=r"kind 'stz', which this version of shared_object cannot read: .*newer"):
+            SharedObject.attach(shm_name)
+        obj.unlink()
+
+
 def test_a_schema_nested_deeper_than_any_value_can_be_is_corrupt() -> None:
     schema: Any = ["int"]
     for _ in range(_codecs.MAX_DEPTH + 1):
