@@ -482,6 +482,10 @@ class SharedObject:
         self._lock_free_fast = self._lock_free and not self._dynamic
         self._slots: list[_Slot | None] = [None, None]
         self._nodes: dict[int, _codecs.Node] = {}
+        #: schema text -> the id this handle published it under.
+        #: An id stands for one text for ever (ids come from a shared counter), so a dynamic value
+        #: that flips between kinds reuses its ids, and readers their cached nodes.
+        self._schema_ids: dict[bytes, int] = {}
         self._map_ranges: list[tuple[int, int]] = []
         self._spares: list[np.ndarray[Any, Any]] = []  # earlier fetch results, for _recycling_copy
         address = segment.address
@@ -581,8 +585,20 @@ class SharedObject:
                 raise LayoutError(msg)
             if len(self._nodes) >= 4:  # keep the few recent ones; a dynamic object rarely flips between more
                 self._nodes.clear()
+            # A lapped reader may read this header while a writer rewrites it (the id to 0 first,
+            # then the text, then the new id). The same id after the text means the text is that
+            # id's: otherwise a mixed text that happened to parse would be cached under the old id.
+            if _u64_unpack(buf, offset)[0] != schema_id:
+                msg = f"segment {self.name!r}: slot {index} header changed while it was read"
+                raise LayoutError(msg)  # a lap on the lock-free path (the state moved on), corruption under the mutex
             self._nodes[schema_id] = node
         return _Slot(node, buf, offset, payload_offset, schema_id, self._spares)
+
+    def _remember_schema(self, text: bytes, schema_id: int) -> None:
+        """Note the id this handle published ``text`` under (only its own: a text read may be torn)."""
+        if len(self._schema_ids) >= 8:  # a few recent ones, as _nodes
+            self._schema_ids.clear()
+        self._schema_ids[text] = schema_id
 
     # ----------------------------------------------------------------------------------------
     # Reading
@@ -1430,10 +1446,11 @@ class SharedDynamicObject(SharedObject):
         if keep:
             node, schema_id, schema_text = current.node, current.schema_id, b""
         else:
-            node = _codecs.build(offered)
-            node.prepare(data, "", writes)
-            schema_id = words[_layout.SCHEMA_COUNTER_WORD] + 1
             schema_text = _codecs.dumps(offered)
+            known = self._schema_ids.get(schema_text)  # a kind this object held before: its id again
+            node = (self._nodes.get(known) if known else None) or _codecs.build(offered)
+            node.prepare(data, "", writes)
+            schema_id = known or words[_layout.SCHEMA_COUNTER_WORD] + 1
         target = (state & 1) ^ 1
         words[STATE] = state | WRITING  # from here on the target slot is ours
         try:
@@ -1468,6 +1485,7 @@ class SharedDynamicObject(SharedObject):
         counter = _layout.SCHEMA_COUNTER_WORD
         self._words[counter] = max(self._words[counter], schema_id)
         self._nodes[schema_id] = node
+        self._remember_schema(schema_text, schema_id)
         slot = self._slots[target] = _Slot(node, buf, offset, payload_offset, schema_id, self._spares)
         return slot
 

@@ -12,7 +12,7 @@ from helpers import same
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared_object import SharedDynamicObject, SharedObject, UnsupportedTypeError, _segment
+from shared_object import LayoutError, SharedDynamicObject, SharedObject, UnsupportedTypeError, _segment
 
 
 def test_changes_kind_and_size_and_other_handles_follow(shm_name: str) -> None:
@@ -185,6 +185,50 @@ def test_a_value_that_fits_as_it_is_keeps_the_schema(shm_name: str) -> None:
         obj.assign({"pose": np.ones(7), "name": "b" * 500, "rec": np.ones(1, [("t", "<f8")])})  # past its capacity
         assert obj._words[_layout.SCHEMA_COUNTER_WORD] == 2
         obj.unlink()
+
+
+def test_a_value_flipping_between_kinds_reuses_their_schemas(shm_name: str) -> None:
+    # Each flip used to publish a new schema, which every reader parsed again (3.6x the time of
+    # an assign and fetch of one kind); the ids stand for their texts for ever, so they are reused.
+    from shared_object import _layout
+
+    kinds = [{"speed": 0, "pose": np.zeros(7)}, {"speed": 0.5, "pose": np.ones(7)}]
+    with SharedDynamicObject.create(shm_name, kinds[0]) as writer, SharedDynamicObject.attach(shm_name) as reader:
+        for i in range(20):
+            writer.assign(kinds[i % 2])
+            assert same(reader.fetch(), kinds[i % 2])
+        assert writer._words[_layout.SCHEMA_COUNTER_WORD] <= 3  # creation's, then one per kind
+        assert len(reader._nodes) <= 3
+        writer.unlink()
+
+
+def test_a_schema_rewritten_while_a_reader_parses_it_is_not_cached_under_the_old_id(
+    shm_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lapped reader may parse a slot's schema text while a writer rewrites the slot header. A
+    mixed text that parsed would have been cached under the old id, and every later read with
+    that id decoded with the wrong schema. The id is read again after the text."""
+    from shared_object import _codecs, _layout
+
+    with SharedDynamicObject.create(shm_name, 1.5) as writer, SharedDynamicObject.attach(shm_name) as reader:
+        index = writer._words[_layout.STATE_WORD] & 1
+        offset, _ = _layout.SLOT_ENTRY.unpack_from(writer._buf, _layout.SLOT_TABLE_OFFSET + 16 * index)
+        schema_id = _layout.U64.unpack_from(writer._buf, offset)[0]
+        loads = _codecs.loads
+
+        def loads_while_a_writer_rewrites(raw: bytes, name: str) -> Any:
+            _layout.U64.pack_into(writer._buf, offset, 0)  # what a writer does first
+            return loads(raw, name)
+
+        reader._nodes.clear()
+        monkeypatch.setattr(_codecs, "loads", loads_while_a_writer_rewrites)
+        with pytest.raises(LayoutError, match="header changed while it was read"):
+            reader._load_slot(index)
+        assert schema_id not in reader._nodes
+        monkeypatch.setattr(_codecs, "loads", loads)
+        _layout.U64.pack_into(writer._buf, offset, schema_id)
+        assert reader.fetch() == 1.5
+        writer.unlink()
 
 
 def test_strings_grow_without_limit(shm_name: str) -> None:
