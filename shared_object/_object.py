@@ -57,6 +57,9 @@ _ArrayFast = tuple[np.dtype[Any], tuple[int, ...], np.ndarray[Any, Any], np.ndar
 #: frame copy that a busy writer slows to hundreds of microseconds (both compete for memory
 #: bandwidth) goes to the mutex after one retry, instead of being lapped again and again.
 OPTIMISTIC_BUDGET_NS: Final = 100_000
+#: A view() whose set-up (a dynamic object's slot header and schema) writers lapped this many
+#: times in a row takes the writer lock for its block instead.
+VIEW_SETUP_TRIES: Final = 100
 #: Whoever waits on another process's turn (a reader for the writer mutex, a writer for the
 #: reader it paused for, a writer for the mutex) first yields the CPU this many times, then naps
 #: POLL_S. A yield costs ~1 us and lets a holder on the same core run; a nap costs ~60 us or far
@@ -587,7 +590,7 @@ class SharedObject:
                 self._nodes.clear()
             # A lapped reader may read this header while a writer rewrites it (the id to 0 first,
             # then the text, then the new id). The same id after the text means the text is that
-            # id's: otherwise a mixed text that happened to parse would be cached under the old id.
+            # id's; a change is a lap, caught here rather than by _lapped after the read.
             if _u64_unpack(buf, offset)[0] != schema_id:
                 msg = f"segment {self.name!r}: slot {index} header changed while it was read"
                 raise LayoutError(msg)  # a lap on the lock-free path (the state moved on), corruption under the mutex
@@ -720,18 +723,32 @@ class SharedObject:
         except _DECODE_ERRORS as exc:
             if _valid(s1, words[STATE]):
                 raise self._as_layout_error(exc) from exc
-            return False, None
+            return self._lapped()
         if fn is not None:
             try:
                 value = self._apply(fn, views)
             except Exception:  # fn on torn data may raise anything: a lap, unless the data was whole
                 if _valid(s1, words[STATE]):
                     raise
-                return False, None
+                return self._lapped()
         if not _valid(s1, words[STATE]):
-            return False, None
+            return self._lapped()
         self._seen = s1 >> 2
         return True, value
+
+    def _lapped(self) -> tuple[bool, Any]:
+        """(False, None), for a lock-free read that a writer lapped, once its caches are safe again.
+
+        Writers rewrite a dynamic object's slot headers and schemas, so a read that ran into a
+        rewrite may have cached a torn one: a slot entry whose id matches a later header again
+        (ids come back: a kind held before reuses its id), or a schema parsed from a mixed text.
+        Any such read is a lap (a slot is rewritten only after a publication and a new WRITING
+        mark), so forgetting both caches on every lap means no torn entry outlives its read.
+        """
+        if self._dynamic:
+            self._slots = [None, None]
+            self._nodes.clear()
+        return False, None
 
     def view(self) -> ZeroCopyView:
         """A zero-copy read: ``with obj.view() as v:`` gives ``v.value`` without copying anything.
@@ -752,7 +769,8 @@ class SharedObject:
         any time; ``fetch`` gives a private copy). A writer overwrites the slot you are viewing
         only after publishing another value first, so a block shorter than one writer period
         is never torn. On CPUs other than x86, and for single-slot objects, the block holds the
-        writer lock instead (writers wait until it ends), and ``torn`` is always false; assigning
+        writer lock instead (writers wait until it ends), and ``torn`` is always false (so does
+        a dynamic object's block when writers keep rewriting its slot as it is set up); assigning
         to this object, or reading it again, inside the block from the same thread would wait for
         the block itself, so it raises LockReentryError.
         """
@@ -1346,14 +1364,12 @@ class ZeroCopyView:
     def __enter__(self) -> ZeroCopyView:
         obj = self._obj
         try:
-            if obj._lock_free:
-                self._words = obj._words
-                self._state = self._words[STATE]
-            else:
-                self._mutex = obj._mutex  # closed since view(): _lock_for_read raises ClosedError
-                self._state = obj._lock_for_read()
-                self._locked = True
-                _enter_block(obj._segment_key, sys._getframe(1))  # the with block: user code holding the lock
+            if obj._lock_free and self._enter_lock_free(obj):
+                return self
+            self._mutex = obj._mutex  # closed since view(): _lock_for_read raises ClosedError
+            self._state = obj._lock_for_read()
+            self._locked = True
+            _enter_block(obj._segment_key, sys._getframe(1))  # the with block: user code holding the lock
             slot = obj._slot_for_read(self._state & 1)
             self.value = slot.node.view(obj._buf, slot.base)
         except BaseException as exc:
@@ -1368,6 +1384,29 @@ class ZeroCopyView:
                 raise obj._closed_during("view", exc)  # noqa: B904 - it sets the cause itself
             raise
         return self
+
+    def _enter_lock_free(self, obj: SharedObject) -> bool:
+        """Make the views without the lock; False if writers lapped every try (take the lock then).
+
+        Setting up reads a dynamic object's slot header and schema, which a writer lapping us
+        may be rewriting: that is a lap to retry (it used to reach the caller as a LayoutError),
+        while an error on data that stayed put is corruption.
+        """
+        words = self._words = obj._words
+        for _ in range(VIEW_SETUP_TRIES):
+            state = words[STATE]
+            try:
+                slot = obj._slot_for_read(state & 1)
+                self.value = slot.node.view(obj._buf, slot.base)
+            except _DECODE_ERRORS as exc:
+                if _valid(state, words[STATE]):
+                    raise obj._as_layout_error(exc) from exc
+                obj._lapped()
+                continue
+            self._state = state
+            return True
+        self._words = None
+        return False
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -1388,6 +1427,8 @@ class ZeroCopyView:
             # was closed inside the block.
             words = self._words
             self.torn = words is None or not _valid(self._state, words[STATE])
+            if self.torn:
+                obj._lapped()
         self._words = None
         if not self.torn:
             obj._seen = self._state >> 2

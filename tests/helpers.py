@@ -63,6 +63,16 @@ def assign_in_child(name: str, value: Any, dynamic: bool = False) -> None:
         obj.assign(value)
 
 
+def assign_in_turn_in_child(name: str, values: list[Any], seconds: float) -> None:
+    """Assign ``values`` in turn, as fast as it can, for ``seconds`` (a dynamic object's writer)."""
+    with SharedDynamicObject.attach(name, timeout=30) as obj:
+        end = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < end:
+            obj.assign(values[i % len(values)])
+            i += 1
+
+
 def fetch_in_child(name: str, queue: Any, dynamic: bool = False) -> None:
     cls = SharedDynamicObject if dynamic else SharedObject
     with cls.attach(name, timeout=30) as obj:

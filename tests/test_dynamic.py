@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import helpers
 import numpy as np
 import pytest
 from helpers import same
@@ -229,6 +230,52 @@ def test_a_schema_rewritten_while_a_reader_parses_it_is_not_cached_under_the_old
         _layout.U64.pack_into(writer._buf, offset, schema_id)
         assert reader.fetch() == 1.5
         writer.unlink()
+
+
+def test_a_lapped_read_forgets_what_its_torn_reads_may_have_cached(shm_name: str) -> None:
+    """A lock-free read that ran into a writer rewriting a slot header may cache a torn entry for
+    that slot (its id, another header's payload offset). Kinds reuse their ids, so the slot soon
+    holds that id again, and the torn entry looked current: its reads decoded garbage that passed
+    every check. The read that cached it was lapped: every lap now forgets the caches."""
+    from shared_object import _object
+
+    kind_a, kind_b = 7, ("text", np.arange(4))
+    with SharedDynamicObject.create(shm_name, kind_a) as writer, SharedDynamicObject.attach(shm_name) as reader:
+        writer.assign(kind_b)  # slot 1: kind b, under an id the writer remembers
+        writer.assign(kind_a)  # slot 0: kind a; slot 1 keeps kind b
+        assert reader.fetch() == kind_a
+        torn = reader._load_slot(1)  # what a torn read of slot 1's header could leave: its id, a wrong offset
+        reader._slots[1] = _object._Slot(torn.node, reader._buf, torn.offset, 64 * 3, torn.schema_id, [])
+        laps = []
+
+        def lapped_once(value: Any) -> Any:
+            if not laps:  # a writer laps this read (fn may run twice: see fetch)
+                laps.append(writer.assign(kind_a).assign(kind_a))
+            return value
+
+        assert reader.fetch(lapped_once) == kind_a and laps
+        writer.assign(("again", np.arange(4) * 2))  # slot 1 again, under kind b's id
+        assert same(reader.fetch(), ("again", np.arange(4) * 2))
+        writer.unlink()
+
+
+def test_a_view_that_a_writer_changing_kinds_laps_as_it_is_set_up_is_a_lap_not_an_error(
+    shm_name: str, spawn: Any
+) -> None:
+    # Setting up the views reads a dynamic slot's header and schema, which the writer may be
+    # rewriting: that raised LayoutError ("str length 8753160913407277433 exceeds its capacity").
+    kinds = [7, "x" * 120, np.arange(300, dtype=np.int32), {"k": 1.5}]
+    with SharedDynamicObject.create(shm_name, kinds[0]) as reader:
+        writer = spawn(helpers.assign_in_turn_in_child, shm_name, kinds, 3.0)
+        views = 0
+        while writer.is_alive() or not views:
+            with reader.view() as v:
+                value = v.value.copy() if isinstance(v.value, np.ndarray) else v.value
+            assert v.torn or any(same(value, kind) for kind in kinds)
+            views += 1
+        writer.join()
+        assert writer.exitcode == 0
+        reader.unlink()
 
 
 def test_strings_grow_without_limit(shm_name: str) -> None:
