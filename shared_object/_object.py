@@ -57,6 +57,10 @@ _ArrayFast = tuple[np.dtype[Any], tuple[int, ...], np.ndarray[Any, Any], np.ndar
 #: frame copy that a busy writer slows to hundreds of microseconds (both compete for memory
 #: bandwidth) goes to the mutex after one retry, instead of being lapped again and again.
 OPTIMISTIC_BUDGET_NS: Final = 100_000
+#: Schemas (parsed nodes, and the ids of texts it published) a dynamic object's handle keeps:
+#: enough for a value that flips between a few kinds; a writer whose kinds never repeat (a
+#: growing string) keeps no more than this.
+SCHEMA_CACHE_SIZE: Final = 8
 #: A view() whose set-up (a dynamic object's slot header and schema) writers lapped this many
 #: times in a row takes the writer lock for its block instead.
 VIEW_SETUP_TRIES: Final = 100
@@ -219,6 +223,14 @@ class _Slot:
         self.base = offset + payload_offset
         self.schema_id = schema_id
         self.read = _fast_reader(node, buf, self.base, spares)
+
+
+def _remember(cache: dict[Any, Any], key: object, value: object) -> None:
+    """``cache[key] = value``, dropping the oldest entries past SCHEMA_CACHE_SIZE."""
+    cache.pop(key, None)  # re-inserted below: the newest
+    cache[key] = value
+    while len(cache) > SCHEMA_CACHE_SIZE:
+        del cache[next(iter(cache))]
 
 
 def _fast_reader(node: _codecs.Node, buf: memoryview, base: int, spares: list[Any]) -> Callable[[], Any]:
@@ -586,22 +598,23 @@ class SharedObject:
                     f"slot {index} has {payload_len}"
                 )
                 raise LayoutError(msg)
-            if len(self._nodes) >= 4:  # keep the few recent ones; a dynamic object rarely flips between more
-                self._nodes.clear()
             # A lapped reader may read this header while a writer rewrites it (the id to 0 first,
             # then the text, then the new id). The same id after the text means the text is that
             # id's; a change is a lap, caught here rather than by _lapped after the read.
             if _u64_unpack(buf, offset)[0] != schema_id:
                 msg = f"segment {self.name!r}: slot {index} header changed while it was read"
                 raise LayoutError(msg)  # a lap on the lock-free path (the state moved on), corruption under the mutex
-            self._nodes[schema_id] = node
+            self._cache_node(schema_id, node)
         return _Slot(node, buf, offset, payload_offset, schema_id, self._spares)
+
+    def _cache_node(self, schema_id: int, node: _codecs.Node) -> None:
+        """Keep ``node`` for ``schema_id``, and the few most recent others (a writer whose value
+        changes kind every time, a string growing say, used to keep every one it ever made)."""
+        _remember(self._nodes, schema_id, node)
 
     def _remember_schema(self, text: bytes, schema_id: int) -> None:
         """Note the id this handle published ``text`` under (only its own: a text read may be torn)."""
-        if len(self._schema_ids) >= 8:  # a few recent ones, as _nodes
-            self._schema_ids.clear()
-        self._schema_ids[text] = schema_id
+        _remember(self._schema_ids, text, schema_id)
 
     # ----------------------------------------------------------------------------------------
     # Reading
@@ -1525,7 +1538,7 @@ class SharedDynamicObject(SharedObject):
         _write_slot_header(buf, offset, schema_id, schema_text, payload_offset, node.size)
         counter = _layout.SCHEMA_COUNTER_WORD
         self._words[counter] = max(self._words[counter], schema_id)
-        self._nodes[schema_id] = node
+        self._cache_node(schema_id, node)
         self._remember_schema(schema_text, schema_id)
         slot = self._slots[target] = _Slot(node, buf, offset, payload_offset, schema_id, self._spares)
         return slot

@@ -203,6 +203,20 @@ def test_a_value_flipping_between_kinds_reuses_their_schemas(shm_name: str) -> N
         writer.unlink()
 
 
+def test_a_writer_whose_kinds_never_repeat_keeps_a_bounded_cache(shm_name: str) -> None:
+    # It kept the node of every schema it ever made: a string growing by a byte per assign, for
+    # a day, was a memory leak.
+    from shared_object import _object
+
+    with SharedDynamicObject.create(shm_name, "a") as writer, SharedDynamicObject.attach(shm_name) as reader:
+        for n in range(101, 150):
+            writer.assign("x" * n)
+            assert reader.fetch() == "x" * n
+        assert len(writer._nodes) <= _object.SCHEMA_CACHE_SIZE and len(reader._nodes) <= _object.SCHEMA_CACHE_SIZE
+        assert len(writer._schema_ids) <= _object.SCHEMA_CACHE_SIZE
+        writer.unlink()
+
+
 def test_a_schema_rewritten_while_a_reader_parses_it_is_not_cached_under_the_old_id(
     shm_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
