@@ -61,9 +61,9 @@ OPTIMISTIC_BUDGET_NS: Final = 100_000
 #: enough for a value that flips between a few kinds; a writer whose kinds never repeat (a
 #: growing string) keeps no more than this.
 SCHEMA_CACHE_SIZE: Final = 8
-#: A view() whose set-up (a dynamic object's slot header and schema) writers lapped this many
-#: times in a row takes the writer lock for its block instead.
-VIEW_SETUP_TRIES: Final = 100
+#: A lock-free read of a dynamic object's slot header and schema alone (a view()'s set-up, kind,
+#: repr) that writers lapped this many times in a row takes the writer lock instead.
+HEADER_READ_TRIES: Final = 100
 #: Whoever waits on another process's turn (a reader for the writer mutex, a writer for the
 #: reader it paused for, a writer for the mutex) first yields the CPU this many times, then naps
 #: POLL_S. A yield costs ~1 us and lets a holder on the same core run; a nap costs ~60 us or far
@@ -1341,9 +1341,9 @@ class SharedObject:
         if self.closed:
             return f"{type(self).__name__}({self.name!r}, closed)"
         try:
-            slot = self._slot_for_read(self._words[STATE] & 1)
-            kind, size = slot.node.describe(), slot.node.size
-        except SharedObjectError:
+            node = self._current_node()
+            kind, size = node.describe(), node.size
+        except Exception:  # noqa: BLE001 - a repr never raises (closed meanwhile, corrupt, a lock we hold)
             kind, size = "unreadable", 0
         slots = ", slots=1" if self._single_slot else ""
         return f"{type(self).__name__}({self.name!r}, type={kind}, size={size} bytes{slots})"
@@ -1352,7 +1352,47 @@ class SharedObject:
     def kind(self) -> str:
         """A description of the stored value's type identity, e.g. ``ndarray[uint8, (480, 848, 3)]``."""
         self._check_open()
-        return self._slot_for_read(self._words[STATE] & 1).node.describe()
+        try:
+            return self._current_node().describe()
+        except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
+            raise self._closed_during("kind", exc)  # noqa: B904 - sets the cause; re-raises exc if open
+
+    def _current_node(self) -> _codecs.Node:
+        """The node of the value readers read now (for kind and repr), read as fetch reads it.
+
+        A fixed object's slots were loaded at open and never change. A dynamic object's current
+        slot header may be rewritten under us: it is read lock-free and validated as a value is
+        (a lap retries, and _lapped forgets what it cached; unvalidated, it used to be cached
+        torn), or under the writer mutex where reads take it.
+        """
+        if not self._dynamic:
+            return self._slot_for_read(0).node
+        words = self._words
+        if self._lock_free:
+            for _ in range(HEADER_READ_TRIES):
+                s1 = words[STATE]
+                try:
+                    node = self._slot_for_read(s1 & 1).node
+                except _DECODE_ERRORS as exc:
+                    if _valid(s1, words[STATE]):
+                        raise self._as_layout_error(exc) from exc
+                else:
+                    if _valid(s1, words[STATE]):
+                        return node
+                self._lapped()
+        mutex = self._mutex  # the one we lock is the one we unlock
+        state = -1  # -1 until we know that _lock_for_read took the mutex (see "Who in this thread holds" above)
+        try:
+            state = self._lock_for_read()
+            try:
+                return self._slot_for_read(state & 1).node
+            except _DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: this is corruption
+                raise self._as_layout_error(exc) from exc
+        finally:
+            if state >= 0:
+                mutex.unlock(mutex.ref)
+            else:
+                self._release_abandoned()
 
 
 class ZeroCopyView:
@@ -1406,7 +1446,7 @@ class ZeroCopyView:
         while an error on data that stayed put is corruption.
         """
         words = self._words = obj._words
-        for _ in range(VIEW_SETUP_TRIES):
+        for _ in range(HEADER_READ_TRIES):
             state = words[STATE]
             try:
                 slot = obj._slot_for_read(state & 1)

@@ -13,7 +13,7 @@ from helpers import same
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared_object import LayoutError, SharedDynamicObject, SharedObject, UnsupportedTypeError, _segment
+from shared_object import LayoutError, SharedDynamicObject, SharedObject, UnsupportedTypeError, _codecs, _segment
 
 
 def test_changes_kind_and_size_and_other_handles_follow(shm_name: str) -> None:
@@ -223,7 +223,7 @@ def test_a_schema_rewritten_while_a_reader_parses_it_is_not_cached_under_the_old
     """A lapped reader may parse a slot's schema text while a writer rewrites the slot header. A
     mixed text that parsed would have been cached under the old id, and every later read with
     that id decoded with the wrong schema. The id is read again after the text."""
-    from shared_object import _codecs, _layout
+    from shared_object import _layout
 
     with SharedDynamicObject.create(shm_name, 1.5) as writer, SharedDynamicObject.attach(shm_name) as reader:
         index = writer._words[_layout.STATE_WORD] & 1
@@ -289,6 +289,24 @@ def test_a_view_that_a_writer_changing_kinds_laps_as_it_is_set_up_is_a_lap_not_a
             views += 1
         writer.join()
         assert writer.exitcode == 0
+        reader.unlink()
+
+
+def test_kind_and_repr_under_a_writer_changing_kinds_read_as_fetch_reads(shm_name: str, spawn: Any) -> None:
+    # They read the current slot's header unchecked: a lap raised LayoutError or ValueError, or
+    # described a torn header, and cached it for the reads that followed.
+    kinds = [7, "x" * 120, np.arange(300, dtype=np.int32), {"k": 1.5}]
+    described = {_codecs.build(_codecs.schema_of(k, 100)).describe() for k in kinds}
+    with SharedDynamicObject.create(shm_name, kinds[0]) as reader:
+        writer = spawn(helpers.assign_in_turn_in_child, shm_name, kinds, 3.0)
+        reads = 0
+        while writer.is_alive() or not reads:
+            assert reader.kind in described
+            assert "unreadable" not in repr(reader)
+            reads += 1
+        writer.join()
+        assert writer.exitcode == 0
+        assert any(same(reader.fetch(), kind) for kind in kinds)
         reader.unlink()
 
 
