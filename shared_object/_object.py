@@ -576,7 +576,14 @@ class SharedObject:
         return offset, capacity, remapped
 
     def _load_slot(self, index: int) -> _Slot:
-        """Read slot ``index``'s table entry and header; may see torn data unless the caller validates."""
+        """Read slot ``index``'s table entry and header; may see torn data unless the caller validates.
+
+        It caches nothing: the caller keeps the slot (``_keep``) once its read proved whole, or
+        at once under the writer mutex. Writers rewrite a dynamic object's slot headers, and a
+        lapped reader may read one mid-rewrite: a torn entry kept would outlive its read (kinds
+        reuse their ids, so the slot soon matches it again) and decode garbage that passes every
+        check. (Caching it and forgetting on the lap left a window for the handle's other threads.)
+        """
         offset, capacity, _ = self._place_of(index)
         buf = self._buf
         schema_id, schema_len, _, payload_offset, payload_len = _layout.SLOT_HEADER.unpack_from(buf, offset)
@@ -598,14 +605,14 @@ class SharedObject:
                     f"slot {index} has {payload_len}"
                 )
                 raise LayoutError(msg)
-            # A lapped reader may read this header while a writer rewrites it (the id to 0 first,
-            # then the text, then the new id). The same id after the text means the text is that
-            # id's; a change is a lap, caught here rather than by _lapped after the read.
-            if _u64_unpack(buf, offset)[0] != schema_id:
-                msg = f"segment {self.name!r}: slot {index} header changed while it was read"
-                raise LayoutError(msg)  # a lap on the lock-free path (the state moved on), corruption under the mutex
-            self._cache_node(schema_id, node)
         return _Slot(node, buf, offset, payload_offset, schema_id, self._spares)
+
+    def _keep(self, index: int, slot: _Slot) -> _Slot:
+        """Cache ``slot`` as slot ``index``, and its node, once a read proved them whole (see _load_slot)."""
+        if self._slots[index] is not slot:
+            self._slots[index] = slot
+            self._cache_node(slot.schema_id, slot.node)
+        return slot
 
     def _cache_node(self, schema_id: int, node: _codecs.Node) -> None:
         """Keep ``node`` for ``schema_id``, and the few most recent others (a writer whose value
@@ -736,32 +743,20 @@ class SharedObject:
         except _DECODE_ERRORS as exc:
             if _valid(s1, words[STATE]):
                 raise self._as_layout_error(exc) from exc
-            return self._lapped()
+            return False, None
         if fn is not None:
             try:
                 value = self._apply(fn, views)
             except Exception:  # fn on torn data may raise anything: a lap, unless the data was whole
                 if _valid(s1, words[STATE]):
                     raise
-                return self._lapped()
+                return False, None
         if not _valid(s1, words[STATE]):
-            return self._lapped()
+            return False, None
+        if self._dynamic:
+            self._keep(s1 & 1, slot)
         self._seen = s1 >> 2
         return True, value
-
-    def _lapped(self) -> tuple[bool, Any]:
-        """(False, None), for a lock-free read that a writer lapped, once its caches are safe again.
-
-        Writers rewrite a dynamic object's slot headers and schemas, so a read that ran into a
-        rewrite may have cached a torn one: a slot entry whose id matches a later header again
-        (ids come back: a kind held before reuses its id), or a schema parsed from a mixed text.
-        Any such read is a lap (a slot is rewritten only after a publication and a new WRITING
-        mark), so forgetting both caches on every lap means no torn entry outlives its read.
-        """
-        if self._dynamic:
-            self._slots = [None, None]
-            self._nodes.clear()
-        return False, None
 
     def view(self) -> ZeroCopyView:
         """A zero-copy read: ``with obj.view() as v:`` gives ``v.value`` without copying anything.
@@ -799,9 +794,10 @@ class SharedObject:
         return LayoutError(f"segment {self.name!r} holds a corrupt value ({type(exc).__name__}: {exc})")
 
     def _slot_for_read(self, index: int) -> _Slot:
+        """Slot ``index`` as cached, or read afresh (not cached: see _load_slot) if a writer changed it."""
         slot = self._slots[index]
         if self._dynamic and (slot is None or not self._slot_current(slot, index)):
-            slot = self._slots[index] = self._load_slot(index)
+            slot = self._load_slot(index)
         return slot  # type: ignore[return-value]
 
     def _slot_current(self, slot: _Slot, index: int) -> bool:
@@ -826,7 +822,7 @@ class SharedObject:
         try:
             s = self._lock_for_read()
             try:
-                slot = self._slot_for_read(s & 1)
+                slot = self._keep(s & 1, self._slot_for_read(s & 1))  # under the mutex: whole
                 timed = self._lock_free  # only lock-free handles use _slow_reads: no clock reads for the others
                 started = _monotonic_ns() if timed else 0
                 if out is not None:
@@ -1362,8 +1358,8 @@ class SharedObject:
 
         A fixed object's slots were loaded at open and never change. A dynamic object's current
         slot header may be rewritten under us: it is read lock-free and validated as a value is
-        (a lap retries, and _lapped forgets what it cached; unvalidated, it used to be cached
-        torn), or under the writer mutex where reads take it.
+        (a lap retries; unvalidated, it used to be cached torn), or under the writer mutex where
+        reads take it.
         """
         if not self._dynamic:
             return self._slot_for_read(0).node
@@ -1372,20 +1368,19 @@ class SharedObject:
             for _ in range(HEADER_READ_TRIES):
                 s1 = words[STATE]
                 try:
-                    node = self._slot_for_read(s1 & 1).node
+                    slot = self._slot_for_read(s1 & 1)
                 except _DECODE_ERRORS as exc:
                     if _valid(s1, words[STATE]):
                         raise self._as_layout_error(exc) from exc
-                else:
-                    if _valid(s1, words[STATE]):
-                        return node
-                self._lapped()
+                    continue
+                if _valid(s1, words[STATE]):
+                    return self._keep(s1 & 1, slot).node
         mutex = self._mutex  # the one we lock is the one we unlock
         state = -1  # -1 until we know that _lock_for_read took the mutex (see "Who in this thread holds" above)
         try:
             state = self._lock_for_read()
             try:
-                return self._slot_for_read(state & 1).node
+                return self._keep(state & 1, self._slot_for_read(state & 1)).node
             except _DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: this is corruption
                 raise self._as_layout_error(exc) from exc
         finally:
@@ -1398,7 +1393,7 @@ class SharedObject:
 class ZeroCopyView:
     """What ``SharedObject.view()`` returns: ``value`` inside the block, ``torn`` after it."""
 
-    __slots__ = ("_locked", "_mutex", "_obj", "_state", "_words", "torn", "value")
+    __slots__ = ("_locked", "_mutex", "_obj", "_slot", "_state", "_words", "torn", "value")
 
     def __init__(self, obj: SharedObject) -> None:
         self._obj = obj
@@ -1409,6 +1404,8 @@ class ZeroCopyView:
         #: The mutex a locked block took (and keeps mapped), released through it even if the
         #: handle is closed inside the block.
         self._mutex: WriterMutex | _ClosedMutex | None = None
+        #: The slot a lock-free block views: its handle keeps it once the block proved untorn.
+        self._slot: _Slot | None = None
         #: The value, with array leaves as read-only views into shared memory (inside the block).
         self.value: Any = None
         #: After the block: True if a writer overwrote the viewed data during it.
@@ -1424,6 +1421,8 @@ class ZeroCopyView:
             self._locked = True
             _enter_block(obj._segment_key, sys._getframe(1))  # the with block: user code holding the lock
             slot = obj._slot_for_read(self._state & 1)
+            if obj._dynamic:
+                obj._keep(self._state & 1, slot)  # under the mutex: whole
             self.value = slot.node.view(obj._buf, slot.base)
         except BaseException as exc:
             mutex = self._mutex
@@ -1454,9 +1453,9 @@ class ZeroCopyView:
             except _DECODE_ERRORS as exc:
                 if _valid(state, words[STATE]):
                     raise obj._as_layout_error(exc) from exc
-                obj._lapped()
                 continue
             self._state = state
+            self._slot = slot
             return True
         self._words = None
         return False
@@ -1480,8 +1479,9 @@ class ZeroCopyView:
             # was closed inside the block.
             words = self._words
             self.torn = words is None or not _valid(self._state, words[STATE])
-            if self.torn:
-                obj._lapped()
+            slot, self._slot = self._slot, None
+            if not self.torn and slot is not None and obj._dynamic and not obj.closed:
+                obj._keep(self._state & 1, slot)
         self._words = None
         if not self.torn:
             obj._seen = self._state >> 2
@@ -1526,7 +1526,7 @@ class SharedDynamicObject(SharedObject):
     def _assign_locked(self, data: Any, offered: _codecs.Schema) -> None:
         words = self._words
         state = words[STATE]
-        current = self._slots[state & 1] = self._load_slot(state & 1)
+        current = self._keep(state & 1, self._load_slot(state & 1))  # under the mutex: whole
         writes: _codecs.Writes = []
         # Keep the current schema when the value fits it as it is (readers then need not read a
         # new schema), not merely after a conversion: 3 written to a float leaf would read back 3.0.
@@ -1564,12 +1564,11 @@ class SharedDynamicObject(SharedObject):
         """Make slot ``target`` hold ``node``'s schema, relocating it to a larger region if needed."""
         offset, capacity, remapped = self._place_of(target)
         if remapped:  # another writer moved this slot past our mapping, while the current slot stayed in it
-            self._slots[target ^ 1] = self._load_slot(target ^ 1)
+            self._keep(target ^ 1, self._load_slot(target ^ 1))
         buf = self._buf
         if not schema_text:
             if _layout.U64.unpack_from(buf, offset)[0] == schema_id:
-                slot = self._slots[target] = self._load_slot(target)
-                return slot
+                return self._keep(target, self._load_slot(target))
             schema_text = self._schema_text_of(schema_id)
         payload_offset, needed = _layout.slot_size(len(schema_text), node.size)
         if needed > capacity:
@@ -1611,7 +1610,7 @@ class SharedDynamicObject(SharedObject):
                     raise  # a tight /dev/shm: tried without room to spare too
         if self._segment.buf is not self._buf:
             self._remapped()
-            self._slots[target ^ 1] = self._load_slot(target ^ 1)
+            self._keep(target ^ 1, self._load_slot(target ^ 1))
         # Schema id 0 (none) until the caller writes the header: the place holds old bytes, which
         # a writer dying in between would leave for the next one to take for a header.
         _layout.U64.pack_into(self._buf, offset, 0)
