@@ -205,6 +205,69 @@ def write_for(name: str, writer_id: int, seconds: float, results: Any) -> None:
         results.put(("writer", writer_id, count))
 
 
+# -- a SharedDynamicObject whose value changes kind, size and type on every assign --------------
+_DYNAMIC_SIZES = (0, 1, 100, 5_000, 200_000, 1_500_000)
+
+
+def dynamic_payload(i: int) -> Any:
+    """Value ``i`` of a sequence that changes kind, size and leaf types, each checkable on its own."""
+    kind, n = i % 5, _DYNAMIC_SIZES[(i * 7) % len(_DYNAMIC_SIZES)]
+    if kind == 0:
+        frame = np.full(n, i % 251, np.uint8)
+        return {"i": i, "frame": frame, "sum": hashlib.blake2b(frame.tobytes(), digest_size=8).digest()}
+    if kind == 1:
+        samples = np.full(n // 8 + 1, float(i))
+        return (i, samples, hashlib.blake2b(samples.tobytes(), digest_size=8).digest())
+    if kind == 2:
+        text = f"{i}-" * (n // 1000 + 1)
+        return [i, text, len(text)]
+    if kind == 3:
+        speed = i if i % 2 else i + 0.5  # an int or a float leaf: it must read back as assigned
+        return {"i": i, "speed": speed, "type": type(speed).__name__}
+    return {"i": i, "cloud": np.full((n // 1000 + 1, 3), i, np.int16), "label": np.str_("z" * (i % 9))}
+
+
+def dynamic_payload_ok(value: Any) -> bool:
+    try:
+        i = value["i"] if isinstance(value, dict) else value[0]
+        return same(value, dynamic_payload(i))
+    except (TypeError, KeyError, IndexError):
+        return False
+
+
+def write_dynamic_forever(name: str, first: int, started: Any) -> None:
+    """Assign dynamic_payload(first), (first + 1), ... back to back until killed."""
+    obj = SharedDynamicObject.attach(name, timeout=30)
+    values = [dynamic_payload(first + i) for i in range(20)]
+    started.set()
+    i = 0
+    while True:
+        obj.assign(values[i % 20])
+        i += 1
+
+
+def read_dynamic_and_check(name: str, how: str, stop: Any, results: Any) -> None:
+    """Read with ``how`` (fetch, fn or view) and check until ``stop``; report (how, reads, bad, first error)."""
+    with SharedDynamicObject.attach(name, timeout=30) as obj:
+        reads = bad = 0
+        error = ""
+        while not stop.is_set():
+            reads += 1
+            try:
+                if how == "fetch":
+                    ok = dynamic_payload_ok(obj.fetch())
+                elif how == "fn":
+                    ok = dynamic_payload_ok(obj.fetch(lambda v: v))
+                else:
+                    with obj.view() as v:
+                        ok = dynamic_payload_ok(v.value)
+                    ok = ok or v.torn
+            except Exception as exc:  # noqa: BLE001 - any error is a failure to report, not to crash on
+                ok, error = False, error or f"{type(exc).__name__}: {exc}"
+            bad += not ok
+        results.put((how, reads, bad, error))
+
+
 def trigger_every(name: str, count: int, period: float) -> None:
     with SharedObject.attach(name, timeout=30) as obj:
         for _ in range(count):
