@@ -246,8 +246,15 @@ def write_dynamic_forever(name: str, first: int, started: Any) -> None:
         i += 1
 
 
-def read_dynamic_and_check(name: str, how: str, stop: Any, results: Any) -> None:
-    """Read with ``how`` (fetch, fn or view) and check until ``stop``; report (how, reads, bad, first error)."""
+def read_dynamic_and_check(name: str, how: str, locked: bool, stop: Any, results: Any) -> None:
+    """Read with ``how`` (fetch, fn or view) and check until ``stop``; report (how, reads, bad, first error).
+
+    ``locked``: every read under the writer mutex, as on CPUs without lock-free reads (aarch64).
+    """
+    if locked:
+        from shared_object import _object
+
+        _object.LOCK_FREE_READS = False  # this process only, as conftest.read_path does in the test process
     with SharedDynamicObject.attach(name, timeout=30) as obj:
         reads = bad = 0
         error = ""

@@ -59,7 +59,7 @@ def test_writer_killed_at_random_points(shm_name: str, spawn: Any, torture: bool
 
 
 def test_a_dynamic_object_changing_kind_under_writers_killed_at_random(
-    shm_name: str, spawn: Any, torture: bool
+    shm_name: str, spawn: Any, torture: bool, read_path: str
 ) -> None:
     # What found, in stress runs: view() raising LayoutError for a lap, and torn slot headers
     # cached by lapped reads (see test_dynamic). Values come back exactly, types included.
@@ -67,7 +67,9 @@ def test_a_dynamic_object_changing_kind_under_writers_killed_at_random(
     rng = random.Random(7)
     stop, results = SPAWN.Event(), SPAWN.Queue()
     with SharedDynamicObject.create(shm_name, helpers.dynamic_payload(0)) as obj:
-        readers = [spawn(helpers.read_dynamic_and_check, shm_name, how, stop, results) for how in ("fetch", "fn", "view")]
+        locked = read_path == "locked reads"
+        readers = [spawn(helpers.read_dynamic_and_check, shm_name, how, locked, stop, results)
+                   for how in ("fetch", "fn", "view")]
         steady_started = SPAWN.Event()
         steady = spawn(helpers.write_dynamic_forever, shm_name, 1000, steady_started)
         assert steady_started.wait(PROCESS_DEADLINE)
@@ -85,7 +87,7 @@ def test_a_dynamic_object_changing_kind_under_writers_killed_at_random(
         assert helpers.dynamic_payload_ok(obj.fetch())
         obj.assign(helpers.dynamic_payload(3))  # assignable again, whatever the kills left
         assert helpers.same(obj.fetch(), helpers.dynamic_payload(3))
-    print(f"dynamic: {rounds} kills, reads/bad per reader {[(how, n, bad) for how, n, bad, _ in reports]}")
+    print(f"dynamic, {read_path}: {rounds} kills, reads/bad per reader {[(how, n, bad) for how, n, bad, _ in reports]}")
     assert [error for *_, error in reports] == ["", "", ""]
     assert all(n > 0 and bad == 0 for _, n, bad, _ in reports)
 
