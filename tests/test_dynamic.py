@@ -261,6 +261,24 @@ def test_a_view_that_a_writer_changing_kinds_laps_as_it_is_set_up_is_a_lap_not_a
         reader.unlink()
 
 
+def test_a_view_lapped_at_every_try_of_its_set_up_holds_the_lock_for_its_block(
+    shm_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared_object import LockReentryError, _object
+
+    monkeypatch.setattr(_object, "HEADER_READ_TRIES", 0)  # as if writers lapped every try
+    with SharedDynamicObject.create(shm_name, np.arange(4)) as obj:
+        with obj.view() as v:
+            assert same(v.value.copy(), np.arange(4))
+            with pytest.raises(LockReentryError):  # the block holds the writer lock: as single-slot blocks do
+                obj.assign(1)
+        assert not v.torn
+        obj.assign(np.arange(5))  # released at the end of the block
+        assert same(obj.fetch(), np.arange(5))
+        assert obj.kind == "ndarray[int64, (5,)]"  # kind too takes the lock then
+        obj.unlink()
+
+
 def test_kind_and_repr_under_a_writer_changing_kinds_read_as_fetch_reads(shm_name: str, spawn: Any) -> None:
     # They read the current slot's header unchecked: a lap raised LayoutError or ValueError, or
     # described a torn header, and cached it for the reads that followed.
