@@ -222,8 +222,11 @@ def _np_str_utf8(value: np.str_, path: str) -> bytes:
 
 def _memoryview_bytes(view: memoryview, leaf: Node, path: str) -> memoryview:
     """``view``'s bytes as a flat byte view (no copy), for a byte-string leaf."""
+    where = f" at {path}" if path else ""
+    if _is_released(view):
+        msg = f"stored kind is {leaf.describe()}, offered a released memoryview{where}: it has no bytes any more"
+        raise TypeMismatchError(msg)
     if not view.c_contiguous:
-        where = f" at {path}" if path else ""
         msg = f"stored kind is {leaf.describe()}, offered a non-contiguous memoryview{where}: pass bytes(view)"
         raise TypeMismatchError(msg)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")

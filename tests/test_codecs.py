@@ -211,6 +211,9 @@ def test_every_str_round_trips_lone_surrogates_included(shm_name: str) -> None:
         assert obj.fetch() == "x"
 
 
+RELEASED_VIEW = memoryview(b"ab")
+RELEASED_VIEW.release()
+
 BAD_ASSIGNMENTS = [
     (1, "1", TypeMismatchError, "stored kind is int, offered str"),
     (1, True, TypeMismatchError, "stored kind is int, offered bool"),
@@ -227,6 +230,7 @@ BAD_ASSIGNMENTS = [
     (bytearray(b"ab"), "ab", TypeMismatchError, "stored kind is bytearray"),
     (b"ab", np.frombuffer(b"ab", np.uint8), TypeMismatchError, r"stored kind is bytes .*, offered ndarray"),
     (b"ab", memoryview(b"abcd")[::2], TypeMismatchError, "offered a non-contiguous memoryview: pass bytes"),
+    (b"ab", RELEASED_VIEW, TypeMismatchError, "offered a released memoryview"),
     ("ab", b"ab", TypeMismatchError, "stored kind is str .*, offered bytes of 2"),
     (np.float32(1), np.float64(1), TypeMismatchError, "numpy scalar float32"),
     (None, 1, TypeMismatchError, "stored kind is None"),
