@@ -1577,10 +1577,8 @@ class SharedDynamicObject(SharedObject):
         _write_slot_header(buf, offset, schema_id, schema_text, payload_offset, node.size)
         counter = _layout.SCHEMA_COUNTER_WORD
         self._words[counter] = max(self._words[counter], schema_id)
-        self._cache_node(schema_id, node)
         self._remember_schema(schema_text, schema_id)
-        slot = self._slots[target] = _Slot(node, buf, offset, payload_offset, schema_id, self._spares)
-        return slot
+        return self._keep(target, _Slot(node, buf, offset, payload_offset, schema_id, self._spares))
 
     def _move_slot(self, target: int, needed: int, capacity: int) -> int:
         """Give slot ``target`` a new place of at least ``needed`` bytes; its offset.

@@ -242,19 +242,22 @@ def test_a_read_that_a_writer_lapped_caches_nothing_it_read(shm_name: str, monke
         writer.unlink()
 
 
+#: Values of four kinds for a writer to flip between (each a new schema in the slot it writes).
+FLIPPING_KINDS = [7, "x" * 120, np.arange(300, dtype=np.int32), {"k": 1.5}]
+
+
 def test_a_view_that_a_writer_changing_kinds_laps_as_it_is_set_up_is_a_lap_not_an_error(
     shm_name: str, spawn: Any
 ) -> None:
     # Setting up the views reads a dynamic slot's header and schema, which the writer may be
     # rewriting: that raised LayoutError ("str length 8753160913407277433 exceeds its capacity").
-    kinds = [7, "x" * 120, np.arange(300, dtype=np.int32), {"k": 1.5}]
-    with SharedDynamicObject.create(shm_name, kinds[0]) as reader:
-        writer = spawn(helpers.assign_in_turn_in_child, shm_name, kinds, 3.0)
+    with SharedDynamicObject.create(shm_name, FLIPPING_KINDS[0]) as reader:
+        writer = spawn(helpers.assign_in_turn_in_child, shm_name, FLIPPING_KINDS, 3.0)
         views = 0
         while writer.is_alive() or not views:
             with reader.view() as v:
                 value = v.value.copy() if isinstance(v.value, np.ndarray) else v.value
-            assert v.torn or any(same(value, kind) for kind in kinds)
+            assert v.torn or any(same(value, kind) for kind in FLIPPING_KINDS)
             views += 1
         writer.join()
         assert writer.exitcode == 0
@@ -282,10 +285,9 @@ def test_a_view_lapped_at_every_try_of_its_set_up_holds_the_lock_for_its_block(
 def test_kind_and_repr_under_a_writer_changing_kinds_read_as_fetch_reads(shm_name: str, spawn: Any) -> None:
     # They read the current slot's header unchecked: a lap raised LayoutError or ValueError, or
     # described a torn header, and cached it for the reads that followed.
-    kinds = [7, "x" * 120, np.arange(300, dtype=np.int32), {"k": 1.5}]
-    described = {_codecs.build(_codecs.schema_of(k, 100)).describe() for k in kinds}
-    with SharedDynamicObject.create(shm_name, kinds[0]) as reader:
-        writer = spawn(helpers.assign_in_turn_in_child, shm_name, kinds, 3.0)
+    described = {_codecs.build(_codecs.schema_of(k, 100)).describe() for k in FLIPPING_KINDS}
+    with SharedDynamicObject.create(shm_name, FLIPPING_KINDS[0]) as reader:
+        writer = spawn(helpers.assign_in_turn_in_child, shm_name, FLIPPING_KINDS, 3.0)
         reads = 0
         while writer.is_alive() or not reads:
             assert reader.kind in described
@@ -293,7 +295,7 @@ def test_kind_and_repr_under_a_writer_changing_kinds_read_as_fetch_reads(shm_nam
             reads += 1
         writer.join()
         assert writer.exitcode == 0
-        assert any(same(reader.fetch(), kind) for kind in kinds)
+        assert any(same(reader.fetch(), kind) for kind in FLIPPING_KINDS)
         reader.unlink()
 
 
