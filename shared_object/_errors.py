@@ -71,10 +71,11 @@ class LockTimeoutError(SharedObjectError, TimeoutError):
 
 
 class LockReentryError(SharedObjectError, RuntimeError):
-    """This thread asked for an object's writer lock while it already holds it as a reader.
+    """This thread asked to write an object while it holds the object's writer lock as a reader.
 
-    That happens inside a ``view()`` block or a ``fetch(fn)`` where reads hold the lock
-    (single-slot objects, CPUs other than x86): the call would wait for its own thread.
+    That happens when assigning to or triggering an object inside a ``view()`` block or a
+    ``fetch(fn)`` on it where reads hold the lock (single-slot objects, CPUs other than x86):
+    the call would wait for its own thread. Reading the object again there works.
     """
 
 

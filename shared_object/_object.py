@@ -117,8 +117,8 @@ WRITER_REQUEST = _layout.WRITER_REQUEST_WORD
 # rare paths (an error, or the mutex found busy), never on the fast ones:
 #
 # * Where reads take the lock (single-slot objects, CPUs other than x86), a view() block or fn is
-#   user code holding it: if that code asks for the lock again, it would wait for itself, so it
-#   gets LockReentryError instead.
+#   user code holding it: if that code asks for the lock to write, it would wait for itself, so
+#   it gets LockReentryError instead. A read there takes no lock: the block's keeps writers out.
 # * An exception that the code does not raise itself (KeyboardInterrupt, or whatever a signal
 #   handler raises) arrives at a bytecode boundary: right after the C call that took the mutex
 #   returned, before Python stored its result, or at the first bytecode of a Python function on
@@ -779,8 +779,9 @@ class SharedObject:
         is never torn. On CPUs other than x86, and for single-slot objects, the block holds the
         writer lock instead (writers wait until it ends), and ``torn`` is always false (so does
         a dynamic object's block when writers keep rewriting its slot as it is set up); assigning
-        to this object, or reading it again, inside the block from the same thread would wait for
-        the block itself, so it raises LockReentryError.
+        to this object, or triggering it, inside the block from the same thread would wait for
+        the block itself, so it raises LockReentryError. Reading it again there works: the
+        block's lock keeps writers out.
         """
         self._check_open()
         return ZeroCopyView(self)
@@ -818,9 +819,9 @@ class SharedObject:
         value is copied only where fn's result still points into shared memory.
         """
         mutex = self._mutex  # the one we lock is the one we unlock, even if fn closes this handle
-        s = -1  # -1 until we know that _lock_for_read took the mutex (see "Who in this thread holds" above)
+        s, taken = -1, False  # -1 until we know what _lock_for_read did (see "Who in this thread holds" above)
         try:
-            s = self._lock_for_read()
+            s, taken = self._lock_for_read()
             try:
                 slot = self._keep(s & 1, self._slot_for_read(s & 1))  # under the mutex: whole
                 timed = self._lock_free  # only lock-free handles use _slow_reads: no clock reads for the others
@@ -835,36 +836,40 @@ class SharedObject:
                     self._slow_reads = _monotonic_ns() - started > OPTIMISTIC_BUDGET_NS // 2  # see _fetch_slow
             except _DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: this is corruption
                 raise self._as_layout_error(exc) from exc
-            if fn is not None:  # fn's own exceptions propagate as they are
+            if fn is not None and not taken:  # nested in a block that holds the lock: it stays that block's
+                value = self._apply(fn, views)
+            elif fn is not None:  # fn's own exceptions propagate as they are
                 _enter_block(self._segment_key, sys._getframe())
                 try:
                     value = self._apply(fn, views)
                 finally:
                     _blocks_here().pop(self._segment_key, None)
         finally:
-            if s >= 0:
+            if taken:
                 mutex.unlock(mutex.ref)  # the C call itself: see "Who in this thread holds" above
-            else:
+            elif s < 0:
                 self._release_abandoned()
         self._seen = s >> 2
         return value
 
-    def _lock_for_read(self) -> int:
-        """Take the writer mutex as a reader and return the state word; the caller releases the mutex.
+    def _lock_for_read(self) -> tuple[int, bool]:
+        """Take the writer mutex as a reader: the state word, and whether the caller must release it.
 
-        A single-slot object whose WRITING bit is set while we hold the mutex lost its writer
+        (Not when a read block of this thread holds it already: see _lock_as_reader.) A
+        single-slot object whose WRITING bit is set while we hold the mutex lost its writer
         mid-assign: release and raise IncompleteValueError instead.
         """
-        self._lock_as_reader()
+        taken = self._lock_as_reader()
         state: int = self._words[STATE]
         if state & WRITING and self._single_slot:
-            self._mutex.unlock(self._mutex.ref)
+            if taken:
+                self._mutex.unlock(self._mutex.ref)
             msg = (
                 f"the last writer of single-slot segment {self.name!r} died in the middle of an assign: "
                 "its value is incomplete until the next assign (two-slot objects keep the last complete value)"
             )
             raise IncompleteValueError(msg)
-        return state
+        return state, taken
 
     def _lock_timeout_error(self) -> LockTimeoutError:
         msg = (
@@ -997,16 +1002,37 @@ class SharedObject:
                 return
             spins = _wait_step(spins)
 
-    def _lock_as_reader(self) -> None:
-        """Take the writer mutex (after any writer that asked to go first), asking busy writers to pause."""
+    def _lock_as_reader(self) -> bool:
+        """Take the writer mutex (after any writer that asked to go first), asking busy writers to pause.
+
+        True if this call took it (the caller releases it). False for a read nested in a view()
+        block or fetch(fn) of this thread that holds it already: that lock keeps every writer
+        out, so the nested read is safe as it is, and must leave the lock to its block.
+        """
         mutex = self._mutex
         words = self._words
-        if words[WRITER_REQUEST]:
+        if words[WRITER_REQUEST] and not self._read_block_holds():  # a nested read cannot let it go first
             self._let_requester_go(words, WRITER_REQUEST, READER_YIELD_MAX_NS)
         if mutex.try_acquire():
-            return
+            return True
+        if self._read_block_holds():
+            return False
         self._check_busy("reading it again")
         self._wait_for_turn(REQUEST, lambda: 0 if mutex.try_acquire() else errno.EBUSY)
+        return True
+
+    def _read_block_holds(self) -> bool:
+        """Does a view() block or fetch(fn) of this thread, still running, hold this segment's mutex?
+
+        Only a read block: a locked section of ours that a signal handler interrupted (see "Who
+        in this thread holds" above) may be mid-assign, so reads there still get LockReentryError.
+        A dictionary lookup when no block is open; a stack walk and a system call otherwise.
+        """
+        block = _blocks_here().get(self._segment_key)
+        if block is None or not _running(block):
+            return False
+        mutex = self._mutex
+        return isinstance(mutex, WriterMutex) and mutex.held_by_this_thread() is True
 
     def _apply(self, fn: FetchFn, views: _ViewsForFn) -> Any:
         """``fn`` of the value's read-only views, with a result that no longer points into shared memory.
@@ -1376,17 +1402,17 @@ class SharedObject:
                 if _valid(s1, words[STATE]):
                     return self._keep(s1 & 1, slot).node
         mutex = self._mutex  # the one we lock is the one we unlock
-        state = -1  # -1 until we know that _lock_for_read took the mutex (see "Who in this thread holds" above)
+        state, taken = -1, False  # -1 until we know what _lock_for_read did (see "Who in this thread holds" above)
         try:
-            state = self._lock_for_read()
+            state, taken = self._lock_for_read()
             try:
                 return self._keep(state & 1, self._slot_for_read(state & 1)).node
             except _DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: this is corruption
                 raise self._as_layout_error(exc) from exc
         finally:
-            if state >= 0:
+            if taken:
                 mutex.unlock(mutex.ref)
-            else:
+            elif state < 0:
                 self._release_abandoned()
 
 
@@ -1417,19 +1443,23 @@ class ZeroCopyView:
             if obj._lock_free and self._enter_lock_free(obj):
                 return self
             self._mutex = obj._mutex  # closed since view(): _lock_for_read raises ClosedError
-            self._state = obj._lock_for_read()
+            self._state, taken = obj._lock_for_read()
             self._locked = True
-            _enter_block(obj._segment_key, sys._getframe(1))  # the with block: user code holding the lock
+            if taken:
+                _enter_block(obj._segment_key, sys._getframe(1))  # the with block: user code holding the lock
+            else:
+                self._mutex = None  # nested in a read block of this thread: the lock stays with that block
             slot = obj._slot_for_read(self._state & 1)
             if obj._dynamic:
                 obj._keep(self._state & 1, slot)  # under the mutex: whole
             self.value = slot.node.view(obj._buf, slot.base)
         except BaseException as exc:
             mutex = self._mutex
-            if self._locked and mutex is not None:
-                mutex.unlock(mutex.ref)
+            if self._locked:
+                if mutex is not None:  # None: a nested block's lock, which stays with its own block
+                    mutex.unlock(mutex.ref)
+                    _blocks_here().pop(obj._segment_key, None)
                 self._locked = False
-                _blocks_here().pop(obj._segment_key, None)
             elif not obj._lock_free:
                 obj._release_abandoned()
             if isinstance(exc, Exception):  # closed by another thread meanwhile?
@@ -1468,11 +1498,11 @@ class ZeroCopyView:
             # The C unlock first, inline: a Python call in between would be a point where a
             # KeyboardInterrupt could skip it (see "Who in this thread holds" above).
             mutex = self._mutex
-            if mutex is not None:
+            if mutex is not None:  # None: nested in a read block of this thread, whose lock it stays
                 mutex.unlock(mutex.ref)
+                _blocks_here().pop(obj._segment_key, None)
             self._locked = False
             self._mutex = None
-            _blocks_here().pop(obj._segment_key, None)
             self.torn = False
         else:
             # The words from __enter__: they keep the mapping, so this holds even if the handle

@@ -79,16 +79,15 @@ def test_fetch_fn_runs_on_the_stored_data_in_place_not_on_a_copy(shm_name: str) 
         lambda obj, other: obj.assign(np.ones(1000)),
         lambda obj, other: obj.trigger(),
         lambda obj, other: other.assign(np.ones(1000)),  # another handle on the same segment
-        lambda obj, other: other.fetch(),
-        lambda obj, other: other.view().__enter__(),
+        lambda obj, other: other.fetch(obj.assign),  # a write inside a nested read
     ],
-    ids=["assign", "trigger", "assign by another handle", "fetch", "nested view"],
+    ids=["assign", "trigger", "assign by another handle", "assign inside a nested read"],
 )
 @pytest.mark.parametrize("block", ["view", "fetch(fn)"])
-def test_taking_the_lock_again_inside_a_locked_read_fails_at_once(
+def test_writing_inside_a_locked_read_fails_at_once(
     shm_name: str, inside: Any, block: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where reads hold the writer lock, the same thread asking for it again gets a clear error at once.
+    """Where reads hold the writer lock, the same thread asking for it to write gets a clear error at once.
 
     Before, it waited for itself for LOCK_TIMEOUT_S (10 s) and then blamed a stuck writer. With
     the timeout cut to 10 ms, that old behaviour fails here as a LockTimeoutError.
@@ -107,6 +106,66 @@ def test_taking_the_lock_again_inside_a_locked_read_fails_at_once(
             locked_read()
         obj.assign(np.full(1000, 2.0))  # the lock was released on the way out
         assert other.fetch().sum() == 2000
+
+
+def _reads(obj: SharedObject) -> dict[str, Any]:
+    """Every way to read ``obj``, each giving something comparable."""
+
+    def in_view() -> Any:
+        with obj.view() as v:
+            return v.value.copy(), v.torn
+
+    return {
+        "fetch": obj.fetch,
+        "fetch(fn)": lambda: obj.fetch(lambda x: x.sum()),
+        "fetch(out=)": lambda: obj.fetch(out=np.empty(1000)),
+        "view": in_view,
+        "kind": lambda: obj.kind,
+        "repr": lambda: repr(obj),
+    }
+
+
+@pytest.mark.parametrize("read", ["fetch", "fetch(fn)", "fetch(out=)", "view", "kind", "repr"])
+@pytest.mark.parametrize("block", ["view", "fetch(fn)"])
+@pytest.mark.parametrize("kind", ["single-slot", "two slots, locked reads", "dynamic, locked reads"])
+def test_reading_again_inside_a_locked_read_works_as_anywhere_else(
+    shm_name: str, read: str, block: str, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block's lock already keeps every writer out, so a read inside it needs no lock of its own.
+
+    It raised LockReentryError before, where nothing could go wrong: on aarch64 (locked reads)
+    the same code that worked on x86 failed, kind and repr of a dynamic object included (repr
+    said "type=unreadable"). With the timeout cut to 10 ms, a read that waited for the block's
+    lock would fail as a LockTimeoutError.
+    """
+    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.01)
+    if kind != "single-slot":
+        monkeypatch.setattr(_object, "LOCK_FREE_READS", False)  # what every read does on aarch64
+    cls = SharedDynamicObject if kind.startswith("dynamic") else SharedObject
+    slots = 1 if kind == "single-slot" else 2
+    value = np.arange(1000.0)
+    with cls.create(shm_name, value, slots=slots) as obj, cls.attach(shm_name) as other:
+        expected = {name: fn() for name, fn in _reads(other).items()}  # outside any block
+        got: dict[str, Any] = {}
+
+        def read_inside() -> None:
+            for handle in (obj, other):  # the block's own handle, and another on the segment
+                got[f"{read} by {'the block' if handle is obj else 'another'}'s handle"] = _reads(handle)[read]()
+
+        if block == "view":
+            with obj.view() as v:
+                read_inside()
+                assert v.value.sum() == value.sum()  # the outer block's views are intact
+        else:
+            obj.fetch(lambda x: read_inside())
+        assert len(got) == 2
+        for name, result in got.items():
+            assert helpers.same(result, expected[read]), name
+        assert "unreadable" not in expected["repr"]
+        writer = threading.Thread(target=other.assign, args=(value * 2,))  # the lock went back with the block
+        writer.start()
+        writer.join(5)
+        assert obj.fetch().sum() == 2 * value.sum()
 
 
 def test_another_thread_still_waits_for_a_locked_read_instead_of_failing(shm_name: str) -> None:
