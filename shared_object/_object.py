@@ -43,7 +43,16 @@ from ._errors import (
     TypeMismatchError,
 )
 from ._layout import STATE_OFFSET, WRITING
-from ._sync import LOCK_FREE_READS, WriterMutex, check_mutex_type, futex_wait, futex_wake, lock_abi, timeout_seconds
+from ._sync import (
+    LOCK_FREE_READS,
+    WriterMutex,
+    check_mutex_type,
+    futex_wait,
+    futex_wake,
+    lock_abi,
+    robust_locks_supported,
+    timeout_seconds,
+)
 
 log = logging.getLogger("shared_object")
 
@@ -876,6 +885,12 @@ class SharedObject:
             f"the writer lock of segment {self.name!r} stayed taken for {LOCK_TIMEOUT_S} s: a writer "
             f"is stuck, or the lock bytes are corrupt (see: shared-object inspect {self.name})"
         )
+        if robust_locks_supported() is False:
+            msg += (
+                "; or its holder died: this kernel does not keep robust lock lists (qemu-user emulation, "
+                "or a seccomp profile that refuses set_robust_list), so a dead holder's lock is never "
+                "released; re-create the object, and see `shared-object doctor`"
+            )
         return LockTimeoutError(msg)
 
     def _self_hold(self) -> str:

@@ -111,6 +111,24 @@ class _Libc:
         self.sys_get_robust_list = _SYS_GET_ROBUST_LIST.get(platform.machine().lower())
 
 
+@functools.cache
+def robust_locks_supported() -> bool | None:
+    """Does the kernel keep this thread's robust mutex list, and so notice a lock holder's death?
+
+    It is what lets the next writer take over the lock of a writer that died holding it. False
+    under qemu-user emulation (an arm64 container on an x86 host, say: qemu answers ENOSYS to
+    set_robust_list and get_robust_list, as the host kernel cannot walk a guest's list) and
+    under a seccomp profile that refuses them; None where this CPU's system call number is unknown.
+    """
+    lib = libc()
+    if lib.sys_get_robust_list is None:
+        return None
+    head, length = ctypes.c_void_p(), ctypes.c_size_t()
+    if lib.syscall_quick(lib.sys_get_robust_list, 0, ctypes.byref(head), ctypes.byref(length)) != 0:
+        return False
+    return bool(head.value)  # glibc registers every thread's list when the thread starts
+
+
 def _address_of_function(f: ctypes._CFuncPtr) -> int:  # type: ignore[name-defined]
     address = ctypes.cast(f, ctypes.c_void_p).value
     if not address:
@@ -369,5 +387,5 @@ def futex_wake(address: int) -> None:
 
 __all__ = [
     "LOCK_FREE_READS", "MUTEX_SPACE", "WriterMutex", "check_mutex_type", "futex_wait", "futex_wake", "libc", "lock_abi",
-    "timeout_seconds",
+    "robust_locks_supported", "timeout_seconds",
 ]

@@ -33,7 +33,7 @@ import numpy as np
 from . import __version__, _codecs, _layout, _lock, _segment
 from ._errors import SegmentNotFoundError, SharedObjectError
 from ._object import SharedDynamicObject, SharedObject
-from ._sync import LOCK_FREE_READS, libc, lock_abi
+from ._sync import LOCK_FREE_READS, libc, lock_abi, robust_locks_supported
 
 #: Below this, /dev/shm is likely a container's default (64 MiB): frames of a few MB x 2 slots fill it.
 SMALL_SHM_BYTES = 128 * 1024 * 1024
@@ -369,8 +369,23 @@ def _check_platform(found: Findings) -> None:
     else:
         detail = f"{platform.system()} {platform.machine()}, {lock_abi()}, lock-free reads: {LOCK_FREE_READS}"
         _finding(found, "ok", "platform", detail)
+        _check_robust_locks(found)
     _finding(found, "ok", "versions", f"shared_object {__version__}, Python {platform.python_version()}, "
              f"numpy {np.__version__}, sapien {_version('sapien')}")
+
+
+def _check_robust_locks(found: Findings) -> None:
+    """Whether a writer that dies holding an object's lock is noticed (see _sync.robust_locks_supported)."""
+    supported = robust_locks_supported()
+    if supported:
+        _finding(found, "ok", "robust locks", "the kernel releases the lock of a writer that dies holding it")
+    elif supported is None:
+        _finding(found, "ok", "robust locks", f"unknown on {platform.machine()}")
+    else:
+        _finding(found, "warn", "robust locks", "this kernel keeps no robust lock lists (qemu-user emulation, or a "
+                 "seccomp profile refusing set_robust_list/get_robust_list): a writer that dies holding an "
+                 "object's lock leaves it taken, and later writers (and, on CPUs other than x86, readers) get "
+                 "LockTimeoutError until the object is re-created. Run natively, or allow those two calls")
 
 
 def doctor_findings() -> Findings:

@@ -164,6 +164,20 @@ def test_doctor_warns_about_a_small_shm(capsys: pytest.CaptureFixture[str], monk
     assert code == 0 and "[warn ] shm size" in out and "shm_size" in out
 
 
+def test_doctor_says_whether_a_dead_writer_s_lock_is_released(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under qemu-user (an arm64 image on an x86 host) a dead holder's lock stays taken for good."""
+    from shared_object import _sync, cli
+
+    findings = {f["check"]: f for f in json.loads(run(capsys, "doctor", "--json")[1])}
+    native = _sync.robust_locks_supported() is not False  # CI's kernel: the kill tests rely on it
+    assert (findings["robust locks"]["level"] == "ok") == native, findings["robust locks"]
+    monkeypatch.setattr(cli, "robust_locks_supported", lambda: False)  # what qemu-user's ENOSYS gives
+    code, out = run(capsys, "doctor")
+    assert code == 0 and "[warn ] robust locks" in out and "qemu-user" in out
+
+
 def test_health(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "health", shm_name)[0] == 1
     with SharedObject.create(shm_name, 1):

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from shared_object import SharedDynamicObject, SharedObject, UnsupportedTypeError, _codecs, _segment
 
+from .markers import x86_lock_free_reads
+
 
 def test_changes_kind_and_size_and_other_handles_follow(shm_name: str) -> None:
     with SharedDynamicObject.create(shm_name, 1) as writer, SharedDynamicObject.attach(shm_name) as reader:
@@ -217,6 +219,7 @@ def test_a_writer_whose_kinds_never_repeat_keeps_a_bounded_cache(shm_name: str) 
         writer.unlink()
 
 
+@x86_lock_free_reads
 def test_a_read_that_a_writer_lapped_caches_nothing_it_read(shm_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A lock-free read may parse a slot's schema while a writer rewrites the header: a mixed
     text that parses, here ["float"] where the slot holds an int. That read is lapped and tried

@@ -21,6 +21,11 @@ import pytest
 
 from shared_object import LockReentryError, LockTimeoutError, SharedDynamicObject, SharedObject, _object, _sync
 
+from .markers import needs_robust_locks
+
+#: Recovering an interrupted lock asks the kernel which locks this thread holds (get_robust_list).
+pytestmark = needs_robust_locks
+
 
 class SignalHandlerError(Exception):
     """What our SIGALRM handler raises: stands for KeyboardInterrupt."""

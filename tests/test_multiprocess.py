@@ -15,6 +15,8 @@ from helpers import PROCESS_DEADLINE, SPAWN
 
 from shared_object import SharedDynamicObject, SharedObject, _segment
 
+from .markers import needs_robust_locks
+
 
 def test_child_fetches_what_parent_assigned(shm_name: str, spawn: Any) -> None:
     frame = helpers.checksummed_frame(3)
@@ -101,6 +103,7 @@ def test_attach_only_process_never_removes_the_segment(shm_name: str, spawn: Any
         obj.assign(np.zeros(1000))
 
 
+@needs_robust_locks
 def test_writer_killed_mid_assign_never_leaves_torn_data(shm_name: str, spawn: Any, read_path: str) -> None:
     """SIGKILL a writer at random points of a tight assign loop of checksummed 1.2 MB frames.
 

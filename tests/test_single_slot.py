@@ -30,6 +30,7 @@ from shared_object import (
 
 from . import helpers
 from .helpers import PROCESS_DEADLINE, SPAWN
+from .markers import needs_robust_locks
 
 
 def test_one_slot_takes_half_the_memory_and_behaves_the_same(shm_name: str) -> None:
@@ -125,6 +126,7 @@ def _reads(obj: SharedObject) -> dict[str, Any]:
     }
 
 
+@needs_robust_locks
 @pytest.mark.parametrize("read", ["fetch", "fetch(fn)", "fetch(out=)", "view", "kind", "repr"])
 @pytest.mark.parametrize("block", ["view", "fetch(fn)"])
 @pytest.mark.parametrize("kind", ["single-slot", "two slots, locked reads", "dynamic, locked reads"])
@@ -260,6 +262,7 @@ def test_dynamic_objects_refuse_one_slot(shm_name: str) -> None:
     assert not os.path.exists(f"/dev/shm/{shm_name}")
 
 
+@needs_robust_locks
 def test_writer_killed_mid_assign_leaves_a_clear_error_until_the_next_assign(shm_name: str, spawn: Any) -> None:
     """SIGKILL a writer of checksummed frames; the reader gets a whole frame or IncompleteValueError."""
     rng = random.Random(99)

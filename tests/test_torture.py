@@ -26,10 +26,13 @@ from helpers import PROCESS_DEADLINE, SPAWN
 
 from shared_object import SharedDynamicObject, SharedObject
 
+from .markers import needs_robust_locks
+
 #: A wake-up lost would show as a full 1 s re-announcement slice; a futex wake is sub-millisecond.
 WAKE_BOUND_S = 0.5
 
 
+@needs_robust_locks
 @pytest.mark.parametrize("kind", ["array", "compound"])
 def test_writer_killed_at_random_points(shm_name: str, spawn: Any, torture: bool, kind: str) -> None:
     rounds = 200 if torture else 8
@@ -58,6 +61,7 @@ def test_writer_killed_at_random_points(shm_name: str, spawn: Any, torture: bool
     assert all(r > 0 for r, _ in reports)
 
 
+@needs_robust_locks
 def test_a_dynamic_object_changing_kind_under_writers_killed_at_random(
     shm_name: str, spawn: Any, torture: bool, read_path: str
 ) -> None:
