@@ -529,6 +529,15 @@ class SharedObject:
         self._fast_array: _ArrayFast | None = None
         if not self._dynamic:
             first, second = self._load_slot(0), self._load_slot(1)
+            # Reads decode the current slot, assigns check against slot 0 and write either: a
+            # schema that differs between them (corruption of one, still valid JSON) would make
+            # the value read refused by assign, or a write land in the other slot's layout.
+            if first.node.schema != second.node.schema or first.base - first.offset != second.base - second.offset:
+                msg = (
+                    f"segment {self.name!r} is corrupt: its two slots describe different values "
+                    f"({first.node.describe()}; {second.node.describe()})"
+                )
+                raise LayoutError(msg)
             self._slots = [first, second]
             node = first.node
             if isinstance(node, _codecs.StructNode) and node.fast_type is not None:

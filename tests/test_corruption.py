@@ -161,6 +161,22 @@ def test_schema_claiming_a_huge_array() -> None:
     _expect_layout_error(name, "schema needs")
 
 
+def test_slots_describing_different_values_are_a_layout_error() -> None:
+    """A fixed object reads one slot and checks assigns against the other: both must hold one schema.
+
+    Found by the fuzz test above (on an arm64 run): a key renamed in one slot's schema text only
+    ("pose" -> "\x80se") still parsed, so fetch returned "pose" and assign of that very value
+    raised TypeMismatchError. Any two different, valid schemas do the same.
+    """
+    raw = PRISTINE[("compound", "two slots")]
+    slot0 = struct.unpack_from("<Q", raw, _layout.SLOT_TABLE_OFFSET)[0]
+    schema_len = struct.unpack_from("<QI", raw, slot0)[1]
+    schema = raw[slot0 + 64 : slot0 + 64 + schema_len]
+    assert schema.count(b'"pose"') == 1
+    name = _write_segment("compound", {slot0 + 64: schema.replace(b'"pose"', '"\x80se"'.encode())})
+    _expect_layout_error(name, "two slots describe different values")
+
+
 def test_deeply_nested_schema() -> None:
     raw = PRISTINE[("int", "two slots")]
     slot0 = struct.unpack_from("<Q", raw, _layout.SLOT_TABLE_OFFSET)[0]
