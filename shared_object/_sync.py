@@ -117,15 +117,16 @@ def robust_locks_supported() -> bool | None:
 
     It is what lets the next writer take over the lock of a writer that died holding it. False
     under qemu-user emulation (an arm64 container on an x86 host, say: qemu answers ENOSYS to
-    set_robust_list and get_robust_list, as the host kernel cannot walk a guest's list) and
-    under a seccomp profile that refuses them; None where this CPU's system call number is unknown.
+    set_robust_list and get_robust_list, as the host kernel cannot walk a guest's list), or
+    where set_robust_list was refused (glibc then registered no list). None when it cannot
+    tell: this CPU's system call number is unknown, or get_robust_list alone is refused.
     """
     lib = libc()
     if lib.sys_get_robust_list is None:
         return None
     head, length = ctypes.c_void_p(), ctypes.c_size_t()
     if lib.syscall_quick(lib.sys_get_robust_list, 0, ctypes.byref(head), ctypes.byref(length)) != 0:
-        return False
+        return False if ctypes.get_errno() == errno.ENOSYS else None
     return bool(head.value)  # glibc registers every thread's list when the thread starts
 
 

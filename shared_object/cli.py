@@ -380,12 +380,13 @@ def _check_robust_locks(found: Findings) -> None:
     if supported:
         _finding(found, "ok", "robust locks", "the kernel releases the lock of a writer that dies holding it")
     elif supported is None:
-        _finding(found, "ok", "robust locks", f"unknown on {platform.machine()}")
+        _finding(found, "ok", "robust locks", "cannot tell here (get_robust_list refused, or its number unknown "
+                 f"on {platform.machine()})")
     else:
         _finding(found, "warn", "robust locks", "this kernel keeps no robust lock lists (qemu-user emulation, or a "
-                 "seccomp profile refusing set_robust_list/get_robust_list): a writer that dies holding an "
+                 "seccomp profile refusing set_robust_list): a writer that dies holding an "
                  "object's lock leaves it taken, and later writers (and, on CPUs other than x86, readers) get "
-                 "LockTimeoutError until the object is re-created. Run natively, or allow those two calls")
+                 "LockTimeoutError until the object is re-created. Run natively, or allow set_robust_list")
 
 
 def doctor_findings() -> Findings:

@@ -23,7 +23,7 @@ x86_lock_free_reads = pytest.mark.skipif(
 
 #: For tests that kill a lock holder, or ask the kernel which locks this thread holds.
 needs_robust_locks = pytest.mark.skipif(
-    _sync.robust_locks_supported() is False and not _CI,
-    reason="this kernel keeps no robust lock lists (qemu-user emulation, or seccomp): a dead holder's lock "
-    "is never released here, as `shared-object doctor` says; run these natively",
+    _sync.robust_locks_supported() is not True and not _CI,
+    reason="this kernel keeps no robust lock lists, or will not show them (qemu-user emulation, seccomp): "
+    "a dead holder's lock is never released here, as `shared-object doctor` says; run these natively",
 )
