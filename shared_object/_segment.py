@@ -312,7 +312,9 @@ def huge_pages_available() -> bool:
     """Whether this kernel backs a file in SHM_DIR with huge pages when asked: a 2 MiB probe.
 
     False on kernels before 6.1, with SHM_DIR mounted ``huge=deny``, or where a seccomp profile
-    refuses the madvise. Raises OSError if the probe file cannot be made (SHM_DIR full, say).
+    refuses the madvise; and under qemu-user emulation, whose madvise succeeds without doing
+    anything, so the probe asks the kernel's page tables (smaps) whether it took effect.
+    Raises OSError if the probe file cannot be made (SHM_DIR full, say).
     """
     path = _temp_path("probe")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -320,9 +322,27 @@ def huge_pages_available() -> bool:
         os.unlink(path)
         os.posix_fallocate(fd, 0, HUGE_PAGE)
         _, address = _map(fd, HUGE_PAGE)  # unmapped when this frame drops the view
-        return _collapse(address, 0, HUGE_PAGE)
+        if not _collapse(address, 0, HUGE_PAGE):
+            return False
+        mapped_kb = _huge_mapped_kb(address)
+        return mapped_kb is None or mapped_kb >= HUGE_PAGE // 1024
     finally:
         os.close(fd)
+
+
+def _huge_mapped_kb(address: int) -> int | None:
+    """KiB of the mapping at ``address`` that huge pages back (ShmemPmdMapped), or None if unknown."""
+    try:
+        with open("/proc/self/smaps") as smaps:
+            inside = False
+            for line in smaps:
+                if not line.split(maxsplit=1)[0].endswith(":"):  # a mapping's first line: start-end perms ...
+                    inside = line.startswith(f"{address:x}-")
+                elif inside and line.startswith("ShmemPmdMapped:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _open_error(exc: OSError, name: str) -> OSError:
