@@ -142,6 +142,9 @@ WRITER_REQUEST = _layout.WRITER_REQUEST_WORD
 #   abandoned, and is released.
 # ---------------------------------------------------------------------------------------------
 _blocks = threading.local()
+#: Mutexes (and so their mappings) that a thread of ours may still hold where the kernel cannot
+#: tell: glibc writes into every robust mutex a thread holds, so their memory must stay mapped.
+_NEVER_UNMAPPED: list[WriterMutex] = []
 NOT_HELD, HELD_BY_OUR_CODE, ABANDONED = "not held", "held by code of this thread", "abandoned"
 
 
@@ -1294,10 +1297,11 @@ class SharedObject:
     # ----------------------------------------------------------------------------------------
     def close(self) -> None:
         """Drop this handle's mapping; the shared object stays for every other handle."""
-        self._close(wake_waiters=True)
+        self._close(explicit=True)
 
-    def _close(self, *, wake_waiters: bool) -> None:
-        """``wake_waiters``: wake a thread of ours asleep in wait() (it reads the mapping: see below)."""
+    def _close(self, *, explicit: bool) -> None:
+        """``explicit``: close() was called, so the mapping is alive; False from __del__, where the
+        collector may have unmapped it already: then nothing here reads it (see below)."""
         segment = getattr(self, "_segment", None)
         if segment is None:
             return
@@ -1312,6 +1316,11 @@ class SharedObject:
                 # An abandoned lock must not outlive its mapping: glibc writes into the memory of the
                 # robust mutexes a thread holds whenever that thread takes another one.
                 self._release_abandoned()
+                if explicit and mutex.held_by_this_thread() is None and mutex.lock_word_names_this_thread():
+                    # The kernel cannot say (get_robust_list refused: qemu-user, seccomp), and this
+                    # thread may hold it, abandoned: keep the mapping (the mutex keeps it) for good.
+                    # Only in close(): from __del__ the collector may have unmapped it already (below).
+                    _NEVER_UNMAPPED.append(mutex)
                 mutex.forget()
             self._forget_views()
             self._spares.clear()  # private copies kept for reuse: free them with the handle
@@ -1320,7 +1329,7 @@ class SharedObject:
             words = self._words
             self._words = _CLOSED_WORDS
             self._mutex = _ClosedMutex(self.name)
-            if wake_waiters and words[WAITER] > _monotonic_ns():
+            if explicit and words[WAITER] > _monotonic_ns():
                 # Another thread may be asleep in wait() on this handle: wake it now (it then raises
                 # ClosedError) rather than at the end of its nap. Waiters elsewhere wake, see no
                 # change, and sleep again. Never from __del__: a handle that a thread waits on is not
@@ -1375,7 +1384,7 @@ class SharedObject:
 
     def __del__(self) -> None:
         try:
-            self._close(wake_waiters=False)  # without touching the mapping (see _close)
+            self._close(explicit=False)  # without touching the mapping (see _close)
         except Exception:  # noqa: BLE001, S110 - never raise from a finalizer
             pass
 

@@ -34,6 +34,7 @@ import numbers
 import os
 import platform
 import sys
+import threading
 import time
 from typing import Any, Final
 
@@ -186,6 +187,8 @@ class _Timespec(ctypes.Structure):
 #: Their memory is mapped while they are here (each keeps its mapping alive): the only addresses
 #: that held_by_this_thread dereferences.
 _MAPPED_MUTEXES: dict[int, object] = {}
+#: The owner's thread id in a robust futex word (linux/futex.h FUTEX_TID_MASK).
+_FUTEX_TID_MASK: Final = 0x3FFFFFFF
 
 
 class WriterMutex:
@@ -280,6 +283,13 @@ class WriterMutex:
         """Unregister (its handle closes); the mapping goes with the last reference to this object."""
         if _MAPPED_MUTEXES.get(self._address) is self.segment:
             del _MAPPED_MUTEXES[self._address]
+
+    def lock_word_names_this_thread(self) -> bool:
+        """Does the mutex's lock word carry this thread's id? Not proof that this thread holds it
+        (threads in another PID namespace share ids): only for erring on the safe side where
+        :meth:`held_by_this_thread` cannot tell."""
+        word = ctypes.c_uint32.from_address(self._address).value  # glibc's __lock: owner tid | flags
+        return word & _FUTEX_TID_MASK == threading.get_native_id()
 
     def held_by_this_thread(self) -> bool | None:
         """Does the calling thread hold this segment's mutex, through any of our handles on it?

@@ -196,3 +196,27 @@ def test_where_the_kernel_cannot_tell_nothing_is_released_and_reentry_is_still_c
             obj.assign(np.ones(10))
         obj._mutex.release()
         obj.assign(np.ones(10))
+
+
+def test_where_the_kernel_cannot_tell_a_lock_this_thread_may_hold_keeps_its_mapping(
+    shm_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """glibc writes into every robust mutex a thread holds: unmapping one it still holds crashes later.
+
+    Where get_robust_list is refused, an abandoned lock is never released (nothing proves it is
+    ours), and closing its handle used to unmap it anyway: on the arm64 run under qemu-user, a
+    later lock in that thread died with SIGSEGV. The mapping now stays, as long as the process.
+    """
+    monkeypatch.setattr(_sync.WriterMutex, "held_by_this_thread", lambda self: None)
+    kept = len(_object._NEVER_UNMAPPED)
+    with SharedObject.create(shm_name, np.zeros(10)) as obj:
+        obj.unlink()
+    assert len(_object._NEVER_UNMAPPED) == kept  # not held: unmapped as always
+    obj = SharedObject.create(shm_name, np.zeros(10))
+    mutex = obj._mutex
+    mutex.acquire()  # as an interrupt at the wrong bytecode would leave it
+    obj.unlink()
+    obj.close()
+    assert _object._NEVER_UNMAPPED[-1] is mutex and len(_object._NEVER_UNMAPPED) == kept + 1
+    mutex.release()  # still mapped: glibc unlinks it from this thread's list
+    _object._NEVER_UNMAPPED.remove(mutex)
