@@ -857,14 +857,14 @@ class SharedObject:
                     self._slow_reads = _monotonic_ns() - started > OPTIMISTIC_BUDGET_NS // 2  # see _fetch_slow
             except _DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: this is corruption
                 raise self._as_layout_error(exc) from exc
-            if fn is not None and not taken:  # nested in a block that holds the lock: it stays that block's
-                value = self._apply(fn, views)
-            elif fn is not None:  # fn's own exceptions propagate as they are
-                _enter_block(self._segment_key, sys._getframe())
+            if fn is not None:  # fn's own exceptions propagate as they are
+                if taken:  # not when nested in a block that holds the lock: that block stays registered
+                    _enter_block(self._segment_key, sys._getframe())
                 try:
                     value = self._apply(fn, views)
                 finally:
-                    _blocks_here().pop(self._segment_key, None)
+                    if taken:
+                        _blocks_here().pop(self._segment_key, None)
         finally:
             if taken:
                 mutex.unlock(mutex.ref)  # the C call itself: see "Who in this thread holds" above
@@ -1316,10 +1316,11 @@ class SharedObject:
                 # An abandoned lock must not outlive its mapping: glibc writes into the memory of the
                 # robust mutexes a thread holds whenever that thread takes another one.
                 self._release_abandoned()
-                if explicit and mutex.held_by_this_thread() is None and mutex.lock_word_names_this_thread():
+                if explicit and mutex.lock_word_names_this_thread() and mutex.held_by_this_thread() is None:
                     # The kernel cannot say (get_robust_list refused: qemu-user, seccomp), and this
                     # thread may hold it, abandoned: keep the mapping (the mutex keeps it) for good.
                     # Only in close(): from __del__ the collector may have unmapped it already (below).
+                    # The lock word first: a load, where asking the kernel is a system call.
                     _NEVER_UNMAPPED.append(mutex)
                 mutex.forget()
             self._forget_views()
