@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from shared_object import SharedDynamicObject
+from shared_object import SharedDynamicObject, SharedObject
 
 NAME = f"point-cloud-{os.getpid()}"  # the parent's pid: one name per run, shared by both processes
 SCANS = 20
@@ -19,16 +19,20 @@ SCANS = 20
 
 def lidar(name: str) -> None:
     rng = np.random.default_rng(0)
-    with SharedDynamicObject.attach(name, timeout=10) as cloud:
+    with SharedDynamicObject.attach(name, timeout=10) as cloud, SharedObject.attach(name + "-ack", timeout=10) as ack:
         for scan in range(1, SCANS + 1):
             points = rng.normal(size=(int(rng.integers(1_000, 100_000)), 3)).astype(np.float32)
             cloud.assign({"scan": scan, "points": points})  # another size each time: the slot follows
-            if not cloud.wait(timeout=10):  # the mapper's "got it" (a trigger): one scan at a time
+            if not ack.wait(timeout=10):  # the mapper's "got it" (a trigger): one scan at a time
                 raise SystemExit("the mapper stopped answering")
+            ack.fetch()  # seen: the next wait() waits for the next "got it"
 
 
 def main() -> None:
     cloud = SharedDynamicObject(NAME, data={"scan": 0, "points": np.zeros((0, 3), np.float32)})
+    # The "got it" answer gets a trigger object of its own: a handle sees its own triggers (as in
+    # the reference), so the mapper triggering `cloud` would wake its own next wait().
+    ack = SharedObject(NAME + "-ack")
     producer = multiprocessing.get_context("spawn").Process(target=lidar, args=(NAME,))
     producer.start()
     sizes: list[int] = []
@@ -37,11 +41,12 @@ def main() -> None:
             message = cloud.fetch()  # a private copy, whatever its size
             sizes.append(len(message["points"]))
             assert message["scan"] == len(sizes)
-            cloud.trigger()  # tell the lidar to send the next scan
+            ack.trigger()  # tell the lidar to send the next scan
         producer.join(10)
     finally:
-        cloud.unlink()
-        cloud.close()
+        for obj in (cloud, ack):
+            obj.unlink()
+            obj.close()
     print(f"received {len(sizes)} scans of {min(sizes)} to {max(sizes)} points")
 
 

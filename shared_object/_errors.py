@@ -42,16 +42,23 @@ class LayoutError(SharedObjectError, ValueError):
     """The segment is not a shared_object segment, has another layout version, or is corrupt."""
 
 
-class TypeMismatchError(SharedObjectError, TypeError):
-    """The offered value's kind (type, dtype, shape, structure) differs from the stored one."""
+class TypeMismatchError(SharedObjectError, TypeError, BufferError):
+    """The offered value's kind (type, dtype, shape, structure) differs from the stored one.
+
+    Also a BufferError: the reference library raises BufferError for every assign it refuses,
+    and code written for it catches that.
+    """
 
 
 class UnsupportedTypeError(SharedObjectError, TypeError):
     """The value's type cannot be stored in shared memory."""
 
 
-class CapacityError(SharedObjectError, ValueError):
-    """The value is larger than the capacity fixed when the object was created."""
+class CapacityError(SharedObjectError, ValueError, BufferError):
+    """The value is larger than the capacity fixed when the object was created.
+
+    Also a BufferError, as :class:`TypeMismatchError` is, for code written for the reference.
+    """
 
 
 class IntegerOverflowError(SharedObjectError, OverflowError):

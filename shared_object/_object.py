@@ -1101,7 +1101,10 @@ class SharedObject:
 
     @property
     def modified(self) -> bool:
-        """True if another handle assigned or triggered since this handle last fetched (no reset, no system call)."""
+        """True if the object changed since this handle last fetched (no reset, no system call).
+
+        A change is another handle's assign, or any handle's trigger, this one's included.
+        """
         try:
             return bool(self._words[2] >> 2 != self._seen)  # 2: STATE
         except IndexError:  # closed
@@ -1110,7 +1113,10 @@ class SharedObject:
 
     @property
     def triggered(self) -> bool:
-        """True once for each change since this handle last looked: reading it resets it (no system call)."""
+        """True once for each change since this handle last looked: reading it resets it (no system call).
+
+        Changes are counted as for :attr:`modified`: another handle's assign, any handle's trigger.
+        """
         try:
             change = self._words[2] >> 2  # 2: STATE
         except IndexError:  # closed
@@ -1146,10 +1152,11 @@ class SharedObject:
         return not self._segment.is_named()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until another handle assigns or triggers; False on timeout.
+        """Block until the object changes (another handle's assign, any handle's trigger); False on timeout.
 
-        Returns at once if the object changed since this handle last fetched (or read
-        ``triggered``), so no change is ever missed between a fetch and the next wait. Sleeps in
+        Returns at once when :attr:`modified` would be true: the object changed since this handle
+        last fetched (or read ``triggered``), so no change is ever missed between a fetch and the
+        next wait, and a trigger of this very handle counts. Sleeps in
         the kernel (a futex on the shared mapping): an idle waiter uses no CPU. Works across
         processes and across containers that share the segment. ``timeout=0`` (or less) only
         checks; ``math.inf`` is the same as None.
@@ -1182,6 +1189,9 @@ class SharedObject:
     # ----------------------------------------------------------------------------------------
     def assign(self: Self, data: Any) -> Self:  # noqa: PLR0912 - the hottest path, inlined
         """Store ``data``, visible to every handle as a whole or not at all; returns self.
+
+        Other handles see the change (``modified``, ``triggered``, ``wait``); this one does not,
+        and counts every earlier change as seen, as the reference does.
 
         Raises (leaving the stored value unchanged) TypeMismatchError for a value of another kind,
         CapacityError for a str/bytes longer than its capacity, IntegerOverflowError for an int
@@ -1250,7 +1260,13 @@ class SharedObject:
         return writes
 
     def trigger(self: Self) -> Self:
-        """Mark the object changed without changing its value (wakes waiters); returns self."""
+        """Mark the object changed without changing its value (wakes waiters); returns self.
+
+        Every handle sees a trigger, this one included: after ``obj.trigger()``, ``obj.modified``
+        and ``obj.triggered`` are true and ``obj.wait()`` returns at once, as in the reference
+        (``so = SharedObject("trigger"); so.trigger(); so.triggered`` is True). An ``assign``
+        is seen by every handle but its own.
+        """
         self._check_open()
         words = self._words
         mutex = self._mutex
@@ -1269,7 +1285,8 @@ class SharedObject:
                 mutex.unlock(mutex.ref)  # the C call itself: see "Who in this thread holds" above
             else:
                 self._release_abandoned()
-        self._seen = change
+        # Not ``self._seen = change``: a trigger is seen by every handle, this one included (the
+        # reference's rule: its trigger() stamps the time without updating the handle's own).
         self._after_publish(words)
         return self
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 
 import shared_object
-from shared_object import _errors
+from shared_object import SharedObject, _errors
+
+from helpers import same
 
 LEAVES = {
     _errors.SegmentNotFoundError: FileNotFoundError,
@@ -16,9 +19,9 @@ LEAVES = {
     _errors.InvalidArgumentError: (ValueError, TypeError),
     _errors.InvalidNameError: ValueError,
     _errors.LayoutError: ValueError,
-    _errors.TypeMismatchError: TypeError,
+    _errors.TypeMismatchError: (TypeError, BufferError),  # BufferError: what the reference raises
     _errors.UnsupportedTypeError: TypeError,
-    _errors.CapacityError: ValueError,
+    _errors.CapacityError: (ValueError, BufferError),
     _errors.IntegerOverflowError: OverflowError,
     _errors.OutOfSharedMemoryError: OSError,
     _errors.TooManyHandlesError: OSError,
@@ -55,3 +58,14 @@ def test_out_of_memory_error_keeps_errno() -> None:
     copy = pickle.loads(pickle.dumps(err))
     assert copy.errno == 28
     assert "no room" in str(copy)
+
+
+@pytest.mark.parametrize(
+    ("stored", "offered"),
+    [(1, "one"), (np.zeros(3), np.zeros(4)), (np.zeros(3), np.zeros(3, np.float32)), ("ab", "x" * 200)],
+)
+def test_a_refused_assign_is_a_buffer_error_as_in_the_reference(shm_name: str, stored: object, offered: object) -> None:
+    with SharedObject.create(shm_name, stored) as obj:
+        with pytest.raises(BufferError):
+            obj.assign(offered)
+        assert same(obj.fetch(), stored)

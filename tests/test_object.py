@@ -42,6 +42,25 @@ def test_reference_constructor_creates_attaches_and_assigns(shm_name: str) -> No
         assert producer.fetch().sum() == 0
 
 
+def test_a_handle_sees_its_own_trigger_but_not_its_own_assign(shm_name: str) -> None:
+    """The reference's rule: its documented ``so.trigger(); so.triggered`` is True."""
+    with SharedObject(shm_name) as so, SharedObject(shm_name) as other:
+        so.trigger()
+        assert so.modified and other.modified
+        assert so.wait(0) and other.wait(0)  # wait() returns at once when modified would be True
+        assert so.triggered and other.triggered
+        assert not so.triggered and not so.modified and not so.wait(0)
+    with SharedObject.create(shm_name + "-v", 1) as writer, SharedObject.attach(shm_name + "-v") as reader:
+        writer.assign(2)
+        assert not writer.modified and not writer.triggered and not writer.wait(0)
+        assert reader.modified
+        writer.trigger()  # seen again after the assign
+        assert writer.modified
+        writer.assign(3)  # an assign counts every earlier change as seen by its handle
+        assert not writer.modified
+        writer.unlink()
+
+
 def test_reference_constructor_without_data_makes_a_trigger(shm_name: str) -> None:
     with SharedObject(shm_name) as trigger, SharedObject(shm_name) as listener:
         assert trigger.fetch() is None
