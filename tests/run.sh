@@ -2,11 +2,12 @@
 # The whole test suite, from a fresh clone: `bash tests/run.sh [pytest args...]`.
 #
 # 1. a virtual environment in .venv with the package (editable) and its test dependencies;
-# 2. Docker for the integration tests (docker/prepare.sh: engine, Compose v2, base image);
+# 2. the reference library in .venv-reference, for the parity test (tests/reference_env.sh);
+# 3. Docker for the integration tests (docker/prepare.sh: engine, Compose v2, base image);
 #    where it cannot be had, the integration tests skip and say how to enable them, except
 #    under CI=true, where that is a failure;
-# 3. lint (ruff) and types (mypy --strict on the package);
-# 4. pytest: unit, multi-process, crash and stress tests, Docker integration tests, and the
+# 4. lint (ruff) and types (mypy --strict on the package);
+# 5. pytest: unit, multi-process, crash and stress tests, Docker integration tests, and the
 #    unit tests again inside the image.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -33,6 +34,16 @@ else
         exit 1
     fi
     say "Docker is not available: the integration tests will be skipped (see the message above)"
+fi
+
+say "the reference library, for the parity test (.venv-reference)"
+if reference_python=$(bash tests/reference_env.sh 2>/tmp/shared-object-reference-env.log); then
+    export SHARED_OBJECT_REFERENCE_PYTHON="$reference_python"
+elif [ "$ci" = "true" ]; then
+    say "could not install the reference (real-robot 0.2.1) from PyPI; see /tmp/shared-object-reference-env.log"
+    exit 1
+else
+    say "the reference could not be installed: the parity test will be skipped (see /tmp/shared-object-reference-env.log)"
 fi
 
 say "ruff"

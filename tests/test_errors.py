@@ -6,11 +6,10 @@ import pickle
 
 import numpy as np
 import pytest
+from helpers import same
 
 import shared_object
 from shared_object import SharedObject, _errors
-
-from helpers import same
 
 LEAVES = {
     _errors.SegmentNotFoundError: FileNotFoundError,

@@ -5,7 +5,7 @@ removed after its test (and, as a backstop, by a sweep of that label at the end 
 whatever the test did.
 
 Without a reachable Docker engine these tests skip, saying how to enable them; under CI=true
-that is a failure instead (see also ``pytest_sessionfinish`` in ../conftest.py).
+that is a failure instead (and ``pytest_sessionfinish`` in ../conftest.py fails a CI session in which any test skipped).
 """
 
 from __future__ import annotations
