@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_peers  # the cross-process measurement, shared with the peer benchmark
 
 from shared_object import SharedObject
-from shared_object.testing import unique_name
+from shared_object.testing import unique_name, writer_lock
 
 FRAME = (480, 848, 3)
 
@@ -55,16 +55,20 @@ def shm_array(shape: tuple[int, ...], dtype: Any) -> Iterator[np.ndarray[Any, An
 def bare_assign(obj: SharedObject, src: np.ndarray[Any, Any]) -> Callable[[], None]:
     """What no pure-Python crash-safe writer can do without: ``assign``'s steps on ``obj``, inlined.
 
-    Writer mutex (two ctypes calls), WRITING mark, the copy into the other slot, the clock, the
-    publication; no call into the library, no checks, no error handling. Its ratio is the floor
-    of ``assign``'s: where this row misses a target, no Python-level change to ``assign`` meets it.
-    It reaches into the object's private fields on purpose (see _layout's state word).
+    Writer mutex (two ctypes calls, and the count that says a section of ours holds it), WRITING
+    mark, the copy into the other slot, the clock, the publication; no call into the library, no
+    checks, no error handling. Its ratio is the floor of ``assign``'s: where this row misses a
+    target, no Python-level change to ``assign`` meets it. It reaches into the object's private
+    fields on purpose (see _layout's state word).
     """
-    mutex, words, (_, _, slot0, slot1) = obj._mutex, obj._words, obj._fast_array  # type: ignore[misc]
-    trylock, unlock, ref, clock, copyto = mutex.trylock, mutex.unlock, mutex.ref, time.time_ns, np.copyto
+    lock = writer_lock(obj)
+    words, (_, _, slot0, slot1) = obj._words, obj._fast_array  # type: ignore[misc]
+    trylock, unlock, ref, clock, copyto = lock.trylock, lock.unlock, lock.ref, time.time_ns, np.copyto
 
     def bare() -> None:
+        lock.inline += 1
         if trylock(ref):
+            lock.inline -= 1
             msg = "bare_assign: the writer mutex is busy"
             raise RuntimeError(msg)
         state = words[2]
@@ -73,6 +77,7 @@ def bare_assign(obj: SharedObject, src: np.ndarray[Any, Any]) -> Callable[[], No
         copyto(slot1 if target else slot0, src)
         words[3] = clock()
         words[2] = ((state >> 2) + 1) << 2 | target
+        lock.inline -= 1
         unlock(ref)
 
     return bare

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from ._dynamic import SharedDynamicObject
 from ._errors import (
     CapacityError,
     ClosedError,
@@ -27,8 +28,10 @@ from ._errors import (
     UnsupportedPlatformError,
     UnsupportedTypeError,
 )
-from ._lock import ReadersLock
-from ._object import SharedDynamicObject, SharedObject, ZeroCopyView
+from ._flock import ReadersLock
+from ._object import SharedObject
+from ._reading import ZeroCopyView
+from ._tuning import Tuning
 
 __version__ = "0.1.0"
 
@@ -51,6 +54,7 @@ __all__ = [
     "SharedObject",
     "SharedObjectError",
     "TooManyHandlesError",
+    "Tuning",
     "TypeMismatchError",
     "UnsupportedPlatformError",
     "UnsupportedTypeError",

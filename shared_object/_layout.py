@@ -117,9 +117,16 @@ MUTEX_OFFSET: Final = 64
 SLOT_TABLE_OFFSET: Final = 128
 ABI_OFFSET: Final = 160
 
+#: The state word (see above): bit 0 the current slot, bit 1 WRITING, the change counter above.
+CURRENT_SLOT: Final = 1
 WRITING: Final = 2
+CHANGE_SHIFT: Final = 2
+#: futex(2) waits on 32 bits: the low half of the state word (bytes 16..19), which every change moves.
+FUTEX_MASK: Final = 0xFFFF_FFFF
 SLOT_HEADER_SIZE: Final = 64
 FIXED_SCHEMA_ID: Final = 1
+#: A slot header's schema id while its place is being (re)written: it matches no schema.
+NO_SCHEMA_ID: Final = 0
 
 #: The header fields that one process writes while others read them (state, mtime, waiter,
 #: request, schema counter) are accessed only as whole 8-byte words, through a memoryview cast to
@@ -140,6 +147,36 @@ SLOT_ENTRY: Final = struct.Struct("<QQ")
 ABI: Final = struct.Struct("<32s")
 #: schema_id, schema_len, reserved, payload_offset, payload_len.
 SLOT_HEADER: Final = struct.Struct("<QIIQQ")
+
+
+def slot_entry_offset(index: int) -> int:
+    """Where slot ``index``'s (offset, capacity) entry lies in the slot table."""
+    return SLOT_TABLE_OFFSET + SLOT_ENTRY.size * index
+
+
+def read_was_whole(s1: int, s2: int) -> bool:
+    """Did the slot read under state ``s1`` stay untouched until state ``s2`` was loaded?
+
+    True if no change was published since, or exactly one and no write started after it (see
+    "Reader" above). The WRITING bit alone does not matter: with no publication in between, a
+    writer can only be filling the *other* slot.
+    """
+    return s2 >> 2 == s1 >> 2 or (s2 >> 2 == (s1 >> 2) + 1 and not s2 & WRITING)
+
+
+def write_slot_header(
+    buf: memoryview, offset: int, schema_id: int, schema_text: bytes, payload_offset: int, payload_len: int
+) -> None:
+    """Write a slot's header and schema text; the schema id last.
+
+    A writer killed before the id is written leaves a header that matches no schema
+    (NO_SCHEMA_ID, or the id of what the place held before, whose text and sizes no longer
+    match), never one whose id promises a schema text or sizes it did not finish writing.
+    """
+    SLOT_HEADER.pack_into(buf, offset, NO_SCHEMA_ID, len(schema_text), 0, payload_offset, payload_len)
+    start = offset + SLOT_HEADER_SIZE
+    buf[start : start + len(schema_text)] = schema_text
+    U64.pack_into(buf, offset, schema_id)
 
 
 def header_words(buf: memoryview) -> memoryview:
@@ -202,7 +239,7 @@ def read_header(buf: memoryview, file_size: int, name: str) -> Header:
         raise LayoutError(msg)
     (abi_raw,) = ABI.unpack_from(buf, ABI_OFFSET)
     abi = abi_raw.rstrip(b"\0").decode("ascii", "replace")
-    slots = tuple(SLOT_ENTRY.unpack_from(buf, SLOT_TABLE_OFFSET + 16 * i) for i in (0, 1))
+    slots = tuple(SLOT_ENTRY.unpack_from(buf, slot_entry_offset(i)) for i in (0, 1))
     for i, (offset, capacity) in enumerate(slots):
         check_slot(name, i, offset, capacity, file_size)
     if single and slots[0] != slots[1]:
@@ -222,9 +259,10 @@ def check_slot(name: str, index: int, offset: int, capacity: int, file_size: int
 
 
 __all__ = [
-    "ABI_OFFSET", "ALIGN", "FIXED_SCHEMA_ID", "FLAG_SINGLE_SLOT", "HEADER_SIZE", "MAGIC", "MUTEX_OFFSET",
-    "PAGE", "PAGE_ALIGN_MIN", "PAGE_HALF", "SLOT_ENTRY", "SLOT_HEADER", "SLOT_HEADER_SIZE", "SLOT_TABLE_OFFSET",
-    "STATE_OFFSET", "U64", "VERSION", "WRITING",
+    "ABI_OFFSET", "ALIGN", "CHANGE_SHIFT", "CURRENT_SLOT", "FIXED_SCHEMA_ID", "FLAG_SINGLE_SLOT", "FUTEX_MASK",
+    "HEADER_SIZE", "MAGIC", "MUTEX_OFFSET", "NO_SCHEMA_ID", "PAGE", "PAGE_ALIGN_MIN", "PAGE_HALF", "SLOT_ENTRY",
+    "SLOT_HEADER", "SLOT_HEADER_SIZE", "SLOT_TABLE_OFFSET", "STATE_OFFSET", "U64", "VERSION", "WRITING",
     "MTIME_WORD", "REQUEST_WORD", "SCHEMA_COUNTER_WORD", "STATE_WORD", "WAITER_WORD", "WRITER_REQUEST_WORD",
-    "Header", "align", "check_slot", "header_words", "read_header", "slot_alignment", "slot_size", "write_identity",
+    "Header", "align", "check_slot", "header_words", "read_header", "read_was_whole", "slot_alignment",
+    "slot_entry_offset", "slot_size", "write_identity", "write_slot_header",
 ]

@@ -44,7 +44,7 @@ from ._errors import (
     SegmentPermissionError,
     TooManyHandlesError,
 )
-from ._lock import held_by_anyone, hold_liveness
+from ._flock import held_by_anyone, hold_liveness
 
 #: Where segments live. Override with SHARED_OBJECT_DIR (e.g. a tmpfs bind-mounted into containers).
 SHM_DIR: Final = os.environ.get("SHARED_OBJECT_DIR", "/dev/shm")  # noqa: S108 - it is the shared-memory dir

@@ -29,8 +29,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
-import math
-import numbers
 import os
 import platform
 import sys
@@ -38,7 +36,7 @@ import threading
 import time
 from typing import Any, Final
 
-from ._errors import InvalidArgumentError, LayoutError, LockTimeoutError, UnsupportedPlatformError
+from ._errors import LayoutError, LockTimeoutError, UnsupportedPlatformError
 
 #: x86 never reorders a load with an older load, nor a store with an older store.
 LOCK_FREE_READS: Final[bool] = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686"}
@@ -349,28 +347,6 @@ def _check(rc: int, what: str) -> None:
     raise OSError(rc, f"{what}: {os.strerror(rc)}")
 
 
-def timeout_seconds(timeout: object, what: str) -> float | None:
-    """A caller's ``timeout`` as seconds to wait, or None for "forever"; InvalidArgumentError if unusable.
-
-    As in ``threading``, a negative timeout means "do not wait" (so ``deadline - now`` works
-    as an argument after the deadline passed), and infinity means forever. NaN is refused: every
-    comparison with it is false, so a deadline computed from it never passes and the wait would
-    never end.
-    """
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-        msg = f"{what} must be a number of seconds or None, not {timeout!r}"
-        raise InvalidArgumentError(msg)
-    seconds = float(timeout)
-    if math.isnan(seconds):
-        msg = f"{what} must be a number of seconds or None, not NaN"
-        raise InvalidArgumentError(msg)
-    if seconds == math.inf:
-        return None
-    return max(seconds, 0.0)
-
-
 def futex_wait(address: int, expected: int, timeout: float) -> None:
     """Sleep while the 32-bit word at ``address`` equals ``expected``, at most ``timeout`` s.
 
@@ -398,5 +374,5 @@ def futex_wake(address: int) -> None:
 
 __all__ = [
     "LOCK_FREE_READS", "MUTEX_SPACE", "WriterMutex", "check_mutex_type", "futex_wait", "futex_wake", "libc", "lock_abi",
-    "robust_locks_supported", "timeout_seconds",
+    "robust_locks_supported",
 ]

@@ -10,7 +10,7 @@ environment they live in.
     shared-object health NAME [--max-age S]  exit 0 if NAME changed in the last S seconds (healthchecks)
 
 "Held" means some open handle, in any process or container sharing /dev/shm, holds the file's
-liveness lock (see ``_lock``); the kernel drops it when a process dies, however it dies.
+liveness lock (see ``_flock``); the kernel drops it when a process dies, however it dies.
 """
 
 from __future__ import annotations
@@ -30,16 +30,18 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, _codecs, _layout, _lock, _segment
+from . import __version__, _codecs, _flock, _layout, _segment
+from ._dynamic import SharedDynamicObject
 from ._errors import SegmentNotFoundError, SharedObjectError
-from ._object import SharedDynamicObject, SharedObject
+from ._object import SharedObject
 from ._sync import LOCK_FREE_READS, libc, lock_abi, robust_locks_supported
+from ._tuning import Tuning
 
 #: Below this, /dev/shm is likely a container's default (64 MiB): frames of a few MB x 2 slots fill it.
 SMALL_SHM_BYTES = 128 * 1024 * 1024
 
 
-def _open_any(name: str) -> SharedObject:
+def _open_any(name: str, tuning: Tuning | None = None) -> SharedObject:
     """Attach with the class the segment was created as."""
     segment = _segment.Segment.open(name)
     try:
@@ -47,7 +49,7 @@ def _open_any(name: str) -> SharedObject:
     finally:
         segment.close()
     cls = SharedDynamicObject if header.dynamic else SharedObject
-    return cls.attach(name)
+    return cls.attach(name, tuning=tuning)
 
 
 def _starts_with_magic(path: str) -> bool:
@@ -99,7 +101,7 @@ def _owner(uid: int) -> str:
 
 def _held(path: str) -> bool | None:
     try:
-        return _lock.held_by_anyone(path)
+        return _flock.held_by_anyone(path)
     except OSError:
         return None  # cannot even open it (permissions): unknown
 
@@ -123,7 +125,7 @@ def describe_segment(name: str, *, detail: bool = False) -> dict[str, Any]:
             info["dynamic"] = isinstance(obj, SharedDynamicObject)
             info["age_s"] = round((time.time_ns() - obj.mtime) / 1e9, 3)
             if detail:
-                info["header"] = _header_facts(obj)
+                info["header"] = _header_facts(name)
                 info["value"] = _preview(obj.fetch())
     except (SharedObjectError, OSError) as exc:
         info["error"] = str(exc)
@@ -168,15 +170,21 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _header_facts(obj: SharedObject) -> dict[str, Any]:
-    """The header of an attached object, decoded."""
-    segment = obj._segment
-    header = _layout.read_header(segment.buf, segment.file_size(), obj.name)
-    state = obj._words[_layout.STATE_WORD]
+def _header_facts(name: str) -> dict[str, Any]:
+    """A segment's header, decoded (read from the file: no handle, no lock)."""
+    segment = _segment.Segment.open(name)
+    try:
+        header = _layout.read_header(segment.buf, segment.file_size(), name)
+        words = _layout.header_words(segment.buf)
+        state = words[_layout.STATE_WORD]
+        words.release()
+    finally:
+        segment.close()
     return {
         "layout_version": _layout.VERSION, "dynamic": header.dynamic, "single_slot": header.single_slot,
         "lock_abi": header.lock_abi,
-        "changes": state >> 2, "current_slot": state & 1, "writing": bool(state & _layout.WRITING),
+        "changes": state >> _layout.CHANGE_SHIFT, "current_slot": state & _layout.CURRENT_SLOT,
+        "writing": bool(state & _layout.WRITING),
         "slots": [{"offset": o, "capacity": c} for o, c in header.slots],
     }
 
@@ -221,7 +229,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     for name in candidates:
         path = os.path.join(_segment.SHM_DIR, name)
         try:
-            stale = not _lock.held_by_anyone(path) if args.dry_run else _lock.remove_if_unused(path)
+            stale = not _flock.held_by_anyone(path) if args.dry_run else _flock.remove_if_unused(path)
         except OSError as exc:  # e.g. another user's segment we may not open
             kept.append({"name": name, "reason": str(exc)})
             continue

@@ -1,9 +1,20 @@
-"""Helpers for tests, examples and containers that need collision-free segment names."""
+"""Helpers for tests, examples and containers: collision-free names, and the seams tests use.
+
+The seams reach what no public call shows on purpose: the raw writer mutex (to hold it as a
+stuck or dead writer would, unknown to every section of ours) and the handle's writer lock (who
+this process thinks holds it).
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._object import SharedObject
+    from ._sync import WriterMutex
+    from ._writer_lock import WriterLock
 
 
 def unique_name(prefix: str = "so-test") -> str:
@@ -11,4 +22,22 @@ def unique_name(prefix: str = "so-test") -> str:
     return f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
 
 
-__all__ = ["unique_name"]
+def writer_lock(obj: SharedObject) -> WriterLock:
+    """The WriterLock of ``obj``'s segment in this process (shared by every handle on it)."""
+    from ._writer_lock import WriterLock
+
+    lock = obj._lock
+    if not isinstance(lock, WriterLock):
+        msg = f"{obj!r} is closed: it has no writer lock"
+        raise TypeError(msg)
+    return lock
+
+
+def writer_mutex(obj: SharedObject) -> WriterMutex:
+    """The raw robust mutex behind ``obj``: ``acquire()`` it to be a writer no section of ours knows
+    (stuck, or abandoned by an interrupt), ``release()`` to end that; ``owner_died_count`` counts
+    the dead holders this process recovered it from."""
+    return writer_lock(obj)._mutex
+
+
+__all__ = ["unique_name", "writer_lock", "writer_mutex"]

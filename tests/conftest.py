@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shared_object import _object, _segment, _sync
+from shared_object import Tuning, _segment, _sync
 
 # tests/helpers.py holds what spawned processes run; they import it by name, so it must be on the path.
 sys.path.insert(0, os.path.dirname(__file__))
@@ -75,18 +75,18 @@ def in_small_shm() -> Iterator[Callable[[str, str], subprocess.CompletedProcess[
 
 
 @pytest.fixture(params=["lock-free reads", "locked reads"])
-def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def read_path(request: pytest.FixtureRequest) -> Tuning:
     """Run the test twice: with x86's lock-free reads, and with every read under the writer mutex.
 
     The second is what handles do on CPUs that may reorder loads (aarch64: ``_sync.LOCK_FREE_READS``
-    is false there), which CI has no machine for. It applies to handles this process opens during
-    the test; spawned processes keep their platform's path (writers do the same on every CPU).
+    is false there), which CI has no machine for. The test passes the tuning to the handles it
+    opens; spawned processes take it as an argument (helpers.read_tuning).
     """
     if request.param == "locked reads":
-        monkeypatch.setattr(_object, "LOCK_FREE_READS", False)
-    elif not _sync.LOCK_FREE_READS and os.environ.get("CI", "").lower() != "true":  # see markers.py
+        return Tuning(lock_free_reads=False)
+    if not _sync.LOCK_FREE_READS and os.environ.get("CI", "").lower() != "true":  # see markers.py
         pytest.skip("lock-free reads exist on x86 only: the locked-reads run covers this CPU")
-    return str(request.param)
+    return Tuning()
 
 
 @pytest.fixture

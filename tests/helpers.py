@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from shared_object import SharedDynamicObject, SharedObject
+from shared_object import SharedDynamicObject, SharedObject, Tuning
 
 #: Every multi-process test spawns (fresh interpreters, as separate programs would be), never forks.
 SPAWN = multiprocessing.get_context("spawn")
@@ -252,11 +252,8 @@ def read_dynamic_and_check(name: str, how: str, locked: bool, stop: Any, results
 
     ``locked``: every read under the writer mutex, as on CPUs without lock-free reads (aarch64).
     """
-    if locked:
-        from shared_object import _object
-
-        _object.LOCK_FREE_READS = False  # this process only, as conftest.read_path does in the test process
-    with SharedDynamicObject.attach(name, timeout=30) as obj:
+    tuning = Tuning(lock_free_reads=False) if locked else Tuning()
+    with SharedDynamicObject.attach(name, timeout=30, tuning=tuning) as obj:
         reads = bad = 0
         error = ""
         while not stop.is_set():

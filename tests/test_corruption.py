@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -23,8 +22,8 @@ from shared_object import (
     LockTimeoutError,
     SharedDynamicObject,
     SharedObject,
+    Tuning,
     _layout,
-    _object,
     _segment,
 )
 from shared_object.testing import unique_name
@@ -57,10 +56,10 @@ def _pristine(kind: str, layout: str) -> bytes:
 PRISTINE = {(k, layout): _pristine(k, layout) for k in SAMPLES for layout in LAYOUTS}
 
 
-def _open_and_read(name: str) -> None:
+def _open_and_read(name: str, tuning: Tuning | None = None) -> None:
     from shared_object.cli import _open_any
 
-    with _open_any(name) as obj:
+    with _open_any(name, tuning) as obj:
         value = obj.fetch()
         obj.fetch(lambda v: v)
         _ = obj.modified, obj.mtime, repr(obj), obj.kind
@@ -94,8 +93,7 @@ def test_random_corruption_is_a_layout_error_or_a_value(
     outcome: BaseException | None = None
     try:
         # Writers and single-slot readers take the writer mutex; garbage in its bytes can read as "held".
-        with mock.patch.object(_object, "LOCK_TIMEOUT_S", 0.05):
-            _open_and_read(name)
+        _open_and_read(name, Tuning(lock_timeout_s=0.05))
     except Exception as exc:  # classified below: only our own errors are acceptable
         outcome = exc
     finally:

@@ -106,20 +106,20 @@ def test_a_writer_dying_right_after_a_move_leaves_a_place_that_matches_no_schema
     # A moved slot's new place holds old bytes (places are reused). A writer that died after
     # pointing the slot there, before writing its header, left those bytes for the next writer
     # to take for a header when their first 8 matched its schema id.
-    from shared_object import _layout, _object
+    from shared_object import _layout
 
     with SharedDynamicObject.create(shm_name, np.zeros(100_000)) as writer, \
             SharedDynamicObject.attach(shm_name) as reader:
-        real = _object._write_slot_header
+        real = _layout.write_slot_header
 
         def die(*args: object) -> None:
             raise KeyboardInterrupt  # stands for the writer being killed here
 
-        monkeypatch.setattr(_object, "_write_slot_header", die)
+        monkeypatch.setattr(_layout, "write_slot_header", die)
         with pytest.raises(KeyboardInterrupt):
             writer.assign(np.ones(300_000))  # slot 1 moves, onto its old place's bytes
-        monkeypatch.setattr(_object, "_write_slot_header", real)
-        offset, _ = _layout.SLOT_ENTRY.unpack_from(writer._buf, _layout.SLOT_TABLE_OFFSET + 16)
+        monkeypatch.setattr(_layout, "write_slot_header", real)
+        offset, _ = _layout.SLOT_ENTRY.unpack_from(writer._buf, _layout.slot_entry_offset(1))
         assert _layout.U64.unpack_from(writer._buf, offset)[0] == 0  # no schema: written anew next time
         assert reader.fetch().sum() == 0  # the last complete value
         writer.assign(np.ones(300_000))
@@ -208,14 +208,15 @@ def test_a_value_flipping_between_kinds_reuses_their_schemas(shm_name: str) -> N
 def test_a_writer_whose_kinds_never_repeat_keeps_a_bounded_cache(shm_name: str) -> None:
     # It kept the node of every schema it ever made: a string growing by a byte per assign, for
     # a day, was a memory leak.
-    from shared_object import _object
+    from shared_object import Tuning
 
+    size = Tuning().schema_cache_size
     with SharedDynamicObject.create(shm_name, "a") as writer, SharedDynamicObject.attach(shm_name) as reader:
         for n in range(101, 150):
             writer.assign("x" * n)
             assert reader.fetch() == "x" * n
-        assert len(writer._nodes) <= _object.SCHEMA_CACHE_SIZE and len(reader._nodes) <= _object.SCHEMA_CACHE_SIZE
-        assert len(writer._schema_ids) <= _object.SCHEMA_CACHE_SIZE
+        assert len(writer._nodes) <= size and len(reader._nodes) <= size
+        assert len(writer._schema_ids) <= size
         writer.unlink()
 
 
@@ -267,13 +268,11 @@ def test_a_view_that_a_writer_changing_kinds_laps_as_it_is_set_up_is_a_lap_not_a
         reader.unlink()
 
 
-def test_a_view_lapped_at_every_try_of_its_set_up_holds_the_lock_for_its_block(
-    shm_name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from shared_object import LockReentryError, _object
+def test_a_view_lapped_at_every_try_of_its_set_up_holds_the_lock_for_its_block(shm_name: str) -> None:
+    from shared_object import LockReentryError, Tuning
 
-    monkeypatch.setattr(_object, "HEADER_READ_TRIES", 0)  # as if writers lapped every try
-    with SharedDynamicObject.create(shm_name, np.arange(4)) as obj:
+    lapped_every_try = Tuning(header_read_tries=0)  # as if writers lapped every try
+    with SharedDynamicObject.create(shm_name, np.arange(4), tuning=lapped_every_try) as obj:
         with obj.view() as v:
             assert same(v.value.copy(), np.arange(4))
             with pytest.raises(LockReentryError):  # the block holds the writer lock: as single-slot blocks do

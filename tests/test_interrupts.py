@@ -3,7 +3,7 @@
 Python delivers them at bytecode boundaries, and one falls right after the C call that takes the
 writer mutex returns. Before these tests, 5% of the Ctrl-Cs of a loop of int assigns and 9-18% of
 a loop of triggers left the mutex held by a thread that no longer knew it: every later writer, the
-thread's own included, waited LOCK_TIMEOUT_S and failed. The exception here comes from a SIGALRM
+thread's own included, waited Tuning.lock_timeout_s and failed. The exception here comes from a SIGALRM
 handler (the mechanism of KeyboardInterrupt, without pytest's own handling of Ctrl-C).
 """
 
@@ -19,7 +19,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared_object import LockReentryError, LockTimeoutError, SharedDynamicObject, SharedObject, _object, _sync
+from shared_object import (
+    LockReentryError,
+    LockTimeoutError,
+    SharedDynamicObject,
+    SharedObject,
+    Tuning,
+    _object,
+    _sync,
+    testing,
+)
+from shared_object._writer_lock import WriterLock
 
 from .markers import needs_robust_locks
 
@@ -46,7 +56,7 @@ def alarm() -> Iterator[Callable[[float], None]]:
 
 def held_elsewhere(obj: SharedObject) -> bool:
     """Is obj's writer mutex taken, as another thread sees it?"""
-    mutex = obj._mutex
+    mutex = testing.writer_mutex(obj)
     result: list[int] = []
 
     def probe() -> None:  # a robust mutex must be released by the thread that took it
@@ -89,21 +99,22 @@ def test_an_interrupted_loop_never_leaves_the_lock_taken(
                 pass
             if held_elsewhere(obj):
                 left_taken += 1
-                obj._mutex.unlock(obj._mutex.ref)  # type: ignore[call-arg]  # go on counting
+                mutex = testing.writer_mutex(obj)
+                mutex.unlock(mutex.ref)  # go on counting
         run(obj)  # still usable
     assert left_taken == 0, f"{left_taken} of 150 interrupts left the writer lock taken"
 
 
 def test_a_lock_abandoned_by_this_thread_is_recovered_by_its_next_call(
-    shm_name: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    shm_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """If it still happens (an interrupt where no finally can help), the thread's next call recovers.
 
-    Before, that call waited LOCK_TIMEOUT_S for its own thread and failed (here cut to 10 ms).
+    Before, that call waited lock_timeout_s for its own thread and failed (here cut to 10 ms).
     """
-    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.01)
-    with SharedObject.create(shm_name, 1) as obj, SharedObject.attach(shm_name) as other:
-        obj._mutex.acquire()  # taken, and no code of ours knows it: abandoned
+    quick = Tuning(lock_timeout_s=0.01)
+    with SharedObject.create(shm_name, 1, tuning=quick) as obj, SharedObject.attach(shm_name, tuning=quick) as other:
+        testing.writer_mutex(obj).acquire()  # taken, and no code of ours knows it: abandoned
         other.assign(2)  # another handle on the same segment, same thread
         assert obj.fetch() == 2 and not held_elsewhere(obj)
         assert "released the writer lock" in caplog.text
@@ -113,9 +124,10 @@ def test_a_signal_handler_inside_a_locked_section_never_takes_its_lock_away(
     shm_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A handler runs on top of the code it interrupted, which may hold the lock: leave it held."""
-    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.01)
+    quick = Tuning(lock_timeout_s=0.01)
     seen: dict[str, Any] = {}
-    with SharedObject.create(shm_name, np.zeros(10)) as obj, SharedObject.attach(shm_name) as other:
+    with SharedObject.create(shm_name, np.zeros(10), tuning=quick) as obj, \
+            SharedObject.attach(shm_name, tuning=quick) as other:
 
         def copy_then_handler_runs(dst: Any, src: Any) -> None:  # stands for a handler between two bytecodes
             np.copyto(dst, src)
@@ -132,26 +144,26 @@ def test_a_signal_handler_inside_a_locked_section_never_takes_its_lock_away(
         assert not held_elsewhere(obj) and other.fetch().sum() == 10
 
 
-def test_a_locked_view_that_ended_without_its_exit_is_recovered_elsewhere_not_in_its_own_frame(
-    shm_name: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_a_locked_view_that_ended_without_its_exit_is_recovered_once_the_view_is_gone(
+    shm_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An interrupt at the first bytecode of __exit__ skips the unlock: no Python can prevent that.
 
-    A later call from code outside the frame that ran the block recovers the lock. From that
-    frame itself the block may still be open, so the call gets LockReentryError, never the lock.
+    Once the view is gone (the function that opened the block returned), a later call recovers
+    the lock. While the view still exists, the block may still be open, so the call gets
+    LockReentryError, never the lock.
     """
-    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.01)
-    with SharedObject.create(shm_name, np.zeros(10), slots=1) as obj:
+    with SharedObject.create(shm_name, np.zeros(10), slots=1, tuning=Tuning(lock_timeout_s=0.01)) as obj:
 
         def open_block_and_lose_its_exit() -> None:
             obj.view().__enter__()
 
         open_block_and_lose_its_exit()
-        obj.assign(np.ones(10))  # that frame is gone: the lock was abandoned
+        obj.assign(np.ones(10))  # that view is gone: the lock was abandoned
         assert obj.fetch().sum() == 10 and "released the writer lock" in caplog.text
 
         view = obj.view()
-        view.__enter__()  # in this frame: as if its with block were still running
+        view.__enter__()  # the view exists: as if its with block were still running
         with pytest.raises(LockReentryError):
             obj.assign(np.zeros(10))
         view.__exit__(None, None, None)
@@ -159,16 +171,13 @@ def test_a_locked_view_that_ended_without_its_exit_is_recovered_elsewhere_not_in
         assert not held_elsewhere(obj)
 
 
-def test_closing_a_handle_inside_its_own_locked_block_releases_the_lock_when_the_block_ends(
-    shm_name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_closing_a_handle_inside_its_own_locked_block_releases_the_lock_when_the_block_ends(shm_name: str) -> None:
     """Regression: the block's end found the closed handle's stand-in mutex and never unlocked.
 
     The lock then stayed taken (writers timed out), and its memory could be unmapped under
     glibc, which writes into the robust mutexes a thread holds whenever it takes another.
     """
-    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.01)
-    with SharedObject.create(shm_name, 5, slots=1) as writer:
+    with SharedObject.create(shm_name, 5, slots=1, tuning=Tuning(lock_timeout_s=0.01)) as writer:
         reader = SharedObject.attach(shm_name)
         with reader.view() as v:
             reader.close()
@@ -186,15 +195,15 @@ def test_where_the_kernel_cannot_tell_nothing_is_released_and_reentry_is_still_c
     shm_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """get_robust_list refused (a strict seccomp profile): keep the old, safe behaviour."""
-    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.01)
     monkeypatch.setattr(_sync.WriterMutex, "held_by_this_thread", lambda self: None)
-    with SharedObject.create(shm_name, np.zeros(10), slots=1) as obj:
-        with obj.view(), pytest.raises(LockReentryError):  # the block's registration is enough
+    with SharedObject.create(shm_name, np.zeros(10), slots=1, tuning=Tuning(lock_timeout_s=0.01)) as obj:
+        with obj.view(), pytest.raises(LockReentryError):  # the block's record is enough
             obj.assign(np.ones(10))
-        obj._mutex.acquire()  # abandoned, but nothing can prove it is ours
+        mutex = testing.writer_mutex(obj)
+        mutex.acquire()  # abandoned, but nothing can prove it is ours
         with pytest.raises(LockTimeoutError):
             obj.assign(np.ones(10))
-        obj._mutex.release()
+        mutex.release()
         obj.assign(np.ones(10))
 
 
@@ -208,15 +217,17 @@ def test_where_the_kernel_cannot_tell_a_lock_this_thread_may_hold_keeps_its_mapp
     later lock in that thread died with SIGSEGV. The mapping now stays, as long as the process.
     """
     monkeypatch.setattr(_sync.WriterMutex, "held_by_this_thread", lambda self: None)
-    kept = len(_object._NEVER_UNMAPPED)
+    kept = WriterLock._kept_mapped
+    before = len(kept)
     with SharedObject.create(shm_name, np.zeros(10)) as obj:
         obj.unlink()
-    assert len(_object._NEVER_UNMAPPED) == kept  # not held: unmapped as always
+    assert len(kept) == before  # not held: unmapped as always
     obj = SharedObject.create(shm_name, np.zeros(10))
-    mutex = obj._mutex
-    mutex.acquire()  # as an interrupt at the wrong bytecode would leave it
+    lock = testing.writer_lock(obj)
+    testing.writer_mutex(obj).acquire()  # as an interrupt at the wrong bytecode would leave it
     obj.unlink()
     obj.close()
-    assert _object._NEVER_UNMAPPED[-1] is mutex and len(_object._NEVER_UNMAPPED) == kept + 1
-    mutex.release()  # still mapped: glibc unlinks it from this thread's list
-    _object._NEVER_UNMAPPED.remove(mutex)
+    assert kept[-1] is lock and len(kept) == before + 1
+    lock._mutex.release()  # still mapped: glibc unlinks it from this thread's list
+    kept.remove(lock)
+

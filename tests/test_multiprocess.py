@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import PROCESS_DEADLINE, SPAWN
 
-from shared_object import SharedDynamicObject, SharedObject, _segment
+from shared_object import SharedDynamicObject, SharedObject, Tuning, _segment, testing
 
 from .markers import needs_robust_locks
 
@@ -66,10 +66,10 @@ def test_wait_in_child_times_out_without_a_change(shm_name: str, spawn: Any) -> 
     assert woke is False and waited >= 0.19
 
 
-def test_dynamic_object_resized_in_child(shm_name: str, spawn: Any, read_path: str) -> None:
+def test_dynamic_object_resized_in_child(shm_name: str, spawn: Any, read_path: Tuning) -> None:
     shapes = [(10,), (1000, 3), (480, 848, 3), (5,), (2000, 2000)]
     done = SPAWN.Event()
-    with SharedDynamicObject.create(shm_name, np.zeros(1)) as obj:
+    with SharedDynamicObject.create(shm_name, np.zeros(1), tuning=read_path) as obj:
         spawn(helpers.resize_in_child, shm_name, shapes, done)
         seen = set()
         while not done.is_set():
@@ -104,7 +104,7 @@ def test_attach_only_process_never_removes_the_segment(shm_name: str, spawn: Any
 
 
 @needs_robust_locks
-def test_writer_killed_mid_assign_never_leaves_torn_data(shm_name: str, spawn: Any, read_path: str) -> None:
+def test_writer_killed_mid_assign_never_leaves_torn_data(shm_name: str, spawn: Any, read_path: Tuning) -> None:
     """SIGKILL a writer at random points of a tight assign loop of checksummed 1.2 MB frames.
 
     Each round the reader's next fetch is a complete frame, and the object is assignable again.
@@ -114,7 +114,7 @@ def test_writer_killed_mid_assign_never_leaves_torn_data(shm_name: str, spawn: A
     rounds = int(os.environ.get("SHARED_OBJECT_CRASH_ROUNDS", "12"))
     rng = random.Random(1234)
     reads = 0
-    with SharedObject.create(shm_name, helpers.checksummed_frame(0)) as obj:
+    with SharedObject.create(shm_name, helpers.checksummed_frame(0), tuning=read_path) as obj:
         for round_ in range(rounds):
             started = SPAWN.Event()
             writer = spawn(helpers.write_frames_forever, shm_name, started)
@@ -129,19 +129,19 @@ def test_writer_killed_mid_assign_never_leaves_torn_data(shm_name: str, spawn: A
                 assert helpers.frame_ok(obj.fetch())
             obj.assign(helpers.checksummed_frame(1000 + round_))  # repairs, even if the lock was held
             assert np.array_equal(obj.fetch(), helpers.checksummed_frame(1000 + round_))
-        recovered = obj._mutex.owner_died_count
+        recovered = testing.writer_mutex(obj).owner_died_count
     assert reads > rounds
     assert recovered >= 1, "no kill landed while the writer held the mutex: the recovery path went untested"
 
 
-def test_busy_writer_does_not_starve_a_reader(shm_name: str, spawn: Any, read_path: str) -> None:
+def test_busy_writer_does_not_starve_a_reader(shm_name: str, spawn: Any, read_path: Tuning) -> None:
     """With a writer assigning 1.2 MB frames back to back, the reader keeps getting whole frames.
 
     The reference (flock) gave a reader 2% of a busy writer's frames in one run. Ours must get a
     steady share: every fetch returns a whole frame and the reader's fetches keep pace with a
     sizable fraction of the writer's assigns (counted, not timed).
     """
-    with SharedObject.create(shm_name, helpers.checksummed_frame(0)) as obj:
+    with SharedObject.create(shm_name, helpers.checksummed_frame(0), tuning=read_path) as obj:
         started = SPAWN.Event()
         spawn(helpers.write_frames_forever, shm_name, started)
         assert started.wait(PROCESS_DEADLINE)

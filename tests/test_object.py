@@ -24,10 +24,13 @@ from shared_object import (
     SegmentNotFoundError,
     SharedDynamicObject,
     SharedObject,
+    Tuning,
     TypeMismatchError,
     _layout,
-    _object,
+    _reading,
     _sync,
+    _writer_lock,
+    testing,
 )
 
 from .markers import x86_lock_free_reads
@@ -72,8 +75,8 @@ def test_reference_constructor_without_data_makes_a_trigger(shm_name: str) -> No
         assert listener.triggered and not listener.triggered
 
 
-def test_modified_does_not_reset_until_fetch(shm_name: str, read_path: str) -> None:
-    with SharedObject.create(shm_name, 1) as writer, SharedObject.attach(shm_name) as reader:
+def test_modified_does_not_reset_until_fetch(shm_name: str, read_path: Tuning) -> None:
+    with SharedObject.create(shm_name, 1, tuning=read_path) as writer, SharedObject.attach(shm_name, tuning=read_path) as reader:
         assert not reader.modified
         writer.assign(2)
         assert not writer.modified  # its own write does not count
@@ -101,9 +104,9 @@ def test_assign_returns_self(shm_name: str) -> None:
         assert obj.assign(4).fetch() == 4
 
 
-def test_fetch_returns_private_copies(shm_name: str, read_path: str) -> None:
+def test_fetch_returns_private_copies(shm_name: str, read_path: Tuning) -> None:
     frame = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
-    with SharedObject.create(shm_name, {"f": frame, "l": [frame]}) as obj:
+    with SharedObject.create(shm_name, {"f": frame, "l": [frame]}, tuning=read_path) as obj:
         got = obj.fetch()
         got["f"][:] = 0
         got["l"][0][:] = 0
@@ -111,9 +114,9 @@ def test_fetch_returns_private_copies(shm_name: str, read_path: str) -> None:
         assert got["f"].flags.writeable
 
 
-def test_fetch_fn_sees_a_read_only_view_and_copies_only_when_needed(shm_name: str, read_path: str) -> None:
+def test_fetch_fn_sees_a_read_only_view_and_copies_only_when_needed(shm_name: str, read_path: Tuning) -> None:
     frame = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
-    with SharedObject.create(shm_name, frame) as obj:
+    with SharedObject.create(shm_name, frame, tuning=read_path) as obj:
         def reduce(view: np.ndarray) -> float:
             assert not view.flags.writeable
             with pytest.raises(ValueError, match="read-only"):
@@ -148,7 +151,7 @@ class _Holder:
     pytest.param(lambda v: {"p": memoryview(v["p"])[:2]}, id="memoryview slice in a dict"),
     pytest.param(lambda v: v["s"][0], id="structured element (a numpy.void is a view)"),
 ])
-def test_fetch_fn_result_never_keeps_a_view_whatever_holds_it(shm_name: str, read_path: str, make: Any) -> None:
+def test_fetch_fn_result_never_keeps_a_view_whatever_holds_it(shm_name: str, read_path: Tuning, make: Any) -> None:
     # fetch(fn) copies the views left in fn's result. It used to look only inside tuples, lists and
     # dicts: a namedtuple, an object of the caller's or a closure kept a live view, which showed
     # every later assign (a pose that changed under the policy that held it).
@@ -164,7 +167,7 @@ def test_fetch_fn_result_never_keeps_a_view_whatever_holds_it(shm_name: str, rea
         return np.asarray(result).reshape(-1).tolist()
 
     record = np.dtype([("x", "f8"), ("n", "i4")])
-    with SharedObject.create(shm_name, {"p": np.arange(3.0), "q": np.ones(4), "s": np.zeros(2, record)}) as obj:
+    with SharedObject.create(shm_name, {"p": np.arange(3.0), "q": np.ones(4), "s": np.zeros(2, record)}, tuning=read_path) as obj:
         calls = []
         result = obj.fetch(lambda v: calls.append(1) or make(v))
         before = values(result)
@@ -174,8 +177,8 @@ def test_fetch_fn_result_never_keeps_a_view_whatever_holds_it(shm_name: str, rea
         assert len(calls) <= 2  # once on the views, once more on a private copy where a view stayed held
 
 
-def test_fetch_fn_runs_once_when_its_result_holds_no_view(shm_name: str, read_path: str) -> None:
-    with SharedObject.create(shm_name, {"p": np.arange(3.0), "frame": np.zeros((48, 64, 3), np.uint8)}) as obj:
+def test_fetch_fn_runs_once_when_its_result_holds_no_view(shm_name: str, read_path: Tuning) -> None:
+    with SharedObject.create(shm_name, {"p": np.arange(3.0), "frame": np.zeros((48, 64, 3), np.uint8)}, tuning=read_path) as obj:
         for fn in (lambda v: v["p"].sum(), lambda v: v["p"][:2], lambda v: (v["p"], [v["frame"][0]]),
                    lambda v: {"m": memoryview(v["p"])}, lambda v: np.asarray(v["frame"]) + 1):
             calls = []
@@ -183,8 +186,8 @@ def test_fetch_fn_runs_once_when_its_result_holds_no_view(shm_name: str, read_pa
             assert len(calls) == 1
 
 
-def test_fetch_into_preallocated_array(shm_name: str, read_path: str) -> None:
-    with SharedObject.create(shm_name, np.full((3, 4), 7, np.int32)) as obj:
+def test_fetch_into_preallocated_array(shm_name: str, read_path: Tuning) -> None:
+    with SharedObject.create(shm_name, np.full((3, 4), 7, np.int32), tuning=read_path) as obj:
         out = np.empty((3, 4), np.int32)
         assert obj.fetch(out=out) is out
         assert out.sum() == 84
@@ -192,8 +195,8 @@ def test_fetch_into_preallocated_array(shm_name: str, read_path: str) -> None:
             obj.fetch(out=np.empty((4, 3), np.int32))
 
 
-def test_fetch_refuses_arguments_it_cannot_honour(shm_name: str, read_path: str) -> None:
-    with SharedObject.create(shm_name, np.full((3, 4), 7, np.int32)) as obj:
+def test_fetch_refuses_arguments_it_cannot_honour(shm_name: str, read_path: Tuning) -> None:
+    with SharedObject.create(shm_name, np.full((3, 4), 7, np.int32), tuning=read_path) as obj:
         read_only = np.zeros((3, 4), np.int32)
         read_only.flags.writeable = False
         # Used to be reported as a corrupt segment (LayoutError), which it is not.
@@ -382,14 +385,14 @@ def test_a_child_forked_while_a_thread_was_closing_can_still_close(shm_name: str
         assert obj.fetch().sum() == 10  # the child's assign, through the parent's handle too
 
 
-def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_name: str, read_path: str) -> None:
+def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_name: str, read_path: Tuning) -> None:
     """A sensor thread assigning, a waiter, a slow fetch(fn) and a view, while the main thread closes.
 
     Each used to fail with "operation forbidden on released memoryview" (a view's exit with
     IndexError), and a waiter slept on for up to a second. Now a call already running finishes,
     and the next one raises ClosedError.
     """
-    with SharedObject.create(shm_name, np.zeros(1_000_000)) as owner, SharedObject.create(shm_name + "-idle", 0) as idle:
+    with SharedObject.create(shm_name, np.zeros(1_000_000), tuning=read_path) as owner, SharedObject.create(shm_name + "-idle", 0, tuning=read_path) as idle:
         outcomes: dict[str, str] = {}
 
         def run(what: str, action: Any) -> None:
@@ -406,9 +409,9 @@ def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_nam
                 handle.assign(ones)
 
         handles = {
-            "assign": SharedObject.attach(shm_name),
-            "wait": SharedObject.attach(shm_name + "-idle"),  # nobody writes it: only close() ends the wait
-            "fetch(fn)": SharedObject.attach(shm_name),
+            "assign": SharedObject.attach(shm_name, tuning=read_path),
+            "wait": SharedObject.attach(shm_name + "-idle", tuning=read_path),  # nobody writes it: only close() ends the wait
+            "fetch(fn)": SharedObject.attach(shm_name, tuning=read_path),
         }
         actions = {
             "assign": lambda: assign_forever(handles["assign"]),
@@ -431,7 +434,7 @@ def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_nam
         # It had started, so it finishes, unless the writer lapped it and it must read again.
         assert outcomes["fetch(fn)"] in ("returned 0.0", "returned 1000000.0", f"{closed}' was closed during fetch")
 
-        viewer = SharedObject.attach(shm_name)
+        viewer = SharedObject.attach(shm_name, tuning=read_path)
         with viewer.view() as view:
             viewer.close()
             assert view.value.shape == (1_000_000,)  # still mapped: reading cannot crash
@@ -602,12 +605,12 @@ def test_readers_lock_takes_a_file_object(tmp_path: pytest.TempPathFactory) -> N
     ("slots", "locked_reads"), [(2, False), (2, True), (1, False)], ids=["two slots", "two slots, locked reads", "one slot"]
 )
 def test_threads_sharing_one_handle_never_tear(
-    shm_name: str, slots: int, locked_reads: bool, monkeypatch: pytest.MonkeyPatch
+    shm_name: str, slots: int, locked_reads: bool
 ) -> None:
-    if locked_reads:  # as on aarch64 (see conftest's read_path); single-slot handles read locked everywhere
-        monkeypatch.setattr(_object, "LOCK_FREE_READS", False)
+    # Locked reads: as on aarch64 (see conftest's read_path); single-slot handles read locked everywhere.
+    tuning = Tuning(lock_free_reads=False) if locked_reads else Tuning()
     a, b = np.zeros(100_000), np.ones(100_000)
-    with SharedObject.create(shm_name, a, slots=slots) as obj:
+    with SharedObject.create(shm_name, a, slots=slots, tuning=tuning) as obj:
         stop = time.monotonic() + 1.0
         errors: list[str] = []
 
@@ -669,12 +672,11 @@ def test_zero_copy_view_reads_in_place_and_reports_tearing(shm_name: str) -> Non
         assert not v.torn and not reader.modified
 
 
-def test_a_view_under_locked_reads_holds_writers_off_and_is_never_torn(
-    shm_name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_view_under_locked_reads_holds_writers_off_and_is_never_torn(shm_name: str) -> None:
     """Where reads take the writer mutex (aarch64), a view holds it for the block: writers wait."""
-    monkeypatch.setattr(_object, "LOCK_FREE_READS", False)
-    with SharedObject.create(shm_name, np.zeros(1000)) as writer, SharedObject.attach(shm_name) as reader:
+    locked = Tuning(lock_free_reads=False)
+    with SharedObject.create(shm_name, np.zeros(1000), tuning=locked) as writer, \
+            SharedObject.attach(shm_name, tuning=locked) as reader:
         assigned = threading.Event()
         thread = threading.Thread(target=lambda: (writer.assign(np.ones(1000)), assigned.set()))
         with reader.view() as v:
@@ -808,15 +810,16 @@ def test_a_stuck_writer_makes_other_writers_time_out_not_hang(
     shm_name: str, monkeypatch: pytest.MonkeyPatch, cls: type[SharedObject], operation: Any
 ) -> None:
     """A writer frozen while holding the lock (debugger, SIGSTOP, corrupt lock bytes) must not hang the next."""
-    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.2)
-    with cls.create(shm_name, np.zeros(1000)) as stuck, cls.attach(shm_name) as writer:
+    quick = Tuning(lock_timeout_s=0.2)
+    with cls.create(shm_name, np.zeros(1000)) as stuck, cls.attach(shm_name, tuning=quick) as writer:
         taken, done = threading.Event(), threading.Event()
+        mutex = testing.writer_mutex(stuck)
 
         def hold_the_lock() -> None:
-            stuck._mutex.acquire()
+            mutex.acquire()
             taken.set()
             done.wait(30)
-            stuck._mutex.release()
+            mutex.release()
 
         thread = threading.Thread(target=hold_the_lock)
         thread.start()
@@ -826,12 +829,12 @@ def test_a_stuck_writer_makes_other_writers_time_out_not_hang(
                 operation(writer)
             native = _sync.robust_locks_supported() is not False  # this kernel would release a dead holder's lock
             assert ("qemu-user" in str(caught.value)) != native
-            if _object.LOCK_FREE_READS:
+            if _sync.LOCK_FREE_READS:
                 assert writer.fetch().sum() == 0  # two slots: readers never needed the lock
             else:  # aarch64: reads take the lock too
                 with pytest.raises(LockTimeoutError):
                     writer.fetch()
-            monkeypatch.setattr(_object, "robust_locks_supported", lambda: False)  # as under qemu-user
+            monkeypatch.setattr(_writer_lock, "robust_locks_supported", lambda: False)  # as under qemu-user
             with pytest.raises(LockTimeoutError, match="holder died.*qemu-user.*shared-object doctor"):
                 operation(writer)
         finally:
@@ -847,7 +850,7 @@ def test_a_lapped_handle_goes_back_to_lock_free_retries_once_its_copies_are_fast
     shm_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Reading under the mutex blocks the writer, so only handles whose copies are slow skip the
-    lock-free retries, and _fetch_locked re-measures each time: slowness is not a life sentence."""
+    lock-free retries, and fetch_locked re-measures each time: slowness is not a life sentence."""
     # A patched clock, not a real copy time: a loaded CI machine once took more than half the
     # budget for an 8 KB copy. Each reading of the clock comes ``step`` ns after the last.
     step = 0
@@ -858,15 +861,16 @@ def test_a_lapped_handle_goes_back_to_lock_free_retries_once_its_copies_are_fast
         return now
 
     now = 0
-    monkeypatch.setattr(_object, "_monotonic_ns", clock)
+    monkeypatch.setattr(_reading, "_monotonic_ns", clock)
+    budget = Tuning().optimistic_budget_ns
     with SharedObject.create(shm_name, np.arange(1000.0)) as obj:
         obj._slow_reads = True
-        step = _object.OPTIMISTIC_BUDGET_NS // 10  # a fast copy
-        assert obj._fetch_locked(None, None)[999] == 999.0
+        step = budget // 10  # a fast copy
+        assert _reading.fetch_locked(obj, None, None)[999] == 999.0
         assert obj._slow_reads is False
 
-        step = _object.OPTIMISTIC_BUDGET_NS  # a copy that takes a whole budget
-        obj._fetch_locked(None, None)
+        step = budget  # a copy that takes a whole budget
+        _reading.fetch_locked(obj, None, None)
         assert obj._slow_reads is True
         obj.unlink()
 

@@ -25,7 +25,9 @@ from shared_object import (
     LockTimeoutError,
     SharedDynamicObject,
     SharedObject,
-    _object,
+    Tuning,
+    _sync,
+    testing,
 )
 
 from . import helpers
@@ -86,15 +88,16 @@ def test_fetch_fn_runs_on_the_stored_data_in_place_not_on_a_copy(shm_name: str) 
 )
 @pytest.mark.parametrize("block", ["view", "fetch(fn)"])
 def test_writing_inside_a_locked_read_fails_at_once(
-    shm_name: str, inside: Any, block: str, monkeypatch: pytest.MonkeyPatch
+    shm_name: str, inside: Any, block: str
 ) -> None:
     """Where reads hold the writer lock, the same thread asking for it to write gets a clear error at once.
 
     Before, it waited for itself for LOCK_TIMEOUT_S (10 s) and then blamed a stuck writer. With
     the timeout cut to 10 ms, that old behaviour fails here as a LockTimeoutError.
     """
-    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.01)
-    with SharedObject.create(shm_name, np.zeros(1000), slots=1) as obj, SharedObject.attach(shm_name) as other:
+    quick = Tuning(lock_timeout_s=0.01)
+    with SharedObject.create(shm_name, np.zeros(1000), slots=1, tuning=quick) as obj, \
+            SharedObject.attach(shm_name, tuning=quick) as other:
 
         def locked_read() -> None:
             if block == "view":
@@ -131,7 +134,7 @@ def _reads(obj: SharedObject) -> dict[str, Any]:
 @pytest.mark.parametrize("block", ["view", "fetch(fn)"])
 @pytest.mark.parametrize("kind", ["single-slot", "two slots, locked reads", "dynamic, locked reads"])
 def test_reading_again_inside_a_locked_read_works_as_anywhere_else(
-    shm_name: str, read: str, block: str, kind: str, monkeypatch: pytest.MonkeyPatch
+    shm_name: str, read: str, block: str, kind: str
 ) -> None:
     """The block's lock already keeps every writer out, so a read inside it needs no lock of its own.
 
@@ -140,13 +143,12 @@ def test_reading_again_inside_a_locked_read_works_as_anywhere_else(
     said "type=unreadable"). With the timeout cut to 10 ms, a read that waited for the block's
     lock would fail as a LockTimeoutError.
     """
-    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.01)
-    if kind != "single-slot":
-        monkeypatch.setattr(_object, "LOCK_FREE_READS", False)  # what every read does on aarch64
+    # Locked reads: what every read does on aarch64.
+    tuning = Tuning(lock_timeout_s=0.01, lock_free_reads=kind == "single-slot" and _sync.LOCK_FREE_READS)
     cls = SharedDynamicObject if kind.startswith("dynamic") else SharedObject
     slots = 1 if kind == "single-slot" else 2
     value = np.arange(1000.0)
-    with cls.create(shm_name, value, slots=slots) as obj, cls.attach(shm_name) as other:
+    with cls.create(shm_name, value, slots=slots, tuning=tuning) as obj, cls.attach(shm_name, tuning=tuning) as other:
         expected = {name: fn() for name, fn in _reads(other).items()}  # outside any block
         got: dict[str, Any] = {}
 
@@ -184,8 +186,9 @@ def test_another_thread_still_waits_for_a_locked_read_instead_of_failing(shm_nam
 
 def test_a_locked_view_that_fails_to_open_releases_the_lock(shm_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression: an error inside view()'s __enter__ left the lock held, since __exit__ never runs then."""
-    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.5)
-    with SharedObject.create(shm_name, np.zeros(1000), slots=1) as obj, SharedObject.attach(shm_name) as writer:
+    quick = Tuning(lock_timeout_s=0.5)
+    with SharedObject.create(shm_name, np.zeros(1000), slots=1, tuning=quick) as obj, \
+            SharedObject.attach(shm_name, tuning=quick) as writer:
 
         def corrupt(index: int) -> Any:
             msg = "corrupt slot"
@@ -199,7 +202,7 @@ def test_a_locked_view_that_fails_to_open_releases_the_lock(shm_name: str, monke
 
 @pytest.mark.parametrize("setup", ["one slot", "two slots, locked reads"])
 def test_a_reader_fetching_in_a_loop_does_not_starve_the_writer(
-    shm_name: str, setup: str, monkeypatch: pytest.MonkeyPatch
+    shm_name: str, setup: str
 ) -> None:
     """Where reads take the writer mutex, a reader fetching back to back must leave writers turns.
 
@@ -210,12 +213,12 @@ def test_a_reader_fetching_in_a_loop_does_not_starve_the_writer(
     least a fifth as many turns as the reader's fetches, and no fetch may mix two frames.
     """
     slots = 1 if setup == "one slot" else 2
-    if setup == "two slots, locked reads":
-        monkeypatch.setattr(_object, "LOCK_FREE_READS", False)  # what every read does on aarch64
+    tuning = Tuning(lock_free_reads=False)  # one slot reads locked anyway; two: what aarch64 does
     frames = [helpers.checksummed_frame(i) for i in range(4)]  # 1.2 MB: copies long enough to release the GIL
     halves = {int(f.reshape(-1)[0]): int(f.reshape(-1)[-9]) for f in frames}
     fetches = 5000
-    with SharedObject.create(shm_name, frames[0], slots=slots) as writer, SharedObject.attach(shm_name) as reader:
+    with SharedObject.create(shm_name, frames[0], slots=slots, tuning=tuning) as writer, \
+            SharedObject.attach(shm_name, tuning=tuning) as reader:
         done = threading.Event()
         assigns = 0
 
@@ -290,16 +293,17 @@ def test_writer_killed_mid_assign_leaves_a_clear_error_until_the_next_assign(shm
     assert incomplete >= 1, "no kill landed mid-assign: the error path went untested"
 
 
-def test_a_stuck_writer_makes_readers_time_out_not_hang(shm_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_object, "LOCK_TIMEOUT_S", 0.2)
-    with SharedObject.create(shm_name, np.zeros(1000), slots=1) as writer, SharedObject.attach(shm_name) as reader:
+def test_a_stuck_writer_makes_readers_time_out_not_hang(shm_name: str) -> None:
+    with SharedObject.create(shm_name, np.zeros(1000), slots=1) as writer, \
+            SharedObject.attach(shm_name, tuning=Tuning(lock_timeout_s=0.2)) as reader:
         taken, done = threading.Event(), threading.Event()
+        mutex = testing.writer_mutex(writer)
 
         def stuck_writer() -> None:  # holds the writer lock, as a writer frozen mid-assign would
-            writer._mutex.acquire()  # noqa: SLF001
+            mutex.acquire()
             taken.set()
             done.wait(PROCESS_DEADLINE)
-            writer._mutex.release()  # noqa: SLF001
+            mutex.release()
 
         thread = threading.Thread(target=stuck_writer)
         thread.start()

@@ -24,7 +24,7 @@ import helpers
 import pytest
 from helpers import PROCESS_DEADLINE, SPAWN
 
-from shared_object import SharedDynamicObject, SharedObject
+from shared_object import SharedDynamicObject, SharedObject, Tuning, testing
 
 from .markers import needs_robust_locks
 
@@ -53,7 +53,7 @@ def test_writer_killed_at_random_points(shm_name: str, spawn: Any, torture: bool
             assert helpers.payload_ok(kind, obj.fetch())
         stop.set()
         reports = [results.get(timeout=PROCESS_DEADLINE) for _ in readers]
-        recovered = obj._mutex.owner_died_count
+        recovered = testing.writer_mutex(obj).owner_died_count
     reads = sum(r for r, _ in reports)
     torn = sum(t for _, t in reports)
     print(f"{kind}: {rounds} kills, {reads} reads checked, {torn} torn, {recovered} dead lock holders recovered")
@@ -63,15 +63,15 @@ def test_writer_killed_at_random_points(shm_name: str, spawn: Any, torture: bool
 
 @needs_robust_locks
 def test_a_dynamic_object_changing_kind_under_writers_killed_at_random(
-    shm_name: str, spawn: Any, torture: bool, read_path: str
+    shm_name: str, spawn: Any, torture: bool, read_path: Tuning
 ) -> None:
     # What found, in stress runs: view() raising LayoutError for a lap, and torn slot headers
     # cached by lapped reads (see test_dynamic). Values come back exactly, types included.
     rounds = 100 if torture else 6
     rng = random.Random(7)
     stop, results = SPAWN.Event(), SPAWN.Queue()
-    with SharedDynamicObject.create(shm_name, helpers.dynamic_payload(0)) as obj:
-        locked = read_path == "locked reads"
+    with SharedDynamicObject.create(shm_name, helpers.dynamic_payload(0), tuning=read_path) as obj:
+        locked = not read_path.lock_free_reads
         readers = [spawn(helpers.read_dynamic_and_check, shm_name, how, locked, stop, results)
                    for how in ("fetch", "fn", "view")]
         steady_started = SPAWN.Event()
@@ -91,7 +91,7 @@ def test_a_dynamic_object_changing_kind_under_writers_killed_at_random(
         assert helpers.dynamic_payload_ok(obj.fetch())
         obj.assign(helpers.dynamic_payload(3))  # assignable again, whatever the kills left
         assert helpers.same(obj.fetch(), helpers.dynamic_payload(3))
-    print(f"dynamic, {read_path}: {rounds} kills, reads/bad per reader {[(how, n, bad) for how, n, bad, _ in reports]}")
+    print(f"dynamic, lock-free reads {read_path.lock_free_reads}: {rounds} kills, reads/bad per reader {[(how, n, bad) for how, n, bad, _ in reports]}")
     assert [error for *_, error in reports] == ["", "", ""]
     assert all(n > 0 and bad == 0 for _, n, bad, _ in reports)
 

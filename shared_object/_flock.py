@@ -24,8 +24,8 @@ import time
 from types import TracebackType
 from typing import Protocol
 
+from ._arguments import timeout_seconds
 from ._errors import InvalidArgumentError, LockTimeoutError
-from ._sync import timeout_seconds
 
 
 def hold_liveness(fd: int) -> bool:
