@@ -153,7 +153,9 @@ def main() -> int:
         return 2
     client = docker.from_env(timeout=900)
     sys.path.insert(0, str(ROOT / "tests" / "integration"))
-    from dockertools import base_image  # the test suite's choice: BASE_IMAGE, .env, or python:3.11-slim
+    from dockertools import (
+        base_image,  # the test suite's choice: BASE_IMAGE, .env, or python:3.11-slim
+    )
 
     base = base_image()
     image = "shared-object:bench"

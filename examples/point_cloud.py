@@ -19,10 +19,15 @@ SCANS = 20
 
 def lidar(name: str) -> None:
     rng = np.random.default_rng(0)
-    with SharedDynamicObject.attach(name, timeout=10) as cloud, SharedObject.attach(name + "-ack", timeout=10) as ack:
+    with (
+        SharedDynamicObject.attach(name, timeout=10) as cloud,
+        SharedObject.attach(name + "-ack", timeout=10) as ack,
+    ):
         for scan in range(1, SCANS + 1):
             points = rng.normal(size=(int(rng.integers(1_000, 100_000)), 3)).astype(np.float32)
-            cloud.assign({"scan": scan, "points": points})  # another size each time: the slot follows
+            cloud.assign(
+                {"scan": scan, "points": points}
+            )  # another size each time: the slot follows
             if not ack.wait(timeout=10):  # the mapper's "got it" (a trigger): one scan at a time
                 raise SystemExit("the mapper stopped answering")
             ack.fetch()  # seen: the next wait() waits for the next "got it"

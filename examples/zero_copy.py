@@ -42,8 +42,11 @@ def main() -> None:
         buffer = np.empty((480, 848, 3), np.uint8)
         reader.fetch(out=buffer)
 
-        print(f"brightness {brightness:.1f}, red row {red_row.shape} {red_row.flags.writeable}, "
-              f"green max {green_max}, buffer mean {buffer.mean():.1f}, my copy {frame[0, 0].tolist()}")
+        print(
+            f"brightness {brightness:.1f}, red row {red_row.shape} {red_row.flags.writeable}, "
+            f"green max {green_max}, buffer mean {buffer.mean():.1f}, my copy "
+            f"{frame[0, 0].tolist()}"
+        )
     finally:
         camera.unlink()
         reader.close()

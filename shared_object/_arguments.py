@@ -59,7 +59,10 @@ def slot_count(value: object, *, dynamic: bool) -> int:
         msg = f"slots must be 1 or 2, not {value!r}"
         raise InvalidArgumentError(msg)
     if value == 1 and dynamic:
-        msg = "a SharedDynamicObject needs two slots: it fills the other slot while readers read the current one"
+        msg = (
+            "a SharedDynamicObject needs two slots: it fills the other slot while readers read "
+            "the current one"
+        )
         raise InvalidArgumentError(msg)
     return int(value)  # 1 or 2, checked above
 
@@ -67,7 +70,10 @@ def slot_count(value: object, *, dynamic: bool) -> int:
 def fetch_arguments(fn: Callable[[Any], Any] | None, out: np.ndarray[Any, Any] | None) -> None:
     """Refuse what fetch cannot honour (the kind of ``out`` is checked on reading)."""
     if fn is not None and out is not None:
-        msg = "fetch takes fn or out=, not both (to copy fn's result into your array: np.copyto(out, obj.fetch(fn)))"
+        msg = (
+            "fetch takes fn or out=, not both (to copy fn's result into your array: "
+            "np.copyto(out, obj.fetch(fn)))"
+        )
         raise InvalidArgumentError(msg)
     if fn is not None and not callable(fn):
         msg = f"fetch(fn): fn must be callable (it gets the value), not {fn!r}"
@@ -77,4 +83,12 @@ def fetch_arguments(fn: Callable[[Any], Any] | None, out: np.ndarray[Any, Any] |
         raise InvalidArgumentError(msg)
 
 
-__all__ = ["DEFAULT_INIT_SIZE", "DEFAULT_MODE", "fetch_arguments", "init_size", "mode", "slot_count", "timeout_seconds"]
+__all__ = [
+    "DEFAULT_INIT_SIZE",
+    "DEFAULT_MODE",
+    "fetch_arguments",
+    "init_size",
+    "mode",
+    "slot_count",
+    "timeout_seconds",
+]

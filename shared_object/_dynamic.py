@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any, TypeVar
 
-from . import _codecs, _layout
+from . import _codecs, _layout, _schema
 from ._errors import LayoutError, OutOfSharedMemoryError
 from ._handle import Slot
 from ._object import SharedObject
@@ -34,7 +34,9 @@ class SharedDynamicObject(SharedObject):
 
     def assign(self: DynamicSelf, data: Any) -> DynamicSelf:
         self._check_open()
-        offered = _codecs.schema_of(data, self._init_size)  # refuses unsupported types before any lock
+        offered = _schema.schema_of(
+            data, self._init_size
+        )  # refuses unsupported types before any lock
         lock = self._lock
         try:
             lock.write(self._tuning, lambda: self._assign_locked(data, offered))
@@ -43,11 +45,13 @@ class SharedDynamicObject(SharedObject):
         lock.after_publish(self._tuning)
         return self
 
-    def _assign_locked(self, data: Any, offered: _codecs.Schema) -> None:
+    def _assign_locked(self, data: Any, offered: _schema.Schema) -> None:
         words = self._words
         state = words[_STATE]
         current_index = state & _layout.CURRENT_SLOT
-        current = self._keep(current_index, self._load_slot(current_index))  # under the mutex: whole
+        current = self._keep(
+            current_index, self._load_slot(current_index)
+        )  # under the mutex: whole
         writes: _codecs.Writes = []
         # Keep the current schema when the value fits it as it is (readers then need not read a
         # new schema), not merely after a conversion: 3 written to a float leaf would read back 3.0.
@@ -61,8 +65,10 @@ class SharedDynamicObject(SharedObject):
         if keep:
             node, schema_id, schema_text = current.node, current.schema_id, b""
         else:
-            schema_text = _codecs.dumps(offered)
-            known = self._schema_ids.get(schema_text)  # a kind this object held before: its id again
+            schema_text = _schema.dumps(offered)
+            known = self._schema_ids.get(
+                schema_text
+            )  # a kind this object held before: its id again
             node = (self._nodes.get(known) if known else None) or _codecs.build(offered)
             node.prepare(data, "", writes)
             schema_id = known or words[_layout.SCHEMA_COUNTER_WORD] + 1
@@ -81,10 +87,14 @@ class SharedDynamicObject(SharedObject):
         words[_STATE] = change << _layout.CHANGE_SHIFT | target
         self._seen = change
 
-    def _prepare_target(self, target: int, node: _codecs.Node, schema_id: int, schema_text: bytes) -> Slot:
-        """Make slot ``target`` hold ``node``'s schema, relocating it to a larger place if needed."""
+    def _prepare_target(
+        self, target: int, node: _codecs.Node, schema_id: int, schema_text: bytes
+    ) -> Slot:
+        """Make slot ``target`` hold ``node``'s schema, moving it to a larger place if needed."""
         offset, capacity, remapped = self._place_of(target)
-        if remapped:  # another writer moved this slot past our mapping, while the current slot stayed in it
+        if (
+            remapped
+        ):  # another writer moved this slot past our mapping, while the current slot stayed in it
             self._keep(target ^ 1, self._load_slot(target ^ 1))
         buf = self._buf
         if not schema_text:
@@ -99,7 +109,9 @@ class SharedDynamicObject(SharedObject):
         counter = _layout.SCHEMA_COUNTER_WORD
         self._words[counter] = max(self._words[counter], schema_id)
         self._remember_schema(schema_text, schema_id)
-        return self._keep(target, Slot(node, buf, offset, payload_offset, schema_id, self._spares, self._tuning))
+        return self._keep(
+            target, Slot(node, buf, offset, payload_offset, schema_id, self._spares, self._tuning)
+        )
 
     def _move_slot(self, target: int, needed: int, capacity: int) -> int:
         """Give slot ``target`` a new place of at least ``needed`` bytes; its offset.
@@ -112,7 +124,9 @@ class SharedDynamicObject(SharedObject):
         every assign does to the slot readers are not reading.
         """
         page = _layout.PAGE
-        other_offset, other_capacity = _layout.SLOT_ENTRY.unpack_from(self._buf, _layout.slot_entry_offset(target ^ 1))
+        other_offset, other_capacity = _layout.SLOT_ENTRY.unpack_from(
+            self._buf, _layout.slot_entry_offset(target ^ 1)
+        )
         exact = _layout.align(needed, page)
         roomy = max(exact, _layout.align(capacity + capacity // 2, page))  # room to grow again
         for new_capacity in (roomy, exact) if roomy > exact else (exact,):
@@ -131,7 +145,9 @@ class SharedDynamicObject(SharedObject):
         # No schema until the caller writes the header: the place holds old bytes, which a writer
         # dying in between would leave for the next one to take for a header.
         _layout.U64.pack_into(self._buf, offset, _layout.NO_SCHEMA_ID)
-        _layout.SLOT_ENTRY.pack_into(self._buf, _layout.slot_entry_offset(target), offset, new_capacity)
+        _layout.SLOT_ENTRY.pack_into(
+            self._buf, _layout.slot_entry_offset(target), offset, new_capacity
+        )
         return offset
 
     def _schema_text_of(self, schema_id: int) -> bytes:

@@ -27,7 +27,8 @@ class SegmentPermissionError(SharedObjectError, PermissionError):
 
 
 class InvalidArgumentError(SharedObjectError, ValueError, TypeError):
-    """An argument has a value or type the call cannot use (a NaN timeout, a read-only ``out``, ...).
+    """An argument has a value or type the call cannot use (a NaN timeout, a read-only ``out``,
+    ...).
 
     It inherits both ValueError and TypeError, as numpy's AxisError inherits two builtins: a
     caller who guards a call with either keeps working, whichever of the two the problem is.
@@ -91,7 +92,7 @@ class ClosedError(SharedObjectError, ValueError):
 
 
 class IncompleteValueError(SharedObjectError, RuntimeError):
-    """A writer died in the middle of an assign to a single-slot object; the next assign repairs it."""
+    """A writer died mid-assign to a single-slot object; the next assign repairs it."""
 
 
 class UnsupportedPlatformError(SharedObjectError, NotImplementedError):

@@ -53,7 +53,9 @@ def held_by_anyone(path: str) -> bool:
 
 
 def remove_if_unused(path: str) -> bool:
-    """Unlink ``path`` if no handle holds it, atomically with respect to new attachers; True if removed."""
+    """Unlink ``path`` if no handle holds it, atomically with respect to new attachers; True if
+    removed.
+    """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
@@ -74,7 +76,8 @@ class HasFileno(Protocol):
 
 
 class ReadersLock:
-    """A shared (readers) ``flock`` on ``fd``: many holders at once, none while a writer holds LOCK_EX.
+    """A shared (readers) ``flock`` on ``fd``: many holders at once, none while a writer holds
+    LOCK_EX.
 
     ``lock.acquire()`` / ``lock.release()`` is slightly faster than ``with lock:``.
     """
@@ -83,13 +86,18 @@ class ReadersLock:
 
     def __init__(self, fd: int | HasFileno) -> None:
         """``fd``: an open file descriptor, or an object with ``fileno()`` (an open file)."""
-        if isinstance(fd, bool) or not ((isinstance(fd, int) and fd >= 0) or callable(getattr(fd, "fileno", None))):
-            msg = f"ReadersLock needs an open file descriptor (an int >= 0) or a file object, not {fd!r}"
+        if isinstance(fd, bool) or not (
+            (isinstance(fd, int) and fd >= 0) or callable(getattr(fd, "fileno", None))
+        ):
+            msg = (
+                "ReadersLock needs an open file descriptor (an int >= 0) or a file object, not "
+                f"{fd!r}"
+            )
             raise InvalidArgumentError(msg)
         self.fd = fd
 
     def acquire(self, timeout: float | None = None) -> None:
-        """Take the shared lock; with ``timeout`` (seconds), raise LockTimeoutError when it passes."""
+        """Take the shared lock; with ``timeout`` (seconds), LockTimeoutError when it passes."""
         seconds = timeout_seconds(timeout, "ReadersLock.acquire(timeout=...)")
         if seconds is None:
             fcntl.flock(self.fd, fcntl.LOCK_SH)
@@ -116,7 +124,10 @@ class ReadersLock:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.release()
 

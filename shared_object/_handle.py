@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Final
 
 import numpy as np
 
-from . import _codecs, _layout
+from . import _codecs, _layout, _schema
 from ._errors import ClosedError, LayoutError, SharedObjectError, TypeMismatchError
 from ._segment import Segment
 from ._sync import WriterMutex, check_mutex_type, futex_wake, lock_abi
@@ -41,28 +41,45 @@ _RECYCLE: Final = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
 #: What decoding torn or corrupt bytes raises, besides our own errors (whose leaves are among
 #: these). Only these mean "lapped" on a lock-free read, or "corrupt" under the lock: anything
 #: else, such as an exception a signal handler raised, propagates as it is.
-DECODE_ERRORS: Final = (ValueError, TypeError, IndexError, KeyError, OverflowError, RecursionError, struct.error)
+DECODE_ERRORS: Final = (
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    OverflowError,
+    RecursionError,
+    struct.error,
+)
 #: A closed handle's buffer and header words: any index raises IndexError.
 CLOSED_BUF: Final = memoryview(b"")
 CLOSED_WORDS: Final = memoryview(b"").cast("Q")
 #: (dtype, shape, writable view of slot 0, of slot 1): the assign fast path of a one-ndarray object.
 ArrayFast = tuple[np.dtype[Any], tuple[int, ...], np.ndarray[Any, Any], np.ndarray[Any, Any]]
-#: (type, pack_into, offset in slot 0, offset in slot 1): the assign fast path of one bool/int/float.
+#: (type, pack_into, offset in slot 0, offset in slot 1): the assign fast path of one
+#: bool/int/float.
 ScalarFast = tuple[type[Any], Callable[..., None], int, int]
 
 
 def closed_error(name: str, during: str = "") -> ClosedError:
     """The one wording of "this handle is closed", for a call made after close() or caught by it."""
-    return ClosedError(f"the handle on {name!r} " + (f"was closed during {during}" if during else "is closed"))
+    return ClosedError(
+        f"the handle on {name!r} " + (f"was closed during {during}" if during else "is closed")
+    )
 
 
 class Slot:
-    """What a handle knows about one slot: where its payload starts and the node tree that reads it."""
+    """What a handle knows of one slot: where its payload starts, the node tree that reads it."""
 
     __slots__ = ("base", "node", "offset", "read", "schema_id")
 
     def __init__(
-        self, node: _codecs.Node, buf: memoryview, offset: int, payload_offset: int, schema_id: int, spares: list[Any],
+        self,
+        node: _codecs.Node,
+        buf: memoryview,
+        offset: int,
+        payload_offset: int,
+        schema_id: int,
+        spares: list[Any],
         tuning: Tuning,
     ) -> None:
         self.node = node
@@ -88,8 +105,11 @@ def _fast_reader(
     return lambda: node.read(buf, base)
 
 
-def _recycling_copy(view: np.ndarray[Any, Any], spares: list[np.ndarray[Any, Any]], keep: int) -> np.ndarray[Any, Any]:
-    """``view.copy()``, into the array of an earlier fetch that nobody holds any more, if there is one.
+def _recycling_copy(
+    view: np.ndarray[Any, Any], spares: list[np.ndarray[Any, Any]], keep: int
+) -> np.ndarray[Any, Any]:
+    """``view.copy()``, into the array of an earlier fetch that nobody holds any more, if there is
+    one.
 
     Why: a fresh big array costs page faults whenever glibc has given the memory back to the OS
     (always above 32 MiB; below, whenever freeing two copies at once trimmed the heap).
@@ -108,7 +128,11 @@ def _recycling_copy(view: np.ndarray[Any, Any], spares: list[np.ndarray[Any, Any
         # argument's reference: one less), and a count too high would take a held array for free.
         # A dynamic object may have changed kind.
         control = object()
-        if _getrefcount(spare) == _getrefcount(control) and spare.shape == view.shape and spare.dtype == view.dtype:
+        if (
+            _getrefcount(spare) == _getrefcount(control)
+            and spare.shape == view.shape
+            and spare.dtype == view.dtype
+        ):
             _copyto(spare, view)
             spares.append(spare)
             return spare
@@ -128,7 +152,9 @@ def _remember(cache: dict[Any, Any], key: object, value: object, size: int) -> N
 
 
 class Handle:
-    """An open segment: created (:meth:`_create`) or opened (:meth:`_open`), then bound (:meth:`_bind`)."""
+    """An open segment: created (:meth:`_create`) or opened (:meth:`_open`), then bound
+    (:meth:`_bind`).
+    """
 
     #: SharedDynamicObject: each slot carries its own schema, and assigns may change it.
     _dynamic: ClassVar[bool] = False
@@ -150,7 +176,8 @@ class Handle:
     #: (ids come from a shared counter), so a dynamic value that flips between kinds reuses its
     #: ids, and readers their cached nodes.
     _schema_ids: dict[bytes, int]
-    #: (start, end) of every mapping this handle has had: what fetch(fn) results must not point into.
+    #: (start, end) of every mapping this handle has had: what fetch(fn) results must not point
+    #: into.
     _map_ranges: list[tuple[int, int]]
     #: Earlier fetch results, for _recycling_copy.
     _spares: list[np.ndarray[Any, Any]]
@@ -173,11 +200,11 @@ class Handle:
     # -----------------------------------------------------------------------------------------
     def _create(self, name: str, data: Any, mode: int, single: bool) -> None:
         """Make a new segment holding ``data``, publish it under ``name``, and bind to it."""
-        schema = _codecs.schema_of(data, self._init_size)
+        schema = _schema.schema_of(data, self._init_size)
         node = _codecs.build(schema)
         writes: _codecs.Writes = []
         node.prepare(data, "", writes)  # every check passes before any file exists
-        schema_text = _codecs.dumps(schema)
+        schema_text = _schema.dumps(schema)
         payload_offset, capacity = _layout.slot_size(len(schema_text), node.size)
         first = _layout.align(_layout.HEADER_SIZE, _layout.slot_alignment(node.size))
         second = first + (0 if single else capacity)  # single: both entries name one slot
@@ -186,11 +213,15 @@ class Handle:
         segment = Segment.create_private(name, size, mode)
         try:
             buf = segment.buf
-            _layout.write_identity(buf, dynamic=self._dynamic, single_slot=single, lock_abi=lock_abi())
+            _layout.write_identity(
+                buf, dynamic=self._dynamic, single_slot=single, lock_abi=lock_abi()
+            )
             WriterMutex(segment.address + _layout.MUTEX_OFFSET).initialize()
             for i, (offset, cap) in enumerate(entries):
                 _layout.SLOT_ENTRY.pack_into(buf, _layout.slot_entry_offset(i), offset, cap)
-                _layout.write_slot_header(buf, offset, _layout.FIXED_SCHEMA_ID, schema_text, payload_offset, node.size)
+                _layout.write_slot_header(
+                    buf, offset, _layout.FIXED_SCHEMA_ID, schema_text, payload_offset, node.size
+                )
             for leaf, value in writes:
                 leaf.write(buf, entries[0][0] + payload_offset, value)
             node.clear_cache()
@@ -211,7 +242,9 @@ class Handle:
         try:
             header = _layout.read_header(segment.buf, segment.file_size(), segment.name)
             self._check_header(header, segment.name)
-            check_mutex_type(segment.buf, _layout.MUTEX_OFFSET, segment.name)  # same ABI: checked above
+            check_mutex_type(
+                segment.buf, _layout.MUTEX_OFFSET, segment.name
+            )  # same ABI: checked above
             self._bind(segment, single_slot=header.single_slot)
         except BaseException:
             segment.close()
@@ -248,7 +281,8 @@ class Handle:
         self._schema_ids = {}
         self._map_ranges = []
         self._spares = []
-        # The first mapping stays mapped while the lock or this handle uses it (see Segment.refresh),
+        # The first mapping stays mapped while the lock or this handle uses it (see
+        # Segment.refresh),
         # so the mutex and futex addresses taken from it stay valid after the file grows.
         self._lock = WriterLock.of(self.name, self._segment_key, segment.buf, segment.address)
         self._futex_address = segment.address + _layout.STATE_OFFSET
@@ -267,7 +301,10 @@ class Handle:
         # Reads decode the current slot, assigns check against slot 0 and write either: a schema
         # that differs between them (corruption of one, still valid JSON) would make the value
         # read refused by assign, or a write land in the other slot's layout.
-        if first.node.schema != second.node.schema or first.base - first.offset != second.base - second.offset:
+        if (
+            first.node.schema != second.node.schema
+            or first.base - first.offset != second.base - second.offset
+        ):
             msg = (
                 f"segment {self.name!r} is corrupt: its two slots describe different values "
                 f"({first.node.describe()}; {second.node.describe()})"
@@ -277,7 +314,12 @@ class Handle:
         node = first.node
         if isinstance(node, _codecs.StructNode) and node.fast_type is not None:
             offset = node.offset
-            self._fast = (node.fast_type, node.fmt.pack_into, first.base + offset, second.base + offset)
+            self._fast = (
+                node.fast_type,
+                node.fmt.pack_into,
+                first.base + offset,
+                second.base + offset,
+            )
         elif isinstance(node, _codecs.ArrayNode):
             views = node.views(self._buf, first.base)[0], node.views(self._buf, second.base)[0]
             self._fast_array = (node.dtype, node.shape, *views)
@@ -313,8 +355,12 @@ class Handle:
             self._map_ranges.append((address, address + len(self._buf)))
 
     def _forget_views(self) -> None:
-        """Drop every cached view into the mapping (they keep it exported, so it could not be closed)."""
-        for node in tuple(self._nodes.values()):  # a copy: a dynamic assign in another thread may add one
+        """Drop every cached view into the mapping (they keep it exported, so it could not be
+        closed).
+        """
+        for node in tuple(
+            self._nodes.values()
+        ):  # a copy: a dynamic assign in another thread may add one
             node.clear_cache()
         for slot in self._slots:
             if slot is not None:
@@ -327,7 +373,9 @@ class Handle:
     def _place_of(self, index: int) -> tuple[int, int, bool]:
         """Slot ``index``'s (offset, capacity), checked to lie in the file, and whether reaching it
         took mapping the file again (another handle moved the slot past our mapping)."""
-        offset, capacity = _layout.SLOT_ENTRY.unpack_from(self._buf, _layout.slot_entry_offset(index))
+        offset, capacity = _layout.SLOT_ENTRY.unpack_from(
+            self._buf, _layout.slot_entry_offset(index)
+        )
         remapped = offset + capacity > len(self._buf) and self._segment.refresh()
         if remapped:
             self._remapped()
@@ -335,7 +383,8 @@ class Handle:
         return offset, capacity, remapped
 
     def _load_slot(self, index: int) -> Slot:
-        """Read slot ``index``'s table entry and header; may see torn data unless the caller validates.
+        """Read slot ``index``'s table entry and header; may see torn data unless the caller
+        validates.
 
         It caches nothing: the caller keeps the slot (``_keep``) once its read proved whole, or
         at once under the writer mutex. Writers rewrite a dynamic object's slot headers, and a
@@ -345,40 +394,49 @@ class Handle:
         """
         offset, capacity, _ = self._place_of(index)
         buf = self._buf
-        schema_id, schema_len, _, payload_offset, payload_len = _layout.SLOT_HEADER.unpack_from(buf, offset)
+        schema_id, schema_len, _, payload_offset, payload_len = _layout.SLOT_HEADER.unpack_from(
+            buf, offset
+        )
         if (
             payload_offset % _layout.ALIGN
             or payload_offset < _layout.SLOT_HEADER_SIZE + schema_len
             or payload_offset + payload_len > capacity
         ):
-            msg = f"segment {self.name!r} is corrupt: slot {index} header does not fit its {capacity}-byte slot"
+            msg = (
+                f"segment {self.name!r} is corrupt: slot {index} header does not fit its "
+                f"{capacity}-byte slot"
+            )
             raise LayoutError(msg)
         node = self._nodes.get(schema_id)
         if node is None:
             start = offset + _layout.SLOT_HEADER_SIZE
-            schema = _codecs.loads(bytes(buf[start : start + schema_len]), self.name)
+            schema = _schema.loads(bytes(buf[start : start + schema_len]), self.name)
             node = _codecs.build_checked(schema, self.name)
             if node.size != payload_len:
                 msg = (
-                    f"segment {self.name!r} is corrupt: its schema needs {node.size} payload bytes, "
-                    f"slot {index} has {payload_len}"
+                    f"segment {self.name!r} is corrupt: its schema needs {node.size} payload "
+                    f"bytes, slot {index} has {payload_len}"
                 )
                 raise LayoutError(msg)
         return Slot(node, buf, offset, payload_offset, schema_id, self._spares, self._tuning)
 
     def _keep(self, index: int, slot: Slot) -> Slot:
-        """Cache ``slot`` as slot ``index``, and its node, once a read proved them whole (see _load_slot)."""
+        """Cache ``slot`` as slot ``index``, and its node, once a read proved them whole (see
+        _load_slot).
+        """
         if self._slots[index] is not slot:
             self._slots[index] = slot
             _remember(self._nodes, slot.schema_id, slot.node, self._tuning.schema_cache_size)
         return slot
 
     def _remember_schema(self, text: bytes, schema_id: int) -> None:
-        """Note the id this handle published ``text`` under (only its own: a text read may be torn)."""
+        """Note the id this handle published ``text`` under (its own: a text read may be torn)."""
         _remember(self._schema_ids, text, schema_id, self._tuning.schema_cache_size)
 
     def _slot_for_read(self, index: int) -> Slot:
-        """Slot ``index`` as cached, or read afresh (not cached: see _load_slot) if a writer changed it."""
+        """Slot ``index`` as cached, or read afresh (not cached: see _load_slot) if a writer changed
+        it.
+        """
         slot = self._slots[index]
         if self._dynamic and (slot is None or not self._slot_current(slot, index)):
             slot = self._load_slot(index)
@@ -398,15 +456,20 @@ class Handle:
     # Errors and closing
     # -----------------------------------------------------------------------------------------
     def _as_layout_error(self, exc: Exception) -> Exception:
-        """Our own errors pass as they are; anything else from decoding stable data means corruption."""
+        """Our own errors pass as they are; anything else from decoding stable data means
+        corruption.
+        """
         if isinstance(exc, SharedObjectError):
             return exc
         if self._buf is CLOSED_BUF:  # not corrupt: closed by another thread during the read
             return self._closed_during("fetch", exc)
-        return LayoutError(f"segment {self.name!r} holds a corrupt value ({type(exc).__name__}: {exc})")
+        return LayoutError(
+            f"segment {self.name!r} holds a corrupt value ({type(exc).__name__}: {exc})"
+        )
 
     def _closed_during(self, what: str, exc: Exception, *, started_open: bool = False) -> Exception:
-        """What to raise for ``exc``, which ended ``what``: ClosedError if another thread closed this
+        """What to raise for ``exc``, which ended ``what``: ClosedError if another thread closed
+        this
         handle meanwhile, else ``exc`` itself. Any error a call meets on a closed stand-in (an
         empty buffer, a None slot, the closed lock) means "closed"; close() marks the handle
         first, so this sees it. ``started_open``: the call checked that the handle was open when
@@ -452,7 +515,8 @@ class Handle:
             self._words = CLOSED_WORDS
             if explicit and words[_layout.WAITER_WORD] > time.monotonic_ns():
                 # Another thread may be asleep in wait() on this handle: wake it now (it then raises
-                # ClosedError) rather than at the end of its nap. Never from __del__: a handle that a
+                # ClosedError) rather than at the end of its nap. Never from __del__: a handle that
+                # a
                 # thread waits on is not garbage, and when the collector frees a cycle holding a
                 # handle and its mapping, it may run the finalizer that unmaps before this.
                 futex_wake(self._futex_address)
@@ -467,4 +531,13 @@ class Handle:
             pass
 
 
-__all__ = ["CLOSED_BUF", "CLOSED_WORDS", "DECODE_ERRORS", "ArrayFast", "Handle", "ScalarFast", "Slot", "closed_error"]
+__all__ = [
+    "CLOSED_BUF",
+    "CLOSED_WORDS",
+    "DECODE_ERRORS",
+    "ArrayFast",
+    "Handle",
+    "ScalarFast",
+    "Slot",
+    "closed_error",
+]

@@ -17,17 +17,17 @@ Header (offset, size, field)::
     0    6  magic             b"\\x93SHOBJ"
     6    2  layout version    u16, currently 1; attaching checks both
     8    4  header size       u32, 256
-    12   4  flags             u32; bit 0: dynamic (SharedDynamicObject), bit 1: single slot; others zero
-    16   8  state             u64, the publication word (below). Bytes 16..19 are the futex word
+    12   4  flags             u32; bit 0: dynamic, bit 1: single slot; others zero
+    16   8  state             u64, the publication word (below); bytes 16..19 are the futex word
     24   8  mtime_ns          u64, time.time_ns() of the last assign/trigger
-    32   8  waiter_deadline   u64, CLOCK_MONOTONIC ns until which a wait()er may be asleep; 0: none
-    40   8  reader_request    u64, CLOCK_MONOTONIC ns of the newest request by a starving reader
+    32   8  waiter_deadline   u64, CLOCK_MONOTONIC ns until which a wait()er may sleep; 0: none
+    40   8  reader_request    u64, CLOCK_MONOTONIC ns of a starving reader's newest request
     48   8  schema_counter    u64, the last schema id handed out (dynamic objects)
-    56   8  writer_request    u64, CLOCK_MONOTONIC ns of the newest request by a writer waiting for readers; 0: none
+    56   8  writer_request    u64, CLOCK_MONOTONIC ns of a waiting writer's newest request; 0: none
     64  64  writer mutex      process-shared robust pthread_mutex_t (see _sync), zero padded
     128 16  slot 0            u64 offset from the segment start, u64 capacity in bytes
     144 16  slot 1            same for slot 1 (single slot: equal to slot 0)
-    160 32  lock ABI          ASCII, NUL padded: the C library that wrote the mutex ("glibc-x86_64")
+    160 32  lock ABI          ASCII, NUL padded: the C library that wrote the mutex
     192 64  reserved          zero
 
 The state word::
@@ -37,8 +37,8 @@ The state word::
     bits 2-63  change counter, +1 on every assign and trigger
 
 Writer (holding the writer mutex): store ``state | WRITING``; write the other slot; store
-``(change + 1) << 2 | other_slot`` with mtime in the same 16-byte store. A trigger stores
-``(change + 1) << 2 | current_slot`` and touches no slot.
+mtime; store ``(change + 1) << 2 | other_slot``, the publication. A trigger stores mtime and
+``(change + 1) << 2 | current_slot``, and touches no slot.
 
 Reader (no lock, on x86): load state ``s1``; read slot ``s1 & 1``; load state ``s2``. The read is
 whole if no change was published since (``s2 >> 2 == s1 >> 2``; a WRITING mark alone means a
@@ -57,15 +57,16 @@ pause, with a CLOCK_MONOTONIC stamp that it refreshes while it waits and clears 
 mutex: a starving reader in ``reader_request`` (writers pause after publishing, for at most a
 few milliseconds), a waiting writer in ``writer_request`` (readers let it go first, for at most
 a few milliseconds, before taking the mutex). A stamp older than a few milliseconds is ignored:
-its owner died, or stopped waiting. Versions before ``writer_request`` ignore it (the field was
-reserved, zero): they only lose the fairness.
+its owner died, or stopped waiting. (``writer_request`` was a reserved zero word in earlier
+releases of layout version 1: a process running one ignores the request and only loses the
+fairness.)
 
-Slot (at a 64-byte aligned offset; at a 4096-byte aligned one when its payload is 64 KiB or more)::
+Slot (64-byte aligned; 4096-byte aligned when its payload is 64 KiB or more)::
 
     0   8  schema_id        u64; fixed objects: 1. Dynamic objects: a new id per new schema
     8   4  schema_len       u32, bytes of schema text
     12  4  reserved         zero
-    16  8  payload_offset   u64, from the slot start, a multiple of 64 (2048 mod 4096 for big payloads)
+    16  8  payload_offset   u64, from the slot start, a multiple of 64 (2048 mod 4096 if big)
     24  8  payload_len      u64
     32 32  reserved         zero
     64  -  schema           UTF-8 JSON text describing the value's type (see _codecs)
@@ -73,14 +74,12 @@ Slot (at a 64-byte aligned offset; at a 4096-byte aligned one when its payload i
 
 A payload of PAGE_ALIGN_MIN bytes or more starts half a page past a 4096-byte boundary (its slot
 starts on one, and its payload_offset is 2048 modulo 4096). Why: copy speed depends on where
-source and destination sit within their pages, and numpy's big arrays start 16 bytes past one
-(glibc's mmap chunk header). memcpy stalls when its stores trail its loads by a few hundred bytes
-modulo 4096 (the CPU takes a load for a store to the same address: "4K aliasing"), so a payload
-at byte 384 of a page made assign 3-8% slower. Page-aligned payloads fixed assign, but with a
-consumer copying out while a producer copied in, the consumer got 0.76x-0.77x of the frames a raw
-seqlock delivered (0.90x-0.99x at half a page; benchmarks/bench_peers.py, measure_duel), and the
-raw seqlock itself lost as much when moved to page-aligned slots. Readers do not rely on any of
-this: they take whatever offsets the table and the slot header say.
+source and destination sit within their pages. numpy's big arrays start 16 bytes past a page
+(glibc's mmap chunk header), and memcpy stalls when its stores trail its loads by a few hundred
+bytes modulo 4096 (the CPU takes a load for a store to the same address: "4K aliasing"); a
+page-aligned payload avoids that for the writer but slows a consumer copying out while a
+producer copies in. Half a page serves both (docs/design.md has the measurements). Readers do
+not rely on any of this: they take whatever offsets the table and the slot header say.
 
 Slots of dynamic objects move when a value outgrows them, to a place of at least 1.5x their old
 capacity (exactly the value's size when /dev/shm has no room for more): the lowest offset that
@@ -121,7 +120,8 @@ ABI_OFFSET: Final = 160
 CURRENT_SLOT: Final = 1
 WRITING: Final = 2
 CHANGE_SHIFT: Final = 2
-#: futex(2) waits on 32 bits: the low half of the state word (bytes 16..19), which every change moves.
+#: futex(2) waits on 32 bits: the low half of the state word (bytes 16..19), which every change
+#: moves.
 FUTEX_MASK: Final = 0xFFFF_FFFF
 SLOT_HEADER_SIZE: Final = 64
 FIXED_SCHEMA_ID: Final = 1
@@ -165,7 +165,12 @@ def read_was_whole(s1: int, s2: int) -> bool:
 
 
 def write_slot_header(
-    buf: memoryview, offset: int, schema_id: int, schema_text: bytes, payload_offset: int, payload_len: int
+    buf: memoryview,
+    offset: int,
+    schema_id: int,
+    schema_text: bytes,
+    payload_offset: int,
+    payload_len: int,
 ) -> None:
     """Write a slot's header and schema text; the schema id last.
 
@@ -173,7 +178,9 @@ def write_slot_header(
     (NO_SCHEMA_ID, or the id of what the place held before, whose text and sizes no longer
     match), never one whose id promises a schema text or sizes it did not finish writing.
     """
-    SLOT_HEADER.pack_into(buf, offset, NO_SCHEMA_ID, len(schema_text), 0, payload_offset, payload_len)
+    SLOT_HEADER.pack_into(
+        buf, offset, NO_SCHEMA_ID, len(schema_text), 0, payload_offset, payload_len
+    )
     start = offset + SLOT_HEADER_SIZE
     buf[start : start + len(schema_text)] = schema_text
     U64.pack_into(buf, offset, schema_id)
@@ -224,17 +231,28 @@ def write_identity(buf: memoryview, *, dynamic: bool, single_slot: bool, lock_ab
 def read_header(buf: memoryview, file_size: int, name: str) -> Header:
     """Read and check the header; any inconsistency raises LayoutError naming the segment."""
     if file_size < HEADER_SIZE:
-        msg = f"segment {name!r} is truncated: {file_size} bytes, a header alone needs {HEADER_SIZE}"
+        msg = (
+            f"segment {name!r} is truncated: {file_size} bytes, a header alone needs {HEADER_SIZE}"
+        )
         raise LayoutError(msg)
     magic, version, header_size, flags = IDENTITY.unpack_from(buf, 0)
     if magic != MAGIC:
-        msg = f"segment {name!r} is not a shared_object segment (magic {magic!r}, expected {MAGIC!r})"
+        msg = (
+            f"segment {name!r} is not a shared_object segment (magic {magic!r}, expected {MAGIC!r})"
+        )
         raise LayoutError(msg)
     if version != VERSION:
-        msg = f"segment {name!r} has layout version {version}; this shared_object reads version {VERSION}"
+        msg = (
+            f"segment {name!r} has layout version {version}; this shared_object reads version "
+            f"{VERSION}"
+        )
         raise LayoutError(msg)
     single = bool(flags & FLAG_SINGLE_SLOT)
-    if header_size != HEADER_SIZE or flags & ~(FLAG_DYNAMIC | FLAG_SINGLE_SLOT) or (single and flags & FLAG_DYNAMIC):
+    if (
+        header_size != HEADER_SIZE
+        or flags & ~(FLAG_DYNAMIC | FLAG_SINGLE_SLOT)
+        or (single and flags & FLAG_DYNAMIC)
+    ):
         msg = f"segment {name!r} has a corrupt header (header size {header_size}, flags {flags:#x})"
         raise LayoutError(msg)
     (abi_raw,) = ABI.unpack_from(buf, ABI_OFFSET)
@@ -250,19 +268,57 @@ def read_header(buf: memoryview, file_size: int, name: str) -> Header:
 
 def check_slot(name: str, index: int, offset: int, capacity: int, file_size: int) -> None:
     """Raise LayoutError unless the slot lies inside the file, aligned and big enough."""
-    if offset % ALIGN or offset < HEADER_SIZE or capacity < SLOT_HEADER_SIZE or offset + capacity > file_size:
+    if (
+        offset % ALIGN
+        or offset < HEADER_SIZE
+        or capacity < SLOT_HEADER_SIZE
+        or offset + capacity > file_size
+    ):
         msg = (
-            f"segment {name!r} is corrupt or truncated: slot {index} spans bytes "
-            f"[{offset}, {offset + capacity}) of a {file_size}-byte file"
+            f"segment {name!r} is corrupt or truncated: slot {index} spans bytes [{offset}, "
+            f"{offset + capacity}) of a {file_size}-byte file"
         )
         raise LayoutError(msg)
 
 
 __all__ = [
-    "ABI_OFFSET", "ALIGN", "CHANGE_SHIFT", "CURRENT_SLOT", "FIXED_SCHEMA_ID", "FLAG_SINGLE_SLOT", "FUTEX_MASK",
-    "HEADER_SIZE", "MAGIC", "MUTEX_OFFSET", "NO_SCHEMA_ID", "PAGE", "PAGE_ALIGN_MIN", "PAGE_HALF", "SLOT_ENTRY",
-    "SLOT_HEADER", "SLOT_HEADER_SIZE", "SLOT_TABLE_OFFSET", "STATE_OFFSET", "U64", "VERSION", "WRITING",
-    "MTIME_WORD", "REQUEST_WORD", "SCHEMA_COUNTER_WORD", "STATE_WORD", "WAITER_WORD", "WRITER_REQUEST_WORD",
-    "Header", "align", "check_slot", "header_words", "read_header", "read_was_whole", "slot_alignment",
-    "slot_entry_offset", "slot_size", "write_identity", "write_slot_header",
+    "ABI_OFFSET",
+    "ALIGN",
+    "CHANGE_SHIFT",
+    "CURRENT_SLOT",
+    "FIXED_SCHEMA_ID",
+    "FLAG_SINGLE_SLOT",
+    "FUTEX_MASK",
+    "HEADER_SIZE",
+    "MAGIC",
+    "MUTEX_OFFSET",
+    "NO_SCHEMA_ID",
+    "PAGE",
+    "PAGE_ALIGN_MIN",
+    "PAGE_HALF",
+    "SLOT_ENTRY",
+    "SLOT_HEADER",
+    "SLOT_HEADER_SIZE",
+    "SLOT_TABLE_OFFSET",
+    "STATE_OFFSET",
+    "U64",
+    "VERSION",
+    "WRITING",
+    "MTIME_WORD",
+    "REQUEST_WORD",
+    "SCHEMA_COUNTER_WORD",
+    "STATE_WORD",
+    "WAITER_WORD",
+    "WRITER_REQUEST_WORD",
+    "Header",
+    "align",
+    "check_slot",
+    "header_words",
+    "read_header",
+    "read_was_whole",
+    "slot_alignment",
+    "slot_entry_offset",
+    "slot_size",
+    "write_identity",
+    "write_slot_header",
 ]

@@ -108,9 +108,12 @@ class SharedObject(Handle):
                 self.close()
                 # A producer restarted with a new frame size meets the segment of its last run:
                 # say where the stored kind comes from, not only that it differs.
-                msg = (f"{exc}. {type(self).__name__}({name!r}, data=...) attaches to the segment of that name "
-                       "if one exists, and assigns to it; if an earlier run left it, remove it first "
-                       f"(`shared-object rm {name}`), or use SharedDynamicObject, whose kind can change")
+                msg = (
+                    f"{exc}. {type(self).__name__}({name!r}, data=...) attaches to the segment of "
+                    "that name if one exists, and assigns to it; if an earlier run left it, "
+                    f"remove it first (`shared-object rm {name}`), or use SharedDynamicObject, "
+                    "whose kind can change"
+                )
                 raise TypeMismatchError(msg) from exc
             except BaseException:
                 self.close()
@@ -135,8 +138,11 @@ class SharedObject(Handle):
         return self
 
     @classmethod
-    def attach(cls: type[Self], name: str, *, timeout: float | None = 0.0, tuning: Tuning | None = None) -> Self:
-        """Attach to an existing object, waiting up to ``timeout`` seconds (None: forever) for it to appear.
+    def attach(
+        cls: type[Self], name: str, *, timeout: float | None = 0.0, tuning: Tuning | None = None
+    ) -> Self:
+        """Attach to an existing object, waiting up to ``timeout`` seconds (None: forever) for it to
+        appear.
 
         On timeout raises SegmentNotFoundError, whose message explains that processes in
         different containers must share an IPC namespace or /dev/shm. ``timeout=0`` (or less)
@@ -154,9 +160,14 @@ class SharedObject(Handle):
             except SegmentNotFoundError as exc:
                 if deadline is not None and time.monotonic() >= deadline:
                     waited = f" after waiting {seconds:g} s" if seconds else ""
-                    msg = f"no shared object named {name!r} in {_segment.SHM_DIR}{waited}. {_segment.IPC_HINT}"
+                    msg = (
+                        f"no shared object named {name!r} in {_segment.SHM_DIR}{waited}. "
+                        f"{_segment.IPC_HINT}"
+                    )
                     raise SegmentNotFoundError(msg) from exc
-                time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
+                time.sleep(
+                    pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
+                )
                 pause = min(pause * 2, chosen.attach_poll_max_s)
         self = cls.__new__(cls)
         self._init_size = DEFAULT_INIT_SIZE
@@ -199,21 +210,31 @@ class SharedObject(Handle):
                 s1 = words[2]  # STATE
                 value = self._slots[s1 & 1].read()  # type: ignore[union-attr]  # fixed objects: both slots loaded
                 s2 = words[2]
-                if s2 == s1 or _read_was_whole(s1, s2):  # the first test is the common case, without a call
+                if s2 == s1 or _read_was_whole(
+                    s1, s2
+                ):  # the first test is the common case, without a call
                     self._seen = s1 >> 2
                     return value
                 # Free the lapped copy before reading again. Holding two big copies at once and
-                # then freeing both lets glibc's malloc trim the heap, so every later copy
-                # page-faults its memory in again: 1.2 MB fetches took 500 us instead of 27 us.
+                # then freeing both lets glibc's malloc trim the heap, so every later copy would
+                # page-fault its memory in again (docs/design.md, "Big arrays").
                 del value
-            except DECODE_ERRORS:  # closed (ClosedError below), torn or corrupt: the slow path decides
+            except (
+                DECODE_ERRORS
+            ):  # closed (ClosedError below), torn or corrupt: the slow path decides
                 self._check_open()
             except Exception as exc:  # noqa: BLE001 - closed by another thread during the read?
                 raise self._closed_during("fetch", exc)  # noqa: B904 - sets the cause; re-raises exc if open
-        elif fn is None and out is None and self._single_slot and (words := self._words) is not CLOSED_WORDS \
-                and not words[7]:  # WRITER_REQUEST: a writer waiting for its turn goes first (the slow path)
+        elif (
+            fn is None
+            and out is None
+            and self._single_slot
+            and (words := self._words) is not CLOSED_WORDS
+            and not words[7]
+        ):  # WRITER_REQUEST: a writer waiting for its turn goes first (the slow path)
             # One slot (never dynamic: both slots loaded): read under the mutex when it is free, by
-            # the inline protocol (WriterLock.take_after_trylock). Anything else (busy, a dead holder,
+            # the inline protocol (WriterLock.take_after_trylock). Anything else (busy, a dead
+            # holder,
             # an incomplete value, a closed handle) takes the slow path, which says what or waits.
             lock = self._lock
             rc = -1
@@ -227,9 +248,13 @@ class SharedObject(Handle):
                             value = self._slots[0].read()  # type: ignore[union-attr]  # fixed objects: loaded
                             self._seen = s >> 2
                             return value
-                    except DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: corruption
+                    except (
+                        DECODE_ERRORS
+                    ) as exc:  # nobody writes while we hold the mutex: corruption
                         raise self._as_layout_error(exc) from exc
-                elif rc == errno.EOWNERDEAD:  # we now hold a dead writer's mutex: recover it, then go slow
+                elif (
+                    rc == errno.EOWNERDEAD
+                ):  # we now hold a dead writer's mutex: recover it, then go slow
                     rc = -1
                     rc = lock.take_after_trylock(errno.EOWNERDEAD, self._tuning)
             except Exception as exc:  # noqa: BLE001 - closed by another thread during the read?
@@ -284,7 +309,8 @@ class SharedObject(Handle):
 
     @property
     def triggered(self) -> bool:
-        """True once for each change since this handle last looked: reading it resets it (no system call).
+        """True once for each change since this handle last looked: reading it resets it (no system
+        call).
 
         Changes are counted as for :attr:`modified`: another handle's assign, any handle's trigger.
         """
@@ -323,13 +349,15 @@ class SharedObject(Handle):
         return not self._segment.is_named()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the object changes (another handle's assign, any handle's trigger); False on timeout.
+        """Block until the object changes (another handle's assign, any handle's trigger); False on
+        timeout.
 
         Returns at once when :attr:`modified` would be true: the object changed since this handle
         last fetched (or read ``triggered``), so no change is ever missed between a fetch and the
         next wait, and a trigger of this very handle counts. Sleeps in the kernel (a futex on the
         shared mapping): an idle waiter uses no CPU. Works across processes and across containers
-        that share the segment. ``timeout=0`` (or less) only checks; ``math.inf`` is the same as None.
+        that share the segment. ``timeout=0`` (or less) only checks; ``math.inf`` is the same as
+        None.
         """
         self._check_open()
         seconds = _arguments.timeout_seconds(timeout, "wait(timeout=...)")
@@ -345,11 +373,16 @@ class SharedObject(Handle):
                 if deadline is not None and now >= deadline:
                     return False
                 self._check_open()  # closed by another thread, which woke us?
-                nap = tuning.wait_slice_s if deadline is None else min(tuning.wait_slice_s, (deadline - now) / 1e9)
+                nap = (
+                    tuning.wait_slice_s
+                    if deadline is None
+                    else min(tuning.wait_slice_s, (deadline - now) / 1e9)
+                )
                 announce = now + int(nap * 1e9) + tuning.wait_grace_ns
                 if words[_WAITER] < announce:  # noqa: PLR1730 - store only when it moves: writers poll this line
                     words[_WAITER] = announce
-                # The kernel re-checks the word after our announcement is stored: a writer either sees
+                # The kernel re-checks the word after our announcement is stored: a writer either
+                # sees
                 # the announcement and wakes us, or changed the word first and we return at once.
                 futex_wait(self._futex_address, state & _layout.FUTEX_MASK, nap)
         except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
@@ -357,7 +390,9 @@ class SharedObject(Handle):
 
     @property
     def kind(self) -> str:
-        """A description of the stored value's type identity, e.g. ``ndarray[uint8, (480, 848, 3)]``."""
+        """A description of the stored value's type identity, e.g. ``ndarray[uint8, (480, 848,
+        3)]``.
+        """
         self._check_open()
         try:
             return _reading.current_node(self).describe()
@@ -378,17 +413,24 @@ class SharedObject(Handle):
         reference), IntegerOverflowError for an int beyond 64 bits, UnsupportedTypeError for a
         type that cannot be stored.
         """
-        # Word indices as literals (see the module docstring): 2 STATE, 3 MTIME, 4 WAITER, 5 REQUEST;
+        # Word indices as literals (see the module docstring): 2 STATE, 3 MTIME, 4 WAITER, 5
+        # REQUEST;
         # bit 1 of the state is WRITING.
         fast = self._fast
         array = None
-        if fast is not None and type(data) is fast[0] and (fast[0] is not int or -(2**63) <= data < 2**63):
+        if (
+            fast is not None
+            and type(data) is fast[0]
+            and (fast[0] is not int or -(2**63) <= data < 2**63)
+        ):
             writes = None  # a bool/int/float going into a top-level leaf of exactly its type
         elif (
             (array := self._fast_array) is not None
             and type(data) is np.ndarray
             and data.shape == array[1]
-            and (data.dtype is array[0] or data.dtype == array[0])  # builtin dtypes are singletons: skip the slow ==
+            and (
+                data.dtype is array[0] or data.dtype == array[0]
+            )  # builtin dtypes are singletons: skip the slow ==
         ):
             writes = None  # an ndarray of exactly the stored dtype and shape
         else:
@@ -487,7 +529,10 @@ class SharedObject(Handle):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _codecs, _layout
+from . import _codecs, _layout, _schema
 from ._arguments import fetch_arguments
 from ._errors import IncompleteValueError, TypeMismatchError
 from ._handle import DECODE_ERRORS, Handle, Slot
@@ -119,8 +119,12 @@ def fetch_locked(h: Handle, fn: FetchFn | None, out: np.ndarray[Any, Any] | None
     def section() -> tuple[int, Any]:
         state = locked_state(h)
         try:
-            slot = h._keep(state & _layout.CURRENT_SLOT, h._slot_for_read(state & _layout.CURRENT_SLOT))
-            timed = h._lock_free  # only lock-free handles use _slow_reads: no clock reads for the others
+            slot = h._keep(
+                state & _layout.CURRENT_SLOT, h._slot_for_read(state & _layout.CURRENT_SLOT)
+            )
+            timed = (
+                h._lock_free
+            )  # only lock-free handles use _slow_reads: no clock reads for the others
             started = _monotonic_ns() if timed else 0
             if out is not None:
                 value = copy_into(out, slot.node, h._buf, slot.base)
@@ -151,7 +155,8 @@ def locked_state(h: Handle) -> int:
     if state & _layout.WRITING and h._single_slot:
         msg = (
             f"the last writer of single-slot segment {h.name!r} died in the middle of an assign: "
-            "its value is incomplete until the next assign (two-slot objects keep the last complete value)"
+            "its value is incomplete until the next assign (two-slot objects keep the last "
+            "complete value)"
         )
         raise IncompleteValueError(msg)
     return state
@@ -182,7 +187,9 @@ def current_node(h: Handle) -> _codecs.Node:
     def section() -> _codecs.Node:
         state = locked_state(h)
         try:
-            return h._keep(state & _layout.CURRENT_SLOT, h._slot_for_read(state & _layout.CURRENT_SLOT)).node
+            return h._keep(
+                state & _layout.CURRENT_SLOT, h._slot_for_read(state & _layout.CURRENT_SLOT)
+            ).node
         except DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: this is corruption
             raise h._as_layout_error(exc) from exc
 
@@ -193,7 +200,7 @@ def current_node(h: Handle) -> _codecs.Node:
 # fetch(fn): views in, private values out
 # ---------------------------------------------------------------------------------------------
 class ViewsForFn:
-    """The read-only views that ``fetch(fn)`` hands to fn, and the root arrays they were made from."""
+    """The read-only views ``fetch(fn)`` hands to fn, and the root arrays they were made from."""
 
     __slots__ = ("base", "buf", "node", "roots", "value")
 
@@ -203,13 +210,16 @@ class ViewsForFn:
         self.value: Any = node.view(buf, base, self.roots)
 
     def take(self) -> Any:
-        """The views, dropping our own reference: from then on only what the caller keeps holds them."""
+        """The views, dropping our own reference: from then on only what the caller keeps holds
+        them.
+        """
         value, self.value = self.value, None
         return value
 
 
 def apply(h: Handle, fn: FetchFn, views: ViewsForFn) -> Any:
-    """``fn`` of the value's read-only views, with a result that no longer points into shared memory.
+    """``fn`` of the value's read-only views, with a result that no longer points into shared
+    memory.
 
     Views in the result's arrays, tuples, lists and dicts are copied (only what fn kept: a slice
     of a frame costs the slice). A view that something else still holds (a namedtuple or
@@ -249,13 +259,15 @@ def _points_into_mapping(h: Handle, array: np.ndarray[Any, Any]) -> bool:
     return any(lo < end and hi > start for start, end in h._map_ranges)
 
 
-def copy_into(out: np.ndarray[Any, Any], node: _codecs.Node, buf: memoryview, base: int) -> np.ndarray[Any, Any]:
+def copy_into(
+    out: np.ndarray[Any, Any], node: _codecs.Node, buf: memoryview, base: int
+) -> np.ndarray[Any, Any]:
     """fetch(out=...): copy an ndarray value into the caller's array of the same dtype and shape."""
     if not isinstance(node, _codecs.ArrayNode):
         msg = f"fetch(out=...) needs an ndarray object; this one holds {node.describe()}"
         raise TypeMismatchError(msg)
     if not isinstance(out, np.ndarray) or out.dtype != node.dtype or out.shape != node.shape:
-        msg = f"fetch(out=...): stored kind is {node.describe()}, out is {_codecs.describe(out)}"
+        msg = f"fetch(out=...): stored kind is {node.describe()}, out is {_schema.describe(out)}"
         raise TypeMismatchError(msg)
     np.copyto(out, node.views(buf, base)[1])
     return out
@@ -267,7 +279,17 @@ def copy_into(out: np.ndarray[Any, Any], node: _codecs.Node, buf: memoryview, ba
 class ZeroCopyView:
     """What ``SharedObject.view()`` returns: ``value`` inside the block, ``torn`` after it."""
 
-    __slots__ = ("__weakref__", "_handle", "_lock", "_locked", "_slot", "_state", "_words", "torn", "value")
+    __slots__ = (
+        "__weakref__",
+        "_handle",
+        "_lock",
+        "_locked",
+        "_slot",
+        "_state",
+        "_words",
+        "torn",
+        "value",
+    )
 
     def __init__(self, handle: Handle) -> None:
         self._handle = handle
@@ -291,12 +313,16 @@ class ZeroCopyView:
         try:
             if h._lock_free and self._enter_lock_free(h):
                 return self
-            lock: WriterLock | ClosedLock = h._lock  # closed since view(): open_block raises ClosedError
+            lock: WriterLock | ClosedLock = (
+                h._lock
+            )  # closed since view(): open_block raises ClosedError
             self._lock = lock
             taken = lock.open_block(self, h._tuning)
             self._locked = True
             if not taken:
-                self._lock = None  # nested in a read block of this thread: the lock stays with that block
+                self._lock = (
+                    None  # nested in a read block of this thread: the lock stays with that block
+                )
             self._state = locked_state(h)
             slot = h._slot_for_read(self._state & _layout.CURRENT_SLOT)
             if h._dynamic:
@@ -341,7 +367,10 @@ class ZeroCopyView:
         return False
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         h = self._handle
         if self._locked:
@@ -367,5 +396,12 @@ class ZeroCopyView:
 
 
 __all__ = [
-    "FetchFn", "ZeroCopyView", "apply", "copy_into", "current_node", "fetch_locked", "fetch_slow", "locked_state",
+    "FetchFn",
+    "ZeroCopyView",
+    "apply",
+    "copy_into",
+    "current_node",
+    "fetch_locked",
+    "fetch_slow",
+    "locked_state",
 ]

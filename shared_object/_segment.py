@@ -16,7 +16,7 @@ The creator of a segment of ``HUGE_PAGE_MIN_BYTES`` or more asks for those pages
 out 4 KiB pages (its ``huge=`` mount option is usually ``never``), while numpy backs private
 arrays of 4 MiB or more with transparent huge pages; copying a 100 MiB value through 25,600
 TLB entries instead of 50 measurably slows every fetch and assign of large arrays. The price is
-paid once, at creation (a few ms per 2 MiB here). A mapping is unmapped when the last view into
+paid once, at creation. A mapping is unmapped when the last view into
 it dies, never before (see ``_map``), so a caller's view can never dangle.
 """
 
@@ -64,7 +64,7 @@ _MAP_NORESERVE: Final = 0x4000
 
 IPC_HINT: Final = (
     "Processes in different containers see each other's segments only when they share an IPC "
-    "namespace (compose: `ipc: shareable` on one service that only holds it, `ipc: \"service:<it>\"` "
+    'namespace (compose: `ipc: shareable` on one service that only holds it, `ipc: "service:<it>"` '
     "on producer and consumer; docker run: --ipc container:<it>) or bind-mount the same /dev/shm. "
     "Not the producer's own namespace: a restarted producer gets a new, empty /dev/shm."
 )
@@ -81,8 +81,8 @@ def validate_name(name: object) -> str:
         raise InvalidNameError(msg)
     if not name or len(name) > MAX_NAME_LENGTH or not _NAME_RE.fullmatch(name):
         msg = (
-            f"invalid segment name {name!r}: use 1 to {MAX_NAME_LENGTH} characters from "
-            "letters, digits, '_', '-' and '.', not starting with '.' or '-' (no '/', no NUL)"
+            f"invalid segment name {name!r}: use 1 to {MAX_NAME_LENGTH} characters from letters, "
+            "digits, '_', '-' and '.', not starting with '.' or '-' (no '/', no NUL)"
         )
         raise InvalidNameError(msg)
     return name
@@ -147,7 +147,10 @@ class Segment:
         try:
             os.link(self.path, final)
         except FileExistsError as exc:
-            msg = f"a segment named {self.name!r} already exists in {SHM_DIR}{_who_holds(final, self.name)}"
+            msg = (
+                f"a segment named {self.name!r} already exists in "
+                f"{SHM_DIR}{_who_holds(final, self.name)}"
+            )
             raise SegmentExistsError(msg) from exc
         finally:
             os.unlink(self.path)
@@ -172,7 +175,10 @@ class Segment:
                 msg = f"no shared object named {name!r} in {SHM_DIR}. {IPC_HINT}"
                 raise SegmentNotFoundError(msg) from exc
             except PermissionError as exc:
-                msg = f"segment {name!r} exists but this process may not open it ({_owner(path)}); {_mode_hint()}"
+                msg = (
+                    f"segment {name!r} exists but this process may not open it ({_owner(path)}); "
+                    f"{_mode_hint()}"
+                )
                 raise SegmentPermissionError(msg) from exc
             except OSError as exc:
                 raise _open_error(exc, name) from exc
@@ -281,11 +287,15 @@ def _map(fd: int, size: int) -> tuple[memoryview, int]:
     lib = _mman()
     length = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
     slack = HUGE_PAGE if size >= HUGE_PAGE else 0
-    reserved = lib.mmap(None, length + slack, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE, -1, 0)
+    reserved = lib.mmap(
+        None, length + slack, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE, -1, 0
+    )
     if reserved in (None, lib.failed):
         raise _errno_error("mmap (reserving address space)")
     address = -(-reserved // HUGE_PAGE) * HUGE_PAGE if slack else reserved
-    mapped = lib.mmap(address, length, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | _MAP_FIXED, fd, 0)
+    mapped = lib.mmap(
+        address, length, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | _MAP_FIXED, fd, 0
+    )
     if mapped != address:
         error = _errno_error("mmap")
         lib.munmap(reserved, length + slack)
@@ -302,7 +312,9 @@ def _map(fd: int, size: int) -> tuple[memoryview, int]:
 
 
 def _collapse(address: int, offset: int, length: int) -> bool:
-    """MADV_COLLAPSE the whole, aligned 2 MiB pieces of bytes [offset, offset + length) of a mapping."""
+    """MADV_COLLAPSE the whole, aligned 2 MiB pieces of bytes [offset, offset + length) of a
+    mapping.
+    """
     start = -(-offset // HUGE_PAGE) * HUGE_PAGE
     end = (offset + length) // HUGE_PAGE * HUGE_PAGE
     return end > start and _mman().madvise(address + start, end - start, _MADV_COLLAPSE) == 0
@@ -331,12 +343,14 @@ def huge_pages_available() -> bool:
 
 
 def _huge_mapped_kb(address: int) -> int | None:
-    """KiB of the mapping at ``address`` that huge pages back (ShmemPmdMapped), or None if unknown."""
+    """KiB of the mapping at ``address`` backed by huge pages (ShmemPmdMapped); None: unknown."""
     try:
         with open("/proc/self/smaps") as smaps:
             inside = False
             for line in smaps:
-                if not line.split(maxsplit=1)[0].endswith(":"):  # a mapping's first line: start-end perms ...
+                if not line.split(maxsplit=1)[0].endswith(
+                    ":"
+                ):  # a mapping's first line: start-end perms ...
                     inside = line.startswith(f"{address:x}-")
                 elif inside and line.startswith("ShmemPmdMapped:"):
                     return int(line.split()[1])
@@ -352,9 +366,12 @@ def _open_error(exc: OSError, name: str) -> OSError:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     whose = "this process" if exc.errno == errno.EMFILE else "the system"
     msg = (
-        f"cannot open segment {name!r}: {whose} has too many open files (this process may have {soft}). "
-        "Every open SharedObject handle keeps one file descriptor until close(): close the handles you no "
-        "longer use (or share one handle per segment in a process), or raise the limit (`ulimit -n`; "
+        f"cannot open segment {name!r}: {whose} has too many open files (this process may have "
+        f"{soft}). "
+        "Every open SharedObject handle keeps one file descriptor until close(): close the "
+        "handles you no "
+        "longer use (or share one handle per segment in a process), or raise the limit (`ulimit "
+        "-n`; "
         "compose: `ulimits: {nofile: 65536}`)"
     )
     return TooManyHandlesError(exc.errno, msg)
@@ -378,8 +395,8 @@ def reserve(fd: int, offset: int, length: int, name: str) -> None:
         vfs = os.statvfs(SHM_DIR)
         free, total = vfs.f_bavail * vfs.f_frsize, vfs.f_blocks * vfs.f_frsize
         msg = (
-            f"no room in {SHM_DIR} for segment {name!r}: asked for {_fmt(length)}, "
-            f"{_fmt(free)} free of {_fmt(total)}. {SHM_SIZE_HINT}"
+            f"no room in {SHM_DIR} for segment {name!r}: asked for {_fmt(length)}, {_fmt(free)} "
+            f"free of {_fmt(total)}. {SHM_SIZE_HINT}"
         )
         raise OutOfSharedMemoryError(errno.ENOSPC, msg) from exc
 
@@ -402,8 +419,10 @@ def unlink(name: str, identity: tuple[int, int] | None = None) -> None:
     except FileNotFoundError as exc:
         msg = f"no shared object named {name!r} in {SHM_DIR}"
         raise SegmentNotFoundError(msg) from exc
-    msg = (f"{name!r} in {SHM_DIR} now names another segment, created after this handle attached "
-           "(a restarted producer?); left it in place")
+    msg = (
+        f"{name!r} in {SHM_DIR} now names another segment, created after this handle attached (a "
+        "restarted producer?); left it in place"
+    )
     raise SegmentNotFoundError(msg)
 
 
@@ -415,8 +434,11 @@ def _who_holds(path: str, name: str) -> str:
         return ""  # gone meanwhile, or not ours to open: nothing more to say
     if held:
         return ", in use by a live handle"
-    return (f" and no process holds it (left by a run that ended without unlink()?): attach to it, or remove it "
-            f"with `shared-object rm {name}` (`shared-object gc` removes every segment no process holds)")
+    return (
+        " and no process holds it (left by a run that ended without unlink()?): attach to it, or "
+        f"remove it with `shared-object rm {name}` (`shared-object gc` removes every segment no "
+        "process holds)"
+    )
 
 
 def _same_file(path: str, fd: int) -> bool:
@@ -432,13 +454,15 @@ def _owner(path: str) -> str:
     except OSError:
         return "owner unknown"
     mode = stat.S_IMODE(st.st_mode)
-    return f"owner uid {st.st_uid}, gid {st.st_gid}, mode {mode:#o}; this process is uid {os.getuid()}"
+    return (
+        f"owner uid {st.st_uid}, gid {st.st_gid}, mode {mode:#o}; this process is uid {os.getuid()}"
+    )
 
 
 def _mode_hint() -> str:
     return (
-        "the creator must pass mode=0o666 (any user) or mode=0o660 with a group both processes share "
-        "(in compose, run both services with the same `user:`)"
+        "the creator must pass mode=0o666 (any user) or mode=0o660 with a group both processes "
+        "share (in compose, run both services with the same `user:`)"
     )
 
 
@@ -451,6 +475,14 @@ def _fmt(n: int) -> str:
 
 
 __all__ = [
-    "IPC_HINT", "SHM_DIR", "SHM_SIZE_HINT", "TEMP_PREFIX",
-    "Segment", "huge_pages_available", "reserve", "segment_path", "unlink", "validate_name",
+    "IPC_HINT",
+    "SHM_DIR",
+    "SHM_SIZE_HINT",
+    "TEMP_PREFIX",
+    "Segment",
+    "huge_pages_available",
+    "reserve",
+    "segment_path",
+    "unlink",
+    "validate_name",
 ]

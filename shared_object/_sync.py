@@ -4,8 +4,7 @@ Two primitives, both reached through ``ctypes`` on the C library:
 
 * :class:`WriterMutex`: a process-shared, *robust* ``pthread_mutex_t`` stored in the segment
   header. Writers exclude each other with it. Uncontended lock + unlock costs two C calls and no
-  system call: 0.34 us, against 2.1 us for ``fcntl.flock`` and 3.1 us for an OFD lock (two
-  system calls each), measured side by side on one slow day of our 2-core VM.
+  system call, where ``fcntl.flock`` or an OFD lock costs two system calls (docs/design.md).
   Robust means that when a holder dies (even by SIGKILL) the kernel marks the mutex, and the next
   locker gets ``EOWNERDEAD``, marks it consistent and carries on: a crashed writer never leaves a
   stale lock. It works across containers that share the segment, because a process-shared mutex
@@ -41,15 +40,29 @@ from ._errors import LayoutError, LockTimeoutError, UnsupportedPlatformError
 #: x86 never reorders a load with an older load, nor a store with an older store.
 LOCK_FREE_READS: Final[bool] = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686"}
 
-#: Bytes reserved for the mutex in the header; glibc's pthread_mutex_t is 40 (x86-64) or 48 (aarch64).
+#: Bytes reserved for the mutex in the header; glibc's pthread_mutex_t is 40 (x86-64) or 48
+#: (aarch64).
 MUTEX_SPACE: Final = 64
 
 _SYS_FUTEX: Final[dict[str, int]] = {
-    "x86_64": 202, "amd64": 202, "i386": 240, "i686": 240, "aarch64": 98, "arm64": 98,
-    "armv7l": 240, "riscv64": 98, "ppc64le": 221, "s390x": 238,
+    "x86_64": 202,
+    "amd64": 202,
+    "i386": 240,
+    "i686": 240,
+    "aarch64": 98,
+    "arm64": 98,
+    "armv7l": 240,
+    "riscv64": 98,
+    "ppc64le": 221,
+    "s390x": 238,
 }
 #: get_robust_list(2), by machine: the kernel's list of the robust mutexes a thread holds.
-_SYS_GET_ROBUST_LIST: Final[dict[str, int]] = {"x86_64": 274, "amd64": 274, "aarch64": 100, "arm64": 100}
+_SYS_GET_ROBUST_LIST: Final[dict[str, int]] = {
+    "x86_64": 274,
+    "amd64": 274,
+    "aarch64": 100,
+    "arm64": 100,
+}
 #: A thread holds a handful of robust mutexes at most; a longer walk means a corrupt list.
 _ROBUST_LIST_MAX: Final = 4096
 _FUTEX_WAIT: Final = 0
@@ -70,15 +83,19 @@ class _Libc:
 
     def __init__(self) -> None:
         if sys.platform != "linux":
-            msg = f"shared_object needs Linux (shared memory in /dev/shm, futexes); this is {sys.platform}"
+            msg = (
+                "shared_object needs Linux (shared memory in /dev/shm, futexes); this is "
+                f"{sys.platform}"
+            )
             raise UnsupportedPlatformError(msg)
         if sys.byteorder != "little":
             msg = "shared_object's segment layout is little-endian; this CPU is big-endian"
             raise UnsupportedPlatformError(msg)
         if not lock_abi().startswith("glibc-"):
             msg = (
-                "shared_object needs the GNU C library (glibc) for its process-shared robust mutex; "
-                f"this process runs {lock_abi()} (for example Alpine's musl): use a Debian/Ubuntu based image"
+                "shared_object needs the GNU C library (glibc) for its process-shared robust "
+                f"mutex; this process runs {lock_abi()} (for example Alpine's musl): use a "
+                "Debian/Ubuntu based image"
             )
             raise UnsupportedPlatformError(msg)
         # CDLL releases the GIL around calls (for blocking ones); PyDLL keeps it (cheaper, for
@@ -88,9 +105,7 @@ class _Libc:
         ptr = ctypes.c_void_p
         # The two hot calls (every assign makes both): PYFUNCTYPE keeps the GIL, and the prototype
         # has no argtypes, so the argument, a ctypes.byref() each WriterMutex makes once, is passed
-        # through as it is (no converter, no allocation). Measured here per trylock+unlock pair:
-        # 0.34 us warm and 1.1 us right after a 1.2 MB copy (which evicts what the call touches),
-        # against 0.45 / 1.7 us for a c_void_p prototype called with an int address.
+        # through as it is (no converter, no allocation): the cheapest call ctypes makes.
         # Never call these two with a plain int: without argtypes it would go as a 32-bit C int.
         hot = ctypes.PYFUNCTYPE(ctypes.c_int)
         self.trylock = hot(_address_of_function(quick.pthread_mutex_trylock))
@@ -145,7 +160,9 @@ def _fn(f: ctypes._CFuncPtr, argtypes: list[type]) -> ctypes._CFuncPtr:  # type:
 
 @functools.cache
 def libc() -> _Libc:
-    """The resolved C library; raises UnsupportedPlatformError where we cannot run (not cached then)."""
+    """The resolved C library; raises UnsupportedPlatformError where we cannot run (not cached
+    then).
+    """
     return _Libc()
 
 
@@ -171,8 +188,9 @@ def check_mutex_type(buf: memoryview, offset: int, name: str) -> None:
     for i, value in _type_bytes():
         if buf[offset + i] != value:
             msg = (
-                f"segment {name!r} is corrupt: its writer lock is no longer the robust, process-shared "
-                "mutex shared_object makes (its type bytes were overwritten); recreate the object"
+                f"segment {name!r} is corrupt: its writer lock is no longer the robust, "
+                "process-shared mutex shared_object makes (its type bytes were overwritten); "
+                "recreate the object"
             )
             raise LayoutError(msg)
 
@@ -198,7 +216,16 @@ class WriterMutex:
     Otherwise the caller keeps the mapping alive for as long as the mutex is used.
     """
 
-    __slots__ = ("_address", "_lib", "_mapping", "owner_died_count", "ref", "segment", "trylock", "unlock")
+    __slots__ = (
+        "_address",
+        "_lib",
+        "_mapping",
+        "owner_died_count",
+        "ref",
+        "segment",
+        "trylock",
+        "unlock",
+    )
 
     def __init__(self, address: int, segment: object = None, mapping: object = None) -> None:
         self._lib = libc()
@@ -252,9 +279,11 @@ class WriterMutex:
         _check(rc, "pthread_mutex_lock")
 
     def lock_within(self, seconds: float) -> int:
-        """Wait in the kernel up to ``seconds`` for the mutex: 0 (taken), ETIMEDOUT, EOWNERDEAD (taken)...
+        """Wait in the kernel up to ``seconds`` for the mutex: 0 (taken), ETIMEDOUT, EOWNERDEAD
+        (taken)...
 
-        The raw result, like ``trylock``'s: the caller finishes an EOWNERDEAD with acquire_contended.
+        The raw result, like ``trylock``'s: the caller finishes an EOWNERDEAD with
+        acquire_contended.
         """
         deadline = time.time() + seconds  # pthread_mutex_timedlock takes CLOCK_REALTIME
         spec = _Timespec(int(deadline), int((deadline % 1) * 1e9))
@@ -278,7 +307,7 @@ class WriterMutex:
         _check(self._lib.unlock(self.ref), "pthread_mutex_unlock")
 
     def forget(self) -> None:
-        """Unregister (its handle closes); the mapping goes with the last reference to this object."""
+        """Unregister (its lock is gone); the mapping goes with the last reference to it."""
         if _MAPPED_MUTEXES.get(self._address) is self.segment:
             del _MAPPED_MUTEXES[self._address]
 
@@ -286,7 +315,9 @@ class WriterMutex:
         """Does the mutex's lock word carry this thread's id? Not proof that this thread holds it
         (threads in another PID namespace share ids): only for erring on the safe side where
         :meth:`held_by_this_thread` cannot tell."""
-        word = ctypes.c_uint32.from_address(self._address).value  # glibc's __lock: owner tid | flags
+        word = ctypes.c_uint32.from_address(
+            self._address
+        ).value  # glibc's __lock: owner tid | flags
         return word & _FUTEX_TID_MASK == threading.get_native_id()
 
     def held_by_this_thread(self) -> bool | None:
@@ -303,13 +334,17 @@ class WriterMutex:
         if lib.sys_get_robust_list is None or self.segment is None:
             return None
         head, length = ctypes.c_void_p(), ctypes.c_size_t()
-        if lib.syscall_quick(lib.sys_get_robust_list, 0, ctypes.byref(head), ctypes.byref(length)) != 0:
+        if (
+            lib.syscall_quick(lib.sys_get_robust_list, 0, ctypes.byref(head), ctypes.byref(length))
+            != 0
+        ):
             return None  # refused (a seccomp profile, say)
         start = head.value
         if not start:
             return None
         # struct robust_list_head { struct robust_list *next; long futex_offset; ... }: each entry
-        # is a pointer inside a held mutex, futex_offset bytes past the mutex's lock word (its start).
+        # is a pointer inside a held mutex, futex_offset bytes past the mutex's lock word (its
+        # start).
         offset = ctypes.c_long.from_address(start + ctypes.sizeof(ctypes.c_void_p)).value
         entry = ctypes.c_void_p.from_address(start).value
         for _ in range(_ROBUST_LIST_MAX):
@@ -339,7 +374,10 @@ def _check(rc: int, what: str) -> None:
     if rc == 0:
         return
     if rc == errno.ENOTRECOVERABLE:
-        msg = f"{what}: the segment's writer lock is not recoverable (ENOTRECOVERABLE); recreate the object"
+        msg = (
+            f"{what}: the segment's writer lock is not recoverable (ENOTRECOVERABLE); recreate the "
+            "object"
+        )
         raise LayoutError(msg)
     if rc == errno.EINVAL:  # glibc checks the mutex's kind bits: garbage there is corruption
         msg = f"{what}: the segment's writer lock is corrupt (EINVAL); recreate the object"
@@ -360,8 +398,13 @@ def futex_wait(address: int, expected: int, timeout: float) -> None:
     seconds = max(timeout, 0.0)
     spec = _Timespec(int(seconds), int((seconds % 1) * 1e9))
     lib.syscall_blocking(
-        lib.sys_futex, ctypes.c_void_p(address), _FUTEX_WAIT, ctypes.c_uint32(expected),
-        ctypes.byref(spec), None, 0,
+        lib.sys_futex,
+        ctypes.c_void_p(address),
+        _FUTEX_WAIT,
+        ctypes.c_uint32(expected),
+        ctypes.byref(spec),
+        None,
+        0,
     )
 
 
@@ -369,10 +412,19 @@ def futex_wake(address: int) -> None:
     """Wake every process sleeping in :func:`futex_wait` on the word at ``address``."""
     lib = libc()
     if lib.sys_futex is not None:
-        lib.syscall_quick(lib.sys_futex, ctypes.c_void_p(address), _FUTEX_WAKE, _INT_MAX, None, None, 0)
+        lib.syscall_quick(
+            lib.sys_futex, ctypes.c_void_p(address), _FUTEX_WAKE, _INT_MAX, None, None, 0
+        )
 
 
 __all__ = [
-    "LOCK_FREE_READS", "MUTEX_SPACE", "WriterMutex", "check_mutex_type", "futex_wait", "futex_wake", "libc", "lock_abi",
+    "LOCK_FREE_READS",
+    "MUTEX_SPACE",
+    "WriterMutex",
+    "check_mutex_type",
+    "futex_wait",
+    "futex_wake",
+    "libc",
+    "lock_abi",
     "robust_locks_supported",
 ]

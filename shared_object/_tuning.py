@@ -72,11 +72,22 @@ class Tuning:
                     raise InvalidArgumentError(msg)
                 continue
             kind = int if field.type == "int" else (int, float)
-            if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) or value < 0:
-                msg = f"Tuning.{field.name} must be a finite, non-negative {field.type}, not {value!r}"
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, kind)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                msg = (
+                    f"Tuning.{field.name} must be a finite, non-negative {field.type}, not "
+                    f"{value!r}"
+                )
                 raise InvalidArgumentError(msg)
         if self.lock_free_reads and not LOCK_FREE_READS:
-            msg = "Tuning(lock_free_reads=True): this CPU may reorder loads, so every read must take the writer lock"
+            msg = (
+                "Tuning(lock_free_reads=True): this CPU may reorder loads, so every read must "
+                "take the writer lock"
+            )
             raise InvalidArgumentError(msg)
 
 

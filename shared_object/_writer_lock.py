@@ -85,11 +85,23 @@ WAITING: Final = "waiting"
 class WriterLock:
     """One segment's writer mutex as this process holds it. Get it with :meth:`of`."""
 
-    __slots__ = ("__weakref__", "_mutex", "_records", "futex_address", "inline", "name", "ref", "trylock", "unlock",
-                 "words")
+    __slots__ = (
+        "__weakref__",
+        "_mutex",
+        "_records",
+        "futex_address",
+        "inline",
+        "name",
+        "ref",
+        "trylock",
+        "unlock",
+        "words",
+    )
 
     #: segment identity (device, inode) -> its lock, while a handle uses it.
-    _of_segment: ClassVar[weakref.WeakValueDictionary[tuple[int, int], WriterLock]] = weakref.WeakValueDictionary()
+    _of_segment: ClassVar[weakref.WeakValueDictionary[tuple[int, int], WriterLock]] = (
+        weakref.WeakValueDictionary()
+    )
     #: Locks that a thread of ours may still hold where the kernel cannot tell: glibc writes
     #: into every robust mutex a thread holds, so their mapping must stay for the process's life.
     _kept_mapped: ClassVar[list[WriterLock]] = []
@@ -111,7 +123,8 @@ class WriterLock:
 
     @classmethod
     def of(cls, name: str, key: tuple[int, int], mapping: memoryview, address: int) -> WriterLock:
-        """The lock of segment ``key``, made on ``mapping`` (at ``address``) if no handle has it yet.
+        """The lock of segment ``key``, made on ``mapping`` (at ``address``) if no handle has it
+        yet.
 
         It keeps that mapping alive for as long as any handle uses the lock.
         """
@@ -176,7 +189,9 @@ class WriterLock:
                 del records[-1]  # no call between these two: see the module docstring
         if rc:
             try:
-                mutex.acquire_contended(rc, tuning.lock_timeout_s)  # EOWNERDEAD: recover a dead holder's mutex
+                mutex.acquire_contended(
+                    rc, tuning.lock_timeout_s
+                )  # EOWNERDEAD: recover a dead holder's mutex
             except LockTimeoutError:
                 raise self.timeout_error(tuning) from None
         return 0
@@ -246,7 +261,9 @@ class WriterLock:
                 return
 
     def _take_as_reader(self, tuning: Tuning) -> bool:
-        """The mutex for the read section on top of this thread's records: True if taken, False if nested."""
+        """The mutex for the read section on top of this thread's records: True if taken, False if
+        nested.
+        """
         mutex = self._mutex
         words = self.words
         # Nested in a section of ours (a record below ours, or an inline one): it may hold the
@@ -278,7 +295,9 @@ class WriterLock:
         held = self._mutex.held_by_this_thread()
         records = self._records.get(_get_ident())
         if records:
-            records[:] = [r for r in records if r[1] is None or r[1]() is not None]  # views gone: blocks ended
+            records[:] = [
+                r for r in records if r[1] is None or r[1]() is not None
+            ]  # views gone: blocks ended
         if held is False:
             return NOT_HELD
         mine = records[: len(records) - 1] if (asking and records) else (records or [])
@@ -299,11 +318,14 @@ class WriterLock:
             self._release_abandoned()
 
     def _release_abandoned(self) -> None:
-        log.warning("released the writer lock of %r, which an interrupted call had taken", self.name)
+        log.warning(
+            "released the writer lock of %r, which an interrupted call had taken", self.name
+        )
         self._mutex.release_abandoned()
 
     def keep_mapped_if_held_here(self) -> None:
-        """Where the kernel cannot tell and the lock word names this thread, keep the mapping for good.
+        """Where the kernel cannot tell and the lock word names this thread, keep the mapping for
+        good.
 
         For a handle's close: glibc writes into the robust mutexes a thread holds, so the memory
         of one this thread may hold, abandoned, must stay mapped. The lock word first: a load,
@@ -325,9 +347,14 @@ class WriterLock:
     # Turns
     # -----------------------------------------------------------------------------------------
     def _wait_for_turn(
-        self, word: int, tuning: Tuning, attempt: Callable[[], int], block: Callable[[], int] | None = None
+        self,
+        word: int,
+        tuning: Tuning,
+        attempt: Callable[[], int],
+        block: Callable[[], int] | None = None,
     ) -> int:
-        """Retry ``attempt`` (a trylock: 0, EBUSY, EOWNERDEAD...) until it is not EBUSY, and return that.
+        """Retry ``attempt`` (a trylock: 0, EBUSY, EOWNERDEAD...) until it is not EBUSY, and return
+        that.
 
         Meanwhile ``words[word]`` holds a fresh stamp asking the other side to let us go first
         (REQUEST: writers pause; WRITER_REQUEST: readers hold off), cleared once we have the
@@ -396,30 +423,33 @@ class WriterLock:
     # -----------------------------------------------------------------------------------------
     def timeout_error(self, tuning: Tuning) -> LockTimeoutError:
         msg = (
-            f"the writer lock of segment {self.name!r} stayed taken for {tuning.lock_timeout_s} s: a writer "
-            f"is stuck, or the lock bytes are corrupt (see: shared-object inspect {self.name})"
+            f"the writer lock of segment {self.name!r} stayed taken for {tuning.lock_timeout_s} s: "
+            "a writer is stuck, or the lock bytes are corrupt (see: shared-object inspect "
+            f"{self.name})"
         )
         if robust_locks_supported() is False:
             msg += (
-                "; or its holder died: this kernel does not keep robust lock lists (qemu-user emulation, "
-                "or a seccomp profile that refuses set_robust_list), so a dead holder's lock is never "
-                "released; re-create the object, and see `shared-object doctor`"
+                "; or its holder died: this kernel does not keep robust lock lists (qemu-user "
+                "emulation, or a seccomp profile that refuses set_robust_list), so a dead "
+                "holder's lock is never released; re-create the object, and see `shared-object "
+                "doctor`"
             )
         return LockTimeoutError(msg)
 
     def reentry_error(self, what: str) -> LockReentryError:
         msg = (
-            f"this thread holds the writer lock of {self.name!r} as a reader, inside a view() block or "
-            f"fetch(fn) on it (on this object reads take the lock: it has one slot, or this CPU is not "
-            f"x86), or in a call that a signal handler interrupted, so {what} would wait for itself: do "
-            "it after the block, or outside fn. (If no such block is open, a KeyboardInterrupt ended one "
-            "just before it released the lock, and the lock goes back once that view is gone.)"
+            f"this thread holds the writer lock of {self.name!r} as a reader, inside a view() "
+            "block or fetch(fn) on it (on this object reads take the lock: it has one slot, or "
+            f"this CPU is not x86), or in a call that a signal handler interrupted, so {what} "
+            "would wait for itself: do it after the block, or outside fn. (If no such block is "
+            "open, a KeyboardInterrupt ended one just before it released the lock, and the lock "
+            "goes back once that view is gone.)"
         )
         return LockReentryError(msg)
 
 
 class ClosedLock:
-    """Stands in for a closed handle's lock: every acquisition raises ClosedError, nothing is held."""
+    """Stands in for a closed handle's lock: every acquisition raises ClosedError."""
 
     __slots__ = ("inline", "name", "ref")
     owner_died_count = 0
@@ -457,4 +487,12 @@ def wait_step(spins: int, tuning: Tuning) -> int:
     return spins + 1
 
 
-__all__ = ["ABANDONED", "HELD_READING", "HELD_WRITING", "NOT_HELD", "ClosedLock", "WriterLock", "wait_step"]
+__all__ = [
+    "ABANDONED",
+    "HELD_READING",
+    "HELD_WRITING",
+    "NOT_HELD",
+    "ClosedLock",
+    "WriterLock",
+    "wait_step",
+]

@@ -5,9 +5,12 @@ environment they live in.
     shared-object inspect NAME [--json]   one segment's header, decoded, and a preview of its value
     shared-object rm NAME...              remove segments by name (open handles keep working)
     shared-object gc [--dry-run] [--prefix P] [--json]
-                                          remove segments (and half-created files) no live handle holds
-    shared-object doctor [--json]         what in this environment will break shared memory, and the fix
-    shared-object health NAME [--max-age S]  exit 0 if NAME changed in the last S seconds (healthchecks)
+                                          remove segments (and half-created files) no live handle
+                                          holds
+    shared-object doctor [--json]         what in this environment will break shared memory, and the
+    fix
+    shared-object health NAME [--max-age S]  exit 0 if NAME changed in the last S seconds
+    (healthchecks)
 
 "Held" means some open handle, in any process or container sharing /dev/shm, holds the file's
 liveness lock (see ``_flock``); the kernel drops it when a process dies, however it dies.
@@ -30,14 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, _codecs, _flock, _layout, _segment
+from . import __version__, _flock, _layout, _schema, _segment
 from ._dynamic import SharedDynamicObject
 from ._errors import SegmentNotFoundError, SharedObjectError
 from ._object import SharedObject
 from ._sync import LOCK_FREE_READS, libc, lock_abi, robust_locks_supported
 from ._tuning import Tuning
 
-#: Below this, /dev/shm is likely a container's default (64 MiB): frames of a few MB x 2 slots fill it.
+#: Below this, /dev/shm is likely a container's default (64 MiB): frames of a few MB x 2 slots fill
+#: it.
 SMALL_SHM_BYTES = 128 * 1024 * 1024
 
 
@@ -53,7 +57,9 @@ def _open_any(name: str, tuning: Tuning | None = None) -> SharedObject:
 
 
 def _starts_with_magic(path: str) -> bool:
-    """Whether the file at ``path`` begins as every segment of this library does (OSError if unreadable)."""
+    """Whether the file at ``path`` begins as every segment of this library does (OSError if
+    unreadable).
+    """
     with open(path, "rb") as f:
         return f.read(len(_layout.MAGIC)) == _layout.MAGIC
 
@@ -82,7 +88,9 @@ def _segment_names() -> list[str]:
         entries = os.listdir(_segment.SHM_DIR)
     except FileNotFoundError:
         return []
-    return sorted(n for n in entries if not n.startswith(".") and _is_ours(os.path.join(_segment.SHM_DIR, n)))
+    return sorted(
+        n for n in entries if not n.startswith(".") and _is_ours(os.path.join(_segment.SHM_DIR, n))
+    )
 
 
 def _temp_files() -> list[str]:
@@ -107,7 +115,9 @@ def _held(path: str) -> bool | None:
 
 
 def describe_segment(name: str, *, detail: bool = False) -> dict[str, Any]:
-    """Facts about one segment, for ``ls``; with ``detail``, also the decoded header and a value preview."""
+    """Facts about one segment, for ``ls``; with ``detail``, also the decoded header and a value
+    preview.
+    """
     path = _segment.segment_path(name)
     try:
         st = os.stat(path)
@@ -116,8 +126,13 @@ def describe_segment(name: str, *, detail: bool = False) -> dict[str, Any]:
         raise SegmentNotFoundError(msg) from exc
     info: dict[str, Any] = {
         # bytes: the file's size; memory: what it takes of /dev/shm, counted in whole pages
-        "name": name, "bytes": st.st_size, "memory": st.st_blocks * 512, "mode": f"{stat.S_IMODE(st.st_mode):#o}",
-        "owner": _owner(st.st_uid), "uid": st.st_uid, "held": _held(path),
+        "name": name,
+        "bytes": st.st_size,
+        "memory": st.st_blocks * 512,
+        "mode": f"{stat.S_IMODE(st.st_mode):#o}",
+        "owner": _owner(st.st_uid),
+        "uid": st.st_uid,
+        "held": _held(path),
     }
     try:
         with _open_any(name) as obj:
@@ -134,7 +149,7 @@ def describe_segment(name: str, *, detail: bool = False) -> dict[str, Any]:
 
 def _preview(value: Any) -> str:
     if isinstance(value, np.ndarray):
-        kind = _codecs.describe(value)
+        kind = _schema.describe(value)
         if not value.size:
             return f"{kind} (empty)"
         try:
@@ -166,7 +181,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
         age = f"{r['age_s']:.1f}s" if "age_s" in r else "?"
         kind = r.get("kind", r.get("error", "?"))[:36]
         held = {True: "yes", False: "no (stale)", None: "?"}[r["held"]]
-        print(f"{r['name']:28} {kind:36} {r['memory']:>10} {age:>8} {r['mode']:>6} {r['owner']:8} {held}")
+        print(
+            f"{r['name']:28} {kind:36} {r['memory']:>10} {age:>8} {r['mode']:>6} {r['owner']:8} "
+            f"{held}"
+        )
     return 0
 
 
@@ -181,9 +199,12 @@ def _header_facts(name: str) -> dict[str, Any]:
     finally:
         segment.close()
     return {
-        "layout_version": _layout.VERSION, "dynamic": header.dynamic, "single_slot": header.single_slot,
+        "layout_version": _layout.VERSION,
+        "dynamic": header.dynamic,
+        "single_slot": header.single_slot,
         "lock_abi": header.lock_abi,
-        "changes": state >> _layout.CHANGE_SHIFT, "current_slot": state & _layout.CURRENT_SLOT,
+        "changes": state >> _layout.CHANGE_SHIFT,
+        "current_slot": state & _layout.CURRENT_SLOT,
         "writing": bool(state & _layout.WRITING),
         "slots": [{"offset": o, "capacity": c} for o, c in header.slots],
     }
@@ -206,13 +227,20 @@ def cmd_rm(args: argparse.Namespace) -> int:
             path = _segment.segment_path(name)
             foreign = _not_ours(path)
             if foreign:  # another program's shared memory, named by a typo, say: not ours to remove
-                print(f"error: left {path} in place: {foreign}; remove it with `rm {path}` if you are sure",
-                      file=sys.stderr)
+                print(
+                    f"error: left {path} in place: {foreign}; remove it with `rm {path}` if you "
+                    "are sure",
+                    file=sys.stderr,
+                )
                 status = 1
                 continue
             held = _held(path)
             _segment.unlink(name)
-            note = " (still held by open handles; they keep their mapping until they close)" if held else ""
+            note = (
+                " (still held by open handles; they keep their mapping until they close)"
+                if held
+                else ""
+            )
             print(f"removed {name}{note}")
         except SharedObjectError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -229,13 +257,21 @@ def cmd_gc(args: argparse.Namespace) -> int:
     for name in candidates:
         path = os.path.join(_segment.SHM_DIR, name)
         try:
-            stale = not _flock.held_by_anyone(path) if args.dry_run else _flock.remove_if_unused(path)
+            stale = (
+                not _flock.held_by_anyone(path) if args.dry_run else _flock.remove_if_unused(path)
+            )
         except OSError as exc:  # e.g. another user's segment we may not open
             kept.append({"name": name, "reason": str(exc)})
             continue
-        (removed if stale else kept).append({"name": name} if stale else {"name": name, "reason": "held"})
+        (removed if stale else kept).append(
+            {"name": name} if stale else {"name": name, "reason": "held"}
+        )
     if args.json:
-        print(json.dumps({"removed" if not args.dry_run else "would_remove": removed, "kept": kept}, indent=2))
+        print(
+            json.dumps(
+                {"removed" if not args.dry_run else "would_remove": removed, "kept": kept}, indent=2
+            )
+        )
         return 0
     verb = "would remove" if args.dry_run else "removed"
     for r in removed:
@@ -252,10 +288,16 @@ def _shm_mount() -> dict[str, str]:
             for line in f:
                 fields = line.split()
                 mount_point = fields[4]
-                if _segment.SHM_DIR.startswith(mount_point) and len(mount_point) >= len(best.get("mount_point", "")):
+                if _segment.SHM_DIR.startswith(mount_point) and len(mount_point) >= len(
+                    best.get("mount_point", "")
+                ):
                     sep = fields.index("-")
-                    best = {"mount_point": mount_point, "fs": fields[sep + 1], "source": fields[sep + 2],
-                            "options": fields[sep + 3]}
+                    best = {
+                        "mount_point": mount_point,
+                        "fs": fields[sep + 1],
+                        "source": fields[sep + 2],
+                        "options": fields[sep + 3],
+                    }
     except (OSError, ValueError, IndexError):
         pass
     return best
@@ -300,7 +342,12 @@ def _check_shm(found: Findings) -> bool:
     total, free = vfs.f_blocks * vfs.f_frsize, vfs.f_bavail * vfs.f_frsize
     size = f"{total / 2**20:.0f} MiB, {free / 2**20:.0f} MiB free"
     if free < 2**20:
-        _finding(found, "error", "shm size", f"{size}: full; creating any object will fail ({_segment.SHM_SIZE_HINT})")
+        _finding(
+            found,
+            "error",
+            "shm size",
+            f"{size}: full; creating any object will fail ({_segment.SHM_SIZE_HINT})",
+        )
     elif total <= SMALL_SHM_BYTES:
         detail = f"{size}: small (a container's default is 64 MiB). {_segment.SHM_SIZE_HINT}"
         _finding(found, "warn", "shm size", detail)
@@ -308,7 +355,9 @@ def _check_shm(found: Findings) -> bool:
         _finding(found, "ok", "shm size", size)
     mount = _shm_mount()
     if mount:
-        _finding(found, "ok", "shm mount", f"{mount['mount_point']}: {mount['fs']} ({mount['options']})")
+        _finding(
+            found, "ok", "shm mount", f"{mount['mount_point']}: {mount['fs']} ({mount['options']})"
+        )
     return True
 
 
@@ -321,14 +370,23 @@ def _check_sharing(found: Findings) -> None:
     device = f"{os.major(st_dev)}:{os.minor(st_dev)}"
     if not _in_container():
         where = "on the host (or no container detected)"
-    elif os.statvfs(_segment.SHM_DIR).f_blocks * os.statvfs(_segment.SHM_DIR).f_frsize == 64 * 2**20:
-        where = "in a container with Docker's default 64 MiB /dev/shm (its own, unless others joined it)"
+    elif (
+        os.statvfs(_segment.SHM_DIR).f_blocks * os.statvfs(_segment.SHM_DIR).f_frsize == 64 * 2**20
+    ):
+        where = (
+            "in a container with Docker's default 64 MiB /dev/shm (its own, unless others joined "
+            "it)"
+        )
     else:
         where = "in a container"
-    _finding(found, "ok", "ipc namespace",
-             f"{ipc}, {_segment.SHM_DIR} is device {device}, {where}. Processes see each other's segments "
-             "only if they show the same IPC namespace id or the same shm device: run "
-             "`shared-object doctor` in each container and compare")
+    _finding(
+        found,
+        "ok",
+        "ipc namespace",
+        f"{ipc}, {_segment.SHM_DIR} is device {device}, {where}. Processes see each other's "
+        "segments only if they show the same IPC namespace id or the same shm device: run "
+        "`shared-object doctor` in each container and compare",
+    )
 
 
 def _check_segments(found: Findings) -> None:
@@ -340,32 +398,54 @@ def _check_segments(found: Findings) -> None:
             unreadable += not os.access(path, os.R_OK | os.W_OK)
         stale += _held(path) is False
     if unreadable:
-        _finding(found, "warn", "permissions",
-                 f"{unreadable} segment(s) owned by other users cannot be opened by uid {os.getuid()}: "
-                 "their creators should pass mode=0o666 (or 0o660 with a shared group)")
+        _finding(
+            found,
+            "warn",
+            "permissions",
+            f"{unreadable} segment(s) owned by other users cannot be opened by uid {os.getuid()}: "
+            "their creators should pass mode=0o666 (or 0o660 with a shared group)",
+        )
     else:
-        _finding(found, "ok", "permissions", f"every segment is usable by uid {os.getuid()} ({others} owned by others)")
+        _finding(
+            found,
+            "ok",
+            "permissions",
+            f"every segment is usable by uid {os.getuid()} ({others} owned by others)",
+        )
     temps = len(_temp_files())
     if stale or temps:
-        _finding(found, "warn", "stale segments", f"{stale} segment(s) and {temps} half-created file(s) no process "
-                 "holds: `shared-object gc` removes them")
+        _finding(
+            found,
+            "warn",
+            "stale segments",
+            f"{stale} segment(s) and {temps} half-created file(s) no process holds: "
+            "`shared-object gc` removes them",
+        )
     else:
         _finding(found, "ok", "stale segments", "none")
 
 
 def _check_huge_pages(found: Findings) -> None:
-    """Whether big segments get huge pages here (informational: without them, big copies are a few % slower)."""
+    """Whether big segments get huge pages here (informational: without them, big copies are a few %
+    slower).
+    """
     try:
         available = _segment.huge_pages_available()
     except OSError as exc:
-        _finding(found, "ok", "huge pages", f"unknown: the probe in {_segment.SHM_DIR} failed ({exc})")
+        _finding(
+            found, "ok", "huge pages", f"unknown: the probe in {_segment.SHM_DIR} failed ({exc})"
+        )
         return
     if available:
-        detail = (f"segments of {_segment.HUGE_PAGE_MIN_BYTES // 2**20} MiB or more are backed by 2 MiB pages "
-                  "(MADV_COLLAPSE), as numpy's big private arrays are")
+        detail = (
+            f"segments of {_segment.HUGE_PAGE_MIN_BYTES // 2**20} MiB or more are backed by 2 MiB "
+            "pages (MADV_COLLAPSE), as numpy's big private arrays are"
+        )
     else:
-        detail = ("not granted here (needs Linux 6.1+, /dev/shm not mounted huge=deny, and madvise allowed): "
-                  "big arrays are copied through 4 KiB pages, a few percent slower")
+        detail = (
+            "not granted here (needs Linux 6.1+, /dev/shm not mounted huge=deny, and madvise "
+            "allowed): big arrays are copied through 4 KiB pages, a few percent slower"
+        )
     _finding(found, "ok", "huge pages", detail)
 
 
@@ -375,26 +455,52 @@ def _check_platform(found: Findings) -> None:
     except SharedObjectError as exc:
         _finding(found, "error", "platform", str(exc))
     else:
-        detail = f"{platform.system()} {platform.machine()}, {lock_abi()}, lock-free reads: {LOCK_FREE_READS}"
+        detail = (
+            f"{platform.system()} {platform.machine()}, {lock_abi()}, lock-free reads: "
+            f"{LOCK_FREE_READS}"
+        )
         _finding(found, "ok", "platform", detail)
         _check_robust_locks(found)
-    _finding(found, "ok", "versions", f"shared_object {__version__}, Python {platform.python_version()}, "
-             f"numpy {np.__version__}, sapien {_version('sapien')}")
+    _finding(
+        found,
+        "ok",
+        "versions",
+        f"shared_object {__version__}, Python {platform.python_version()}, numpy "
+        f"{np.__version__}, sapien {_version('sapien')}",
+    )
 
 
 def _check_robust_locks(found: Findings) -> None:
-    """Whether a writer that dies holding an object's lock is noticed (see _sync.robust_locks_supported)."""
+    """Whether a writer that dies holding an object's lock is noticed (see
+    _sync.robust_locks_supported).
+    """
     supported = robust_locks_supported()
     if supported:
-        _finding(found, "ok", "robust locks", "the kernel releases the lock of a writer that dies holding it")
+        _finding(
+            found,
+            "ok",
+            "robust locks",
+            "the kernel releases the lock of a writer that dies holding it",
+        )
     elif supported is None:
-        _finding(found, "ok", "robust locks", "cannot tell here (get_robust_list refused, or its number unknown "
-                 f"on {platform.machine()})")
+        _finding(
+            found,
+            "ok",
+            "robust locks",
+            "cannot tell here (get_robust_list refused, or its number unknown on "
+            f"{platform.machine()})",
+        )
     else:
-        _finding(found, "warn", "robust locks", "this kernel keeps no robust lock lists (qemu-user emulation, or a "
-                 "seccomp profile refusing set_robust_list): a writer that dies holding an "
-                 "object's lock leaves it taken, and later writers (and, on CPUs other than x86, readers) get "
-                 "LockTimeoutError until the object is re-created. Run natively, or allow set_robust_list")
+        _finding(
+            found,
+            "warn",
+            "robust locks",
+            "this kernel keeps no robust lock lists (qemu-user emulation, or a seccomp profile "
+            "refusing set_robust_list): a writer that dies holding an object's lock leaves it "
+            "taken, and later writers (and, on CPUs other than x86, readers) get "
+            "LockTimeoutError until the object is re-created. Run natively, or allow "
+            "set_robust_list",
+        )
 
 
 def doctor_findings() -> Findings:
@@ -445,8 +551,11 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="shared-object", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="shared-object",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("ls", help="list the shared_object segments and whether they are held")
     ls.add_argument("--json", action="store_true")
@@ -466,9 +575,16 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check this environment for shared-memory problems")
     doctor.add_argument("--json", action="store_true")
     doctor.set_defaults(run=cmd_doctor)
-    health = sub.add_parser("health", help="exit 0 if NAME exists and changed within --max-age seconds")
+    health = sub.add_parser(
+        "health", help="exit 0 if NAME exists and changed within --max-age seconds"
+    )
     health.add_argument("name")
-    health.add_argument("--max-age", type=_seconds, default=5.0, help="seconds (default 5; inf: only check it exists)")
+    health.add_argument(
+        "--max-age",
+        type=_seconds,
+        default=5.0,
+        help="seconds (default 5; inf: only check it exists)",
+    )
     health.set_defaults(run=cmd_health)
     return parser
 

@@ -24,6 +24,7 @@ from shared_object import (
     TypeMismatchError,
     UnsupportedTypeError,
     _codecs,
+    _schema,
 )
 
 STRING_DTYPE = getattr(getattr(np, "dtypes", None), "StringDType", None)  # numpy 2's variable-width strings
@@ -46,7 +47,7 @@ VALUES = [
 ]
 
 
-@pytest.mark.parametrize("value", VALUES, ids=lambda v: _codecs.describe(v)[:40])
+@pytest.mark.parametrize("value", VALUES, ids=lambda v: _schema.describe(v)[:40])
 def test_round_trip(shm_name: str, value: Any) -> None:
     with SharedObject.create(shm_name, value) as obj, SharedObject.attach(shm_name) as other:
         assert same(other.fetch(), value)
@@ -335,22 +336,22 @@ def test_unsupported_values_are_refused_at_creation(shm_name: str, value: Any, m
 
 def test_nesting_is_limited_with_a_clear_error_not_a_recursion_error(shm_name: str) -> None:
     deepest: Any = 1
-    for _ in range(_codecs.MAX_DEPTH):
+    for _ in range(_schema.MAX_DEPTH):
         deepest = [deepest]
     with SharedObject.create(shm_name, deepest) as obj, SharedObject.attach(shm_name) as reader:
         assert reader.fetch() == deepest
         obj.unlink()
     with pytest.raises(UnsupportedTypeError, match="nested more than 100 levels deep"):
-        _codecs.schema_of([deepest])
+        _schema.schema_of([deepest])
     holds_itself: list[Any] = []
     holds_itself.append(holds_itself)  # used to end in RecursionError
     with pytest.raises(UnsupportedTypeError, match="does a container hold itself"):
         SharedObject.create(shm_name, {"a": holds_itself})
     key: Any = ()
-    for _ in range(_codecs.MAX_DEPTH + 1):
+    for _ in range(_schema.MAX_DEPTH + 1):
         key = (key,)
     with pytest.raises(UnsupportedTypeError, match="dict key of tuples nested more than 100"):
-        _codecs.schema_of({key: 1})
+        _schema.schema_of({key: 1})
 
 
 def test_a_kind_this_version_does_not_know_is_called_newer_not_corrupt(shm_name: str) -> None:
@@ -370,12 +371,12 @@ def test_a_kind_this_version_does_not_know_is_called_newer_not_corrupt(shm_name:
 
 def test_a_schema_nested_deeper_than_any_value_can_be_is_corrupt() -> None:
     schema: Any = ["int"]
-    for _ in range(_codecs.MAX_DEPTH + 1):
+    for _ in range(_schema.MAX_DEPTH + 1):
         schema = ["list", [schema]]
     with pytest.raises(LayoutError, match="corrupt schema"):
         _codecs.build_checked(schema, "x")
     key: Any = ["int", 1]
-    for _ in range(_codecs.MAX_DEPTH + 1):
+    for _ in range(_schema.MAX_DEPTH + 1):
         key = ["tuple", [key]]
     with pytest.raises(LayoutError, match="dict key of tuples nested more than 100 levels deep"):
         _codecs.build_checked(["dict", [[key, ["int"]]]], "x")
@@ -408,7 +409,7 @@ def test_an_unsupported_part_of_a_new_value_is_named_by_its_path(
 
 def test_unsupported_type_error_lists_what_is_supported() -> None:
     with pytest.raises(UnsupportedTypeError, match="supported: None, bool, int"):
-        _codecs.schema_of(object())
+        _schema.schema_of(object())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,8 +461,8 @@ def test_property_round_trip(value: Any) -> None:
 @settings(max_examples=100, deadline=None)
 @given(value=values)
 def test_property_schema_survives_json(value: Any) -> None:
-    schema = _codecs.schema_of(value, 10)
-    assert _codecs.loads(_codecs.dumps(schema), "x") == schema
+    schema = _schema.schema_of(value, 10)
+    assert _schema.loads(_schema.dumps(schema), "x") == schema
     node = _codecs.build(schema)
     node.prepare(value, "", [])  # a value always fits the schema made from it
 
@@ -470,7 +471,7 @@ def test_property_schema_survives_json(value: Any) -> None:
 def test_a_set_whose_payload_holds_equal_elements_is_corrupt(kind: type) -> None:
     """Only corruption can store two equal elements; reading them must not shrink the set silently."""
     value = kind({1, 2})
-    node = _codecs.build(_codecs.schema_of(value))
+    node = _codecs.build(_schema.schema_of(value))
     node.place(0)
     writes: _codecs.Writes = []
     node.prepare(value, "", writes)

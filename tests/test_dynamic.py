@@ -13,7 +13,14 @@ from helpers import same
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared_object import SharedDynamicObject, SharedObject, UnsupportedTypeError, _codecs, _segment
+from shared_object import (
+    SharedDynamicObject,
+    SharedObject,
+    UnsupportedTypeError,
+    _codecs,
+    _schema,
+    _segment,
+)
 
 from .markers import x86_lock_free_reads
 
@@ -228,7 +235,7 @@ def test_a_read_that_a_writer_lapped_caches_nothing_it_read(shm_name: str, monke
     kept kind soon wrote again: from then on, reads decoded the int's bytes as a float
     (5e-324), and passed every check. Nothing a read saw is cached until it proved whole."""
     with SharedDynamicObject.create(shm_name, 1) as writer, SharedDynamicObject.attach(shm_name) as reader:
-        loads = _codecs.loads
+        loads = _schema.loads
         torn: list[bool] = []
 
         def loads_while_a_writer_laps(raw: bytes, name: str) -> Any:
@@ -238,7 +245,7 @@ def test_a_read_that_a_writer_lapped_caches_nothing_it_read(shm_name: str, monke
             writer.assign(1).assign(1)  # the same kind: the same schema id, written again
             return ["float"]  # what a mixed text could parse as: the same size, another kind
 
-        monkeypatch.setattr(_codecs, "loads", loads_while_a_writer_laps)
+        monkeypatch.setattr(_schema, "loads", loads_while_a_writer_laps)
         assert same(reader.fetch(), 1) and torn
         assert same(reader.fetch(), 1)
         writer.assign(2)
@@ -287,7 +294,7 @@ def test_a_view_lapped_at_every_try_of_its_set_up_holds_the_lock_for_its_block(s
 def test_kind_and_repr_under_a_writer_changing_kinds_read_as_fetch_reads(shm_name: str, spawn: Any) -> None:
     # They read the current slot's header unchecked: a lap raised LayoutError or ValueError, or
     # described a torn header, and cached it for the reads that followed.
-    described = {_codecs.build(_codecs.schema_of(k, 100)).describe() for k in FLIPPING_KINDS}
+    described = {_codecs.build(_schema.schema_of(k, 100)).describe() for k in FLIPPING_KINDS}
     with SharedDynamicObject.create(shm_name, FLIPPING_KINDS[0]) as reader:
         writer = spawn(helpers.assign_in_turn_in_child, shm_name, FLIPPING_KINDS, 3.0)
         reads = 0

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from shared_object import LayoutError, SharedDynamicObject, SharedObject, TypeMismatchError, _layout, _segment
+from shared_object import (
+    LayoutError,
+    SharedDynamicObject,
+    SharedObject,
+    TypeMismatchError,
+    _layout,
+    _segment,
+)
 
 
 def _path(name: str) -> str:

@@ -24,7 +24,9 @@ def make_pose(t: float) -> Any:
     xyz = [0.1 * np.sin(t), 0.1 * np.cos(t), 0.5]
     quat = [1.0, 0.0, 0.0, 0.0]
     try:
-        with warnings.catch_warnings():  # sapien warns when a machine has no GPU driver; poses need none
+        with (
+            warnings.catch_warnings()
+        ):  # sapien warns when a machine has no GPU driver; poses need none
             warnings.simplefilter("ignore")
             import sapien
     except ImportError:
@@ -33,7 +35,12 @@ def make_pose(t: float) -> Any:
 
 
 def initial_frame_message() -> dict[str, Any]:
-    return {"seq": 0, "stamp_ns": 0, "frame": np.zeros(FRAME_SHAPE, np.uint8), "pose": make_pose(0.0)}
+    return {
+        "seq": 0,
+        "stamp_ns": 0,
+        "frame": np.zeros(FRAME_SHAPE, np.uint8),
+        "pose": make_pose(0.0),
+    }
 
 
 def initial_action_message() -> dict[str, Any]:

@@ -26,8 +26,11 @@ def decide(frame: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
 def attach_all(timeout: float) -> tuple[SharedObject, SharedObject, SharedObject]:
     """The sensor's three objects, waiting up to ``timeout`` seconds for each to appear."""
-    return (SharedObject.attach(FRAME, timeout=timeout), SharedObject.attach(ACTION, timeout=timeout),
-            SharedObject.attach(STOP, timeout=timeout))
+    return (
+        SharedObject.attach(FRAME, timeout=timeout),
+        SharedObject.attach(ACTION, timeout=timeout),
+        SharedObject.attach(STOP, timeout=timeout),
+    )
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
@@ -37,7 +40,9 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--attach-timeout", type=float, default=30.0, help="seconds to wait for the sensor")
+    parser.add_argument(
+        "--attach-timeout", type=float, default=30.0, help="seconds to wait for the sensor"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
@@ -56,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
                 stats.maybe_print("frames")
                 continue
             # The action is computed on the shared frame in place: no 1.2 MB copy is made.
-            seq, stamp, action = frames.fetch(lambda m: (m["seq"], m["stamp_ns"], decide(m["frame"])))
-            stats.record(time.time_ns() - stamp, 0 if last_seq is None else max(0, seq - last_seq - 1))
+            seq, stamp, action = frames.fetch(
+                lambda m: (m["seq"], m["stamp_ns"], decide(m["frame"]))
+            )
+            stats.record(
+                time.time_ns() - stamp, 0 if last_seq is None else max(0, seq - last_seq - 1)
+            )
             last_seq = seq
             received += 1
             actions.assign({"seq": seq, "stamp_ns": time.time_ns(), "action": action})
@@ -65,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # already leaving: let the goodbye and cleanup finish
+        signal.signal(
+            signal.SIGTERM, signal.SIG_IGN
+        )  # already leaving: let the goodbye and cleanup finish
         actions.assign({"seq": BYE, "stamp_ns": time.time_ns(), "action": np.zeros(7, np.float32)})
         for obj in (frames, actions, stop):
             obj.close()

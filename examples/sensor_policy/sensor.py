@@ -14,7 +14,16 @@ import numpy as np
 
 from shared_object import SegmentNotFoundError, SharedObject, TypeMismatchError
 
-from .common import ACTION, BYE, FRAME, STOP, Stats, initial_action_message, initial_frame_message, make_pose
+from .common import (
+    ACTION,
+    BYE,
+    FRAME,
+    STOP,
+    Stats,
+    initial_action_message,
+    initial_frame_message,
+    make_pose,
+)
 
 
 def create_fresh(name: str, value: object) -> SharedObject:
@@ -27,7 +36,9 @@ def create_fresh(name: str, value: object) -> SharedObject:
 
 
 def shut_down(frames: SharedObject, actions: SharedObject, stop: SharedObject) -> None:
-    """Tell the policy to stop, wait for its goodbye (it no longer uses the objects), then remove them."""
+    """Tell the policy to stop, wait for its goodbye (it no longer uses the objects), then remove
+    them.
+    """
     # Already leaving: a SIGTERM now (`compose up --abort-on-container-exit` stopping us once the
     # policy is done) must not cut the cleanup short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -52,7 +63,9 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=30.0, help="frames per second (default 30)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds to run, 0 for ever (default 10)")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds to run, 0 for ever (default 10)"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
@@ -96,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         shut_down(frames, actions, stop)
-    print(f"[sensor] done: {seq} frames sent, {answered} answered, {stats.total_dropped} dropped "
-          f"({before_policy} sent before the policy was up)", flush=True)
+    print(
+        f"[sensor] done: {seq} frames sent, {answered} answered, {stats.total_dropped} dropped "
+        f"({before_policy} sent before the policy was up)",
+        flush=True,
+    )
     return 0
 
 
