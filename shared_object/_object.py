@@ -38,6 +38,7 @@ _time_ns = time.time_ns
 _copyto = np.copyto
 _read_was_whole = _layout.read_was_whole
 _STATE, _MTIME, _WAITER = _layout.STATE_WORD, _layout.MTIME_WORD, _layout.WAITER_WORD
+_WRITER_REQUEST = _layout.WRITER_REQUEST_WORD
 
 
 class SharedObject(Handle):
@@ -230,12 +231,12 @@ class SharedObject(Handle):
             and out is None
             and self._single_slot
             and (words := self._words) is not CLOSED_WORDS
-            and not words[7]
-        ):  # WRITER_REQUEST: a writer waiting for its turn goes first (the slow path)
+            and not words[_WRITER_REQUEST]  # a writer waiting for its turn goes first: slow path
+        ):
             # One slot (never dynamic: both slots loaded): read under the mutex when it is free, by
             # the inline protocol (WriterLock.take_after_trylock). Anything else (busy, a dead
-            # holder,
-            # an incomplete value, a closed handle) takes the slow path, which says what or waits.
+            # holder, an incomplete value, a closed handle) takes the slow path, which says what
+            # or waits its turn.
             lock = self._lock
             rc = -1
             try:
@@ -243,8 +244,8 @@ class SharedObject(Handle):
                 rc = lock.trylock(lock.ref)
                 if not rc:
                     try:
-                        s = words[2]  # STATE
-                        if not s & 2:  # WRITING left by a dead writer: the slow path raises
+                        s = words[_STATE]
+                        if not s & _layout.WRITING:  # left by a dead writer: the slow path raises
                             value = self._slots[0].read()  # type: ignore[union-attr]  # fixed objects: loaded
                             self._seen = s >> 2
                             return value

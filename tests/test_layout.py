@@ -148,3 +148,11 @@ def test_fixed_and_dynamic_do_not_mix(shm_name: str) -> None:
 def test_slot_size_rounds_to_alignment() -> None:
     payload_offset, size = _layout.slot_size(schema_len=7, payload_len=8)
     assert payload_offset == 128 and size == 192
+
+
+def test_the_hot_paths_word_indices_are_the_layouts() -> None:
+    """SharedObject.fetch and assign index the header words with literals (a global lookup is a
+    measurable part of a scalar assign): they must stay the words _layout names."""
+    assert (_layout.STATE_WORD, _layout.MTIME_WORD, _layout.WAITER_WORD, _layout.REQUEST_WORD) == (2, 3, 4, 5)
+    assert _layout.STATE_OFFSET == 8 * _layout.STATE_WORD
+    assert (_layout.CURRENT_SLOT, _layout.WRITING, _layout.CHANGE_SHIFT) == (1, 2, 2)
