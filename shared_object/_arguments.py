@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
-from typing import Any, Final
-
-import numpy as np
+from typing import Final
 
 from ._errors import InvalidArgumentError
 
@@ -67,26 +64,9 @@ def slot_count(value: object, *, dynamic: bool) -> int:
     return int(value)  # 1 or 2, checked above
 
 
-def fetch_arguments(fn: Callable[[Any], Any] | None, out: np.ndarray[Any, Any] | None) -> None:
-    """Refuse what fetch cannot honour (the kind of ``out`` is checked on reading)."""
-    if fn is not None and out is not None:
-        msg = (
-            "fetch takes fn or out=, not both (to copy fn's result into your array: "
-            "np.copyto(out, obj.fetch(fn)))"
-        )
-        raise InvalidArgumentError(msg)
-    if fn is not None and not callable(fn):
-        msg = f"fetch(fn): fn must be callable (it gets the value), not {fn!r}"
-        raise InvalidArgumentError(msg)
-    if isinstance(out, np.ndarray) and not out.flags.writeable:
-        msg = "fetch(out=...): out is read-only; pass a writable array"
-        raise InvalidArgumentError(msg)
-
-
 __all__ = [
     "DEFAULT_INIT_SIZE",
     "DEFAULT_MODE",
-    "fetch_arguments",
     "init_size",
     "mode",
     "slot_count",

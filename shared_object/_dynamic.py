@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from typing import Any, TypeVar
 
-from . import _codecs, _layout, _schema
+from . import _codecs, _layout, _probe, _schema
 from ._errors import LayoutError, OutOfSharedMemoryError
 from ._handle import Slot
 from ._object import SharedObject
+from ._tuning import Tuning
 
 DynamicSelf = TypeVar("DynamicSelf", bound="SharedDynamicObject")
 _STATE, _MTIME = _layout.STATE_WORD, _layout.MTIME_WORD
@@ -162,4 +163,10 @@ class SharedDynamicObject(SharedObject):
         raise LayoutError(msg)
 
 
-__all__ = ["SharedDynamicObject"]
+def open_any(name: str, tuning: Tuning | None = None) -> SharedObject:
+    """Attach to ``name`` with the class it was created as (SharedObject or SharedDynamicObject)."""
+    cls = SharedDynamicObject if _probe.read_state(name).dynamic else SharedObject
+    return cls.attach(name, tuning=tuning)
+
+
+__all__ = ["SharedDynamicObject", "open_any"]

@@ -94,7 +94,6 @@ SIGBUS in the reader when /dev/shm is full.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Final
 
 from ._errors import LayoutError
@@ -211,14 +210,18 @@ def slot_size(schema_len: int, payload_len: int) -> tuple[int, int]:
     return payload_offset, align(payload_offset + max(payload_len, 1), to)
 
 
-@dataclass(frozen=True)
 class Header:
     """The static part of a header, as read and checked at attach time."""
 
-    dynamic: bool
-    single_slot: bool
-    lock_abi: str
-    slots: tuple[tuple[int, int], tuple[int, int]]
+    __slots__ = ("dynamic", "lock_abi", "single_slot", "slots")
+
+    def __init__(
+        self, dynamic: bool, single_slot: bool, lock_abi: str, slots: tuple[tuple[int, int], ...]
+    ) -> None:
+        self.dynamic = dynamic
+        self.single_slot = single_slot
+        self.lock_abi = lock_abi
+        self.slots = slots
 
 
 def write_identity(buf: memoryview, *, dynamic: bool, single_slot: bool, lock_abi: str) -> None:
@@ -228,8 +231,11 @@ def write_identity(buf: memoryview, *, dynamic: bool, single_slot: bool, lock_ab
     ABI.pack_into(buf, ABI_OFFSET, lock_abi.encode("ascii"))
 
 
-def read_header(buf: memoryview, file_size: int, name: str) -> Header:
-    """Read and check the header; any inconsistency raises LayoutError naming the segment."""
+def check_identity(buf: memoryview | bytes, file_size: int, name: str) -> tuple[bool, bool]:
+    """Check the first 16 bytes: magic, layout version, header size, flags; (dynamic, single slot).
+
+    Any inconsistency raises LayoutError naming the segment.
+    """
     if file_size < HEADER_SIZE:
         msg = (
             f"segment {name!r} is truncated: {file_size} bytes, a header alone needs {HEADER_SIZE}"
@@ -255,6 +261,12 @@ def read_header(buf: memoryview, file_size: int, name: str) -> Header:
     ):
         msg = f"segment {name!r} has a corrupt header (header size {header_size}, flags {flags:#x})"
         raise LayoutError(msg)
+    return bool(flags & FLAG_DYNAMIC), single
+
+
+def read_header(buf: memoryview, file_size: int, name: str) -> Header:
+    """Read and check the header; any inconsistency raises LayoutError naming the segment."""
+    dynamic, single = check_identity(buf, file_size, name)
     (abi_raw,) = ABI.unpack_from(buf, ABI_OFFSET)
     abi = abi_raw.rstrip(b"\0").decode("ascii", "replace")
     slots = tuple(SLOT_ENTRY.unpack_from(buf, slot_entry_offset(i)) for i in (0, 1))
@@ -263,7 +275,7 @@ def read_header(buf: memoryview, file_size: int, name: str) -> Header:
     if single and slots[0] != slots[1]:
         msg = f"segment {name!r} is corrupt: a single-slot object whose two slot entries differ"
         raise LayoutError(msg)
-    return Header(bool(flags & FLAG_DYNAMIC), single, abi, (slots[0], slots[1]))
+    return Header(dynamic, single, abi, (slots[0], slots[1]))
 
 
 def check_slot(name: str, index: int, offset: int, capacity: int, file_size: int) -> None:
@@ -312,6 +324,7 @@ __all__ = [
     "WRITER_REQUEST_WORD",
     "Header",
     "align",
+    "check_identity",
     "check_slot",
     "header_words",
     "read_header",

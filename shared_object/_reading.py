@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import _codecs, _layout, _schema
-from ._arguments import fetch_arguments
-from ._errors import IncompleteValueError, TypeMismatchError
+from ._errors import IncompleteValueError, InvalidArgumentError, TypeMismatchError
 from ._handle import DECODE_ERRORS, Handle, Slot
 from ._writer_lock import ClosedLock, WriterLock
 
@@ -53,6 +52,22 @@ def fetch_slow(h: Handle, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) 
         return _fetch_open(h, fn, out)
     except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile? (fn can take a while)
         raise h._closed_during("fetch", exc, started_open=True)  # noqa: B904 - sets the cause; re-raises exc if open
+
+
+def fetch_arguments(fn: Callable[[Any], Any] | None, out: np.ndarray[Any, Any] | None) -> None:
+    """Refuse what fetch cannot honour (the kind of ``out`` is checked on reading)."""
+    if fn is not None and out is not None:
+        msg = (
+            "fetch takes fn or out=, not both (to copy fn's result into your array: "
+            "np.copyto(out, obj.fetch(fn)))"
+        )
+        raise InvalidArgumentError(msg)
+    if fn is not None and not callable(fn):
+        msg = f"fetch(fn): fn must be callable (it gets the value), not {fn!r}"
+        raise InvalidArgumentError(msg)
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        msg = "fetch(out=...): out is read-only; pass a writable array"
+        raise InvalidArgumentError(msg)
 
 
 def _fetch_open(h: Handle, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:

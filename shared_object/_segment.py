@@ -27,7 +27,6 @@ import errno
 import functools
 import mmap
 import os
-import re
 import resource
 import secrets
 import stat
@@ -36,7 +35,6 @@ import weakref
 from typing import Final
 
 from ._errors import (
-    InvalidNameError,
     LayoutError,
     OutOfSharedMemoryError,
     SegmentExistsError,
@@ -45,12 +43,7 @@ from ._errors import (
     TooManyHandlesError,
 )
 from ._flock import held_by_anyone, hold_liveness
-
-#: Where segments live. Override with SHARED_OBJECT_DIR (e.g. a tmpfs bind-mounted into containers).
-SHM_DIR: Final = os.environ.get("SHARED_OBJECT_DIR", "/dev/shm")  # noqa: S108 - it is the shared-memory dir
-TEMP_PREFIX: Final = ".shared_object-tmp-"
-MAX_NAME_LENGTH: Final = 200  # NAME_MAX is 255; leave room for the temporary prefix and suffix
-_NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+from ._names import SHM_DIR, TEMP_PREFIX, segment_path, validate_name
 
 #: Mappings of at least this size start at a multiple of it: the x86-64 and aarch64 (4 KiB
 #: base pages) huge page size. Elsewhere the alignment is merely harmless.
@@ -74,28 +67,9 @@ SHM_SIZE_HINT: Final = (
 )
 
 
-def validate_name(name: object) -> str:
-    """Return ``name`` if it can name a segment file, else raise InvalidNameError."""
-    if not isinstance(name, str):
-        msg = f"a segment name must be a str, not {type(name).__name__}"
-        raise InvalidNameError(msg)
-    if not name or len(name) > MAX_NAME_LENGTH or not _NAME_RE.fullmatch(name):
-        msg = (
-            f"invalid segment name {name!r}: use 1 to {MAX_NAME_LENGTH} characters from letters, "
-            "digits, '_', '-' and '.', not starting with '.' or '-' (no '/', no NUL)"
-        )
-        raise InvalidNameError(msg)
-    return name
-
-
 def _temp_path(tag: str) -> str:
     """A fresh private file name in SHM_DIR, which `gc` recognizes by TEMP_PREFIX."""
     return os.path.join(SHM_DIR, f"{TEMP_PREFIX}{tag}-{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def segment_path(name: str) -> str:
-    """The file that holds segment ``name``."""
-    return os.path.join(SHM_DIR, validate_name(name))
 
 
 class Segment:

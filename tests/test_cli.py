@@ -75,9 +75,9 @@ def test_inspect_of_a_missing_name_says_so(shm_name: str, capsys: pytest.Capture
 
 def test_ls_skips_a_segment_removed_while_listing(shm_name: str, capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared_object import cli
+    from shared_object import _cmd_segments
 
-    monkeypatch.setattr(cli, "_segment_names", lambda: [shm_name])  # listed, then gone before the stat
+    monkeypatch.setattr(_cmd_segments, "segment_names", lambda: [shm_name])  # listed, gone before the stat
     code, out = run(capsys, "ls", "--json")
     assert code == 0 and json.loads(out) == []
 
@@ -157,9 +157,9 @@ def test_doctor_fails_when_shm_is_missing(tmp_path: Any) -> None:
 
 
 def test_doctor_warns_about_a_small_shm(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared_object import cli
+    from shared_object import _cmd_doctor
 
-    monkeypatch.setattr(cli, "SMALL_SHM_BYTES", 10**15)  # any real /dev/shm is "small" now
+    monkeypatch.setattr(_cmd_doctor, "SMALL_SHM_BYTES", 10**15)  # any real /dev/shm is "small" now
     code, out = run(capsys, "doctor")
     assert code == 0 and "[warn ] shm size" in out and "shm_size" in out
 
@@ -168,12 +168,12 @@ def test_doctor_says_whether_a_dead_writer_s_lock_is_released(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under qemu-user (an arm64 image on an x86 host) a dead holder's lock stays taken for good."""
-    from shared_object import _sync, cli
+    from shared_object import _cmd_doctor, _sync
 
     findings = {f["check"]: f for f in json.loads(run(capsys, "doctor", "--json")[1])}
     native = _sync.robust_locks_supported() is not False  # CI's kernel: the kill tests rely on it
     assert (findings["robust locks"]["level"] == "ok") == native, findings["robust locks"]
-    monkeypatch.setattr(cli, "robust_locks_supported", lambda: False)  # what qemu-user's ENOSYS gives
+    monkeypatch.setattr(_cmd_doctor, "robust_locks_supported", lambda: False)  # what qemu-user's ENOSYS gives
     code, out = run(capsys, "doctor")
     assert code == 0 and "[warn ] robust locks" in out and "qemu-user" in out
 

@@ -57,9 +57,9 @@ PRISTINE = {(k, layout): _pristine(k, layout) for k in SAMPLES for layout in LAY
 
 
 def _open_and_read(name: str, tuning: Tuning | None = None) -> None:
-    from shared_object.cli import _open_any
+    from shared_object._dynamic import open_any
 
-    with _open_any(name, tuning) as obj:
+    with open_any(name, tuning) as obj:
         value = obj.fetch()
         obj.fetch(lambda v: v)
         _ = obj.modified, obj.mtime, repr(obj), obj.kind

@@ -91,8 +91,10 @@ def test_an_interrupted_loop_never_leaves_the_lock_taken(
     left_taken = 0
     with cls.create(shm_name, 7, **kwargs) as obj:
         for _ in range(150):
-            alarm(rng.uniform(0.0005, 0.003))
             try:
+                # Inside the try: a signal still pending from the last round (seen once in the
+                # image's Python 3.11.2) surfaces as this round's interrupt, not as a test error.
+                alarm(rng.uniform(0.0005, 0.003))
                 while True:
                     run(obj)
             except SignalHandlerError:

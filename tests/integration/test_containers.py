@@ -113,25 +113,27 @@ def test_trigger_wakes_a_waiter_in_another_container_promptly(containers: Contai
 def test_dynamic_object_resized_in_one_container_and_read_in_the_other(containers: Containers) -> None:
     donor = producer(containers, """
         import numpy as np
-        from shared_object import SharedDynamicObject
+        from shared_object import SharedDynamicObject, SharedObject
         obj = SharedDynamicObject.create("dyn", "start", mode=0o666)
+        ack = SharedObject.create("dyn-ack", None, mode=0o666)  # the reader's "next, please"
         print("READY", flush=True)
-        assert obj.wait(60)  # the reader attached and asked for the next value
+        assert ack.wait(60) and ack.triggered  # the reader attached and asked for the next value
         for i, shape in enumerate([(10,), (480, 848, 3), (1000, 1000), (3,)]):
             obj.assign(np.full(shape, i, np.float32))
-            obj.wait(60)
+            assert ack.wait(60) and ack.triggered
         print("DONE", flush=True)
     """)
     reader = joiner(containers, donor, """
-        from shared_object import SharedDynamicObject
+        from shared_object import SharedDynamicObject, SharedObject
         obj = SharedDynamicObject.attach("dyn", timeout=30)
+        ack = SharedObject.attach("dyn-ack", timeout=30)  # its own trigger object: a handle sees its own triggers
         assert obj.fetch() == "start"
-        obj.trigger()
+        ack.trigger()
         for _ in range(4):
             assert obj.wait(60)
             value = obj.fetch()
             print("SHAPE", value.shape, value.dtype, float(value.min()), float(value.max()), flush=True)
-            obj.trigger()
+            ack.trigger()
     """)
     code, out = finish(reader)
     assert code == 0, out
@@ -369,23 +371,23 @@ def test_a_writer_killed_holding_the_lock_in_one_container_is_recovered_in_anoth
     """
     donor = producer(containers, """
         import os, time, helpers
-        from shared_object import SharedObject
+        from shared_object import SharedObject, testing
         obj = SharedObject.create("locked", helpers.checksummed_frame(1), mode=0o666)
-        obj._mutex.acquire()  # frozen in the middle of an assign: it holds the writer lock
+        testing.writer_mutex(obj).acquire()  # frozen in the middle of an assign: it holds the writer lock
         print("READY pid", os.getpid(), flush=True)
         time.sleep(300)
     """)
     writer = joiner(containers, donor, """
         import os, time, helpers
-        from shared_object import SharedObject, _object
-        _object.LOCK_TIMEOUT_S = 120.0  # fail by the test's deadline, not by the library's
-        obj = SharedObject.attach("locked", timeout=30)
+        from shared_object import SharedObject, Tuning, testing
+        # fail by the test's deadline, not by the library's
+        obj = SharedObject.attach("locked", timeout=30, tuning=Tuning(lock_timeout_s=120.0))
         print("ATTACHED pid", os.getpid(), "reads", helpers.frame_ok(obj.fetch()), flush=True)
         t0 = time.monotonic()
         obj.assign(helpers.checksummed_frame(2))  # blocks on the lock until the holder dies
         frame = obj.fetch()
         same = bool((frame == helpers.checksummed_frame(2)).all())
-        print("RECOVERED", obj._mutex.owner_died_count, helpers.frame_ok(frame), same,
+        print("RECOVERED", testing.writer_mutex(obj).owner_died_count, helpers.frame_ok(frame), same,
               f"after {time.monotonic() - t0:.1f} s", flush=True)
     """)
     out = wait_for_output(writer, "ATTACHED")
