@@ -11,8 +11,9 @@ from importlib import metadata
 import numpy as np
 
 from . import __version__, _segment
-from ._cmd_segments import held_by_anyone, segment_names, temp_files
+from ._cmd_segments import held_by_anyone, temp_files
 from ._errors import SharedObjectError
+from ._probe import segment_names
 from ._sync import LOCK_FREE_READS, libc, lock_abi, robust_locks_supported
 
 #: Below this, /dev/shm is likely a container's default (64 MiB): frames of a few MB x 2 slots fill

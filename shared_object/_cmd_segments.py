@@ -17,46 +17,22 @@ from typing import Any
 
 import numpy as np
 
-from . import _flock, _layout, _schema, _segment
+from . import _flock, _layout, _probe, _schema, _segment
 from ._dynamic import SharedDynamicObject, open_any
 from ._errors import SegmentNotFoundError, SharedObjectError
-
-
-def _starts_with_magic(path: str) -> bool:
-    """Whether the file at ``path`` begins as every segment of this library does (OSError if
-    unreadable).
-    """
-    with open(path, "rb") as f:
-        return f.read(len(_layout.MAGIC)) == _layout.MAGIC
-
-
-def _is_ours(path: str) -> bool:
-    try:
-        return _starts_with_magic(path)
-    except OSError:
-        return False
+from ._probe import segment_names
 
 
 def _not_ours(path: str) -> str:
     """Why the file at ``path`` is not a segment of this library, or "" if it is (or is gone)."""
     try:
-        if _starts_with_magic(path):
+        if _probe.starts_with_magic(path):
             return ""
     except FileNotFoundError:
         return ""  # the caller's own call reports the missing name
     except OSError as exc:
         return f"cannot tell whether it is a shared_object segment ({exc.strerror})"
     return "it is not a shared_object segment (it does not start with this library's magic)"
-
-
-def segment_names() -> list[str]:
-    try:
-        entries = os.listdir(_segment.SHM_DIR)
-    except FileNotFoundError:
-        return []
-    return sorted(
-        n for n in entries if not n.startswith(".") and _is_ours(os.path.join(_segment.SHM_DIR, n))
-    )
 
 
 def temp_files() -> list[str]:

@@ -46,10 +46,13 @@ from ._schema import (
     check_keeps_its_meaning,
     describe,
     dtype_from_json,
+    dumps,
     is_pose,
     is_released,
     key_from_json,
+    loads,
     np_str_utf8,
+    schema_of,
     set_order,
     utf8,
 )
@@ -638,20 +641,88 @@ class _UnknownKindError(ValueError):
         self.kind = kind
 
 
-def build_checked(schema: Schema, name: str) -> Node:
-    """``build`` for a schema read from a segment: any malformation is a LayoutError."""
+def build_checked(schema: Schema, source: str) -> Node:
+    """``build`` for a schema read from outside (``source``: "segment 'x'", say): any
+    malformation is a LayoutError naming the source."""
     try:
         return build(schema)
     except _UnknownKindError as exc:
         msg = (
-            f"segment {name!r} holds a value of kind {exc.kind!r}, which this version of "
+            f"{source} holds a value of kind {exc.kind!r}, which this version of "
             "shared_object cannot read: was it written by a newer version? Install the same "
             "version in every process and container"
         )
         raise LayoutError(msg) from exc
     except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
-        msg = f"segment {name!r} has a corrupt schema ({exc})"
+        msg = f"{source} has a corrupt schema ({exc})"
         raise LayoutError(msg) from exc
 
 
-__all__ = ["ArrayNode", "Node", "StructNode", "Writes", "build", "build_checked", "fits_as_is"]
+# --------------------------------------------------------------------------------------------
+# A value as (schema text, payload) outside a segment: recordings, bridge messages
+# --------------------------------------------------------------------------------------------
+def encode(value: object, init_size: int = 0) -> tuple[bytes, bytes]:
+    """``value`` as (schema text, payload), the payload laid out as in a slot."""
+    schema = schema_of(value, init_size)
+    node = build(schema)
+    writes: Writes = []
+    node.prepare(value, "", writes)
+    payload = bytearray(node.size)
+    view = memoryview(payload)
+    for leaf, prepared in writes:
+        leaf.write(view, 0, prepared)
+    node.clear_cache()  # its views hold this buffer
+    view.release()
+    return dumps(schema), bytes(payload)
+
+
+class Decoder:
+    """Reads (schema text, payload) pairs back into values, building each schema's nodes once.
+
+    Every check that ``attach`` makes of a segment's schema and payload is made here: a
+    malformed or hostile pair raises LayoutError naming ``source``, never anything else.
+    """
+
+    def __init__(self, cache_size: int = 32) -> None:
+        self._nodes: dict[bytes, Node] = {}
+        self._cache_size = cache_size
+
+    def node(self, schema_text: bytes, source: str) -> Node:
+        node = self._nodes.get(schema_text)
+        if node is None:
+            node = build_checked(loads(schema_text, source), source)
+            if len(self._nodes) >= self._cache_size:
+                del self._nodes[next(iter(self._nodes))]
+            self._nodes[schema_text] = node
+        return node
+
+    def decode(self, schema_text: bytes, payload: bytes | memoryview, source: str) -> Any:
+        node = self.node(schema_text, source)
+        if len(payload) != node.size:
+            msg = (
+                f"{source}: a payload of {len(payload)} bytes, where its schema "
+                f"({node.describe()}) lays out {node.size}"
+            )
+            raise LayoutError(msg)
+        try:
+            return node.read(memoryview(payload).cast("B"), 0)
+        except LayoutError:
+            raise
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError, struct.error) as exc:
+            msg = f"{source}: a corrupt payload for {node.describe()} ({type(exc).__name__}: {exc})"
+            raise LayoutError(msg) from exc
+        finally:
+            node.clear_cache()  # views of this payload: it is not ours to keep
+
+
+__all__ = [
+    "ArrayNode",
+    "Decoder",
+    "Node",
+    "StructNode",
+    "Writes",
+    "build",
+    "build_checked",
+    "encode",
+    "fits_as_is",
+]

@@ -410,8 +410,9 @@ class Handle:
         node = self._nodes.get(schema_id)
         if node is None:
             start = offset + _layout.SLOT_HEADER_SIZE
-            schema = _schema.loads(bytes(buf[start : start + schema_len]), self.name)
-            node = _codecs.build_checked(schema, self.name)
+            source = f"segment {self.name!r}"
+            schema = _schema.loads(bytes(buf[start : start + schema_len]), source)
+            node = _codecs.build_checked(schema, source)
             if node.size != payload_len:
                 msg = (
                     f"segment {self.name!r} is corrupt: its schema needs {node.size} payload "

@@ -22,7 +22,16 @@ from ._names import SHM_DIR, segment_path
 class HeaderState:
     """What a segment's header says right now."""
 
-    __slots__ = ("changes", "dynamic", "file_size", "mtime_ns", "name", "single_slot", "writing")
+    __slots__ = (
+        "changes",
+        "current_slot",
+        "dynamic",
+        "file_size",
+        "mtime_ns",
+        "name",
+        "single_slot",
+        "writing",
+    )
 
     def __init__(
         self,
@@ -41,13 +50,15 @@ class HeaderState:
         self.changes = state >> _layout.CHANGE_SHIFT
         #: A writer is filling a slot (or, for a single-slot object, died doing so).
         self.writing = bool(state & _layout.WRITING)
+        #: The slot readers read now.
+        self.current_slot = state & _layout.CURRENT_SLOT
         #: time.time_ns() of the last change.
         self.mtime_ns = mtime_ns
         self.file_size = file_size
 
     def age_s(self, now_ns: int | None = None) -> float:
         """Seconds since the last change."""
-        return ((time.time_ns() if now_ns is None else now_ns) - self.mtime_ns) / 1e9
+        return max(0, (time.time_ns() if now_ns is None else now_ns) - self.mtime_ns) / 1e9
 
 
 def read_state(name: str) -> HeaderState:
@@ -96,4 +107,28 @@ def health(name: str, max_age_s: float) -> tuple[bool, str]:
     return True, f"healthy: {name!r} changed {age:.2f} s ago"
 
 
-__all__ = ["HeaderState", "health", "read_state"]
+def starts_with_magic(path: str) -> bool:
+    """Whether the file at ``path`` begins as every segment of this library does (OSError if
+    unreadable).
+    """
+    with open(path, "rb") as f:
+        return f.read(len(_layout.MAGIC)) == _layout.MAGIC
+
+
+def is_ours(path: str) -> bool:
+    try:
+        return starts_with_magic(path)
+    except OSError:
+        return False
+
+
+def segment_names() -> list[str]:
+    """The names of the segments of this library in SHM_DIR (files that start with its magic)."""
+    try:
+        entries = os.listdir(SHM_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in entries if not n.startswith(".") and is_ours(os.path.join(SHM_DIR, n)))
+
+
+__all__ = ["HeaderState", "health", "is_ours", "read_state", "segment_names", "starts_with_magic"]

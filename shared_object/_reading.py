@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -209,6 +209,65 @@ def current_node(h: Handle) -> _codecs.Node:
             raise h._as_layout_error(exc) from exc
 
     return h._lock.read(h._tuning, section)
+
+
+class RawValue(NamedTuple):
+    """A value as it lies in its slot, copied whole: what a recorder or a bridge sends on."""
+
+    #: The schema's JSON text (see _schema), as stored in the slot.
+    schema_text: bytes
+    #: The payload bytes, laid out by the schema (see _codecs): ``_codecs.Decoder`` reads them.
+    payload: bytes
+    #: The change counter of this value: one more for every assign and trigger.
+    change: int
+    #: time.time_ns() of the change.
+    mtime_ns: int
+
+
+def fetch_raw(h: Handle) -> RawValue:
+    """The current value's schema text and payload bytes, never torn, without decoding them.
+
+    Lock-free where reads are: a copy that a writer lapped, or whose change counter or mtime
+    moved meanwhile, is read again; after ``header_read_tries`` laps, under the mutex.
+    """
+    h._check_open()
+    try:
+        if h._lock_free:
+            words = h._words
+            for _ in range(h._tuning.header_read_tries):
+                m1, s1 = words[_layout.MTIME_WORD], words[_STATE]
+                try:
+                    raw = _copy_slot(h, s1, m1)
+                except DECODE_ERRORS as exc:
+                    if _read_was_whole(s1, words[_STATE]):
+                        raise h._as_layout_error(exc) from exc
+                    continue
+                if (
+                    words[_STATE] >> _layout.CHANGE_SHIFT == raw.change
+                    and words[_layout.MTIME_WORD] == m1
+                ):
+                    return raw
+
+        def section() -> RawValue:
+            state = locked_state(h)
+            try:
+                return _copy_slot(h, state, h._words[_layout.MTIME_WORD])
+            except DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: corruption
+                raise h._as_layout_error(exc) from exc
+
+        return h._lock.read(h._tuning, section)
+    except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
+        raise h._closed_during("fetch", exc, started_open=True)  # noqa: B904 - sets the cause
+
+
+def _copy_slot(h: Handle, state: int, mtime_ns: int) -> RawValue:
+    slot = h._slot_for_read(state & _layout.CURRENT_SLOT)
+    buf = h._buf
+    schema_len = _layout.SLOT_HEADER.unpack_from(buf, slot.offset)[1]
+    start = slot.offset + _layout.SLOT_HEADER_SIZE
+    text = bytes(buf[start : start + schema_len])
+    payload = bytes(buf[slot.base : slot.base + slot.node.size])
+    return RawValue(text, payload, state >> _layout.CHANGE_SHIFT, mtime_ns)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,11 +471,13 @@ class ZeroCopyView:
 
 __all__ = [
     "FetchFn",
+    "RawValue",
     "ZeroCopyView",
     "apply",
     "copy_into",
     "current_node",
     "fetch_locked",
+    "fetch_raw",
     "fetch_slow",
     "locked_state",
 ]

@@ -381,14 +381,15 @@ def dumps(schema: Schema) -> bytes:
     return json.dumps(schema, separators=(",", ":")).encode("utf-8")
 
 
-def loads(raw: bytes, name: str) -> Schema:
+def loads(raw: bytes, source: str) -> Schema:
+    """The schema in ``raw``; LayoutError naming ``source`` ("segment 'x'", say) if malformed."""
     try:
         schema = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        msg = f"segment {name!r} has a corrupt schema ({exc})"
+        msg = f"{source} has a corrupt schema ({exc})"
         raise LayoutError(msg) from exc
     if not isinstance(schema, list) or not schema:
-        msg = f"segment {name!r} has a corrupt schema (not a JSON array)"
+        msg = f"{source} has a corrupt schema (not a JSON array)"
         raise LayoutError(msg)
     return schema
 

@@ -1,0 +1,501 @@
+"""Recording shared objects into MCAP files, and playing them back (extra: ``shared_object[mcap]``).
+
+MCAP is the container format of rosbag2 and Foxglove: a file of channels, each with a schema,
+and time-stamped messages, written in chunks with an index at the end.
+
+The layout of a recording:
+
+- one channel per object and kind, its topic the object's name (a SharedDynamicObject whose kind
+  changed has one channel per kind, all on its topic); channel metadata ``dynamic``
+  ("true"/"false") and ``slots`` ("1"/"2") say how to re-create it;
+- the channel's schema: encoding ``shared_object.schema``, name the kind it describes
+  (``ndarray[uint8, (480, 848, 3)]``), data our schema JSON text (see ``_schema``);
+- one message per recorded change, encoding ``shared_object.payload``: the raw payload as it lay
+  in the slot (see ``_codecs``); log time the object's change time (its mtime, ns since the
+  epoch), publish time when it was recorded, sequence the change counter (mod 2**32).
+
+Nothing is pickled: ``play`` validates every schema and payload as ``attach`` validates a
+segment (``_codecs.Decoder``), skips what fails with a message naming it, and goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from . import _probe, _reading
+from ._codecs import Decoder
+from ._dynamic import SharedDynamicObject, open_any
+from ._errors import (
+    InvalidArgumentError,
+    LayoutError,
+    SharedObjectError,
+    TypeMismatchError,
+)
+from ._object import SharedObject
+
+SCHEMA_ENCODING = "shared_object.schema"
+MESSAGE_ENCODING = "shared_object.payload"
+PROFILE = "shared_object"
+#: How often a recorder looks for new objects that match its patterns, and reports progress.
+TICK_S = 1.0
+
+
+def _mcap() -> Any:
+    try:
+        import mcap.writer
+    except ImportError as exc:
+        msg = "recording needs the mcap extra: pip install 'shared_object[mcap]'"
+        raise ImportError(msg) from exc
+    return mcap
+
+
+# ---------------------------------------------------------------------------------------------
+# record
+# ---------------------------------------------------------------------------------------------
+class Recorder:
+    """Writes every change of the objects matching ``patterns`` to an MCAP file, until stopped.
+
+    One thread per object waits for its changes (``wait()``: no CPU while nothing changes) and
+    copies each new value's payload (``fetch_raw``: never torn); a lock serializes the writes.
+    A change that a thread did not see (the writer was faster than the copy and the write) is
+    counted as dropped, from the gap in the change counter.
+    """
+
+    def __init__(
+        self,
+        output: IO[bytes],
+        patterns: list[str],
+        *,
+        max_rate: float | None = None,
+        compression: str = "none",
+    ) -> None:
+        mcap = _mcap()
+        kinds = {
+            "none": mcap.writer.CompressionType.NONE,
+            "zstd": mcap.writer.CompressionType.ZSTD,
+            "lz4": mcap.writer.CompressionType.LZ4,
+        }
+        if compression not in kinds:
+            msg = f"compression must be one of {sorted(kinds)}, not {compression!r}"
+            raise InvalidArgumentError(msg)
+        from . import __version__
+
+        self.writer = mcap.writer.Writer(output, compression=kinds[compression])
+        self.writer.start(profile=PROFILE, library=f"shared_object {__version__}")
+        self.patterns = patterns
+        self.min_period_ns = int(1e9 / max_rate) if max_rate else 0
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.threads: dict[str, threading.Thread] = {}
+        self.channels: dict[tuple[str, bytes], int] = {}  # (name, schema text) -> channel id
+        self.schemas: dict[bytes, int] = {}
+        self.messages = 0
+        self.bytes = 0
+        self.dropped = 0
+        self.errors: list[str] = []
+
+    def scan(self) -> None:
+        """Start a thread for each matching object not recorded yet."""
+        for name in _probe.segment_names():
+            if name in self.threads or not any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
+                continue
+            try:
+                obj = open_any(name)
+            except (SharedObjectError, OSError) as exc:
+                self.errors.append(f"{name}: {exc}")
+                continue
+            thread = threading.Thread(
+                target=self._follow, args=(obj,), name=f"record {name}", daemon=True
+            )
+            self.threads[name] = thread
+            thread.start()
+
+    def _follow(self, obj: SharedObject) -> None:
+        last_change: int | None = None
+        next_ns = 0
+        dynamic = "true" if isinstance(obj, SharedDynamicObject) else "false"
+        slots = "1" if obj._single_slot else "2"
+        try:
+            while not self.stop.is_set():
+                if last_change is not None and not obj.wait(0.2):
+                    continue
+                if self.min_period_ns and time.monotonic_ns() < next_ns:
+                    time.sleep((next_ns - time.monotonic_ns()) / 1e9)
+                raw = _reading.fetch_raw(obj)
+                if raw.change == last_change:
+                    continue
+                next_ns = time.monotonic_ns() + self.min_period_ns
+                self._write(obj.name, raw, dynamic, slots, last_change)
+                last_change = raw.change
+        except (SharedObjectError, OSError) as exc:
+            self.errors.append(f"{obj.name}: {exc}")
+        finally:
+            obj.close()
+
+    def _write(
+        self, name: str, raw: _reading.RawValue, dynamic: str, slots: str, last: int | None
+    ) -> None:
+        with self.lock:
+            channel = self.channels.get((name, raw.schema_text))
+            if channel is None:
+                schema = self.schemas.get(raw.schema_text)
+                if schema is None:
+                    kind = Decoder().node(raw.schema_text, f"segment {name!r}").describe()
+                    schema = self.schemas[raw.schema_text] = self.writer.register_schema(
+                        name=kind, encoding=SCHEMA_ENCODING, data=raw.schema_text
+                    )
+                channel = self.channels[(name, raw.schema_text)] = self.writer.register_channel(
+                    topic=name,
+                    message_encoding=MESSAGE_ENCODING,
+                    schema_id=schema,
+                    metadata={"dynamic": dynamic, "slots": slots},
+                )
+            self.writer.add_message(
+                channel_id=channel,
+                log_time=raw.mtime_ns,
+                data=raw.payload,
+                publish_time=time.time_ns(),
+                sequence=raw.change & 0xFFFF_FFFF,
+            )
+            self.messages += 1
+            self.bytes += len(raw.payload)
+            if last is not None and not self.min_period_ns:
+                self.dropped += max(0, raw.change - last - 1)
+
+    def finish(self) -> None:
+        """Stop every thread, and write the file's index and footer: a complete, indexed file."""
+        self.stop.set()
+        for thread in self.threads.values():
+            thread.join(5)
+        with self.lock:
+            self.writer.finish()
+
+    def progress(self) -> dict[str, Any]:
+        return {
+            "objects": len(self.threads),
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "dropped": self.dropped,
+        }
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    if os.path.exists(args.output) and not os.path.isfile(args.output):
+        print(f"error: {args.output} exists and is not a file", file=sys.stderr)
+        return 1
+    # SIGTERM (docker stop) ends a recording as Ctrl-C does: the file gets its index and footer.
+    signal.signal(signal.SIGTERM, lambda signum, frame: _raise_interrupt())
+    with open(args.output, "wb") as output:
+        recorder = Recorder(
+            output, args.patterns, max_rate=args.max_rate, compression=args.compression
+        )
+        started = time.monotonic()
+        last_bytes, last_t = 0, started
+        try:
+            while args.duration is None or time.monotonic() - started < args.duration:
+                recorder.scan()
+                left = (
+                    TICK_S
+                    if args.duration is None
+                    else min(TICK_S, args.duration - (time.monotonic() - started))
+                )
+                time.sleep(max(0.0, left))
+                now = time.monotonic()
+                line = recorder.progress()
+                line["mb_per_s"] = round(
+                    (line["bytes"] - last_bytes) / 1e6 / max(now - last_t, 1e-9), 2
+                )
+                last_bytes, last_t = line["bytes"], now
+                _report(line, args.json)
+                for error in recorder.errors:
+                    print(f"warning: {error}", file=sys.stderr)
+                recorder.errors.clear()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            recorder.finish()
+    summary = recorder.progress()
+    if not args.json:
+        print(
+            f"recorded {summary['messages']} messages ({summary['bytes'] / 1e6:.1f} MB) of "
+            f"{summary['objects']} objects into {args.output}; dropped {summary['dropped']}"
+        )
+    return 0
+
+
+def _raise_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def _report(line: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(line), flush=True)
+    else:
+        print(
+            f"recording: {line['objects']} objects, {line['messages']} messages, "
+            f"{line['bytes'] / 1e6:.1f} MB, {line['mb_per_s']:.1f} MB/s, dropped {line['dropped']}",
+            flush=True,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# play
+# ---------------------------------------------------------------------------------------------
+class Message:
+    """One recorded change: where it goes, when, and its bytes."""
+
+    __slots__ = ("channel", "data", "log_time")
+
+    def __init__(self, channel: int, log_time: int, data: bytes) -> None:
+        self.channel, self.log_time, self.data = channel, log_time, data
+
+
+class Recording:
+    """An MCAP file's channels of ours and their messages, in log-time order.
+
+    A file cut short (its recorder killed, the machine's power lost) has no index and no footer:
+    it is read as a stream, and every complete chunk before the cut is played (``truncated``
+    says so).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.truncated = False
+        #: What the reader said where a truncated file ends.
+        self.cut = ""
+        self.skipped: list[str] = []
+        self.schemas: dict[int, Any] = {}
+        self.channels: dict[int, Any] = {}
+        self.messages: list[Message] = []
+        self._read()
+        self.messages.sort(key=lambda m: m.log_time)
+
+    def _read(self) -> None:
+        _mcap()
+        import mcap.exceptions
+        import mcap.reader
+
+        with open(self.path, "rb") as f:
+            if f.read(8) != b"\x89MCAP0\r\n":
+                msg = f"{self.path} is not an MCAP file (it does not start with the MCAP magic)"
+                raise LayoutError(msg)
+            f.seek(0)
+            try:
+                reader = mcap.reader.make_reader(f)
+                reader.get_summary()  # a file without its footer raises here
+                indexed = list(reader.iter_messages(log_time_order=False))
+            except (mcap.exceptions.McapError, ValueError, EOFError, OSError, KeyError):
+                self.truncated = True
+                f.seek(0)
+                self._read_stream(f)
+                return
+        for schema, channel, message in indexed:
+            self._keep(schema, channel, message)
+
+    def _read_stream(self, f: IO[bytes]) -> None:
+        """Every record before the cut of a file that ends without its index."""
+        import mcap.records
+        import mcap.stream_reader
+
+        try:
+            for record in mcap.stream_reader.StreamReader(f).records:
+                if isinstance(record, mcap.records.Schema):
+                    self.schemas[record.id] = record
+                elif isinstance(record, mcap.records.Channel):
+                    self.channels[record.id] = record
+                elif (
+                    isinstance(record, mcap.records.Message) and record.channel_id in self.channels
+                ):
+                    channel = self.channels[record.channel_id]
+                    self._keep(self.schemas.get(channel.schema_id), channel, record)
+        except Exception as exc:  # noqa: BLE001 - whatever the reader raises at the cut, what came before is whole
+            self.cut = f"{type(exc).__name__}: {exc}"
+
+    def _keep(self, schema: Any, channel: Any, message: Any) -> None:
+        if channel is None:
+            return
+        if channel.id not in self.channels:
+            self.channels[channel.id] = channel
+            if schema is not None:
+                self.schemas[schema.id] = schema
+        if (
+            schema is None
+            or schema.encoding != SCHEMA_ENCODING
+            or channel.message_encoding != MESSAGE_ENCODING
+        ):
+            what = f"channel {channel.topic!r}"
+            if not any(what in s for s in self.skipped):
+                encoding = schema.encoding if schema is not None else "none"
+                self.skipped.append(
+                    f"{what} is not shared_object's (schema encoding {encoding!r}, "
+                    f"message encoding {channel.message_encoding!r}): skipped"
+                )
+            return
+        self.messages.append(Message(channel.id, message.log_time, bytes(message.data)))
+
+    def topics(self) -> dict[str, list[int]]:
+        """topic -> the ids of its channels of ours."""
+        out: dict[str, list[int]] = {}
+        for channel_id, channel in self.channels.items():
+            schema = self.schemas.get(channel.schema_id)
+            if schema is not None and schema.encoding == SCHEMA_ENCODING:
+                out.setdefault(channel.topic, []).append(channel_id)
+        return out
+
+
+class Player:
+    """Assigns a recording's messages to shared objects with the recorded timing."""
+
+    def __init__(
+        self, recording: Recording, renames: dict[str, str], say: Callable[[str], None]
+    ) -> None:
+        self.recording = recording
+        self.renames = renames
+        self.say = say
+        self.decoder = Decoder()
+        self.objects: dict[int, SharedObject] = {}  # channel id -> its object
+        self.played = 0
+        self.corrupt = 0
+
+    def _object_for(self, channel_id: int, value: Any) -> SharedObject:
+        obj = self.objects.get(channel_id)
+        if obj is not None:
+            return obj
+        channel = self.recording.channels[channel_id]
+        name = self.renames.get(channel.topic, channel.topic)
+        kinds = len(self.recording.topics().get(channel.topic, []))
+        dynamic = channel.metadata.get("dynamic") == "true" or kinds > 1
+        slots = 1 if channel.metadata.get("slots") == "1" and not dynamic else 2
+        for other_id, other in self.objects.items():  # the topic's other channels share one object
+            if self.recording.channels[other_id].topic == channel.topic:
+                self.objects[channel_id] = other
+                return other
+        if dynamic:
+            obj = SharedDynamicObject(name, data=value)
+        else:
+            try:
+                obj = SharedObject.create(name, value, slots=slots)
+            except SharedObjectError:
+                obj = SharedObject(name, data=value)  # exists: attach and assign (same kind only)
+        self.objects[channel_id] = obj
+        return obj
+
+    def play(self, start_s: float, end_s: float | None, rate: float, stop: threading.Event) -> None:
+        messages = self.recording.messages
+        if not messages:
+            return
+        first = messages[0].log_time
+        begin_ns = first + int(start_s * 1e9)
+        end_ns = None if end_s is None else first + int(end_s * 1e9)
+        t0 = time.monotonic_ns()
+        for message in messages:
+            if message.log_time < begin_ns:
+                continue
+            if (end_ns is not None and message.log_time > end_ns) or stop.is_set():
+                break
+            due = t0 + int((message.log_time - begin_ns) / rate)
+            while (wait := due - time.monotonic_ns()) > 0 and not stop.is_set():
+                time.sleep(min(wait / 1e9, 0.5))
+            self._assign(message)
+
+    def _assign(self, message: Message) -> None:
+        channel = self.recording.channels[message.channel]
+        schema = self.recording.schemas[channel.schema_id]
+        source = f"{self.recording.path}: a message of channel {channel.topic!r}"
+        try:
+            value = self.decoder.decode(schema.data, message.data, source)
+        except LayoutError as exc:
+            self.corrupt += 1
+            self.say(f"warning: {exc}: skipped")
+            return
+        try:
+            self._object_for(message.channel, value).assign(value)
+        except (TypeMismatchError, SharedObjectError) as exc:
+            self.corrupt += 1
+            self.say(f"warning: {channel.topic!r}: {exc}: skipped")
+            return
+        self.played += 1
+
+    def close(self) -> None:
+        for obj in set(self.objects.values()):
+            obj.close()
+
+
+def _renames(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new:
+            msg = f"--rename takes FROM=TO, not {pair!r}"
+            raise InvalidArgumentError(msg)
+        out[old] = new
+    return out
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    try:
+        recording = Recording(args.file)
+    except FileNotFoundError:
+        say(f"error: no such file: {args.file}")
+        return 1
+    for skipped in recording.skipped:
+        say(f"warning: {skipped}")
+    if recording.truncated:
+        say(
+            f"warning: {args.file} ends without its index (was its recorder killed?): playing the "
+            f"{len(recording.messages)} messages of its complete chunks"
+        )
+    if not recording.messages:
+        say(f"error: {args.file} holds no messages of shared_object's to play")
+        return 1
+    player = Player(recording, _renames(args.rename), say)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: _raise_interrupt())
+    try:
+        while True:
+            player.play(args.start, args.end, args.rate, stop)
+            if not args.loop:
+                break
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        player.close()
+    print(
+        f"played {player.played} messages of {len(recording.topics())} objects"
+        + (f"; skipped {player.corrupt}" if player.corrupt else "")
+    )
+    return 0
+
+
+def iter_messages(path: str) -> Iterator[tuple[str, int, Any]]:
+    """(object name, log time in ns, value) of every message of ours in a recording, in order."""
+    recording = Recording(path)
+    decoder = Decoder()
+    for message in recording.messages:
+        channel = recording.channels[message.channel]
+        schema = recording.schemas[channel.schema_id]
+        yield channel.topic, message.log_time, decoder.decode(schema.data, message.data, path)
+
+
+__all__ = [
+    "MESSAGE_ENCODING",
+    "SCHEMA_ENCODING",
+    "Player",
+    "Recorder",
+    "Recording",
+    "cmd_play",
+    "cmd_record",
+    "iter_messages",
+]
