@@ -4,7 +4,9 @@
 # 1. in-process operations against their floors, 8 B to 100 MiB, and idle-consumer CPU (bench_core);
 # 2. producer -> consumer against the peers (bench_peers, in its own venv with the reference,
 #    iceoryx2 and pyzmq): table in benchmarks/results/peers.md, plot in benchmarks/results/peers.png;
-# 3. across two containers versus two processes, when Docker is available (bench_containers).
+# 3. shared-object record against a plain file write (bench_record);
+# 4. the healthcheck's CPU inside the image (bench_health), and two containers versus two
+#    processes (bench_containers), when Docker is available.
 # Everything is printed, and written under benchmarks/results/.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,10 +18,18 @@ echo "== in-process operations (benchmarks/bench_core.py)"
 "$python" benchmarks/bench_core.py $quick | tee benchmarks/results/core.md
 echo "== producer -> consumer, against the peers (benchmarks/bench_peers.py)"
 "$python" benchmarks/bench_peers.py $quick
+echo "== shared-object record: keeping up, and MB/s beside a plain file write (benchmarks/bench_record.py)"
+"$python" -m pip install -q -e "$root[mcap]" >&2
+"$python" benchmarks/bench_record.py $([ -n "$quick" ] && echo "--seconds 2 --rounds 1") | tee benchmarks/results/record.md
 # docker/prepare.sh (idempotent, cached; what tests/run.sh runs too) starts an engine if it can
 # and writes the base image to use into .env: without it, the build would try to pull
 # python:3.11-slim, which fails on a machine that cannot reach a registry.
 if bash docker/prepare.sh --python "$python" >/dev/null; then
+    echo "== the healthcheck's cost, inside the image where it runs (benchmarks/bench_health.py)"
+    base=$(grep '^BASE_IMAGE=' .env | cut -d= -f2)
+    docker build -q -f docker/Dockerfile --build-arg BASE_IMAGE="$base" -t shared-object:bench . >/dev/null
+    docker run --rm --shm-size 64m -v "$root/benchmarks:/opt/shared_object/benchmarks:ro" shared-object:bench \
+        python3 benchmarks/bench_health.py $([ -n "$quick" ] && echo "--rounds 3") | tee benchmarks/results/health.md
     echo "== two containers versus two processes (benchmarks/bench_containers.py)"
     "$python" -m pip install -q docker >&2
     "$python" benchmarks/bench_containers.py $([ -n "$quick" ] && echo "--pairs 4 --frames 200") \

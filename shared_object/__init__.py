@@ -11,7 +11,6 @@ numpy nor the codecs, so a health probe (``shared-object health``) starts as fas
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     CapacityError,
@@ -34,6 +33,9 @@ from ._errors import (
     UnsupportedTypeError,
 )
 
+# Not typing's TYPE_CHECKING: importing typing costs the health probe as much as its own work
+# (mypy takes any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._dynamic import SharedDynamicObject
     from ._flock import ReadersLock
@@ -53,7 +55,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         msg = f"module 'shared_object' has no attribute {name!r}"

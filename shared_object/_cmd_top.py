@@ -179,16 +179,18 @@ def _human(n: float) -> str:
 def render(rows: list[dict[str, Any]], sort: str, interval: float) -> str:
     total_rate = sum(r["updates_per_s"] or 0 for r in rows)
     total_mb = sum(r["mb_per_s"] or 0 for r in rows)
+    width = min(max([4, *(len(r["name"]) for r in rows)]), 48)
     lines = [
         f"shared-object top: {len(rows)} objects, {total_rate:.1f} updates/s, {total_mb:.2f} MB/s"
         f" (every {interval:g} s; sort: {sort}; keys n r b a h s, q quits)",
-        f"{'NAME':28} {'UPDATES/S':>10} {'MB/S':>9} {'AGE':>9} {'HANDLES':>7} {'SIZE':>10}  KIND",
+        f"{'NAME':{width}} {'UPDATES/S':>10} {'MB/S':>9} {'AGE':>9} {'HANDLES':>7} "
+        f"{'SIZE':>10}  KIND",
     ]
     for r in rows:
         rate = "-" if r["updates_per_s"] is None else f"{r['updates_per_s']:.1f}"
         mb = "-" if r["mb_per_s"] is None else f"{r['mb_per_s']:.2f}"
         lines.append(
-            f"{r['name'][:28]:28} {rate:>10} {mb:>9} {r['age_s']:>8.1f}s {r['handles']:>7} "
+            f"{r['name'][:width]:{width}} {rate:>10} {mb:>9} {r['age_s']:>8.1f}s {r['handles']:>7} "
             f"{_human(r['size']):>10}  {r['kind'][:60]}"
         )
     return "\n".join(lines)

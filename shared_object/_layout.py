@@ -94,9 +94,14 @@ SIGBUS in the reader when /dev/shm is full.
 from __future__ import annotations
 
 import struct
-from typing import Final
 
 from ._errors import LayoutError
+
+# Neither typing nor re is imported at run time: the health probe loads this module, and their
+# import costs as much as the rest of the probe (mypy takes any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 MAGIC: Final = b"\x93SHOBJ"
 VERSION: Final = 1

@@ -228,36 +228,43 @@ def fetch_raw(h: Handle) -> RawValue:
     """The current value's schema text and payload bytes, never torn, without decoding them.
 
     Lock-free where reads are: a copy that a writer lapped, or whose change counter or mtime
-    moved meanwhile, is read again; after ``header_read_tries`` laps, under the mutex.
+    moved meanwhile, is read again; after ``header_read_tries`` laps, under the mutex. Like
+    fetch, it marks the change seen (``modified`` turns false).
     """
     h._check_open()
     try:
-        if h._lock_free:
-            words = h._words
-            for _ in range(h._tuning.header_read_tries):
-                m1, s1 = words[_layout.MTIME_WORD], words[_STATE]
+        raw = _raw_lock_free(h) if h._lock_free else None
+        if raw is None:
+
+            def section() -> RawValue:
+                state = locked_state(h)
                 try:
-                    raw = _copy_slot(h, s1, m1)
-                except DECODE_ERRORS as exc:
-                    if _read_was_whole(s1, words[_STATE]):
-                        raise h._as_layout_error(exc) from exc
-                    continue
-                if (
-                    words[_STATE] >> _layout.CHANGE_SHIFT == raw.change
-                    and words[_layout.MTIME_WORD] == m1
-                ):
-                    return raw
+                    return _copy_slot(h, state, h._words[_layout.MTIME_WORD])
+                except DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: corruption
+                    raise h._as_layout_error(exc) from exc
 
-        def section() -> RawValue:
-            state = locked_state(h)
-            try:
-                return _copy_slot(h, state, h._words[_layout.MTIME_WORD])
-            except DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: corruption
-                raise h._as_layout_error(exc) from exc
-
-        return h._lock.read(h._tuning, section)
+            raw = h._lock.read(h._tuning, section)
     except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
         raise h._closed_during("fetch", exc, started_open=True)  # noqa: B904 - sets the cause
+    h._seen = raw.change
+    return raw
+
+
+def _raw_lock_free(h: Handle) -> RawValue | None:
+    """A whole copy read without the lock, or None if writers lapped every try."""
+    words = h._words
+    for _ in range(h._tuning.header_read_tries):
+        m1, s1 = words[_layout.MTIME_WORD], words[_STATE]
+        try:
+            raw = _copy_slot(h, s1, m1)
+        except DECODE_ERRORS as exc:
+            if _read_was_whole(s1, words[_STATE]):
+                raise h._as_layout_error(exc) from exc
+            continue
+        # The same change and the same mtime after the copy: the value and its time agree.
+        if words[_STATE] >> _layout.CHANGE_SHIFT == raw.change and words[_layout.MTIME_WORD] == m1:
+            return raw
+    return None
 
 
 def _copy_slot(h: Handle, state: int, mtime_ns: int) -> RawValue:

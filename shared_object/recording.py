@@ -89,7 +89,13 @@ class Recorder:
             raise InvalidArgumentError(msg)
         from . import __version__
 
-        self.writer = mcap.writer.Writer(output, compression=kinds[compression])
+        # Uncompressed, messages go to the file as records of their own: chunking would copy each
+        # payload into a chunk buffer first (and checksum it) for nothing but the index, and a
+        # file cut short keeps every complete message. Compression works on chunks.
+        chunked = compression != "none"
+        self.writer = mcap.writer.Writer(
+            output, compression=kinds[compression], use_chunking=chunked, enable_crcs=chunked
+        )
         self.writer.start(profile=PROFILE, library=f"shared_object {__version__}")
         self.patterns = patterns
         self.min_period_ns = int(1e9 / max_rate) if max_rate else 0

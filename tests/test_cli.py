@@ -222,3 +222,17 @@ def test_output_into_a_closed_pipe_ends_quietly() -> None:
     stderr = cli.stderr.read().decode()
     assert cli.wait(timeout=60) == 1
     assert stderr == ""
+
+
+def test_the_image_s_healthcheck_runs_the_probe_the_library_names() -> None:
+    """docker/Dockerfile spells the probe out; it must be _probe.PROBE_CODE, which tests measure."""
+    from pathlib import Path
+
+    from shared_object._probe import PROBE_CODE
+
+    path = Path(__file__).resolve().parents[1] / "docker" / "Dockerfile"
+    if not path.exists():  # inside the image, which ships the tests but not docker/
+        pytest.skip(f"{path} is not here: nothing to check")
+    dockerfile = path.read_text()
+    healthcheck = dockerfile[dockerfile.index("HEALTHCHECK"):]
+    assert f"python3 -c '{PROBE_CODE}'" in healthcheck

@@ -1,0 +1,153 @@
+"""shared-object record: does it keep up with a camera, and how fast does it write?
+
+    python benchmarks/bench_record.py [--seconds 3] [--rounds 3] [--dir /tmp]
+
+Two measurements, with a producer process publishing a 480x848x3 uint8 frame and a 7-float pose:
+
+1. Paced at 30, 100 and 300 Hz: the frames the recorder missed (gaps in the change counter).
+2. Free-running (the producer as fast as it can): MB/s the recorder wrote, beside a plain file
+   write of the same bytes (a loop of ``f.write`` of a frame) while the same producer runs, so
+   that both compete with it for the same cores and memory bandwidth; alternated round by round.
+   Target: at least 0.8x.
+
+The files go to ``--dir`` (default: the system's temporary directory, usually on disk, through the
+page cache) and are removed after each round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from shared_object import SharedObject
+from shared_object.recording import Recorder
+from shared_object.testing import unique_name
+
+FRAME = (480, 848, 3)
+
+
+def produce(prefix: str, rate: float, seconds: float, started: Any, sent: Any) -> None:
+    frames = [np.full(FRAME, i, np.uint8) for i in range(4)]
+    with SharedObject(prefix + "-frame", data=frames[0]) as cam, SharedObject(prefix + "-pose", data=np.zeros(7)) as pose:
+        started.wait(60)
+        period = 1 / rate if rate else 0.0
+        end = time.monotonic() + seconds
+        n = 0
+        next_t = time.monotonic()
+        while time.monotonic() < end:
+            cam.assign(frames[n % 4])
+            pose.assign(np.full(7, float(n)))
+            n += 1
+            if period:
+                next_t += period
+                time.sleep(max(0.0, next_t - time.monotonic()))
+        sent.put(n)
+
+
+def record_round(rate: float, seconds: float, directory: str) -> tuple[int, int, int, float]:
+    """(frames sent, frames recorded, frames dropped, MB/s written) for one round."""
+    ctx = mp.get_context("spawn")
+    prefix = unique_name("bench-rec")
+    started, sent = ctx.Event(), ctx.Queue()
+    producer = ctx.Process(target=produce, args=(prefix, rate, seconds, started, sent))
+    producer.start()
+    path = os.path.join(directory, prefix + ".mcap")
+    with open(path, "wb") as output:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not os.path.exists(f"/dev/shm/{prefix}-pose"):
+            time.sleep(0.01)
+        recorder = Recorder(output, [prefix + "-*"])
+        recorder.scan()
+        time.sleep(0.2)  # its threads wait on the objects
+        before = recorder.messages, recorder.bytes
+        t0 = time.monotonic()
+        started.set()
+        n = sent.get(timeout=120)
+        elapsed = time.monotonic() - t0
+        time.sleep(0.2)
+        recorder.finish()
+    producer.join(30)
+    messages = recorder.messages - before[0]
+    mb_per_s = (recorder.bytes - before[1]) / 1e6 / elapsed
+    os.unlink(path)
+    for suffix in ("-frame", "-pose"):
+        try:
+            SharedObject.attach(prefix + suffix).unlink()
+        except OSError:
+            pass
+    frames = messages // 2  # a frame and a pose per step
+    return n, frames, recorder.dropped // 2, mb_per_s
+
+
+def plain_write_mb_per_s(seconds: float, directory: str) -> float:
+    """MB/s of a loop of plain ``f.write`` of one frame, while a free-running producer runs."""
+    ctx = mp.get_context("spawn")
+    prefix = unique_name("bench-plain")
+    started, sent = ctx.Event(), ctx.Queue()
+    producer = ctx.Process(target=produce, args=(prefix, 0, seconds, started, sent))
+    producer.start()
+    frame = np.full(FRAME, 7, np.uint8).tobytes()
+    path = os.path.join(directory, prefix + ".bin")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not os.path.exists(f"/dev/shm/{prefix}-pose"):
+        time.sleep(0.01)
+    started.set()
+    written = 0
+    t0 = time.monotonic()
+    with open(path, "wb") as f:
+        while time.monotonic() - t0 < seconds:
+            f.write(frame)
+            written += len(frame)
+    elapsed = time.monotonic() - t0
+    sent.get(timeout=120)
+    producer.join(30)
+    os.unlink(path)
+    for suffix in ("-frame", "-pose"):
+        try:
+            SharedObject.attach(prefix + suffix).unlink()
+        except OSError:
+            pass
+    return written / 1e6 / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dir", default=tempfile.gettempdir())
+    args = parser.parse_args()
+    print(f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}; files in {args.dir}")
+    print("| producer | frames sent | recorded | dropped | target |")
+    print("| --- | --- | --- | --- | --- |")
+    for rate in (30, 100, 300):
+        sent, recorded, dropped, _ = record_round(rate, args.seconds, args.dir)
+        target = "0 (ok)" if rate == 30 and dropped == 0 else ("0 MISSED" if rate == 30 else "(info)")
+        print(f"| {rate} Hz, 1.22 MB frame + pose | {sent} | {recorded} | {dropped} | {target} |")
+    ratios, ours, floors = [], [], []
+    for _ in range(args.rounds):
+        _, _, _, mb = record_round(0, args.seconds, args.dir)
+        floor = plain_write_mb_per_s(args.seconds, args.dir)
+        ours.append(mb)
+        floors.append(floor)
+        ratios.append(mb / floor)
+    ratio = statistics.median(ratios)
+    print()
+    print("| free-running, 1.22 MB frames | MB/s | floor: plain file write MB/s | ratio | target |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| record (no compression) | {statistics.median(ours):.0f} | {statistics.median(floors):.0f} | "
+          f"{ratio:.2f}x | >= 0.8x {'ok' if ratio >= 0.8 else 'MISSED'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
