@@ -9,6 +9,7 @@
     shared-object top [PATTERN...]            updates/s, MB/s, age and handles, live
     shared-object record PATTERN... -o F      every change, into an MCAP file (extra: mcap)
     shared-object play F                      a recording, back into shared memory (extra: mcap)
+    shared-object bridge --export P --import P  objects across hosts, through Zenoh (extra: zenoh)
 
 Each command's code is imported only when it runs: ``health`` is a container's healthcheck, run
 every few seconds for the container's life, and imports neither numpy nor the codecs.
@@ -36,6 +37,7 @@ _COMMANDS = {
     "top": "._cmd_top:cmd_top",
     "record": ".recording:cmd_record",
     "play": ".recording:cmd_play",
+    "bridge": ".bridge.command:cmd_bridge",
 }
 
 
@@ -123,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     play.add_argument("--start", type=seconds, default=0.0, help="seconds into the recording")
     play.add_argument("--end", type=seconds, help="seconds into the recording to stop at")
+    bridge = sub.add_parser("bridge", help="the same objects on several hosts, through Zenoh")
+    from .bridge.command import add_arguments  # argparse only: zenoh is imported when it runs
+
+    add_arguments(bridge)
     return parser
 
 

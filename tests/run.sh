@@ -24,7 +24,7 @@ fi
 venv_python="$root/.venv/bin/python"
 say "installing the package and its test dependencies into .venv"
 "$venv_python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-"$venv_python" -m pip install -q -e ".[test,sapien,mcap,integration,dev]"
+"$venv_python" -m pip install -q -e ".[test,sapien,mcap,zenoh,integration,dev]"
 
 if bash docker/prepare.sh --python "$venv_python" >/dev/null; then
     export SHARED_OBJECT_DOCKER_READY=1

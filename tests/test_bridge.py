@@ -1,0 +1,311 @@
+"""Two bridges on loopback, each for its own "host": a /dev/shm directory of its own.
+
+Each side's processes see only their host's objects (SHARED_OBJECT_DIR), so everything that
+crosses goes through Zenoh, over TCP (Zenoh's own shared memory is off in the bridge).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+zenoh = pytest.importorskip("zenoh", reason="the bridge needs the zenoh extra: pip install -e '.[zenoh]'")
+
+DEADLINE = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Host:
+    """A pretend host: its own shm directory, and the processes that run on it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix=f"so-bridge-{name}-", dir="/dev/shm")
+        self.processes: list[subprocess.Popen[str]] = []
+        self.env = {**os.environ, "SHARED_OBJECT_DIR": self.dir}
+
+    def bridge(self, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen([sys.executable, "-m", "shared_object", "bridge", "--json", *args],
+                                   env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.processes.append(process)
+        return process
+
+    def python(self, code: str, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen([sys.executable, "-c", code, *args], env=self.env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.processes.append(process)
+        return process
+
+    def run(self, code: str, timeout: float = DEADLINE) -> str:
+        result = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True,
+                                timeout=timeout)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def hosts() -> Iterator[Callable[[str], Host]]:
+    made: list[Host] = []
+
+    def make(name: str) -> Host:
+        made.append(Host(name))
+        return made[-1]
+
+    yield make
+    for host in made:
+        host.close()
+
+
+def stats_until(bridge: subprocess.Popen[str], done: Callable[[dict[str, Any]], bool], seconds: float = DEADLINE) -> dict[str, Any]:
+    """Read the bridge's JSON statistics lines until one satisfies ``done``; that line."""
+    assert bridge.stdout is not None
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = bridge.stdout.readline()
+        if not line:
+            pytest.fail(f"the bridge exited: {bridge.stderr.read() if bridge.stderr else ''}")
+        if line.startswith("{"):
+            stats = json.loads(line)
+            if done(stats):
+                return stats
+    pytest.fail("the bridge never reported what was expected")
+
+
+PRODUCE = """
+import sys, time, numpy as np
+from shared_object import SharedObject
+frames = SharedObject(sys.argv[1], data=np.zeros((480, 848, 3), np.uint8))
+for i in range(int(sys.argv[2])):
+    frame = np.full((480, 848, 3), i % 251, np.uint8)
+    frame[0, 0, :] = (i % 256, i // 256 % 256, 0)
+    frames.assign(frame)
+    time.sleep(float(sys.argv[3]))
+time.sleep(float(sys.argv[4]) if len(sys.argv) > 4 else 0)
+"""
+
+CONSUME = """
+import sys, numpy as np
+from shared_object import SharedObject
+obj = SharedObject.attach(sys.argv[1], timeout=60)
+seen, bad, last = 0, 0, -1
+while obj.wait(10):
+    frame = obj.fetch()
+    i = int(frame[0, 0, 0]) + 256 * int(frame[0, 0, 1])
+    bad += not (frame[1:] == i % 251).all()   # whole: every pixel from one frame
+    bad += i < last                            # never an older frame after a newer one
+    last, seen = i, seen + 1
+    if i == int(sys.argv[2]) - 1:
+        break
+print(seen, bad, last)
+"""
+
+
+def test_frames_cross_whole_and_in_order_into_a_renamed_object(hosts: Callable[[str], Host]) -> None:
+    a, b = hosts("a"), hosts("b")
+    port = free_port()
+    exporter = a.bridge("--export", "cam-*", "--listen", f"tcp/127.0.0.1:{port}")
+    importer = b.bridge("--import", "cam-frame=camera", "--connect", f"tcp/127.0.0.1:{port}")
+    consumer = b.python(CONSUME, "camera", "150")
+    producer = a.python(PRODUCE, "cam-frame", "150", "0.01", "2")
+    out, err = consumer.communicate(timeout=DEADLINE)
+    assert consumer.returncode == 0, err
+    seen, bad, last = map(int, out.split())
+    assert bad == 0 and last == 149 and seen > 10
+    stats = stats_until(importer, lambda s: s["totals"]["received"] >= seen)
+    assert stats["totals"]["malformed"] == 0
+    assert not Path(b.dir, "cam-frame").exists()  # renamed: only "camera" on host b
+    producer.wait(DEADLINE)
+    exporter.terminate()
+
+
+def test_a_trigger_crosses_and_wakes_a_waiter_on_the_other_host(hosts: Callable[[str], Host]) -> None:
+    a, b = hosts("a"), hosts("b")
+    port = free_port()
+    a.run("from shared_object import SharedObject; SharedObject('estop').close()")  # a trigger object
+    a.bridge("--export", "estop", "--listen", f"tcp/127.0.0.1:{port}")
+    b.bridge("--import", "estop", "--connect", f"tcp/127.0.0.1:{port}")
+    waiter = b.python("""
+from shared_object import SharedObject
+stop = SharedObject.attach('estop', timeout=60)  # its current value arrives first (a late joiner)
+stop.fetch()
+print('READY', flush=True)
+print('WOKE', stop.wait(60), flush=True)
+""")
+    assert waiter.stdout is not None
+    assert waiter.stdout.readline().strip() == "READY"
+    time.sleep(0.5)
+    a.run("from shared_object import SharedObject; SharedObject.attach('estop').trigger()")
+    out, err = waiter.communicate(timeout=DEADLINE)
+    assert "WOKE True" in out, err
+
+
+def test_a_late_joiner_gets_the_current_value_at_once(hosts: Callable[[str], Host]) -> None:
+    a, b = hosts("a"), hosts("b")
+    port = free_port()
+    a.run("import numpy as np; from shared_object import SharedObject; "
+          "SharedObject('pose', data=np.arange(7.0)).close()")
+    exporter = a.bridge("--export", "pose", "--listen", f"tcp/127.0.0.1:{port}")
+    stats_until(exporter, lambda s: s["totals"]["sent"] >= 1)  # sent once, long before anyone listens
+    time.sleep(1.0)
+    b.bridge("--import", "pose", "--connect", f"tcp/127.0.0.1:{port}")
+    out = b.run("from shared_object import SharedObject; print(SharedObject.attach('pose', timeout=30).fetch().tolist())")
+    assert out.strip() == str(np.arange(7.0).tolist())
+
+
+def test_two_bridges_mirror_one_name_both_ways_without_echo(hosts: Callable[[str], Host]) -> None:
+    """The demo's shape: the frame flows a -> b, the action b -> a; each bridge exports and imports
+    everything, and never sends back what it received."""
+    a, b = hosts("a"), hosts("b")
+    port = free_port()
+    a.run("import numpy as np; from shared_object import SharedObject; "
+          "SharedObject('demo-action', data={'seq': 0, 'action': np.zeros(7)}).close()")
+    bridge_a = a.bridge("--export", "demo-*", "--import", "demo-*", "--listen", f"tcp/127.0.0.1:{port}")
+    bridge_b = b.bridge("--export", "demo-*", "--import", "demo-*", "--connect", f"tcp/127.0.0.1:{port}")
+    b.run("""
+import numpy as np
+from shared_object import SharedObject
+action = SharedObject.attach('demo-action', timeout=60)   # imported from a
+for seq in range(1, 6):
+    action.assign({'seq': seq, 'action': np.full(7, float(seq))})
+""")
+    out = a.run("""
+import time
+from shared_object import SharedObject
+action = SharedObject.attach('demo-action', timeout=60)
+deadline = time.monotonic() + 30
+while action.fetch()['seq'] != 5 and time.monotonic() < deadline:
+    action.wait(1)
+print(action.fetch()['seq'])
+""")
+    assert out.strip() == "5"
+    # Echo would show as messages bouncing for ever: both links go quiet once the changes are done.
+    quiet_a, quiet_b = quiet(bridge_a), quiet(bridge_b)
+    assert quiet_a["totals"]["sent"] == 1, quiet_a  # its own initial action; nothing it imported
+    assert 1 <= quiet_b["totals"]["sent"] <= 5, quiet_b  # its five changes, the newest of each burst
+    assert quiet_a["totals"]["errors"] == 0 and quiet_b["totals"]["errors"] == 0
+
+
+def quiet(bridge: subprocess.Popen[str]) -> dict[str, Any]:
+    """The bridge's statistics once it sends and receives nothing for three seconds in a row."""
+    stats_until(bridge, lambda s: s["sent_per_s"] == 0 and s["received_per_s"] == 0)
+    later = [stats_until(bridge, lambda s: True, seconds=5) for _ in range(2)]
+    assert all(s["sent_per_s"] == 0 and s["received_per_s"] == 0 for s in later), later
+    return later[-1]
+
+
+def test_malformed_and_stale_messages_are_counted_and_change_nothing(hosts: Callable[[str], Host]) -> None:
+    b = hosts("b")
+    port = free_port()
+    importer = b.bridge("--import", "vec", "--listen", f"tcp/127.0.0.1:{port}")
+    from shared_object._codecs import encode
+    from shared_object.bridge import build_config, wire
+
+    session = zenoh.open(build_config(connect=[f"tcp/127.0.0.1:{port}"]))
+    try:
+        publisher = session.declare_publisher("shared_object/vec")
+        time.sleep(1.0)
+        text, payload = encode(np.arange(3.0))
+        good = wire.encode(sequence=5, mtime_ns=time.time_ns(), change=5, source=b"s" * 16, dynamic=False,
+                           single_slot=False, schema_text=text, payload=payload)
+        publisher.put(bytes(good))
+        value = b.run("from shared_object import SharedObject; print(SharedObject.attach('vec', timeout=30).fetch().tolist())")
+        assert value.strip() == "[0.0, 1.0, 2.0]"
+        for garbage in (b"", b"SOBM", bytes(good[:60]), b"x" * 500, bytes(good).replace(b"SOBM", b"SOBN")):
+            publisher.put(garbage)
+            time.sleep(0.05)
+        older = wire.encode(sequence=4, mtime_ns=1, change=4, source=b"s" * 16, dynamic=False, single_slot=False,
+                            schema_text=text, payload=encode(np.full(3, 9.0))[1])
+        publisher.put(bytes(older))
+        stats = stats_until(importer, lambda s: s["totals"]["malformed"] >= 5 and s["totals"]["stale"] >= 1)
+        assert stats["totals"]["received"] == 1
+        assert importer.poll() is None  # still running
+        value = b.run("from shared_object import SharedObject; print(SharedObject.attach('vec').fetch().tolist())")
+        assert value.strip() == "[0.0, 1.0, 2.0]"  # untouched by any of them
+    finally:
+        session.close()
+
+
+def test_a_killed_exporter_restarted_resumes_the_flow(hosts: Callable[[str], Host]) -> None:
+    a, b = hosts("a"), hosts("b")
+    port = free_port()
+    producer = a.python(PRODUCE, "cam-frame", "100000", "0.02")
+    exporter = a.bridge("--export", "cam-*", "--listen", f"tcp/127.0.0.1:{port}")
+    importer = b.bridge("--import", "cam-*", "--connect", f"tcp/127.0.0.1:{port}")
+    stats_until(importer, lambda s: s["received_per_s"] > 5)
+    exporter.kill()
+    exporter.wait(DEADLINE)
+    stats_until(importer, lambda s: s["received_per_s"] == 0)  # a pause
+    a.bridge("--export", "cam-*", "--listen", f"tcp/127.0.0.1:{port}")
+    resumed = stats_until(importer, lambda s: s["received_per_s"] > 5)  # by itself: nothing restarted on b
+    assert resumed["totals"]["malformed"] == 0
+    producer.terminate()
+
+
+def make_certificates(directory: Path, ca_name: str, names: list[str]) -> dict[str, tuple[str, str, str]]:
+    """A CA, and for each name a key and certificate it signed: name -> (ca, cert, key) paths."""
+    ca_key, ca_cert = directory / f"{ca_name}.key", directory / f"{ca_name}.pem"
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_cert),
+        "-days", "2", "-subj", f"/CN={ca_name}")
+    out = {}
+    for name in names:
+        key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.pem"
+        extensions = directory / f"{name}.ext"
+        extensions.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+        run("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-out", str(cert), "-days", "2", "-extfile", str(extensions))
+        out[name] = (str(ca_cert), str(cert), str(key))
+    return out
+
+
+def test_mutual_tls_refuses_a_peer_without_a_certificate_of_the_ca(hosts: Callable[[str], Host], tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("openssl is missing: it makes the certificates of this test")
+        pytest.skip("openssl is missing: install it (apt-get install openssl) to make test certificates")
+    ours = make_certificates(tmp_path, "lab-ca", ["bridge-a", "bridge-b"])
+    theirs = make_certificates(tmp_path, "other-ca", ["stranger"])
+    a, b, c = hosts("a"), hosts("b"), hosts("c")
+    port = free_port()
+    a.run("import numpy as np; from shared_object import SharedObject; SharedObject('secret', data=np.arange(4.0)).close()")
+    a.bridge("--export", "secret", "--listen", f"tls/127.0.0.1:{port}", "--tls", *ours["bridge-a"])
+    # The stranger trusts our CA (it would accept bridge-a), but its own certificate is another CA's.
+    stranger_tls = (ours["bridge-a"][0], *theirs["stranger"][1:])
+    stranger = c.bridge("--import", "secret", "--connect", f"tls/127.0.0.1:{port}", "--tls", *stranger_tls)
+    friend = b.bridge("--import", "secret", "--connect", f"tls/127.0.0.1:{port}", "--tls", *ours["bridge-b"])
+    value = b.run("from shared_object import SharedObject; print(SharedObject.attach('secret', timeout=30).fetch().tolist())")
+    assert value.strip() == "[0.0, 1.0, 2.0, 3.0]"
+    stats_until(friend, lambda s: s["totals"]["received"] >= 1)
+    time.sleep(3.0)  # the stranger had as long as the friend, and more
+    refused = stats_until(stranger, lambda s: True)
+    assert refused["totals"]["received"] == 0
+    assert not Path(c.dir, "secret").exists()
