@@ -106,14 +106,21 @@ PRODUCER = textwrap.dedent("""
 """)
 
 
-def run(client: Any, image: str, pairs: int, frames: int) -> dict[str, tuple[float, float, list[float]]]:
+def run(
+    client: Any, image: str, pairs: int, frames: int
+) -> dict[str, tuple[float, float, list[float]]]:
     """One producer container and its two consumers: per path, (median us, p99 us, window medians)."""
     label = {"shared_object.bench": uuid.uuid4().hex[:8]}
     started = []
     try:
         producer = client.containers.run(
-            image, ["python3", "-c", PRODUCER, str(pairs), str(frames), CONSUMER],
-            detach=True, ipc_mode="shareable", shm_size="64m", labels=label, healthcheck={"test": ["NONE"]},
+            image,
+            ["python3", "-c", PRODUCER, str(pairs), str(frames), CONSUMER],
+            detach=True,
+            ipc_mode="shareable",
+            shm_size="64m",
+            labels=label,
+            healthcheck={"test": ["NONE"]},
         )
         started.append(producer)
         for _ in range(1200):
@@ -121,8 +128,12 @@ def run(client: Any, image: str, pairs: int, frames: int) -> dict[str, tuple[flo
                 break
             time.sleep(0.05)
         consumer = client.containers.run(
-            image, ["python3", "-c", CONSUMER, "containers"], detach=True,
-            ipc_mode=f"container:{producer.id}", labels=label, healthcheck={"test": ["NONE"]},
+            image,
+            ["python3", "-c", CONSUMER, "containers"],
+            detach=True,
+            ipc_mode=f"container:{producer.id}",
+            labels=label,
+            healthcheck={"test": ["NONE"]},
         )
         started.append(consumer)
         result = producer.wait(timeout=900)
@@ -142,7 +153,9 @@ def run(client: Any, image: str, pairs: int, frames: int) -> dict[str, tuple[flo
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pairs", type=int, default=20, help="pairs of windows (ABBA)")
     parser.add_argument("--frames", type=int, default=300, help="frames per window")
     args = parser.parse_args()
@@ -159,19 +172,32 @@ def main() -> int:
 
     base = base_image()
     image = "shared-object:bench"
-    client.images.build(path=str(ROOT), dockerfile="docker/Dockerfile", tag=image, rm=True, buildargs={"BASE_IMAGE": base})
+    client.images.build(
+        path=str(ROOT),
+        dockerfile="docker/Dockerfile",
+        tag=image,
+        rm=True,
+        buildargs={"BASE_IMAGE": base},
+    )
     results = run(client, image, args.pairs, args.frames)
-    (proc, p99p, proc_windows), (cont, p99c, cont_windows) = results["processes"], results["containers"]
+    (proc, p99p, proc_windows), (cont, p99c, cont_windows) = (
+        results["processes"],
+        results["containers"],
+    )
     ratios = [c / p for c, p in zip(cont_windows, proc_windows, strict=True)]
     ratio = statistics.median(ratios)
-    print(f"# {os.uname().machine}, {os.cpu_count()} cores; {args.pairs} pairs of windows x {args.frames} frames "
-          "(ABBA, one producer serving both paths), 480x848x3 uint8, ack-paced")
+    print(
+        f"# {os.uname().machine}, {os.cpu_count()} cores; {args.pairs} pairs of windows x {args.frames} frames "
+        "(ABBA, one producer serving both paths), 480x848x3 uint8, ack-paced"
+    )
     print("| path | median us | p99 us |")
     print(f"| two processes, one container | {proc:.1f} | {p99p:.1f} |")
     print(f"| two containers, shared IPC namespace | {cont:.1f} | {p99c:.1f} |")
     verdict = "ok" if ratio <= 1.05 else "MISSED"
-    print(f"ratio containers / processes (median of per-pair ratios): {ratio:.3f}x (target <= 1.05x) {verdict}; "
-          f"pairs {min(ratios):.2f}x - {max(ratios):.2f}x")
+    print(
+        f"ratio containers / processes (median of per-pair ratios): {ratio:.3f}x (target <= 1.05x) {verdict}; "
+        f"pairs {min(ratios):.2f}x - {max(ratios):.2f}x"
+    )
     return 0
 
 

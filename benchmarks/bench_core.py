@@ -63,7 +63,13 @@ def bare_assign(obj: SharedObject, src: np.ndarray[Any, Any]) -> Callable[[], No
     """
     lock = writer_lock(obj)
     words, (_, _, slot0, slot1) = obj._words, obj._fast_array  # type: ignore[misc]
-    trylock, unlock, ref, clock, copyto = lock.trylock, lock.unlock, lock.ref, time.time_ns, np.copyto
+    trylock, unlock, ref, clock, copyto = (
+        lock.trylock,
+        lock.unlock,
+        lock.ref,
+        time.time_ns,
+        np.copyto,
+    )
 
     def bare() -> None:
         lock.inline += 1
@@ -109,13 +115,34 @@ def compare(ours: Callable[[], Any], floor: Callable[[], Any], number: int, roun
     for _ in range(rounds):
         a.append(per_call(ours, number))
         b.append(per_call(floor, number))
-    return Timing(statistics.median(a), statistics.median(b), statistics.median(x / y for x, y in zip(a, b, strict=True)))
+    return Timing(
+        statistics.median(a),
+        statistics.median(b),
+        statistics.median(x / y for x, y in zip(a, b, strict=True)),
+    )
 
 
-def row(rows: list[tuple[str, ...]], op: str, payload: str, timing: Timing, target: float, floor_name: str) -> None:
+def row(
+    rows: list[tuple[str, ...]],
+    op: str,
+    payload: str,
+    timing: Timing,
+    target: float,
+    floor_name: str,
+) -> None:
     verdict = "ok" if timing.ratio <= target else "MISSED"
-    rows.append((op, payload, f"{timing.ours * 1e6:.3f}", f"{timing.floor * 1e6:.3f}", floor_name, f"{timing.ratio:.2f}x",
-                 f"<= {target}x", verdict))
+    rows.append(
+        (
+            op,
+            payload,
+            f"{timing.ours * 1e6:.3f}",
+            f"{timing.floor * 1e6:.3f}",
+            floor_name,
+            f"{timing.ratio:.2f}x",
+            f"<= {target}x",
+            verdict,
+        )
+    )
 
 
 def bench_100mb(rows: list[tuple[str, ...]], quick: bool) -> None:
@@ -128,22 +155,48 @@ def bench_100mb(rows: list[tuple[str, ...]], quick: bool) -> None:
     with SharedObject.create(name, src) as obj:
         fetch = compare(obj.fetch, lambda: np.copyto(dst, src), big_n, big_rounds)
         row(rows, "fetch", "uint8 100 MiB", fetch, 1.10, "np.copyto")
-        fetch_out = compare(lambda: obj.fetch(out=out), lambda: np.copyto(dst, src), big_n, big_rounds)
+        fetch_out = compare(
+            lambda: obj.fetch(out=out), lambda: np.copyto(dst, src), big_n, big_rounds
+        )
         row(rows, "fetch(out=preallocated)", "uint8 100 MiB", fetch_out, 1.10, "np.copyto")
         assign = compare(lambda: obj.assign(src), lambda: np.copyto(dst, src), big_n, big_rounds)
         row(rows, "assign", "uint8 100 MiB", assign, 1.10, "np.copyto")
-        with shm_array(src.shape, np.uint8) as into_shm:  # what any writer into /dev/shm pays (see below)
-            raw = compare(lambda: np.copyto(into_shm, src), lambda: np.copyto(dst, src), big_n, big_rounds)
-        rows.append(("(info) np.copyto into /dev/shm, no library", "uint8 100 MiB", f"{raw.ours * 1e6:.3f}",
-                     f"{raw.floor * 1e6:.3f}", "np.copyto", f"{raw.ratio:.2f}x", "", ""))
+        with shm_array(
+            src.shape, np.uint8
+        ) as into_shm:  # what any writer into /dev/shm pays (see below)
+            raw = compare(
+                lambda: np.copyto(into_shm, src), lambda: np.copyto(dst, src), big_n, big_rounds
+            )
+        rows.append(
+            (
+                "(info) np.copyto into /dev/shm, no library",
+                "uint8 100 MiB",
+                f"{raw.ours * 1e6:.3f}",
+                f"{raw.floor * 1e6:.3f}",
+                "np.copyto",
+                f"{raw.ratio:.2f}x",
+                "",
+                "",
+            )
+        )
 
         def reduce_in_place() -> None:
             with obj.view() as v:
                 v.value.max()
 
         view_t = compare(reduce_in_place, src.max, big_n, big_rounds)
-        rows.append(("view(): reduce in place (max)", "uint8 100 MiB", f"{view_t.ours * 1e6:.3f}", f"{view_t.floor * 1e6:.3f}",
-                     "max() on a private array", f"{view_t.ratio:.2f}x", "(info)", ""))
+        rows.append(
+            (
+                "view(): reduce in place (max)",
+                "uint8 100 MiB",
+                f"{view_t.ours * 1e6:.3f}",
+                f"{view_t.floor * 1e6:.3f}",
+                "max() on a private array",
+                f"{view_t.ratio:.2f}x",
+                "(info)",
+                "",
+            )
+        )
         obj.unlink()
 
 
@@ -153,16 +206,31 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
     view = memoryview(region)
     i64, f64, b8 = struct.Struct("<q"), struct.Struct("<d"), struct.Struct("<?")
     u64 = struct.Struct("<Q")
-    for label, value, new, fmt in (("bool", True, False, b8), ("int", 7, 9, i64), ("float", 1.5, 2.5, f64)):
+    for label, value, new, fmt in (
+        ("bool", True, False, b8),
+        ("int", 7, 9, i64),
+        ("float", 1.5, 2.5, f64),
+    ):
         name = unique_name("bench")
         with SharedObject.create(name, value) as obj:
-            fetch = compare(obj.fetch, lambda fmt=fmt: fmt.unpack_from(view, 64), scalar_n, scalar_rounds)
+            fetch = compare(
+                obj.fetch, lambda fmt=fmt: fmt.unpack_from(view, 64), scalar_n, scalar_rounds
+            )
             row(rows, "fetch", label, fetch, 10, "struct.unpack_from")
-            assign = compare(lambda obj=obj, new=new: obj.assign(new), lambda fmt=fmt, new=new: fmt.pack_into(view, 64, new),
-                                    scalar_n, scalar_rounds)
+            assign = compare(
+                lambda obj=obj, new=new: obj.assign(new),
+                lambda fmt=fmt, new=new: fmt.pack_into(view, 64, new),
+                scalar_n,
+                scalar_rounds,
+            )
             row(rows, "assign", label, assign, 15, "struct.pack_into")
             if label == "int":
-                mod = compare(lambda obj=obj: obj.modified, lambda: u64.unpack_from(view, 16), scalar_n, scalar_rounds)
+                mod = compare(
+                    lambda obj=obj: obj.modified,
+                    lambda: u64.unpack_from(view, 16),
+                    scalar_n,
+                    scalar_rounds,
+                )
                 row(rows, "modified", label, mod, 4, "8-byte unpack")
             obj.unlink()
 
@@ -171,57 +239,142 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
     src_k, dst_k = np.full((32, 32), 3, np.uint8), np.empty((32, 32), np.uint8)
     name = unique_name("bench")
     with SharedObject.create(name, src_k) as obj:
-        for op, timing in (("fetch", compare(obj.fetch, lambda: np.copyto(dst_k, src_k), small_n, scalar_rounds)),
-                           ("assign", compare(lambda: obj.assign(src_k), lambda: np.copyto(dst_k, src_k), small_n, scalar_rounds))):
-            rows.append((op, "uint8 1 KiB (32x32)", f"{timing.ours * 1e6:.3f}", f"{timing.floor * 1e6:.3f}", "np.copyto",
-                         f"{timing.ratio:.2f}x", "(info)", ""))
+        for op, timing in (
+            ("fetch", compare(obj.fetch, lambda: np.copyto(dst_k, src_k), small_n, scalar_rounds)),
+            (
+                "assign",
+                compare(
+                    lambda: obj.assign(src_k),
+                    lambda: np.copyto(dst_k, src_k),
+                    small_n,
+                    scalar_rounds,
+                ),
+            ),
+        ):
+            rows.append(
+                (
+                    op,
+                    "uint8 1 KiB (32x32)",
+                    f"{timing.ours * 1e6:.3f}",
+                    f"{timing.floor * 1e6:.3f}",
+                    "np.copyto",
+                    f"{timing.ratio:.2f}x",
+                    "(info)",
+                    "",
+                )
+            )
         obj.unlink()
 
     frame_n, frame_rounds = (50, 7) if quick else (200, 11)
-    for label, dtype, n in (("uint8 480x848x3", np.uint8, frame_n), ("float64 480x848x3", np.float64, max(10, frame_n // 5))):
+    for label, dtype, n in (
+        ("uint8 480x848x3", np.uint8, frame_n),
+        ("float64 480x848x3", np.float64, max(10, frame_n // 5)),
+    ):
         src = np.full(FRAME, 3, dtype)
         dst = np.empty(FRAME, dtype)
         for slots in (2, 1):
             suffix = "" if slots == 2 else " (slots=1)"
             name = unique_name("bench")
             with SharedObject.create(name, src, slots=slots) as obj:
-                fetch = compare(obj.fetch, lambda src=src, dst=dst: np.copyto(dst, src), n, frame_rounds)
+                fetch = compare(
+                    obj.fetch, lambda src=src, dst=dst: np.copyto(dst, src), n, frame_rounds
+                )
                 row(rows, "fetch" + suffix, label, fetch, 1.10, "np.copyto")
-                assign = compare(lambda obj=obj, src=src: obj.assign(src), lambda src=src, dst=dst: np.copyto(dst, src),
-                                 n, frame_rounds)
+                assign = compare(
+                    lambda obj=obj, src=src: obj.assign(src),
+                    lambda src=src, dst=dst: np.copyto(dst, src),
+                    n,
+                    frame_rounds,
+                )
                 if slots == 2:
                     # A double-buffered writer's floor is one copy into two alternating destinations
                     # (crash safety keeps the last complete value in the other slot): the target.
                     # Against one destination it is information.
                     flip = [dst, np.empty(FRAME, dtype)]
-                    alternating = compare(lambda obj=obj, src=src: obj.assign(src),
-                                          lambda flip=flip, src=src: np.copyto(flip.reverse() or flip[0], src),
-                                          n, frame_rounds)
+                    alternating = compare(
+                        lambda obj=obj, src=src: obj.assign(src),
+                        lambda flip=flip, src=src: np.copyto(flip.reverse() or flip[0], src),
+                        n,
+                        frame_rounds,
+                    )
                     row(rows, "assign", label, alternating, 1.10, "np.copyto, 2 destinations")
-                    rows.append(("(info) assign, against one destination", label, f"{assign.ours * 1e6:.3f}",
-                                 f"{assign.floor * 1e6:.3f}", "np.copyto", f"{assign.ratio:.2f}x", "", ""))
+                    rows.append(
+                        (
+                            "(info) assign, against one destination",
+                            label,
+                            f"{assign.ours * 1e6:.3f}",
+                            f"{assign.floor * 1e6:.3f}",
+                            "np.copyto",
+                            f"{assign.ratio:.2f}x",
+                            "",
+                            "",
+                        )
+                    )
                 else:
                     row(rows, "assign" + suffix, label, assign, 1.10, "np.copyto")
                 if slots == 2:
-                    bare = compare(bare_assign(obj, src), lambda src=src, dst=dst: np.copyto(dst, src), n, frame_rounds)
-                    rows.append(("(info) assign's protocol alone, inlined", label, f"{bare.ours * 1e6:.3f}",
-                                 f"{bare.floor * 1e6:.3f}", "np.copyto", f"{bare.ratio:.2f}x", "", ""))
+                    bare = compare(
+                        bare_assign(obj, src),
+                        lambda src=src, dst=dst: np.copyto(dst, src),
+                        n,
+                        frame_rounds,
+                    )
+                    rows.append(
+                        (
+                            "(info) assign's protocol alone, inlined",
+                            label,
+                            f"{bare.ours * 1e6:.3f}",
+                            f"{bare.floor * 1e6:.3f}",
+                            "np.copyto",
+                            f"{bare.ratio:.2f}x",
+                            "",
+                            "",
+                        )
+                    )
                 obj.unlink()
             if slots == 2:
                 # Why the default's assign can miss: a writer alternates between two slots (crash
                 # safety), so its destination footprint is twice the floor's. The same floor, alternating:
                 flip = [dst, np.empty(FRAME, dtype)]
-                alt = compare(lambda flip=flip, src=src: np.copyto(flip.reverse() or flip[0], src),
-                              lambda src=src, dst=dst: np.copyto(dst, src), n, frame_rounds)
-                rows.append(("(info) np.copyto alternating 2 destinations", label, f"{alt.ours * 1e6:.3f}",
-                             f"{alt.floor * 1e6:.3f}", "np.copyto", f"{alt.ratio:.2f}x", "", ""))
+                alt = compare(
+                    lambda flip=flip, src=src: np.copyto(flip.reverse() or flip[0], src),
+                    lambda src=src, dst=dst: np.copyto(dst, src),
+                    n,
+                    frame_rounds,
+                )
+                rows.append(
+                    (
+                        "(info) np.copyto alternating 2 destinations",
+                        label,
+                        f"{alt.ours * 1e6:.3f}",
+                        f"{alt.floor * 1e6:.3f}",
+                        "np.copyto",
+                        f"{alt.ratio:.2f}x",
+                        "",
+                        "",
+                    )
+                )
                 # And what any writer into /dev/shm pays: tmpfs pages are 4 KiB (shmem_enabled is
                 # usually "never"), where a private array of 4 MB or more gets transparent huge pages.
                 with shm_array(FRAME, dtype) as into_shm:
-                    raw = compare(lambda into_shm=into_shm, src=src: np.copyto(into_shm, src),
-                                  lambda src=src, dst=dst: np.copyto(dst, src), n, frame_rounds)
-                rows.append(("(info) np.copyto into /dev/shm, no library", label, f"{raw.ours * 1e6:.3f}",
-                             f"{raw.floor * 1e6:.3f}", "np.copyto", f"{raw.ratio:.2f}x", "", ""))
+                    raw = compare(
+                        lambda into_shm=into_shm, src=src: np.copyto(into_shm, src),
+                        lambda src=src, dst=dst: np.copyto(dst, src),
+                        n,
+                        frame_rounds,
+                    )
+                rows.append(
+                    (
+                        "(info) np.copyto into /dev/shm, no library",
+                        label,
+                        f"{raw.ours * 1e6:.3f}",
+                        f"{raw.floor * 1e6:.3f}",
+                        "np.copyto",
+                        f"{raw.ratio:.2f}x",
+                        "",
+                        "",
+                    )
+                )
 
     payload = os.urandom(1 << 20)
     src_b = np.frombuffer(payload, np.uint8)
@@ -230,7 +383,9 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
     with SharedObject.create(name, payload) as obj:
         fetch = compare(obj.fetch, lambda: np.copyto(dst_b, src_b), frame_n, frame_rounds)
         row(rows, "fetch", "bytes 1 MiB", fetch, 1.2, "memcpy")
-        assign = compare(lambda: obj.assign(payload), lambda: np.copyto(dst_b, src_b), frame_n, frame_rounds)
+        assign = compare(
+            lambda: obj.assign(payload), lambda: np.copyto(dst_b, src_b), frame_n, frame_rounds
+        )
         row(rows, "assign", "bytes 1 MiB", assign, 1.2, "memcpy")
         obj.unlink()
 
@@ -252,15 +407,27 @@ def bench_cross_process(rows: list[tuple[str, ...]], quick: bool) -> None:
     """
     pairs, frames = (2, 100) if quick else (10, 300)
     for transport, target in ((bench_peers.OURS_POLLING, 1.1), (bench_peers.OURS_WAITING, None)):
-        windows = bench_peers.measure_duel(pairs, paced=frames, transports=(transport, bench_peers.SEQLOCK_FLOOR))
+        windows = bench_peers.measure_duel(
+            pairs, paced=frames, transports=(transport, bench_peers.SEQLOCK_FLOOR)
+        )
         ours, floor = bench_peers.duel_medians(windows)
         timing = Timing(ours, floor, statistics.median(bench_peers.duel_ratios(windows)))
         op = "frame to consumer, one-way (" + ("polling)" if target else "wait())")
         if target:
             row(rows, op, "uint8 480x848x3", timing, target, "2-slot seqlock")
         else:
-            rows.append((op, "uint8 480x848x3", f"{ours * 1e6:.3f}", f"{floor * 1e6:.3f}", "2-slot seqlock",
-                         f"{timing.ratio:.2f}x", "(info)", ""))
+            rows.append(
+                (
+                    op,
+                    "uint8 480x848x3",
+                    f"{ours * 1e6:.3f}",
+                    f"{floor * 1e6:.3f}",
+                    "2-slot seqlock",
+                    f"{timing.ratio:.2f}x",
+                    "(info)",
+                    "",
+                )
+            )
 
 
 def idle_consumer(name: str, mode: str, seconds: float) -> None:
@@ -297,9 +464,30 @@ def bench_idle_cpu(rows: list[tuple[str, ...]], quick: bool) -> None:
             shares[mode] = (cpu_share(proc.pid) - before) / seconds
             proc.join(30)
         obj.unlink()
-    rows.append(("idle consumer CPU, wait()", "-", f"{shares['wait'] * 100:.2f}% of a core", "", "", "",
-                 "< 1%", "ok" if shares["wait"] < 0.01 else "MISSED"))
-    rows.append(("idle consumer CPU, polling modified", "-", f"{shares['poll'] * 100:.0f}% of a core", "", "", "", "(info)", ""))
+    rows.append(
+        (
+            "idle consumer CPU, wait()",
+            "-",
+            f"{shares['wait'] * 100:.2f}% of a core",
+            "",
+            "",
+            "",
+            "< 1%",
+            "ok" if shares["wait"] < 0.01 else "MISSED",
+        )
+    )
+    rows.append(
+        (
+            "idle consumer CPU, polling modified",
+            "-",
+            f"{shares['poll'] * 100:.0f}% of a core",
+            "",
+            "",
+            "",
+            "(info)",
+            "",
+        )
+    )
 
 
 def main() -> int:
@@ -315,7 +503,9 @@ def main() -> int:
         bench_idle_cpu(rows, args.quick)
     header = ("operation", "payload", "ours us", "floor us", "floor", "ratio", "target", "")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print(f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {np.__version__}")
+    print(
+        f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {np.__version__}"
+    )
     for r in [header, *rows]:
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
     return 0

@@ -56,25 +56,41 @@ def main() -> int:
         bare, ours, full, people = [], [], [], []
         for _ in range(args.rounds):
             bare.append(cpu_per_run([sys.executable, "-c", "pass"], args.per_round))
-            ours.append(cpu_per_run([sys.executable, "-c", PROBE_CODE, name, "inf"], args.per_round))
+            ours.append(
+                cpu_per_run([sys.executable, "-c", PROBE_CODE, name, "inf"], args.per_round)
+            )
             people.append(cpu_per_run([*command, name, "--max-age", "inf"], args.per_round))
             # What the probe used to import: numpy and the whole package.
-            full.append(cpu_per_run([sys.executable, "-c", "import numpy, shared_object._object"], args.per_round))
+            full.append(
+                cpu_per_run(
+                    [sys.executable, "-c", "import numpy, shared_object._object"], args.per_round
+                )
+            )
         obj.unlink()
     ratio = statistics.median(o / b for o, b in zip(ours, bare, strict=True))
     full_ratio = statistics.median(f / b for f, b in zip(full, bare, strict=True))
     per_core = statistics.median(ours) / args.interval
-    print(f"# {os.uname().machine}, Python {sys.version.split()[0]}; {args.rounds} rounds of {args.per_round} runs")
+    print(
+        f"# {os.uname().machine}, Python {sys.version.split()[0]}; {args.rounds} rounds of {args.per_round} runs"
+    )
     print("| what | CPU per run ms | ratio | target |")
     print("| --- | --- | --- | --- |")
     print(f"| python3 -c pass | {statistics.median(bare) * 1e3:.1f} | 1.00x | |")
-    print(f"| the image's healthcheck probe | {statistics.median(ours) * 1e3:.1f} | {ratio:.2f}x | <= 1.5x "
-          f"{'ok' if ratio <= 1.5 else 'MISSED'} |")
+    print(
+        f"| the image's healthcheck probe | {statistics.median(ours) * 1e3:.1f} | {ratio:.2f}x | <= 1.5x "
+        f"{'ok' if ratio <= 1.5 else 'MISSED'} |"
+    )
     people_ratio = statistics.median(p / b for p, b in zip(people, bare, strict=True))
-    print(f"| (info) shared-object health | {statistics.median(people) * 1e3:.1f} | {people_ratio:.2f}x | |")
-    print(f"| (info) importing numpy and the package | {statistics.median(full) * 1e3:.1f} | {full_ratio:.2f}x | |")
-    print(f"| the probe every {args.interval:g} s | {per_core * 100:.2f}% of a core | | < 1% "
-          f"{'ok' if per_core < 0.01 else 'MISSED'} |")
+    print(
+        f"| (info) shared-object health | {statistics.median(people) * 1e3:.1f} | {people_ratio:.2f}x | |"
+    )
+    print(
+        f"| (info) importing numpy and the package | {statistics.median(full) * 1e3:.1f} | {full_ratio:.2f}x | |"
+    )
+    print(
+        f"| the probe every {args.interval:g} s | {per_core * 100:.2f}% of a core | | < 1% "
+        f"{'ok' if per_core < 0.01 else 'MISSED'} |"
+    )
     return 0
 
 

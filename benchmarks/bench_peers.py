@@ -116,7 +116,9 @@ def untracked(shm: shared_memory.SharedMemory) -> shared_memory.SharedMemory:
     return shm
 
 
-def seqlock_views(shm: shared_memory.SharedMemory, shape: tuple[int, ...]) -> tuple[Any, list[Any], Callable[[], None]]:
+def seqlock_views(
+    shm: shared_memory.SharedMemory, shape: tuple[int, ...]
+) -> tuple[Any, list[Any], Callable[[], None]]:
     """The floor's layout in ``shm``: a sequence word, two slots, and a close() that drops them first.
 
     SharedMemory.close() refuses while views exist, and a closure frees its cells in no set order.
@@ -134,7 +136,9 @@ def seqlock_views(shm: shared_memory.SharedMemory, shape: tuple[int, ...]) -> tu
 
 
 def seqlock_sender(name: str, shape: tuple[int, ...]) -> Sender:
-    shm = untracked(shared_memory.SharedMemory(name=name, create=True, size=64 + 2 * int(np.prod(shape))))
+    shm = untracked(
+        shared_memory.SharedMemory(name=name, create=True, size=64 + 2 * int(np.prod(shape)))
+    )
     words, slots, close = seqlock_views(shm, shape)
     words[0] = 0
     state = {"seq": 0}
@@ -193,8 +197,14 @@ def iceoryx_sender(name: str, shape: tuple[int, ...]) -> Sender:
 
     iox2.set_log_level(iox2.LogLevel.Error)
     node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
-    service = (node.service_builder(iox2.ServiceName.new(name)).publish_subscribe(iox2.Slice[ctypes.c_uint8])
-               .history_size(0).subscriber_max_buffer_size(2).enable_safe_overflow(True).open_or_create())
+    service = (
+        node.service_builder(iox2.ServiceName.new(name))
+        .publish_subscribe(iox2.Slice[ctypes.c_uint8])
+        .history_size(0)
+        .subscriber_max_buffer_size(2)
+        .enable_safe_overflow(True)
+        .open_or_create()
+    )
     publisher = service.publisher_builder().initial_max_slice_len(int(np.prod(shape))).create()
     keep = (node, service, publisher)
 
@@ -214,8 +224,14 @@ def iceoryx_receiver(name: str, shape: tuple[int, ...], zero_copy: bool) -> Rece
 
     iox2.set_log_level(iox2.LogLevel.Error)
     node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
-    service = (node.service_builder(iox2.ServiceName.new(name)).publish_subscribe(iox2.Slice[ctypes.c_uint8])
-               .history_size(0).subscriber_max_buffer_size(2).enable_safe_overflow(True).open_or_create())
+    service = (
+        node.service_builder(iox2.ServiceName.new(name))
+        .publish_subscribe(iox2.Slice[ctypes.c_uint8])
+        .history_size(0)
+        .subscriber_max_buffer_size(2)
+        .enable_safe_overflow(True)
+        .open_or_create()
+    )
     subscriber = service.subscriber_builder().create()
 
     def receive() -> int:
@@ -264,15 +280,44 @@ ICEORYX_COPY: Final = "iceoryx2 (copy)"
 #: measure_duel's default pair, in the order it reports them.
 DUEL: Final = (OURS_POLLING, SEQLOCK_FLOOR)
 TRANSPORTS: dict[str, dict[str, Any]] = {
-    OURS_POLLING: {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "poll"), "needs": "shared_object"},
-    OURS_WAITING: {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "wait"), "needs": "shared_object"},
-    OURS_VIEW: {"send": so_sender, "recv": lambda n, s: so_receiver(n, s, "view"), "needs": "shared_object"},
+    OURS_POLLING: {
+        "send": so_sender,
+        "recv": lambda n, s: so_receiver(n, s, "poll"),
+        "needs": "shared_object",
+    },
+    OURS_WAITING: {
+        "send": so_sender,
+        "recv": lambda n, s: so_receiver(n, s, "wait"),
+        "needs": "shared_object",
+    },
+    OURS_VIEW: {
+        "send": so_sender,
+        "recv": lambda n, s: so_receiver(n, s, "view"),
+        "needs": "shared_object",
+    },
     SEQLOCK_FLOOR: {"send": seqlock_sender, "recv": seqlock_receiver, "needs": "numpy"},
-    "reference SharedObject 0.0.6": {"send": reference_sender, "recv": reference_receiver, "needs": "real_robot"},
-    ICEORYX_COPY: {"send": iceoryx_sender, "recv": lambda n, s: iceoryx_receiver(n, s, False), "needs": "iceoryx2"},
-    "iceoryx2 (zero-copy)": {"send": iceoryx_sender, "recv": lambda n, s: iceoryx_receiver(n, s, True), "needs": "iceoryx2"},
+    "reference SharedObject 0.0.6": {
+        "send": reference_sender,
+        "recv": reference_receiver,
+        "needs": "real_robot",
+    },
+    ICEORYX_COPY: {
+        "send": iceoryx_sender,
+        "recv": lambda n, s: iceoryx_receiver(n, s, False),
+        "needs": "iceoryx2",
+    },
+    "iceoryx2 (zero-copy)": {
+        "send": iceoryx_sender,
+        "recv": lambda n, s: iceoryx_receiver(n, s, True),
+        "needs": "iceoryx2",
+    },
     "pyzmq ipc://": {"send": zmq_sender, "recv": zmq_receiver, "needs": "zmq", "lossless": True},
-    "multiprocessing Pipe (pickle 5)": {"send": None, "recv": None, "needs": "numpy", "lossless": True},
+    "multiprocessing Pipe (pickle 5)": {
+        "send": None,
+        "recv": None,
+        "needs": "numpy",
+        "lossless": True,
+    },
 }
 
 
@@ -302,13 +347,20 @@ class Window(NamedTuple):
     after_send: list[float]  # send returned -> the consumer holds the frame (a waiter's wake-up)
 
 
-def window_consumer(transports: tuple[str, ...], names: list[str], shape: tuple[int, ...], ctrl_name: str,
-                    pipe_end: Any) -> None:
+def window_consumer(
+    transports: tuple[str, ...],
+    names: list[str],
+    shape: tuple[int, ...],
+    ctrl_name: str,
+    pipe_end: Any,
+) -> None:
     """The consumer process: counts (and acks) what it gets in each window the producer opens."""
     ctrl_shm = shared_memory.SharedMemory(name=ctrl_name)
     words = ctrl_shm.buf[:64].cast("Q")
     receivers: list[Receiver] = [
-        (lambda: seq_of(pipe_end.recv())) if TRANSPORTS[t]["recv"] is None else TRANSPORTS[t]["recv"](n, shape)
+        (lambda: seq_of(pipe_end.recv()))
+        if TRANSPORTS[t]["recv"] is None
+        else TRANSPORTS[t]["recv"](n, shape)
         for t, n in zip(transports, names, strict=True)
     ]
     words[READY] = IDLE
@@ -324,7 +376,9 @@ def window_consumer(transports: tuple[str, ...], names: list[str], shape: tuple[
         receive = receivers[command & 0xFF]
         words[READY] = window
         got = 0
-        while True:  # until this window's stop frame: a stale stop frame of an earlier window is skipped
+        while (
+            True
+        ):  # until this window's stop frame: a stale stop frame of an earlier window is skipped
             seq = receive()
             if seq == STOP + window:
                 break
@@ -340,8 +394,15 @@ def window_consumer(transports: tuple[str, ...], names: list[str], shape: tuple[
     ctrl_shm.close()
 
 
-def measure_windows(transports: tuple[str, ...], shape: tuple[int, ...], cycles: int, *, paced: int = 0,
-                    seconds: float = 0.25, max_seconds: float | None = None) -> list[list[tuple[str, Window]]]:
+def measure_windows(
+    transports: tuple[str, ...],
+    shape: tuple[int, ...],
+    cycles: int,
+    *,
+    paced: int = 0,
+    seconds: float = 0.25,
+    max_seconds: float | None = None,
+) -> list[list[tuple[str, Window]]]:
     """Every transport in turn, ``cycles`` times: per cycle, its windows in visiting order.
 
     One producer (this process) and one consumer process serve every transport. A cycle opens a
@@ -361,7 +422,8 @@ def measure_windows(transports: tuple[str, ...], shape: tuple[int, ...], cycles:
     words[ACK] = words[HELD] = 0
     senders, pipe_end = _senders(transports, names, shape)
     consumer = mp.get_context("spawn").Process(
-        target=window_consumer, args=(tuple(transports), names, shape, ctrl_shm.name, pipe_end))
+        target=window_consumer, args=(tuple(transports), names, shape, ctrl_shm.name, pipe_end)
+    )
     consumer.start()
     frames = [frame_for(shape, 0) for _ in range(4)]
     order = list(range(len(transports)))
@@ -377,9 +439,14 @@ def measure_windows(transports: tuple[str, ...], shape: tuple[int, ...], cycles:
                 _await(words, READY, window, consumer)
                 first = window * SEQS_PER_WINDOW + 2
                 if paced:
-                    timed, sent = _paced(transports[which], senders[which], words, frames, paced, first, max_seconds)
+                    timed, sent = _paced(
+                        transports[which], senders[which], words, frames, paced, first, max_seconds
+                    )
                 else:
-                    timed, sent = Window(0, 0, [], [], []), _free_running(senders[which], frames, seconds, first)
+                    timed, sent = (
+                        Window(0, 0, [], [], []),
+                        _free_running(senders[which], frames, seconds, first),
+                    )
                 _stop(transports[which], senders[which], frames[0], window, words, consumer)
                 visits.append((transports[which], timed._replace(got=int(words[GOT]), sent=sent)))
                 window += 1
@@ -397,7 +464,9 @@ def measure_windows(transports: tuple[str, ...], shape: tuple[int, ...], cycles:
     return result
 
 
-def _senders(transports: tuple[str, ...], names: list[str], shape: tuple[int, ...]) -> tuple[list[Sender], Any]:
+def _senders(
+    transports: tuple[str, ...], names: list[str], shape: tuple[int, ...]
+) -> tuple[list[Sender], Any]:
     """One sender per transport, and the receiving end of the Pipe's pipe for the consumer (or None)."""
     pipe_end = None
     senders: list[Sender] = []
@@ -424,8 +493,15 @@ def _clean_up(transports: tuple[str, ...], names: list[str], senders: list[Sende
                 resource_tracker.unregister(f"/{name}", "shared_memory")
 
 
-def _paced(transport: str, send: Sender, words: Any, frames: list[np.ndarray[Any, Any]], count: int, first: int,
-           max_seconds: float | None) -> tuple[Window, int]:
+def _paced(
+    transport: str,
+    send: Sender,
+    words: Any,
+    frames: list[np.ndarray[Any, Any]],
+    count: int,
+    first: int,
+    max_seconds: float | None,
+) -> tuple[Window, int]:
     """Send up to ``count`` frames, each after the ack of the one before: (their times, frames sent).
 
     The consumer stamps words[HELD] with time.monotonic_ns() when it holds a frame, before its
@@ -449,13 +525,19 @@ def _paced(transport: str, send: Sender, words: Any, frames: list[np.ndarray[Any
         one_way.append((held - t0) / 1e9)
         round_trips.append((t2 - t0) / 1e9)
         after_send.append((held - t1) / 1e9)
-        if max_seconds is not None and len(one_way) >= MIN_PACED and (clock() - started) / 1e9 > max_seconds:
+        if (
+            max_seconds is not None
+            and len(one_way) >= MIN_PACED
+            and (clock() - started) / 1e9 > max_seconds
+        ):
             break
     warm = len(one_way) // 10  # the first tenth warms caches and branch predictors
     return Window(0, 0, one_way[warm:], round_trips[warm:], after_send[warm:]), len(one_way)
 
 
-def _free_running(send: Sender, frames: list[np.ndarray[Any, Any]], seconds: float, first: int) -> int:
+def _free_running(
+    send: Sender, frames: list[np.ndarray[Any, Any]], seconds: float, first: int
+) -> int:
     """Send as fast as the transport takes them for ``seconds``: frames sent."""
     sent, seq, end = 0, first, time.monotonic() + seconds
     while time.monotonic() < end:
@@ -467,7 +549,14 @@ def _free_running(send: Sender, frames: list[np.ndarray[Any, Any]], seconds: flo
     return sent
 
 
-def _stop(transport: str, send: Sender, frame: np.ndarray[Any, Any], window: int, words: Any, consumer: Any) -> None:
+def _stop(
+    transport: str,
+    send: Sender,
+    frame: np.ndarray[Any, Any],
+    window: int,
+    words: Any,
+    consumer: Any,
+) -> None:
     """Send this window's stop frame until the consumer closes the window.
 
     A lossy transport may drop it (or the consumer may be mid-copy of an older frame): resend.
@@ -502,8 +591,11 @@ def _await(words: Any, index: int, value: int, consumer: Any, timeout: float = D
 
 def _summary(window: Window) -> dict[str, float]:
     one_way = sorted(window.samples)
-    return {"median_us": statistics.median(one_way) * 1e6, "p99_us": one_way[int(len(one_way) * 0.99)] * 1e6,
-            "fps": 1 / statistics.mean(window.round_trips)}
+    return {
+        "median_us": statistics.median(one_way) * 1e6,
+        "p99_us": one_way[int(len(one_way) * 0.99)] * 1e6,
+        "fps": 1 / statistics.mean(window.round_trips),
+    }
 
 
 def per_transport(cycles: list[list[tuple[str, Window]]]) -> dict[str, Window]:
@@ -512,20 +604,29 @@ def per_transport(cycles: list[list[tuple[str, Window]]]) -> dict[str, Window]:
     for visits in cycles:
         for transport, w in visits:
             m = merged.get(transport, Window(0, 0, [], [], []))
-            merged[transport] = Window(m.got + w.got, m.sent + w.sent, m.samples + w.samples,
-                                       m.round_trips + w.round_trips, m.after_send + w.after_send)
+            merged[transport] = Window(
+                m.got + w.got,
+                m.sent + w.sent,
+                m.samples + w.samples,
+                m.round_trips + w.round_trips,
+                m.after_send + w.after_send,
+            )
     return merged
 
 
-def cycle_ratios(cycles: list[list[tuple[str, Window]]], a: str, b: str, field: str = "samples") -> list[float]:
+def cycle_ratios(
+    cycles: list[list[tuple[str, Window]]], a: str, b: str, field: str = "samples"
+) -> list[float]:
     """Per cycle, ``a`` over ``b``: of median paced times (``field`` of Window), or of frames got (free-running)."""
     ratios = []
     for visits in cycles:
         mine = [w for t, w in visits if t == a]
         theirs = [w for t, w in visits if t == b]
         if mine and mine[0].samples:
-            ratios.append(statistics.median(x for w in mine for x in getattr(w, field))
-                          / statistics.median(x for w in theirs for x in getattr(w, field)))
+            ratios.append(
+                statistics.median(x for w in mine for x in getattr(w, field))
+                / statistics.median(x for w in theirs for x in getattr(w, field))
+            )
         else:
             ratios.append(sum(w.got for w in mine) / max(sum(w.got for w in theirs), 1))
     return ratios
@@ -534,15 +635,18 @@ def cycle_ratios(cycles: list[list[tuple[str, Window]]], a: str, b: str, field: 
 # ------------------------------------------------------------------------------------------------
 # Two transports in paired windows: the targets' measurement (also bench_core's cross-process row)
 # ------------------------------------------------------------------------------------------------
-def measure_duel(pairs: int, seconds: float = 0.25, paced: int = 0,
-                 transports: tuple[str, str] = DUEL) -> list[tuple[Window, Window]]:
+def measure_duel(
+    pairs: int, seconds: float = 0.25, paced: int = 0, transports: tuple[str, str] = DUEL
+) -> list[tuple[Window, Window]]:
     """(first, second) windows of two transports at 1.22 MB, ``pairs`` pairs back to back (ABBA).
 
     measure_windows with two transports: the two windows of a pair follow each other within
     milliseconds, the tightest pairing there is (a rotation of nine transports spreads a cycle
     over seconds). A paced window sends ``paced`` frames.
     """
-    cycles = measure_windows(transports, SIZES["1.22 MB"], -(-pairs // 2), paced=paced, seconds=seconds)
+    cycles = measure_windows(
+        transports, SIZES["1.22 MB"], -(-pairs // 2), paced=paced, seconds=seconds
+    )
     windows = [w for visits in cycles for w in visits]
     result = []
     for i in range(0, len(windows), 2):  # A B | B A: each half of a cycle is one pair
@@ -553,15 +657,22 @@ def measure_duel(pairs: int, seconds: float = 0.25, paced: int = 0,
     return result[:pairs]
 
 
-def duel_medians(windows: list[tuple[Window, Window]], field: str = "samples") -> tuple[float, float]:
+def duel_medians(
+    windows: list[tuple[Window, Window]], field: str = "samples"
+) -> tuple[float, float]:
     """Median paced time (seconds; ``field`` of Window) of the first and second transport over all windows."""
-    return tuple(statistics.median(x for pair in windows for x in getattr(pair[i], field)) for i in (0, 1))  # type: ignore[return-value]
+    return tuple(
+        statistics.median(x for pair in windows for x in getattr(pair[i], field)) for i in (0, 1)
+    )  # type: ignore[return-value]
 
 
 def duel_ratios(windows: list[tuple[Window, Window]], field: str = "samples") -> list[float]:
     """Per pair: first / second, of frames got (free-running) or of median paced times (``field``)."""
     if windows and windows[0][0].samples:
-        return [statistics.median(getattr(a, field)) / statistics.median(getattr(b, field)) for a, b in windows]
+        return [
+            statistics.median(getattr(a, field)) / statistics.median(getattr(b, field))
+            for a, b in windows
+        ]
     return [a.got / b.got for a, b in windows]
 
 
@@ -570,16 +681,39 @@ def duel_ratios(windows: list[tuple[Window, Window]], field: str = "samples") ->
 #: called -> the consumer holds the frame. The wake-up target times from send *returning*, as the
 #: issue words it ("from assign returning to the waiter holding its copy"), for both consumers.
 PAIRED_TARGETS: Final = {
-    "floor": ("one-way latency 1.22 MB, copy vs seqlock floor", (OURS_POLLING, SEQLOCK_FLOOR), 1.1, "samples"),
-    "iceoryx2": ("one-way latency 1.22 MB, copy vs iceoryx2 copy", (OURS_POLLING, ICEORYX_COPY), 1.0, "samples"),
-    "view": ("one-way latency 1.22 MB, zero-copy view vs iceoryx2 copy", (OURS_VIEW, ICEORYX_COPY), 0.5, "samples"),
-    "wait": ("assign returned -> consumer holds its copy, 1.22 MB, wait() vs polling", (OURS_WAITING, OURS_POLLING), 2.0,
-             "after_send"),
+    "floor": (
+        "one-way latency 1.22 MB, copy vs seqlock floor",
+        (OURS_POLLING, SEQLOCK_FLOOR),
+        1.1,
+        "samples",
+    ),
+    "iceoryx2": (
+        "one-way latency 1.22 MB, copy vs iceoryx2 copy",
+        (OURS_POLLING, ICEORYX_COPY),
+        1.0,
+        "samples",
+    ),
+    "view": (
+        "one-way latency 1.22 MB, zero-copy view vs iceoryx2 copy",
+        (OURS_VIEW, ICEORYX_COPY),
+        0.5,
+        "samples",
+    ),
+    "wait": (
+        "assign returned -> consumer holds its copy, 1.22 MB, wait() vs polling",
+        (OURS_WAITING, OURS_POLLING),
+        2.0,
+        "after_send",
+    ),
 }
 
 
-def _targets(rotation: list[list[tuple[str, Window]]], free: list[list[tuple[str, Window]]],
-             paired: dict[str, list[float]], duel_free: list[float]) -> str:
+def _targets(
+    rotation: list[list[tuple[str, Window]]],
+    free: list[list[tuple[str, Window]]],
+    paired: dict[str, list[float]],
+    duel_free: list[float],
+) -> str:
     """The issues' targets, as ratios between transports measured in this run.
 
     Each ratio is the median over pairs (or cycles) of the ratio within one. A target is decided
@@ -592,15 +726,35 @@ def _targets(rotation: list[list[tuple[str, Window]]], free: list[list[tuple[str
         checks.append((f"{text} (paired windows)", paired.get(key, []), limit, "<="))
         checks.append((f"{text} (rotation)", _safe(cycle_ratios, rotation, a, b, field), None, ""))
     checks += [
-        ("free-running frames got, copy polling vs seqlock floor (paired windows)", duel_free, 0.9, ">="),
-        ("free-running frames got, copy polling vs seqlock floor (rotation)",
-         _safe(cycle_ratios, free, OURS_POLLING, SEQLOCK_FLOOR), None, ""),
-        ("free-running frames got, wait() vs seqlock floor (rotation)", _safe(cycle_ratios, free, OURS_WAITING, SEQLOCK_FLOOR), None, ""),
-        ("free-running frames got, zero-copy view vs seqlock floor (rotation)",
-         _safe(cycle_ratios, free, OURS_VIEW, SEQLOCK_FLOOR), None, ""),
+        (
+            "free-running frames got, copy polling vs seqlock floor (paired windows)",
+            duel_free,
+            0.9,
+            ">=",
+        ),
+        (
+            "free-running frames got, copy polling vs seqlock floor (rotation)",
+            _safe(cycle_ratios, free, OURS_POLLING, SEQLOCK_FLOOR),
+            None,
+            "",
+        ),
+        (
+            "free-running frames got, wait() vs seqlock floor (rotation)",
+            _safe(cycle_ratios, free, OURS_WAITING, SEQLOCK_FLOOR),
+            None,
+            "",
+        ),
+        (
+            "free-running frames got, zero-copy view vs seqlock floor (rotation)",
+            _safe(cycle_ratios, free, OURS_VIEW, SEQLOCK_FLOOR),
+            None,
+            "",
+        ),
     ]
-    lines = ["| target (median of per-pair ratios) | ratio | wanted | | pairs: min - max |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| target (median of per-pair ratios) | ratio | wanted | | pairs: min - max |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for text, ratios, limit, op in checks:
         if not ratios:
             lines.append(f"| {text} | not measured | | | |")
@@ -611,7 +765,9 @@ def _targets(rotation: list[list[tuple[str, Window]]], free: list[list[tuple[str
             lines.append(f"| {text} | {ratio:.2f}x | (info) | | {spread} |")
             continue
         ok = ratio <= limit if op == "<=" else ratio >= limit
-        lines.append(f"| {text} | {ratio:.2f}x | {op} {limit}x | {'ok' if ok else 'MISSED'} | {spread} |")
+        lines.append(
+            f"| {text} | {ratio:.2f}x | {op} {limit}x | {'ok' if ok else 'MISSED'} | {spread} |"
+        )
     return "\n".join(lines)
 
 
@@ -654,7 +810,9 @@ def plot(latency: dict[str, dict[str, float]], path: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     cycles, frames, max_seconds = (1, 100, 0.1) if args.quick else (5, 300, 0.3)
@@ -670,44 +828,58 @@ def main() -> int:
 
     rotation: dict[str, list[list[tuple[str, Window]]]] = {}
     for label, shape in SIZES.items():
-        rotation[label] = measure_windows(installed, shape, cycles, paced=frames, max_seconds=max_seconds)
+        rotation[label] = measure_windows(
+            installed, shape, cycles, paced=frames, max_seconds=max_seconds
+        )
         print(f"rotation at {label}: done", flush=True)
     free = measure_windows(installed, SIZES["1.22 MB"], free_cycles, seconds=free_seconds)
     duel_free = measure_duel(free_pairs, free_seconds)
-    duels = {key: measure_duel(duel_pairs, paced=duel_frames, transports=pair)
-             for key, (_, pair, _, _) in PAIRED_TARGETS.items() if all(t in installed for t in pair)}
+    duels = {
+        key: measure_duel(duel_pairs, paced=duel_frames, transports=pair)
+        for key, (_, pair, _, _) in PAIRED_TARGETS.items()
+        if all(t in installed for t in pair)
+    }
 
     free_totals = per_transport(free)
     rows, latency = [], {}
     for transport in TRANSPORTS:
         if transport not in installed:
-            rows.append(f"| {transport} | skipped: not installed (run benchmarks/setup_peers.sh) | | | | |")
+            rows.append(
+                f"| {transport} | skipped: not installed (run benchmarks/setup_peers.sh) | | | | |"
+            )
             continue
         for label in SIZES:
             summary = _summary(per_transport(rotation[label])[transport])
             latency.setdefault(transport, {})[label] = summary["median_us"]
             total = free_totals[transport]
             free_text = f"{total.got} / {total.sent}" if label == "1.22 MB" else ""
-            rows.append(f"| {transport} | {label} | {summary['median_us']:.1f} | {summary['p99_us']:.1f} | "
-                        f"{summary['fps']:.0f} | {free_text} |")
-    header = (f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {np.__version__}; "
-              f"every transport in turn between the same two processes (measure_windows): per payload, {cycles} "
-              f"cycles of one paced window each way per transport (up to {frames} frames or {max_seconds} s); "
-              f"free-running at 1.22 MB: {free_cycles} cycles of {free_seconds} s windows\n\n"
-              "| transport | payload | one-way median us | p99 us | max lossless fps (paced) | free-running: got / sent |\n"
-              "| --- | --- | --- | --- | --- | --- |")
+            rows.append(
+                f"| {transport} | {label} | {summary['median_us']:.1f} | {summary['p99_us']:.1f} | "
+                f"{summary['fps']:.0f} | {free_text} |"
+            )
+    header = (
+        f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {np.__version__}; "
+        f"every transport in turn between the same two processes (measure_windows): per payload, {cycles} "
+        f"cycles of one paced window each way per transport (up to {frames} frames or {max_seconds} s); "
+        f"free-running at 1.22 MB: {free_cycles} cycles of {free_seconds} s windows\n\n"
+        "| transport | payload | one-way median us | p99 us | max lossless fps (paced) | free-running: got / sent |\n"
+        "| --- | --- | --- | --- | --- | --- |"
+    )
     ours_got, ours_sent = sum(p[0].got for p in duel_free), sum(p[0].sent for p in duel_free)
     floor_got, floor_sent = sum(p[1].got for p in duel_free), sum(p[1].sent for p in duel_free)
     pairs_text = "; ".join(
-        f"{a} {x * 1e6:.1f} us vs {b} {y * 1e6:.1f} us" + (" (from assign returning)" if field != "samples" else "")
+        f"{a} {x * 1e6:.1f} us vs {b} {y * 1e6:.1f} us"
+        + (" (from assign returning)" if field != "samples" else "")
         for key, windows in duels.items()
         for (_, (a, b), _, field) in [PAIRED_TARGETS[key]]
         for (x, y) in [duel_medians(windows, field)]
     )
-    duel_text = (f"Paired windows (measure_duel: the two transports of a pair only, {duel_pairs} pairs of windows back "
-                 f"to back, ABBA), 1.22 MB. Paced, {duel_frames} frames per window, median one-way latency: {pairs_text}. "
-                 f"Free-running, {free_pairs} pairs of {free_seconds} s windows: {OURS_POLLING} got {ours_got} / sent {ours_sent}; "
-                 f"{SEQLOCK_FLOOR} got {floor_got} / sent {floor_sent}.")
+    duel_text = (
+        f"Paired windows (measure_duel: the two transports of a pair only, {duel_pairs} pairs of windows back "
+        f"to back, ABBA), 1.22 MB. Paced, {duel_frames} frames per window, median one-way latency: {pairs_text}. "
+        f"Free-running, {free_pairs} pairs of {free_seconds} s windows: {OURS_POLLING} got {ours_got} / sent {ours_sent}; "
+        f"{SEQLOCK_FLOOR} got {floor_got} / sent {floor_sent}."
+    )
     paired = {key: duel_ratios(w, PAIRED_TARGETS[key][3]) for key, w in duels.items()}
     targets = _targets(rotation["1.22 MB"], free, paired, duel_ratios(duel_free))
     table = header + "\n" + "\n".join(rows) + "\n\n" + duel_text + "\n\n" + targets

@@ -38,7 +38,10 @@ FRAME = (480, 848, 3)
 
 def produce(prefix: str, rate: float, seconds: float, started: Any, sent: Any) -> None:
     frames = [np.full(FRAME, i, np.uint8) for i in range(4)]
-    with SharedObject(prefix + "-frame", data=frames[0]) as cam, SharedObject(prefix + "-pose", data=np.zeros(7)) as pose:
+    with (
+        SharedObject(prefix + "-frame", data=frames[0]) as cam,
+        SharedObject(prefix + "-pose", data=np.zeros(7)) as pose,
+    ):
         started.wait(60)
         period = 1 / rate if rate else 0.0
         end = time.monotonic() + seconds
@@ -126,12 +129,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", default=tempfile.gettempdir())
     args = parser.parse_args()
-    print(f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}; files in {args.dir}")
+    print(
+        f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}; files in {args.dir}"
+    )
     print("| producer | frames sent | recorded | dropped | target |")
     print("| --- | --- | --- | --- | --- |")
     for rate in (30, 100, 300):
         sent, recorded, dropped, _ = record_round(rate, args.seconds, args.dir)
-        target = "0 (ok)" if rate == 30 and dropped == 0 else ("0 MISSED" if rate == 30 else "(info)")
+        target = (
+            "0 (ok)" if rate == 30 and dropped == 0 else ("0 MISSED" if rate == 30 else "(info)")
+        )
         print(f"| {rate} Hz, 1.22 MB frame + pose | {sent} | {recorded} | {dropped} | {target} |")
     ratios, ours, floors = [], [], []
     for _ in range(args.rounds):
@@ -144,8 +151,10 @@ def main() -> int:
     print()
     print("| free-running, 1.22 MB frames | MB/s | floor: plain file write MB/s | ratio | target |")
     print("| --- | --- | --- | --- | --- |")
-    print(f"| record (no compression) | {statistics.median(ours):.0f} | {statistics.median(floors):.0f} | "
-          f"{ratio:.2f}x | >= 0.8x {'ok' if ratio >= 0.8 else 'MISSED'} |")
+    print(
+        f"| record (no compression) | {statistics.median(ours):.0f} | {statistics.median(floors):.0f} | "
+        f"{ratio:.2f}x | >= 0.8x {'ok' if ratio >= 0.8 else 'MISSED'} |"
+    )
     return 0
 
 

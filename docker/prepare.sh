@@ -102,15 +102,18 @@ say "base image: $base"
 if [ "$base" != "$default_base" ]; then
     pyver=$(docker run --rm --entrypoint python3 "$base" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
     arch=$(uname -m)
-    stamp="$root/docker/wheels/.for-$pyver-$arch"
+    requirements="numpy>=1.24 sapien>=3.0 pytest>=7 hypothesis>=6 pytest-timeout>=2 setuptools>=61 eclipse-zenoh>=1.10,<2 mcap>=1.1 zstandard>=0.22 lz4>=4.0"
+    # The stamp names what was downloaded: a new requirement fetches the wheelhouse again.
+    stamp="$root/docker/wheels/.for-$pyver-$arch-$(echo "$requirements" | md5sum | cut -c1-8)"
     if [ ! -f "$stamp" ]; then
         say "downloading wheels for Python $pyver/$arch into docker/wheels (the image build cannot reach PyPI)"
         rm -f "$root"/docker/wheels/*.whl
         "$python" -m pip download -q -d "$root/docker/wheels" --only-binary=:all: \
             --python-version "$pyver" --implementation cp \
             --platform "manylinux2014_$arch" --platform "manylinux_2_17_$arch" --platform "manylinux_2_28_$arch" \
-            "numpy>=1.24" "sapien>=3.0" "pytest>=7" "hypothesis>=6" "pytest-timeout>=2" "setuptools>=61" >&2 \
+            $requirements >&2 \
             || die "pip could not download the wheels the image needs"
+        rm -f "$root"/docker/wheels/.for-*
         touch "$stamp"
     fi
 fi

@@ -26,7 +26,8 @@ from shared_object.testing import unique_name
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--torture", action="store_true",
+        "--torture",
+        action="store_true",
         help="run the long torture versions (200 crash rounds per payload, 30 s of load) instead of the short ones",
     )
 
@@ -60,13 +61,22 @@ def in_small_shm() -> Iterator[Callable[[str, str], subprocess.CompletedProcess[
         if os.geteuid() != 0 or sys.platform != "linux":
             pytest.skip("mounting a small tmpfs needs root on Linux")
         directory = tempfile.mkdtemp(prefix="small-shm-")
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", directory], capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", directory],
+            capture_output=True,
+            text=True,
+        )
         if result.returncode:
             os.rmdir(directory)
             pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
         mounted.append(directory)
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "SHARED_OBJECT_DIR": directory})
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "SHARED_OBJECT_DIR": directory},
+        )
 
     yield run
     for directory in mounted:

@@ -48,7 +48,9 @@ def checksummed_frame(seed: int, shape: tuple[int, ...] = (480, 848, 3)) -> np.n
     frame = np.full(shape, seed % 251, np.uint8)
     flat = frame.reshape(-1)
     flat[: flat.size // 2] = (seed * 7) % 253  # two halves, so a half-old half-new copy is visible
-    flat[-8:] = np.frombuffer(hashlib.blake2b(flat[:-8].tobytes(), digest_size=8).digest(), np.uint8)
+    flat[-8:] = np.frombuffer(
+        hashlib.blake2b(flat[:-8].tobytes(), digest_size=8).digest(), np.uint8
+    )
     return frame
 
 
@@ -132,7 +134,10 @@ def count_up(name: str, count: int, started: Any) -> None:
 
 def echo(name: str, ack_name: str, rounds: int, started: Any) -> None:
     """Answer each new value of ``name`` by assigning it to ``ack_name`` (spinning on modified)."""
-    with SharedObject.attach(name, timeout=30) as ping, SharedObject.attach(ack_name, timeout=30) as ack:
+    with (
+        SharedObject.attach(name, timeout=30) as ping,
+        SharedObject.attach(ack_name, timeout=30) as ack,
+    ):
         started.set()
         for _ in range(rounds):
             while not ping.modified:
@@ -214,7 +219,11 @@ def dynamic_payload(i: int) -> Any:
     kind, n = i % 5, _DYNAMIC_SIZES[(i * 7) % len(_DYNAMIC_SIZES)]
     if kind == 0:
         frame = np.full(n, i % 251, np.uint8)
-        return {"i": i, "frame": frame, "sum": hashlib.blake2b(frame.tobytes(), digest_size=8).digest()}
+        return {
+            "i": i,
+            "frame": frame,
+            "sum": hashlib.blake2b(frame.tobytes(), digest_size=8).digest(),
+        }
     if kind == 1:
         samples = np.full(n // 8 + 1, float(i))
         return (i, samples, hashlib.blake2b(samples.tobytes(), digest_size=8).digest())
@@ -224,7 +233,11 @@ def dynamic_payload(i: int) -> Any:
     if kind == 3:
         speed = i if i % 2 else i + 0.5  # an int or a float leaf: it must read back as assigned
         return {"i": i, "speed": speed, "type": type(speed).__name__}
-    return {"i": i, "cloud": np.full((n // 1000 + 1, 3), i, np.int16), "label": np.str_("z" * (i % 9))}
+    return {
+        "i": i,
+        "cloud": np.full((n // 1000 + 1, 3), i, np.int16),
+        "label": np.str_("z" * (i % 9)),
+    }
 
 
 def dynamic_payload_ok(value: Any) -> bool:

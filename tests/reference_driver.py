@@ -50,15 +50,33 @@ def load(library: str) -> tuple[type, type]:
 
 
 #: What the scenarios compare: the reference's 16 array dtypes.
-DTYPES = ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
-          "float16", "float32", "float64", "float128", "complex64", "complex128", "complex256"]
+DTYPES = [
+    "bool",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "float128",
+    "complex64",
+    "complex128",
+    "complex256",
+]
 
 
 def _array(dtype: str, seed: int) -> str:
     return f"(np.arange(24).reshape(2, 3, 4) * {seed + 1} % 7).astype(np.{dtype})"
 
 
-def _lifecycle(v1: str, v2: str, other: str, fn: str, init_size: int | None = None) -> list[list[Any]]:
+def _lifecycle(
+    v1: str, v2: str, other: str, fn: str, init_size: int | None = None
+) -> list[list[Any]]:
     """The common life of an object, across two handles and a child process.
 
     ``v1``/``v2``: two values of one kind; ``other``: a value of another kind (a refused assign);
@@ -115,14 +133,24 @@ def scenarios() -> dict[str, list[list[Any]]]:
     s["complex"] = _lifecycle("1+2j", "-3.5j", "1.0", "lambda x: x.imag")
     s["str"] = _lifecycle("'hello'", "'wörld'", "b'hello'", "lambda x: x.upper()")
     s["bytes"] = _lifecycle("b'\\x00ab\\xff'", "b'cd'", "'cd'", "lambda x: x[::-1]")
-    s["bytearray"] = _lifecycle("bytearray(b'ab')", "bytearray(b'\\x00\\x00')", "7", "lambda x: len(x)")
+    s["bytearray"] = _lifecycle(
+        "bytearray(b'ab')", "bytearray(b'\\x00\\x00')", "7", "lambda x: len(x)"
+    )
     if Pose is not None:
-        s["pose"] = _lifecycle("Pose([1, 2, 3], [0, 1, 0, 0])", "Pose([0.5, 0, -1], [1, 0, 0, 0])", "(1, 2)",
-                               "lambda x: x.p.tolist()")
+        s["pose"] = _lifecycle(
+            "Pose([1, 2, 3], [0, 1, 0, 0])",
+            "Pose([0.5, 0, -1], [1, 0, 0, 0])",
+            "(1, 2)",
+            "lambda x: x.p.tolist()",
+        )
     for dtype in DTYPES:
         s[f"ndarray-{dtype}"] = _lifecycle(
-            _array(dtype, 0), _array(dtype, 1), "np.zeros((2, 3, 5), np.float64)" if dtype != "float64" else
-            "np.zeros((2, 3, 4), np.float32)", "lambda x: x[..., 0]",
+            _array(dtype, 0),
+            _array(dtype, 1),
+            "np.zeros((2, 3, 5), np.float64)"
+            if dtype != "float64"
+            else "np.zeros((2, 3, 4), np.float32)",
+            "lambda x: x[..., 0]",
         )
     s["ndarray-reductions"] = [
         ["a", "new", "np.arange(12, dtype=np.uint8).reshape(3, 4)"],
@@ -256,11 +284,21 @@ OPS: dict[str, Any] = {
 def describe(value: Any) -> Any:
     """A JSON description that tells apart what a caller could tell apart."""
     if isinstance(value, np.ndarray):
-        return ["ndarray", value.dtype.str, list(value.shape), _bytes_of(value).hex(), value.flags.writeable]
+        return [
+            "ndarray",
+            value.dtype.str,
+            list(value.shape),
+            _bytes_of(value).hex(),
+            value.flags.writeable,
+        ]
     if isinstance(value, np.generic):
         return ["numpy", type(value).__name__, np.asarray(value).tobytes().hex()]
     if Pose is not None and isinstance(value, Pose):
-        return ["pose", np.asarray(value.p, np.float32).tobytes().hex(), np.asarray(value.q, np.float32).tobytes().hex()]
+        return [
+            "pose",
+            np.asarray(value.p, np.float32).tobytes().hex(),
+            np.asarray(value.q, np.float32).tobytes().hex(),
+        ]
     if isinstance(value, dict):
         return ["dict", [[describe(k), describe(v)] for k, v in value.items()]]
     if isinstance(value, (list, tuple)):
@@ -278,17 +316,28 @@ def _bytes_of(array: np.ndarray) -> bytes:
     """The bytes that hold the array's values: x86's long doubles are 10 bytes padded to 16, and
     the padding holds whatever the copy left there."""
     raw = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
-    if array.dtype.kind in "fc" and array.dtype.itemsize // (2 if array.dtype.kind == "c" else 1) == 16:
+    if (
+        array.dtype.kind in "fc"
+        and array.dtype.itemsize // (2 if array.dtype.kind == "c" else 1) == 16
+    ):
         return raw.reshape(-1, 16)[:, :10].tobytes()
     return raw.tobytes()
 
 
 #: The builtin exceptions a caller might catch, most specific first.
-_BUILTINS = [c for c in vars(builtins).values() if isinstance(c, type) and issubclass(c, BaseException)]
+_BUILTINS = [
+    c for c in vars(builtins).values() if isinstance(c, type) and issubclass(c, BaseException)
+]
 
 
 def raised(exc: BaseException) -> list[str]:
-    names = sorted({c.__name__ for c in _BUILTINS if isinstance(exc, c) and c not in (BaseException, Exception)})
+    names = sorted(
+        {
+            c.__name__
+            for c in _BUILTINS
+            if isinstance(exc, c) and c not in (BaseException, Exception)
+        }
+    )
     if isinstance(exc, struct.error):
         names.append("struct.error")
     return names or ["Exception"]
@@ -346,7 +395,9 @@ class Runner:
         if self.child is None:
             self.child = subprocess.Popen(  # noqa: S603
                 [sys.executable, __file__, "--child", self.library, self.prefix],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
             )
         assert self.child.stdin is not None and self.child.stdout is not None
         self.child.stdin.write(json.dumps(request) + "\n")

@@ -6,7 +6,7 @@
 # 3. Docker for the integration tests (docker/prepare.sh: engine, Compose v2, base image);
 #    where it cannot be had, the integration tests skip and say how to enable them, except
 #    under CI=true, where that is a failure;
-# 4. lint (ruff), the package's layers (import-linter) and types (mypy --strict on the package);
+# 4. lint and format (ruff), the package's layers (import-linter) and types (mypy --strict on the package);
 # 5. pytest: unit, multi-process, crash and stress tests, Docker integration tests, and the
 #    unit tests again inside the image.
 set -euo pipefail
@@ -48,6 +48,7 @@ fi
 
 say "ruff"
 "$venv_python" -m ruff check shared_object tests examples benchmarks
+"$venv_python" -m ruff format --check shared_object tests examples benchmarks
 say "import-linter: the package's layers"
 "$root/.venv/bin/lint-imports"
 say "mypy --strict"

@@ -13,7 +13,10 @@ from shared_object import SharedObject
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 if not BENCHMARKS.is_dir():  # the image ships the package, tests and examples, not the benchmarks
-    pytest.skip(f"{BENCHMARKS} is not here (inside the image, say): nothing to check", allow_module_level=True)
+    pytest.skip(
+        f"{BENCHMARKS} is not here (inside the image, say): nothing to check",
+        allow_module_level=True,
+    )
 sys.path.insert(0, str(BENCHMARKS))
 
 import bench_core  # noqa: E402
@@ -39,7 +42,10 @@ def test_the_inlined_protocol_is_a_whole_assign(shm_name: str) -> None:
 
 def test_the_inlined_protocol_refuses_a_held_mutex(shm_name: str) -> None:
     with SharedObject.create(shm_name, np.zeros(3), slots=1) as obj:
-        with obj.view(), pytest.raises(RuntimeError, match="busy"):  # a single-slot view holds the writer mutex
+        with (
+            obj.view(),
+            pytest.raises(RuntimeError, match="busy"),
+        ):  # a single-slot view holds the writer mutex
             bench_core.bare_assign(obj, np.ones(3))()
         np.testing.assert_array_equal(obj.fetch(), np.zeros(3))
         obj.unlink()

@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-zenoh = pytest.importorskip("zenoh", reason="the bridge needs the zenoh extra: pip install -e '.[zenoh]'")
+zenoh = pytest.importorskip(
+    "zenoh", reason="the bridge needs the zenoh extra: pip install -e '.[zenoh]'"
+)
 
 DEADLINE = 60.0
 
@@ -42,20 +44,35 @@ class Host:
         self.env = {**os.environ, "SHARED_OBJECT_DIR": self.dir}
 
     def bridge(self, *args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen([sys.executable, "-m", "shared_object", "bridge", "--json", *args],
-                                   env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shared_object", "bridge", "--json", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.processes.append(process)
         return process
 
     def python(self, code: str, *args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen([sys.executable, "-c", code, *args], env=self.env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.processes.append(process)
         return process
 
     def run(self, code: str, timeout: float = DEADLINE) -> str:
-        result = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True,
-                                timeout=timeout)
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
@@ -84,7 +101,9 @@ def hosts() -> Iterator[Callable[[str], Host]]:
         host.close()
 
 
-def stats_until(bridge: subprocess.Popen[str], done: Callable[[dict[str, Any]], bool], seconds: float = DEADLINE) -> dict[str, Any]:
+def stats_until(
+    bridge: subprocess.Popen[str], done: Callable[[dict[str, Any]], bool], seconds: float = DEADLINE
+) -> dict[str, Any]:
     """Read the bridge's JSON statistics lines until one satisfies ``done``; that line."""
     assert bridge.stdout is not None
     deadline = time.monotonic() + seconds
@@ -128,7 +147,9 @@ print(seen, bad, last)
 """
 
 
-def test_frames_cross_whole_and_in_order_into_a_renamed_object(hosts: Callable[[str], Host]) -> None:
+def test_frames_cross_whole_and_in_order_into_a_renamed_object(
+    hosts: Callable[[str], Host],
+) -> None:
     a, b = hosts("a"), hosts("b")
     port = free_port()
     exporter = a.bridge("--export", "cam-*", "--listen", f"tcp/127.0.0.1:{port}")
@@ -146,10 +167,14 @@ def test_frames_cross_whole_and_in_order_into_a_renamed_object(hosts: Callable[[
     exporter.terminate()
 
 
-def test_a_trigger_crosses_and_wakes_a_waiter_on_the_other_host(hosts: Callable[[str], Host]) -> None:
+def test_a_trigger_crosses_and_wakes_a_waiter_on_the_other_host(
+    hosts: Callable[[str], Host],
+) -> None:
     a, b = hosts("a"), hosts("b")
     port = free_port()
-    a.run("from shared_object import SharedObject; SharedObject('estop').close()")  # a trigger object
+    a.run(
+        "from shared_object import SharedObject; SharedObject('estop').close()"
+    )  # a trigger object
     a.bridge("--export", "estop", "--listen", f"tcp/127.0.0.1:{port}")
     b.bridge("--import", "estop", "--connect", f"tcp/127.0.0.1:{port}")
     waiter = b.python("""
@@ -167,17 +192,25 @@ print('WOKE', stop.wait(60), flush=True)
     assert "WOKE True" in out, err
 
 
-def test_a_late_joiner_gets_the_current_value_at_once(hosts: Callable[[str], Host]) -> None:
+def test_a_late_joiner_gets_every_current_value_at_once(hosts: Callable[[str], Host]) -> None:
+    """Each object sent once, long before the importer exists: all of them arrive, not just
+    some (the late joiners' query must not be capped across keys)."""
     a, b = hosts("a"), hosts("b")
     port = free_port()
-    a.run("import numpy as np; from shared_object import SharedObject; "
-          "SharedObject('pose', data=np.arange(7.0)).close()")
-    exporter = a.bridge("--export", "pose", "--listen", f"tcp/127.0.0.1:{port}")
-    stats_until(exporter, lambda s: s["totals"]["sent"] >= 1)  # sent once, long before anyone listens
+    names = ["pose", "twist", "mode", "gains"]
+    a.run(
+        "import numpy as np; from shared_object import SharedObject\n"
+        f"for i, name in enumerate({names!r}): SharedObject(name, data=np.arange(7.0) + i).close()"
+    )
+    exporter = a.bridge("--export", *names, "--listen", f"tcp/127.0.0.1:{port}")
+    stats_until(exporter, lambda s: s["totals"]["sent"] >= len(names))
     time.sleep(1.0)
-    b.bridge("--import", "pose", "--connect", f"tcp/127.0.0.1:{port}")
-    out = b.run("from shared_object import SharedObject; print(SharedObject.attach('pose', timeout=30).fetch().tolist())")
-    assert out.strip() == str(np.arange(7.0).tolist())
+    b.bridge("--import", *names, "--connect", f"tcp/127.0.0.1:{port}")
+    out = b.run(
+        "from shared_object import SharedObject\n"
+        f"for name in {names!r}: print(SharedObject.attach(name, timeout=30).fetch().tolist())"
+    )
+    assert out.split("\n")[:-1] == [str((np.arange(7.0) + i).tolist()) for i in range(len(names))]
 
 
 def test_two_bridges_mirror_one_name_both_ways_without_echo(hosts: Callable[[str], Host]) -> None:
@@ -185,10 +218,16 @@ def test_two_bridges_mirror_one_name_both_ways_without_echo(hosts: Callable[[str
     everything, and never sends back what it received."""
     a, b = hosts("a"), hosts("b")
     port = free_port()
-    a.run("import numpy as np; from shared_object import SharedObject; "
-          "SharedObject('demo-action', data={'seq': 0, 'action': np.zeros(7)}).close()")
-    bridge_a = a.bridge("--export", "demo-*", "--import", "demo-*", "--listen", f"tcp/127.0.0.1:{port}")
-    bridge_b = b.bridge("--export", "demo-*", "--import", "demo-*", "--connect", f"tcp/127.0.0.1:{port}")
+    a.run(
+        "import numpy as np; from shared_object import SharedObject; "
+        "SharedObject('demo-action', data={'seq': 0, 'action': np.zeros(7)}).close()"
+    )
+    bridge_a = a.bridge(
+        "--export", "demo-*", "--import", "demo-*", "--listen", f"tcp/127.0.0.1:{port}"
+    )
+    bridge_b = b.bridge(
+        "--export", "demo-*", "--import", "demo-*", "--connect", f"tcp/127.0.0.1:{port}"
+    )
     b.run("""
 import numpy as np
 from shared_object import SharedObject
@@ -209,7 +248,9 @@ print(action.fetch()['seq'])
     # Echo would show as messages bouncing for ever: both links go quiet once the changes are done.
     quiet_a, quiet_b = quiet(bridge_a), quiet(bridge_b)
     assert quiet_a["totals"]["sent"] == 1, quiet_a  # its own initial action; nothing it imported
-    assert 1 <= quiet_b["totals"]["sent"] <= 5, quiet_b  # its five changes, the newest of each burst
+    assert 1 <= quiet_b["totals"]["sent"] <= 5, (
+        quiet_b
+    )  # its five changes, the newest of each burst
     assert quiet_a["totals"]["errors"] == 0 and quiet_b["totals"]["errors"] == 0
 
 
@@ -221,7 +262,9 @@ def quiet(bridge: subprocess.Popen[str]) -> dict[str, Any]:
     return later[-1]
 
 
-def test_malformed_and_stale_messages_are_counted_and_change_nothing(hosts: Callable[[str], Host]) -> None:
+def test_malformed_and_stale_messages_are_counted_and_change_nothing(
+    hosts: Callable[[str], Host],
+) -> None:
     b = hosts("b")
     port = free_port()
     importer = b.bridge("--import", "vec", "--listen", f"tcp/127.0.0.1:{port}")
@@ -233,21 +276,49 @@ def test_malformed_and_stale_messages_are_counted_and_change_nothing(hosts: Call
         publisher = session.declare_publisher("shared_object/vec")
         time.sleep(1.0)
         text, payload = encode(np.arange(3.0))
-        good = wire.encode(sequence=5, mtime_ns=time.time_ns(), change=5, source=b"s" * 16, dynamic=False,
-                           single_slot=False, schema_text=text, payload=payload)
+        good = wire.encode(
+            sequence=5,
+            mtime_ns=time.time_ns(),
+            change=5,
+            source=b"s" * 16,
+            dynamic=False,
+            single_slot=False,
+            schema_text=text,
+            payload=payload,
+        )
         publisher.put(bytes(good))
-        value = b.run("from shared_object import SharedObject; print(SharedObject.attach('vec', timeout=30).fetch().tolist())")
+        value = b.run(
+            "from shared_object import SharedObject; print(SharedObject.attach('vec', timeout=30).fetch().tolist())"
+        )
         assert value.strip() == "[0.0, 1.0, 2.0]"
-        for garbage in (b"", b"SOBM", bytes(good[:60]), b"x" * 500, bytes(good).replace(b"SOBM", b"SOBN")):
+        for garbage in (
+            b"",
+            b"SOBM",
+            bytes(good[:60]),
+            b"x" * 500,
+            bytes(good).replace(b"SOBM", b"SOBN"),
+        ):
             publisher.put(garbage)
             time.sleep(0.05)
-        older = wire.encode(sequence=4, mtime_ns=1, change=4, source=b"s" * 16, dynamic=False, single_slot=False,
-                            schema_text=text, payload=encode(np.full(3, 9.0))[1])
+        older = wire.encode(
+            sequence=4,
+            mtime_ns=1,
+            change=4,
+            source=b"s" * 16,
+            dynamic=False,
+            single_slot=False,
+            schema_text=text,
+            payload=encode(np.full(3, 9.0))[1],
+        )
         publisher.put(bytes(older))
-        stats = stats_until(importer, lambda s: s["totals"]["malformed"] >= 5 and s["totals"]["stale"] >= 1)
+        stats = stats_until(
+            importer, lambda s: s["totals"]["malformed"] >= 5 and s["totals"]["stale"] >= 1
+        )
         assert stats["totals"]["received"] == 1
         assert importer.poll() is None  # still running
-        value = b.run("from shared_object import SharedObject; print(SharedObject.attach('vec').fetch().tolist())")
+        value = b.run(
+            "from shared_object import SharedObject; print(SharedObject.attach('vec').fetch().tolist())"
+        )
         assert value.strip() == "[0.0, 1.0, 2.0]"  # untouched by any of them
     finally:
         session.close()
@@ -264,45 +335,104 @@ def test_a_killed_exporter_restarted_resumes_the_flow(hosts: Callable[[str], Hos
     exporter.wait(DEADLINE)
     stats_until(importer, lambda s: s["received_per_s"] == 0)  # a pause
     a.bridge("--export", "cam-*", "--listen", f"tcp/127.0.0.1:{port}")
-    resumed = stats_until(importer, lambda s: s["received_per_s"] > 5)  # by itself: nothing restarted on b
+    resumed = stats_until(
+        importer, lambda s: s["received_per_s"] > 5
+    )  # by itself: nothing restarted on b
     assert resumed["totals"]["malformed"] == 0
     producer.terminate()
 
 
-def make_certificates(directory: Path, ca_name: str, names: list[str]) -> dict[str, tuple[str, str, str]]:
+def make_certificates(
+    directory: Path, ca_name: str, names: list[str]
+) -> dict[str, tuple[str, str, str]]:
     """A CA, and for each name a key and certificate it signed: name -> (ca, cert, key) paths."""
     ca_key, ca_cert = directory / f"{ca_name}.key", directory / f"{ca_name}.pem"
     run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True)  # noqa: E731
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_cert),
-        "-days", "2", "-subj", f"/CN={ca_name}")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca_cert),
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={ca_name}",
+    )
     out = {}
     for name in names:
-        key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.pem"
+        key, csr, cert = (
+            directory / f"{name}.key",
+            directory / f"{name}.csr",
+            directory / f"{name}.pem",
+        )
         extensions = directory / f"{name}.ext"
         extensions.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
-        run("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
-            "-out", str(cert), "-days", "2", "-extfile", str(extensions))
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            f"/CN={name}",
+        )
+        run(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_cert),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-extfile",
+            str(extensions),
+        )
         out[name] = (str(ca_cert), str(cert), str(key))
     return out
 
 
-def test_mutual_tls_refuses_a_peer_without_a_certificate_of_the_ca(hosts: Callable[[str], Host], tmp_path: Path) -> None:
+def test_mutual_tls_refuses_a_peer_without_a_certificate_of_the_ca(
+    hosts: Callable[[str], Host], tmp_path: Path
+) -> None:
     if shutil.which("openssl") is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("openssl is missing: it makes the certificates of this test")
-        pytest.skip("openssl is missing: install it (apt-get install openssl) to make test certificates")
+        pytest.skip(
+            "openssl is missing: install it (apt-get install openssl) to make test certificates"
+        )
     ours = make_certificates(tmp_path, "lab-ca", ["bridge-a", "bridge-b"])
     theirs = make_certificates(tmp_path, "other-ca", ["stranger"])
     a, b, c = hosts("a"), hosts("b"), hosts("c")
     port = free_port()
-    a.run("import numpy as np; from shared_object import SharedObject; SharedObject('secret', data=np.arange(4.0)).close()")
+    a.run(
+        "import numpy as np; from shared_object import SharedObject; SharedObject('secret', data=np.arange(4.0)).close()"
+    )
     a.bridge("--export", "secret", "--listen", f"tls/127.0.0.1:{port}", "--tls", *ours["bridge-a"])
     # The stranger trusts our CA (it would accept bridge-a), but its own certificate is another CA's.
     stranger_tls = (ours["bridge-a"][0], *theirs["stranger"][1:])
-    stranger = c.bridge("--import", "secret", "--connect", f"tls/127.0.0.1:{port}", "--tls", *stranger_tls)
-    friend = b.bridge("--import", "secret", "--connect", f"tls/127.0.0.1:{port}", "--tls", *ours["bridge-b"])
-    value = b.run("from shared_object import SharedObject; print(SharedObject.attach('secret', timeout=30).fetch().tolist())")
+    stranger = c.bridge(
+        "--import", "secret", "--connect", f"tls/127.0.0.1:{port}", "--tls", *stranger_tls
+    )
+    friend = b.bridge(
+        "--import", "secret", "--connect", f"tls/127.0.0.1:{port}", "--tls", *ours["bridge-b"]
+    )
+    value = b.run(
+        "from shared_object import SharedObject; print(SharedObject.attach('secret', timeout=30).fetch().tolist())"
+    )
     assert value.strip() == "[0.0, 1.0, 2.0, 3.0]"
     stats_until(friend, lambda s: s["totals"]["received"] >= 1)
     time.sleep(3.0)  # the stranger had as long as the friend, and more

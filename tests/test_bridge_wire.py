@@ -16,9 +16,21 @@ from shared_object._codecs import Decoder, encode
 from shared_object.bridge import wire
 
 VALUES: list[Any] = [
-    None, True, -7, 2.5, 1 - 2j, "héllo", b"\x00\xff", bytearray(b"ab"), np.float32(1.5), np.int8(-3),
-    np.arange(24, dtype=np.uint8).reshape(2, 3, 4), np.zeros((2, 2), np.complex128), np.array([b"ab"], "S4"),
-    np.zeros(3, np.dtype([("x", "f8"), ("n", "i4")])), (1, [2.0, {"k": np.ones(3)}], {3, 4}),
+    None,
+    True,
+    -7,
+    2.5,
+    1 - 2j,
+    "héllo",
+    b"\x00\xff",
+    bytearray(b"ab"),
+    np.float32(1.5),
+    np.int8(-3),
+    np.arange(24, dtype=np.uint8).reshape(2, 3, 4),
+    np.zeros((2, 2), np.complex128),
+    np.array([b"ab"], "S4"),
+    np.zeros(3, np.dtype([("x", "f8"), ("n", "i4")])),
+    (1, [2.0, {"k": np.ones(3)}], {3, 4}),
     {"frame": np.zeros((48, 64, 3), np.uint8), "pose": np.zeros(7), "seq": 12},
 ]
 SOURCE = b"\x01" * 16
@@ -26,8 +38,16 @@ SOURCE = b"\x01" * 16
 
 def message_for(value: Any, **overrides: Any) -> bytearray:
     schema_text, payload = encode(value, 10)
-    fields: dict[str, Any] = {"sequence": 3, "mtime_ns": 123, "change": 9, "source": SOURCE, "dynamic": False,
-                              "single_slot": False, "schema_text": schema_text, "payload": payload}
+    fields: dict[str, Any] = {
+        "sequence": 3,
+        "mtime_ns": 123,
+        "change": 9,
+        "source": SOURCE,
+        "dynamic": False,
+        "single_slot": False,
+        "schema_text": schema_text,
+        "payload": payload,
+    }
     fields.update(overrides)
     return wire.encode(**fields)
 
@@ -35,16 +55,23 @@ def message_for(value: Any, **overrides: Any) -> bytearray:
 @pytest.mark.parametrize("value", VALUES, ids=lambda v: type(v).__name__)
 def test_every_type_round_trips_through_a_message(value: Any) -> None:
     message = wire.decode(message_for(value, dynamic=True))
-    assert (message.sequence, message.mtime_ns, message.change, message.source) == (3, 123, 9, SOURCE)
+    assert (message.sequence, message.mtime_ns, message.change, message.source) == (
+        3,
+        123,
+        9,
+        SOURCE,
+    )
     assert message.dynamic and not message.single_slot
     assert same(Decoder().decode(message.schema_text, message.payload, "test"), value)
-    assert (wire.HEADER_SIZE + len(message.schema_text) + 7) // 8 * 8 == len(message_for(value)) - len(message.payload)
+    assert (wire.HEADER_SIZE + len(message.schema_text) + 7) // 8 * 8 == len(
+        message_for(value)
+    ) - len(message.payload)
 
 
 def test_the_header_is_as_the_module_docstring_says() -> None:
     raw = message_for(7)
-    magic, version, reserved, flags, sequence, mtime, change, source, schema_len, reserved2 = struct.unpack_from(
-        "<4sBBHQQQ16sII", raw, 0
+    magic, version, reserved, flags, sequence, mtime, change, source, schema_len, reserved2 = (
+        struct.unpack_from("<4sBBHQQQ16sII", raw, 0)
     )
     assert (magic, version, reserved, flags, reserved2) == (b"SOBM", 1, 0, 0, 0)
     assert (sequence, mtime, change, source) == (3, 123, 9, SOURCE)
@@ -81,7 +108,9 @@ def test_a_schema_or_payload_that_disagree_is_a_layout_error() -> None:
         decoder.decode(b'["quaternion"]', b"", "a message")
     bad_length = bytearray(message_for("abc"))
     body = wire.decode(bad_length)
-    struct.pack_into("<Q", bad_length, len(bad_length) - len(body.payload), 10_000)  # a str longer than its capacity
+    struct.pack_into(
+        "<Q", bad_length, len(bad_length) - len(body.payload), 10_000
+    )  # a str longer than its capacity
     body = wire.decode(bad_length)
     with pytest.raises(LayoutError):
         decoder.decode(body.schema_text, body.payload, "a message")
@@ -93,7 +122,9 @@ def test_a_schema_or_payload_that_disagree_is_a_layout_error() -> None:
     flips=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=6),
     cut=st.one_of(st.none(), st.integers(0, 400)),
 )
-def test_hostile_bytes_are_refused_cleanly_never_with_another_error(base: int, flips: list[tuple[int, int]], cut: int | None) -> None:
+def test_hostile_bytes_are_refused_cleanly_never_with_another_error(
+    base: int, flips: list[tuple[int, int]], cut: int | None
+) -> None:
     message = bytearray(message_for(VALUES[base]))
     for offset, byte in flips:
         if offset < len(message):
@@ -110,6 +141,8 @@ def test_hostile_bytes_are_refused_cleanly_never_with_another_error(base: int, f
 def test_a_decoded_value_can_be_stored_as_a_local_object(shm_name: str) -> None:
     value = {"frame": np.full((4, 5, 3), 7, np.uint8), "seq": 1}
     decoded = wire.decode(message_for(value))
-    with SharedObject.create(shm_name, Decoder().decode(decoded.schema_text, decoded.payload, "m")) as obj:
+    with SharedObject.create(
+        shm_name, Decoder().decode(decoded.schema_text, decoded.payload, "m")
+    ) as obj:
         assert same(obj.fetch(), value)
         obj.unlink()

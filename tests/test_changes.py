@@ -19,7 +19,10 @@ def test_a_handle_sees_its_own_trigger_but_not_its_own_assign(shm_name: str) -> 
         assert so.wait(0) and other.wait(0)  # wait() returns at once when modified would be True
         assert so.triggered and other.triggered
         assert not so.triggered and not so.modified and not so.wait(0)
-    with SharedObject.create(shm_name + "-v", 1) as writer, SharedObject.attach(shm_name + "-v") as reader:
+    with (
+        SharedObject.create(shm_name + "-v", 1) as writer,
+        SharedObject.attach(shm_name + "-v") as reader,
+    ):
         writer.assign(2)
         assert not writer.modified and not writer.triggered and not writer.wait(0)
         assert reader.modified
@@ -31,7 +34,10 @@ def test_a_handle_sees_its_own_trigger_but_not_its_own_assign(shm_name: str) -> 
 
 
 def test_modified_does_not_reset_until_fetch(shm_name: str, read_path: Tuning) -> None:
-    with SharedObject.create(shm_name, 1, tuning=read_path) as writer, SharedObject.attach(shm_name, tuning=read_path) as reader:
+    with (
+        SharedObject.create(shm_name, 1, tuning=read_path) as writer,
+        SharedObject.attach(shm_name, tuning=read_path) as reader,
+    ):
         assert not reader.modified
         writer.assign(2)
         assert not writer.modified  # its own write does not count

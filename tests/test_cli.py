@@ -25,12 +25,18 @@ def test_ls_lists_kind_and_holders(shm_name: str, capsys: pytest.CaptureFixture[
         code, out = run(capsys, "ls", "--json")
         assert code == 0
         row = next(r for r in json.loads(out) if r["name"] == shm_name)
-        assert row["kind"] == "ndarray[float32, (4, 3)]" and row["held"] is True and row["mode"] == "0o600"
+        assert (
+            row["kind"] == "ndarray[float32, (4, 3)]"
+            and row["held"] is True
+            and row["mode"] == "0o600"
+        )
         code, out = run(capsys, "ls")
         assert shm_name in out and "yes" in out
 
 
-def test_inspect_decodes_header_and_value(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_decodes_header_and_value(
+    shm_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with SharedObject.create(shm_name, {"cmd": "go", "gain": 2.5}) as obj:
         obj.assign({"cmd": "stop", "gain": 1.0})
         code, out = run(capsys, "inspect", shm_name, "--json")
@@ -44,7 +50,10 @@ def test_inspect_decodes_header_and_value(shm_name: str, capsys: pytest.CaptureF
 @pytest.mark.parametrize(
     ("value", "preview"),
     [
-        (np.zeros(2, [("x", "<f4"), ("y", "<i2")]), "first=[(0.0, 0), (0.0, 0)]"),  # used to crash: no min()
+        (
+            np.zeros(2, [("x", "<f4"), ("y", "<i2")]),
+            "first=[(0.0, 0), (0.0, 0)]",
+        ),  # used to crash: no min()
         (np.array([b"ab", b"c"]), "first=[b'ab', b'c']"),
         (np.array(["x", "yz"]), "first=['x', 'yz']"),
         (np.arange(4.0), "min=0.0 max=3.0"),
@@ -60,7 +69,9 @@ def test_inspect_previews_every_kind_of_array(
     assert json.loads(out)["value"].endswith(preview)
 
 
-def test_inspect_of_a_corrupt_segment_fails_cleanly(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_of_a_corrupt_segment_fails_cleanly(
+    shm_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     SharedObject.create(shm_name, 1).close()
     with open(os.path.join(_segment.SHM_DIR, shm_name), "r+b") as f:
         f.write(b"\x93SHOBJ\x63\x00")  # version 99
@@ -68,28 +79,37 @@ def test_inspect_of_a_corrupt_segment_fails_cleanly(shm_name: str, capsys: pytes
     assert code == 1 and "layout version 99" in out
 
 
-def test_inspect_of_a_missing_name_says_so(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_of_a_missing_name_says_so(
+    shm_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["inspect", shm_name])
     assert code == 1 and f"no shared object named {shm_name!r}" in capsys.readouterr().err
 
 
-def test_ls_skips_a_segment_removed_while_listing(shm_name: str, capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ls_skips_a_segment_removed_while_listing(
+    shm_name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from shared_object import _cmd_segments
 
-    monkeypatch.setattr(_cmd_segments, "segment_names", lambda: [shm_name])  # listed, gone before the stat
+    monkeypatch.setattr(
+        _cmd_segments, "segment_names", lambda: [shm_name]
+    )  # listed, gone before the stat
     code, out = run(capsys, "ls", "--json")
     assert code == 0 and json.loads(out) == []
 
 
-def test_rm_removes_names_and_reports_missing(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rm_removes_names_and_reports_missing(
+    shm_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     SharedObject.create(shm_name, 1).close()
     assert run(capsys, "rm", shm_name) == (0, f"removed {shm_name}\n")
     code = main(["rm", shm_name])
     assert code == 1 and "no shared object named" in capsys.readouterr().err
 
 
-def test_rm_leaves_files_of_other_programs_alone(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rm_leaves_files_of_other_programs_alone(
+    shm_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     # /dev/shm also holds PulseAudio's, PostgreSQL's and multiprocessing's memory: a mistyped
     # name must not delete it. `gc` never looks at such files; `rm` used to remove them.
     foreign, ours = shm_name, f"{shm_name}-ours"
@@ -100,12 +120,18 @@ def test_rm_leaves_files_of_other_programs_alone(shm_name: str, capsys: pytest.C
     code = main(["rm", foreign, ours])
     err = capsys.readouterr().err
     assert code == 1
-    assert f"left {path} in place" in err and "not a shared_object segment" in err and f"rm {path}" in err
+    assert (
+        f"left {path} in place" in err
+        and "not a shared_object segment" in err
+        and f"rm {path}" in err
+    )
     assert os.path.exists(path)
     assert not os.path.exists(_segment.segment_path(ours))  # the rest of the list still goes
 
 
-def test_gc_removes_only_what_no_live_handle_holds(spawn: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_gc_removes_only_what_no_live_handle_holds(
+    spawn: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     from shared_object.testing import unique_name
 
     prefix = unique_name("gc")
@@ -139,7 +165,15 @@ def test_doctor_reports_environment(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run(capsys, "doctor", "--json")
     findings = {f["check"]: f for f in json.loads(out)}
     assert code == 0
-    assert {"shm directory", "shm size", "ipc namespace", "permissions", "stale segments", "platform", "versions"} <= set(findings)
+    assert {
+        "shm directory",
+        "shm size",
+        "ipc namespace",
+        "permissions",
+        "stale segments",
+        "platform",
+        "versions",
+    } <= set(findings)
     assert "ipc:[" in findings["ipc namespace"]["detail"]
     assert "numpy" in findings["versions"]["detail"]
     granted = "backed by 2 MiB pages" in findings["huge pages"]["detail"]
@@ -151,12 +185,20 @@ def test_doctor_fails_when_shm_is_missing(tmp_path: Any) -> None:
     import sys
 
     env = {**os.environ, "SHARED_OBJECT_DIR": str(tmp_path / "nowhere")}
-    result = subprocess.run([sys.executable, "-m", "shared_object", "doctor"], capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "shared_object", "doctor"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "[error] shm directory" in result.stdout
 
 
-def test_doctor_warns_about_a_small_shm(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_doctor_warns_about_a_small_shm(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from shared_object import _cmd_doctor
 
     monkeypatch.setattr(_cmd_doctor, "SMALL_SHM_BYTES", 10**15)  # any real /dev/shm is "small" now
@@ -173,7 +215,9 @@ def test_doctor_says_whether_a_dead_writer_s_lock_is_released(
     findings = {f["check"]: f for f in json.loads(run(capsys, "doctor", "--json")[1])}
     native = _sync.robust_locks_supported() is not False  # CI's kernel: the kill tests rely on it
     assert (findings["robust locks"]["level"] == "ok") == native, findings["robust locks"]
-    monkeypatch.setattr(_cmd_doctor, "robust_locks_supported", lambda: False)  # what qemu-user's ENOSYS gives
+    monkeypatch.setattr(
+        _cmd_doctor, "robust_locks_supported", lambda: False
+    )  # what qemu-user's ENOSYS gives
     code, out = run(capsys, "doctor")
     assert code == 0 and "[warn ] robust locks" in out and "qemu-user" in out
 
@@ -194,7 +238,9 @@ def test_health_refuses_a_max_age_that_would_pass_or_fail_everything(
     shm_name: str, capsys: pytest.CaptureFixture[str], max_age: str
 ) -> None:
     with SharedObject.create(shm_name, 1), pytest.raises(SystemExit) as exit_:
-        run(capsys, "health", shm_name, f"--max-age={max_age}")  # nan used to pass, whatever the age
+        run(
+            capsys, "health", shm_name, f"--max-age={max_age}"
+        )  # nan used to pass, whatever the age
     assert exit_.value.code == 2
     assert "expected a number of seconds >= 0" in capsys.readouterr().err
 
@@ -203,7 +249,12 @@ def test_python_dash_m_runs_the_cli() -> None:
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "shared_object", "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "shared_object", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0
     for command in ("ls", "inspect", "rm", "gc", "doctor", "health"):
         assert command in result.stdout
@@ -215,7 +266,9 @@ def test_output_into_a_closed_pipe_ends_quietly() -> None:
     import sys
 
     cli = subprocess.Popen(
-        [sys.executable, "-m", "shared_object", "ls"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "shared_object", "ls"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert cli.stdout is not None and cli.stderr is not None
     cli.stdout.close()  # before the CLI has even imported: its first write meets a closed pipe
@@ -234,5 +287,5 @@ def test_the_image_s_healthcheck_runs_the_probe_the_library_names() -> None:
     if not path.exists():  # inside the image, which ships the tests but not docker/
         pytest.skip(f"{path} is not here: nothing to check")
     dockerfile = path.read_text()
-    healthcheck = dockerfile[dockerfile.index("HEALTHCHECK"):]
+    healthcheck = dockerfile[dockerfile.index("HEALTHCHECK") :]
     assert f"python3 -c '{PROBE_CODE}'" in healthcheck

@@ -27,23 +27,83 @@ from shared_object import (
     _schema,
 )
 
-STRING_DTYPE = getattr(getattr(np, "dtypes", None), "StringDType", None)  # numpy 2's variable-width strings
+STRING_DTYPE = getattr(
+    getattr(np, "dtypes", None), "StringDType", None
+)  # numpy 2's variable-width strings
 DTYPES = [
-    np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
-    np.float16, np.float32, np.float64, np.longdouble, np.complex64, np.complex128, np.clongdouble,
-    "S5", "U3", "M8[ns]", "m8[s]", ">i4", [("x", "<f4"), ("y", "<i2")],
+    np.bool_,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+    np.float16,
+    np.float32,
+    np.float64,
+    np.longdouble,
+    np.complex64,
+    np.complex128,
+    np.clongdouble,
+    "S5",
+    "U3",
+    "M8[ns]",
+    "m8[s]",
+    ">i4",
+    [("x", "<f4"), ("y", "<i2")],
 ]
 
 VALUES = [
-    None, True, False, 0, -1, 2**63 - 1, -(2**63), 1.5, float("inf"), float("nan"), -0.0, 1 + 2j,
-    "", "héllo wörld ✓", "lone surrogates \ud800 \udcff", b"", b"\x00\xff" * 10, bytearray(b"abc"),
-    np.float32(1.25), np.int64(-3), np.bool_(True), np.uint8(255), np.complex128(1 - 1j), np.longdouble(1) / 3,
-    np.datetime64("2026-11-25T08:45"), np.str_("lab\x00"), np.str_(""), np.bytes_(b"\x00"), np.bytes_(b"ab\x00"),
-    np.zeros((480, 848, 3), np.uint8), np.arange(12.0).reshape(3, 4), np.array(5), np.zeros((0, 3)),
-    (1, "a", None), [1.0, [2, [3, (4,)]]], {1, 2, "x"}, frozenset({b"a", 3}),
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**63 - 1,
+    -(2**63),
+    1.5,
+    float("inf"),
+    float("nan"),
+    -0.0,
+    1 + 2j,
+    "",
+    "héllo wörld ✓",
+    "lone surrogates \ud800 \udcff",
+    b"",
+    b"\x00\xff" * 10,
+    bytearray(b"abc"),
+    np.float32(1.25),
+    np.int64(-3),
+    np.bool_(True),
+    np.uint8(255),
+    np.complex128(1 - 1j),
+    np.longdouble(1) / 3,
+    np.datetime64("2026-11-25T08:45"),
+    np.str_("lab\x00"),
+    np.str_(""),
+    np.bytes_(b"\x00"),
+    np.bytes_(b"ab\x00"),
+    np.zeros((480, 848, 3), np.uint8),
+    np.arange(12.0).reshape(3, 4),
+    np.array(5),
+    np.zeros((0, 3)),
+    (1, "a", None),
+    [1.0, [2, [3, (4,)]]],
+    {1, 2, "x"},
+    frozenset({b"a", 3}),
     {"a": 1, 2: "b", (1, "k"): [np.ones(2)], None: {3.5: b"x"}, True: False, "\udc80": {"\ud83d"}},
-    {"\ud800\udc00": 1, "\U00010000": 2},  # two keys: a pair of lone surrogates is not the character it would make
-    {"pos": np.zeros(3), "vel": np.ones(3), "img": np.zeros((4, 4, 3), np.uint8), "meta": {"id": 7}},
+    {
+        "\ud800\udc00": 1,
+        "\U00010000": 2,
+    },  # two keys: a pair of lone surrogates is not the character it would make
+    {
+        "pos": np.zeros(3),
+        "vel": np.ones(3),
+        "img": np.zeros((4, 4, 3), np.uint8),
+        "meta": {"id": 7},
+    },
 ]
 
 
@@ -63,7 +123,9 @@ def test_every_fixed_size_dtype(shm_name: str, dtype: Any) -> None:
         assert same(obj.fetch(), array)
         obj.assign(array[::-1].copy())
         assert same(obj.fetch(), array[::-1].copy())
-    if array.dtype.kind == "U":  # a numpy.str_ must be text (see test_numpy_strings_keep_their_nuls_and_type)
+    if (
+        array.dtype.kind == "U"
+    ):  # a numpy.str_ must be text (see test_numpy_strings_keep_their_nuls_and_type)
         array.reshape(-1).view(np.uint32)[:] %= 0x110000
     scalar = array.reshape(-1)[1]  # numpy scalars (always native byte order) round-trip too
     with SharedObject.create(shm_name + "s", scalar) as obj:
@@ -136,19 +198,34 @@ def test_numpy_strings_keep_their_nuls_and_type_and_take_any_length(shm_name: st
     # Stored as "U"/"S" dtype values, np.bytes_(b"\x00") read back as b"" and "lab\x00" as "lab",
     # and a label of another length did not fit the one stored ("numpy scalar <U3" vs "<U5").
     labels = {"label": np.str_("cat"), "raw": np.bytes_(b"\x01\x00")}
-    with SharedObject.create(shm_name, labels, init_size=8) as obj, SharedObject.attach(shm_name) as other:
+    with (
+        SharedObject.create(shm_name, labels, init_size=8) as obj,
+        SharedObject.attach(shm_name) as other,
+    ):
         assert same(other.fetch(), labels)
-        for label, raw in (("horse", b""), ("", b"\x00"), ("k\x00", b"ab\x00\x00"), ("\udc80ü", b"\xff" * 8)):
+        for label, raw in (
+            ("horse", b""),
+            ("", b"\x00"),
+            ("k\x00", b"ab\x00\x00"),
+            ("\udc80ü", b"\xff" * 8),
+        ):
             obj.assign({"label": np.str_(label), "raw": np.bytes_(raw)})
             got = other.fetch()
             assert type(got["label"]) is np.str_ and got["label"] == label
             assert type(got["raw"]) is np.bytes_ and got["raw"] == raw
-        with pytest.raises(TypeMismatchError, match=r"stored kind is numpy.str_ \(capacity 8 bytes\), offered bytes of 3"):
+        with pytest.raises(
+            TypeMismatchError,
+            match=r"stored kind is numpy.str_ \(capacity 8 bytes\), offered bytes of 3",
+        ):
             obj.assign({"label": b"cat", "raw": np.bytes_(b"")})
-        with pytest.raises(CapacityError, match=r"numpy.bytes_ of 9 bytes at \['raw'\] exceeds the capacity of 8"):
+        with pytest.raises(
+            CapacityError, match=r"numpy.bytes_ of 9 bytes at \['raw'\] exceeds the capacity of 8"
+        ):
             obj.assign({"label": np.str_(""), "raw": np.bytes_(b"x" * 9)})
         assert same(other.fetch(), {"label": np.str_("\udc80ü"), "raw": np.bytes_(b"\xff" * 8)})
-    with SharedObject.create(shm_name + "b", b"plain") as obj:  # a bytes leaf takes np.bytes_ as its base type
+    with SharedObject.create(
+        shm_name + "b", b"plain"
+    ) as obj:  # a bytes leaf takes np.bytes_ as its base type
         obj.assign(np.bytes_(b"np\x00"))
         assert type(obj.fetch()) is bytes and obj.fetch() == b"np\x00"
         obj.unlink()
@@ -158,38 +235,80 @@ def test_a_numpy_str_that_is_not_text_is_refused(shm_name: str) -> None:
     # numpy makes a str_ of any 4-byte units: past U+10FFFF it encodes to bytes no reader decodes.
     units = np.zeros(1, "U2")
     units.view(np.uint32)[:] = [0x110000, 0x41]
-    with pytest.raises(UnsupportedTypeError, match=r"numpy.str_ holding code points past U\+10FFFF"):
+    with pytest.raises(
+        UnsupportedTypeError, match=r"numpy.str_ holding code points past U\+10FFFF"
+    ):
         SharedObject.create(shm_name, units[0])
     with SharedObject.create(shm_name, [np.str_("ok")]) as obj:
         with pytest.raises(UnsupportedTypeError, match=r"numpy.str_ at \[0\] holding code points"):
             obj.assign([units[0]])
         assert same(obj.fetch(), [np.str_("ok")])
         obj.unlink()
-    with SharedObject.create(shm_name + "a", units) as obj:  # the array itself holds units, not str: stored as is
+    with SharedObject.create(
+        shm_name + "a", units
+    ) as obj:  # the array itself holds units, not str: stored as is
         assert same(obj.fetch(), units)
         obj.unlink()
 
 
-def test_a_leaf_of_a_kind_takes_any_value_of_that_kind_and_reads_back_as_itself(shm_name: str) -> None:
+def test_a_leaf_of_a_kind_takes_any_value_of_that_kind_and_reads_back_as_itself(
+    shm_name: str,
+) -> None:
     # A camera driver's buffer, a socket's recv_into: a memoryview used to be refused, and
     # bytes(view) cost a copy the user did not ask for. bytes and bytearray took only themselves.
     packet = bytearray(b"\x01\x02\x03\x04")
-    stored = {"raw": b"", "buf": bytearray(8), "np": np.bytes_(b"n"), "text": "", "label": np.str_("")}
+    stored = {
+        "raw": b"",
+        "buf": bytearray(8),
+        "np": np.bytes_(b"n"),
+        "text": "",
+        "label": np.str_(""),
+    }
     with SharedObject.create(shm_name, stored, init_size=8) as obj:
-        obj.assign({"raw": memoryview(packet), "buf": b"\x00b", "np": bytearray(b"\x00"),
-                    "text": np.str_("t\x00"), "label": "cat"})
-        assert same(obj.fetch(), {"raw": b"\x01\x02\x03\x04", "buf": bytearray(b"\x00b"), "np": np.bytes_(b"\x00"),
-                                  "text": "t\x00", "label": np.str_("cat")})
+        obj.assign(
+            {
+                "raw": memoryview(packet),
+                "buf": b"\x00b",
+                "np": bytearray(b"\x00"),
+                "text": np.str_("t\x00"),
+                "label": "cat",
+            }
+        )
+        assert same(
+            obj.fetch(),
+            {
+                "raw": b"\x01\x02\x03\x04",
+                "buf": bytearray(b"\x00b"),
+                "np": np.bytes_(b"\x00"),
+                "text": "t\x00",
+                "label": np.str_("cat"),
+            },
+        )
         words = np.arange(2, dtype="<u4")  # any contiguous memoryview, as its bytes
-        obj.assign({"raw": memoryview(words), "buf": memoryview(words.reshape(1, 2)), "np": b"",
-                    "text": "", "label": ""})
-        assert obj.fetch()["raw"] == words.tobytes() and obj.fetch()["buf"] == bytearray(words.tobytes())
-        with pytest.raises(CapacityError, match=r"bytes of 9 bytes at \['raw'\] exceeds the capacity of 8"):
+        obj.assign(
+            {
+                "raw": memoryview(words),
+                "buf": memoryview(words.reshape(1, 2)),
+                "np": b"",
+                "text": "",
+                "label": "",
+            }
+        )
+        assert obj.fetch()["raw"] == words.tobytes() and obj.fetch()["buf"] == bytearray(
+            words.tobytes()
+        )
+        with pytest.raises(
+            CapacityError, match=r"bytes of 9 bytes at \['raw'\] exceeds the capacity of 8"
+        ):
             obj.assign({**stored, "raw": memoryview(bytes(9))})
         assert obj.fetch()["raw"] == words.tobytes()
-    with pytest.raises(UnsupportedTypeError, match=r"memoryview.*create the object with bytes\(view\)"):
+    with pytest.raises(
+        UnsupportedTypeError, match=r"memoryview.*create the object with bytes\(view\)"
+    ):
         SharedObject.create(shm_name + "m", memoryview(b"ab"))
-    with SharedDynamicObject.create(shm_name + "d", b"ab") as obj:  # a dynamic object reads back what it was given
+    with SharedDynamicObject.create(
+        shm_name + "d", b"ab"
+    ) as obj:  # a dynamic object reads back what it was given
         with pytest.raises(UnsupportedTypeError, match="memoryview"):
             obj.assign(memoryview(b"cd"))
         obj.assign(bytearray(b"cd"))
@@ -221,7 +340,12 @@ BAD_ASSIGNMENTS = [
     (1, 2**63, IntegerOverflowError, "does not fit in 64 bits"),
     (1.0, "x", TypeMismatchError, "stored kind is float"),
     (True, 1, TypeMismatchError, "stored kind is bool, offered int"),
-    (np.zeros(3), np.zeros(4), TypeMismatchError, r"ndarray\[float64, \(3,\)\], offered ndarray\[float64, \(4,\)\]"),
+    (
+        np.zeros(3),
+        np.zeros(4),
+        TypeMismatchError,
+        r"ndarray\[float64, \(3,\)\], offered ndarray\[float64, \(4,\)\]",
+    ),
     (np.zeros(3), np.zeros(3, np.float32), TypeMismatchError, "offered ndarray.float32"),
     ((1, 2), (1, 2, 3), TypeMismatchError, "tuple of 2, offered tuple of 3"),
     ((1, 2), [1, 2], TypeMismatchError, "offered list of 2"),
@@ -229,8 +353,18 @@ BAD_ASSIGNMENTS = [
     ({"a": [1, "x"]}, {"a": [1, 2]}, TypeMismatchError, r"at \['a'\]\[1\]"),
     (b"ab", "ab", TypeMismatchError, "stored kind is bytes"),
     (bytearray(b"ab"), "ab", TypeMismatchError, "stored kind is bytearray"),
-    (b"ab", np.frombuffer(b"ab", np.uint8), TypeMismatchError, r"stored kind is bytes .*, offered ndarray"),
-    (b"ab", memoryview(b"abcd")[::2], TypeMismatchError, "offered a non-contiguous memoryview: pass bytes"),
+    (
+        b"ab",
+        np.frombuffer(b"ab", np.uint8),
+        TypeMismatchError,
+        r"stored kind is bytes .*, offered ndarray",
+    ),
+    (
+        b"ab",
+        memoryview(b"abcd")[::2],
+        TypeMismatchError,
+        "offered a non-contiguous memoryview: pass bytes",
+    ),
     (b"ab", RELEASED_VIEW, TypeMismatchError, "offered a released memoryview"),
     ("ab", b"ab", TypeMismatchError, "stored kind is str .*, offered bytes of 2"),
     (np.float32(1), np.float64(1), TypeMismatchError, "numpy scalar float32"),
@@ -269,17 +403,25 @@ def test_lossless_numeric_conversions(shm_name: str) -> None:
     ("offered", "reads_as"),
     [
         (2**53 + 1, "9007199254740992.0"),  # a nanosecond timestamp is past 2**53 too
-        (np.int64(2**62 + 1), "4.611686018427388e"),  # numpy's own == compares through float64: True
+        (
+            np.int64(2**62 + 1),
+            "4.611686018427388e",
+        ),  # numpy's own == compares through float64: True
         (np.uint64(2**64 - 1), "1.8446744073709552e"),
         *([(np.longdouble(1) / 3, "0.333")] if np.finfo(np.longdouble).nmant > 52 else []),
     ],
     ids=repr,
 )
-def test_a_number_a_float_leaf_cannot_hold_exactly_is_refused(shm_name: str, offered: Any, reads_as: str) -> None:
+def test_a_number_a_float_leaf_cannot_hold_exactly_is_refused(
+    shm_name: str, offered: Any, reads_as: str
+) -> None:
     # "Lossless conversions" took these and stored them rounded, without a word.
     with SharedObject.create(shm_name, {"t": 0.5, "z": 0j}) as obj:
         for value in ({"t": offered, "z": 0j}, {"t": 0.5, "z": offered}):
-            with pytest.raises(TypeMismatchError, match=rf"offered .*at \['[tz]'\], which a (float|complex) cannot hold exactly: it would read back as \(?{reads_as}"):
+            with pytest.raises(
+                TypeMismatchError,
+                match=rf"offered .*at \['[tz]'\], which a (float|complex) cannot hold exactly: it would read back as \(?{reads_as}",
+            ):
                 obj.assign(value)
         assert same(obj.fetch(), {"t": 0.5, "z": 0j})
         obj.assign({"t": 2**53, "z": np.longdouble(1.5)})  # these a double holds exactly
@@ -302,8 +444,10 @@ def test_a_timedelta64_is_no_number_for_a_scalar_leaf(shm_name: str, stored: Any
 def test_an_int_too_big_for_a_float_leaf_is_an_overflow_error_of_ours(shm_name: str) -> None:
     # float(10**400) raised a bare OverflowError ("int too large to convert to float")
     with SharedObject.create(shm_name, {"gain": 1.0, "z": 1j}) as obj:
-        for offered, where in (({"gain": 10**400, "z": 1j}, "'gain'\\] is too large for a float"),
-                               ({"gain": 2.0, "z": -(2**5000)}, "'z'\\] is too large for a complex")):
+        for offered, where in (
+            ({"gain": 10**400, "z": 1j}, "'gain'\\] is too large for a float"),
+            ({"gain": 2.0, "z": -(2**5000)}, "'z'\\] is too large for a complex"),
+        ):
             with pytest.raises(IntegerOverflowError, match=rf"int of \d+ bits at \[{where}"):
                 obj.assign(offered)
             assert obj.fetch() == {"gain": 1.0, "z": 1j}
@@ -318,18 +462,28 @@ def test_an_int_too_big_for_a_float_leaf_is_an_overflow_error_of_ours(shm_name: 
         ({"a": {1, 2}.__iter__()}, "set_iterator"),
         ({frozenset(): 1}, "dict key of type frozenset"),
         ({np.int64(3): 1}, r"dict key of type numpy.int64; .*\(key.item\(\) gives int\)"),
-        ({float("nan"): 1, 0.5: 2}, "dict key that is NaN"),  # was: "stored kind is dict with keys [nan, 0.5], offered [nan, 0.5]"
+        (
+            {float("nan"): 1, 0.5: 2},
+            "dict key that is NaN",
+        ),  # was: "stored kind is dict with keys [nan, 0.5], offered [nan, 0.5]"
         ({(1, np.float64("nan")): 1}, "dict key that is NaN"),
         (2**70, "does not fit in 64 bits"),
         (np.zeros(2, [("a", "<f4"), ("b", object)]), "Python objects"),
         *(
-            [(np.array(["a", "bc"], STRING_DTYPE()), r"strings live outside the array.*astype\('U32'\)")]
+            [
+                (
+                    np.array(["a", "bc"], STRING_DTYPE()),
+                    r"strings live outside the array.*astype\('U32'\)",
+                )
+            ]
             if STRING_DTYPE
             else []
         ),
     ],
 )
-def test_unsupported_values_are_refused_at_creation(shm_name: str, value: Any, message: str) -> None:
+def test_unsupported_values_are_refused_at_creation(
+    shm_name: str, value: Any, message: str
+) -> None:
     with pytest.raises((UnsupportedTypeError, IntegerOverflowError), match=message):
         SharedObject.create(shm_name, value)
 
@@ -360,11 +514,18 @@ def test_a_kind_this_version_does_not_know_is_called_newer_not_corrupt(shm_name:
 
     with SharedObject.create(shm_name, "ab") as obj:
         for index in (0, 1):
-            offset, _ = _layout.SLOT_ENTRY.unpack_from(obj._buf, _layout.SLOT_TABLE_OFFSET + 16 * index)
+            offset, _ = _layout.SLOT_ENTRY.unpack_from(
+                obj._buf, _layout.SLOT_TABLE_OFFSET + 16 * index
+            )
             start = offset + _layout.SLOT_HEADER_SIZE
             assert bytes(obj._buf[start : start + 5]) == b'["str'
-            obj._buf[start : start + 5] = b'["stz'  # a kind of the same length: every offset stays right
-        with pytest.raises(LayoutError, match=r"kind 'stz', which this version of shared_object cannot read: .*newer"):
+            obj._buf[start : start + 5] = (
+                b'["stz'  # a kind of the same length: every offset stays right
+            )
+        with pytest.raises(
+            LayoutError,
+            match=r"kind 'stz', which this version of shared_object cannot read: .*newer",
+        ):
             SharedObject.attach(shm_name)
         obj.unlink()
 
@@ -385,10 +546,18 @@ def test_a_schema_nested_deeper_than_any_value_can_be_is_corrupt() -> None:
 @pytest.mark.parametrize(
     ("value", "where", "message"),
     [
-        ({"q": np.zeros(7), "state": {"mode": "idle", "gain": Decimal("1.5")}}, "['state']['gain']", "decimal.Decimal"),
+        (
+            {"q": np.zeros(7), "state": {"mode": "idle", "gain": Decimal("1.5")}},
+            "['state']['gain']",
+            "decimal.Decimal",
+        ),
         ([1, (2, 3, 2**70)], "[1][2]", "does not fit in 64 bits"),
         ({"depth": np.ma.masked_array([1.0])}, "['depth']", "MaskedArray"),
-        ({"tags": {1, "a", object()}}, "['tags']", "type object"),  # a set's members have no index of their own
+        (
+            {"tags": {1, "a", object()}},
+            "['tags']",
+            "type object",
+        ),  # a set's members have no index of their own
         ({"k": {frozenset(): 1}}, "['k']", "dict key of type frozenset"),
     ],
 )
@@ -417,31 +586,55 @@ def test_unsupported_type_error_lists_what_is_supported() -> None:
 # ---------------------------------------------------------------------------------------------
 def texts(max_size: int) -> st.SearchStrategy[str]:
     """Any str, lone surrogates included (hypothesis leaves them out unless asked)."""
-    return st.text(st.one_of(st.characters(), st.integers(0xD800, 0xDFFF).map(chr)), max_size=max_size)
+    return st.text(
+        st.one_of(st.characters(), st.integers(0xD800, 0xDFFF).map(chr)), max_size=max_size
+    )
 
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.complex_numbers(allow_nan=False),
-    texts(20), st.binary(max_size=20), st.binary(max_size=20).map(bytearray),
-    texts(20).map(np.str_), st.binary(max_size=20).map(np.bytes_),
-    hnp.from_dtype(np.dtype(np.float32), allow_nan=False), hnp.from_dtype(np.dtype(np.int16)),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False),
+    st.complex_numbers(allow_nan=False),
+    texts(20),
+    st.binary(max_size=20),
+    st.binary(max_size=20).map(bytearray),
+    texts(20).map(np.str_),
+    st.binary(max_size=20).map(np.bytes_),
+    hnp.from_dtype(np.dtype(np.float32), allow_nan=False),
+    hnp.from_dtype(np.dtype(np.int16)),
 )
 arrays = hnp.arrays(
-    dtype=st.sampled_from([np.uint8, np.int32, np.float64, np.complex64, np.bool_, np.dtype([("t", "<f8"), ("n", "<i2", (2,))])]),
+    dtype=st.sampled_from(
+        [
+            np.uint8,
+            np.int32,
+            np.float64,
+            np.complex64,
+            np.bool_,
+            np.dtype([("t", "<f8"), ("n", "<i2", (2,))]),
+        ]
+    ),
     shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
 )
 keys = st.one_of(texts(5), st.integers(-5, 5), st.none(), st.tuples(st.integers(0, 3), texts(2)))
 values = st.recursive(
     st.one_of(scalars, arrays),
     lambda inner: st.one_of(
-        st.tuples(inner, inner), st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4),
-        st.frozensets(st.integers(-(2**63), 2**63 - 1), max_size=4), st.sets(texts(4), max_size=3),
+        st.tuples(inner, inner),
+        st.lists(inner, max_size=4),
+        st.dictionaries(keys, inner, max_size=4),
+        st.frozensets(st.integers(-(2**63), 2**63 - 1), max_size=4),
+        st.sets(texts(4), max_size=3),
     ),
     max_leaves=12,
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(value=values)
 def test_property_round_trip(value: Any) -> None:
     from shared_object.testing import unique_name

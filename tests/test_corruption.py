@@ -32,7 +32,12 @@ SAMPLES: dict[str, Any] = {
     "int": 7,
     "str": "héllo",
     "array": np.arange(12, dtype=np.float32).reshape(3, 4),
-    "compound": {"pose": np.zeros(7), "name": "arm", "ids": [1, 2, (3, b"x")], "flags": {True, False}},
+    "compound": {
+        "pose": np.zeros(7),
+        "name": "arm",
+        "ids": [1, 2, (3, b"x")],
+        "flags": {True, False},
+    },
 }
 
 
@@ -63,7 +68,9 @@ def _open_and_read(name: str, tuning: Tuning | None = None) -> None:
         value = obj.fetch()
         obj.fetch(lambda v: v)
         _ = obj.modified, obj.mtime, repr(obj), obj.kind
-        obj.assign(value)  # writers take the lock, whose bytes may be garbage: an error, never a hang
+        obj.assign(
+            value
+        )  # writers take the lock, whose bytes may be garbage: an error, never a hang
         obj.trigger()
         obj.fetch()
 
@@ -71,7 +78,11 @@ def _open_and_read(name: str, tuning: Tuning | None = None) -> None:
 mutation = st.tuples(st.integers(0, 4095), st.binary(min_size=1, max_size=16))
 
 
-@settings(max_examples=int(os.environ.get("SHARED_OBJECT_FUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("SHARED_OBJECT_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     kind=st.sampled_from(sorted(SAMPLES)),
     layout=st.sampled_from(LAYOUTS),
@@ -105,7 +116,9 @@ def test_random_corruption_is_a_layout_error_or_a_value(
     acceptable: tuple[type[Exception], ...] = (LayoutError, LockTimeoutError)
     if layout == "single slot":
         acceptable += (IncompleteValueError,)
-    assert outcome is None or isinstance(outcome, acceptable), f"{type(outcome).__name__}: {outcome}"
+    assert outcome is None or isinstance(outcome, acceptable), (
+        f"{type(outcome).__name__}: {outcome}"
+    )
 
 
 def _write_segment(kind: str, patch: dict[int, bytes], truncate: int | None = None) -> str:
@@ -146,7 +159,9 @@ def test_invalid_utf8_in_a_string_payload() -> None:
 
 
 def test_slot_pointing_past_the_end() -> None:
-    name = _write_segment("array", {_layout.SLOT_TABLE_OFFSET + 16: struct.pack("<QQ", 4096, 10**9)})
+    name = _write_segment(
+        "array", {_layout.SLOT_TABLE_OFFSET + 16: struct.pack("<QQ", 4096, 10**9)}
+    )
     _expect_layout_error(name, "corrupt or truncated")
 
 
@@ -203,7 +218,9 @@ except LayoutError as exc:
     print("REFUSED", exc)
 """
     try:
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
     finally:
         if os.path.exists(path):
             os.unlink(path)

@@ -26,10 +26,20 @@ from .markers import x86_lock_free_reads
 
 
 def test_changes_kind_and_size_and_other_handles_follow(shm_name: str) -> None:
-    with SharedDynamicObject.create(shm_name, 1) as writer, SharedDynamicObject.attach(shm_name) as reader:
+    with (
+        SharedDynamicObject.create(shm_name, 1) as writer,
+        SharedDynamicObject.attach(shm_name) as reader,
+    ):
         sequence = [
-            "text", np.zeros((2, 3)), np.ones((640, 480, 3), np.uint8), {"a": [1, 2], "b": np.arange(5)},
-            "x" * 100_000, None, 3.5, np.ones((10,), np.float32), (1, (2, (3,))),
+            "text",
+            np.zeros((2, 3)),
+            np.ones((640, 480, 3), np.uint8),
+            {"a": [1, 2], "b": np.arange(5)},
+            "x" * 100_000,
+            None,
+            3.5,
+            np.ones((10,), np.float32),
+            (1, (2, (3,))),
         ]
         for value in sequence:
             writer.assign(value)
@@ -52,8 +62,10 @@ def test_a_value_grown_in_steps_reuses_the_places_it_outgrew(shm_name: str) -> N
     # leaving every place behind: a 20 MiB array grown 1 MiB at a time made a 126 MiB file.
     mib = 2**20
     path = f"{_segment.SHM_DIR}/{shm_name}"
-    with SharedDynamicObject.create(shm_name, np.zeros(mib, np.uint8)) as writer, \
-            SharedDynamicObject.attach(shm_name) as reader:
+    with (
+        SharedDynamicObject.create(shm_name, np.zeros(mib, np.uint8)) as writer,
+        SharedDynamicObject.attach(shm_name) as reader,
+    ):
         for size in range(1, 21):
             writer.assign(np.full(size * mib, size, np.uint8))
             got = reader.fetch()
@@ -61,12 +73,16 @@ def test_a_value_grown_in_steps_reuses_the_places_it_outgrew(shm_name: str) -> N
         size_of_file, used = os.stat(path).st_size, os.stat(path).st_blocks * 512
         # two places of at most 1.5x the value each (a place grows by half at least), and a header page
         bound = 2 * 1.5 * 20 * mib + mib
-        assert size_of_file <= bound and used <= bound, f"{size_of_file / mib:.1f} MiB file for a 20 MiB value"
+        assert size_of_file <= bound and used <= bound, (
+            f"{size_of_file / mib:.1f} MiB file for a 20 MiB value"
+        )
         writer.assign(np.zeros(3))  # both slots keep working
         assert reader.fetch().shape == (3,)
 
 
-def test_a_value_grown_in_steps_fits_in_a_containers_default_shm(in_small_shm: Callable[[str, str], Any]) -> None:
+def test_a_value_grown_in_steps_fits_in_a_containers_default_shm(
+    in_small_shm: Callable[[str, str], Any],
+) -> None:
     """In a 64 MiB /dev/shm (Docker's default) a value grown 1 MiB at a time used to fail at 13 MiB."""
     code = (
         "import numpy as np\n"
@@ -88,8 +104,12 @@ def test_a_value_grown_in_steps_fits_in_a_containers_default_shm(in_small_shm: C
     result = in_small_shm("64m", code)
     assert result.returncode == 0, result.stderr
     assert "REACHED 25" in result.stdout
-    assert "REFUSED" in result.stdout and "shm_size" in result.stdout  # 2 x 40 MiB cannot fit: a clear error
-    assert "KEPT 25 25 25" in result.stdout and "THEN small" in result.stdout  # and the stored value survived it
+    assert (
+        "REFUSED" in result.stdout and "shm_size" in result.stdout
+    )  # 2 x 40 MiB cannot fit: a clear error
+    assert (
+        "KEPT 25 25 25" in result.stdout and "THEN small" in result.stdout
+    )  # and the stored value survived it
 
 
 def test_a_writer_follows_a_slot_another_writer_moved_past_its_mapping(shm_name: str) -> None:
@@ -115,8 +135,10 @@ def test_a_writer_dying_right_after_a_move_leaves_a_place_that_matches_no_schema
     # to take for a header when their first 8 matched its schema id.
     from shared_object import _layout
 
-    with SharedDynamicObject.create(shm_name, np.zeros(100_000)) as writer, \
-            SharedDynamicObject.attach(shm_name) as reader:
+    with (
+        SharedDynamicObject.create(shm_name, np.zeros(100_000)) as writer,
+        SharedDynamicObject.attach(shm_name) as reader,
+    ):
         real = _layout.write_slot_header
 
         def die(*args: object) -> None:
@@ -127,7 +149,9 @@ def test_a_writer_dying_right_after_a_move_leaves_a_place_that_matches_no_schema
             writer.assign(np.ones(300_000))  # slot 1 moves, onto its old place's bytes
         monkeypatch.setattr(_layout, "write_slot_header", real)
         offset, _ = _layout.SLOT_ENTRY.unpack_from(writer._buf, _layout.slot_entry_offset(1))
-        assert _layout.U64.unpack_from(writer._buf, offset)[0] == 0  # no schema: written anew next time
+        assert (
+            _layout.U64.unpack_from(writer._buf, offset)[0] == 0
+        )  # no schema: written anew next time
         assert reader.fetch().sum() == 0  # the last complete value
         writer.assign(np.ones(300_000))
         assert reader.fetch().sum() == 300_000
@@ -151,7 +175,10 @@ def test_a_writer_dying_while_writing_a_slot_header_leaves_it_matching_no_schema
         def __getattr__(self, name: str) -> Any:
             return getattr(self.real, name)
 
-    with SharedDynamicObject.create(shm_name, 1) as writer, SharedDynamicObject.attach(shm_name) as reader:
+    with (
+        SharedDynamicObject.create(shm_name, 1) as writer,
+        SharedDynamicObject.attach(shm_name) as reader,
+    ):
         writer.assign("a str: a new kind, in slot 1")
         real = _layout.SLOT_HEADER
         monkeypatch.setattr(_layout, "SLOT_HEADER", DiesAfterPacking(real))
@@ -168,16 +195,28 @@ def test_a_writer_dying_while_writing_a_slot_header_leaves_it_matching_no_schema
 @pytest.mark.parametrize(
     ("first", "then"),
     [
-        (1.5, 3), (1.5, np.float32(0.5)), (1j, 2.0), (1, np.int64(5)), ((1.0, 2.0), (3, 4)),
-        ({"gain": 1.0, "on": True}, {"gain": 7, "on": False}), ({1, 2.5}, {1.5, 2}), ("abc", np.str_("x")),
-        (b"x", np.bytes_(b"y\x00")), (np.zeros(2, [("x", "<f4")]), np.ones(2, [("x", "<f4")])),
+        (1.5, 3),
+        (1.5, np.float32(0.5)),
+        (1j, 2.0),
+        (1, np.int64(5)),
+        ((1.0, 2.0), (3, 4)),
+        ({"gain": 1.0, "on": True}, {"gain": 7, "on": False}),
+        ({1, 2.5}, {1.5, 2}),
+        ("abc", np.str_("x")),
+        (b"x", np.bytes_(b"y\x00")),
+        (np.zeros(2, [("x", "<f4")]), np.ones(2, [("x", "<f4")])),
     ],
     ids=repr,
 )
-def test_each_value_reads_back_as_the_type_assigned_not_the_kind_held(shm_name: str, first: Any, then: Any) -> None:
+def test_each_value_reads_back_as_the_type_assigned_not_the_kind_held(
+    shm_name: str, first: Any, then: Any
+) -> None:
     # It kept the schema whenever the value fit it after a conversion: 3 assigned after 1.5 read
     # back 3.0, np.float32(0.5) a Python float. The last row fits as it is: the schema is kept.
-    with SharedDynamicObject.create(shm_name, first) as writer, SharedDynamicObject.attach(shm_name) as reader:
+    with (
+        SharedDynamicObject.create(shm_name, first) as writer,
+        SharedDynamicObject.attach(shm_name) as reader,
+    ):
         assert same(reader.fetch(), first)
         writer.assign(then)
         assert same(reader.fetch(), then)
@@ -189,10 +228,16 @@ def test_each_value_reads_back_as_the_type_assigned_not_the_kind_held(shm_name: 
 def test_a_value_that_fits_as_it_is_keeps_the_schema(shm_name: str) -> None:
     from shared_object import _layout
 
-    with SharedDynamicObject.create(shm_name, {"pose": np.zeros(7), "name": "a", "rec": np.zeros(1, [("t", "<f8")])}) as obj:
+    with SharedDynamicObject.create(
+        shm_name, {"pose": np.zeros(7), "name": "a", "rec": np.zeros(1, [("t", "<f8")])}
+    ) as obj:
         obj.assign({"pose": np.ones(7), "name": "bcd", "rec": np.ones(1, [("t", "<f8")])})
-        assert obj._words[_layout.SCHEMA_COUNTER_WORD] == 1  # the one made at creation: no new schema
-        obj.assign({"pose": np.ones(7), "name": "b" * 500, "rec": np.ones(1, [("t", "<f8")])})  # past its capacity
+        assert (
+            obj._words[_layout.SCHEMA_COUNTER_WORD] == 1
+        )  # the one made at creation: no new schema
+        obj.assign(
+            {"pose": np.ones(7), "name": "b" * 500, "rec": np.ones(1, [("t", "<f8")])}
+        )  # past its capacity
         assert obj._words[_layout.SCHEMA_COUNTER_WORD] == 2
         obj.unlink()
 
@@ -203,7 +248,10 @@ def test_a_value_flipping_between_kinds_reuses_their_schemas(shm_name: str) -> N
     from shared_object import _layout
 
     kinds = [{"speed": 0, "pose": np.zeros(7)}, {"speed": 0.5, "pose": np.ones(7)}]
-    with SharedDynamicObject.create(shm_name, kinds[0]) as writer, SharedDynamicObject.attach(shm_name) as reader:
+    with (
+        SharedDynamicObject.create(shm_name, kinds[0]) as writer,
+        SharedDynamicObject.attach(shm_name) as reader,
+    ):
         for i in range(20):
             writer.assign(kinds[i % 2])
             assert same(reader.fetch(), kinds[i % 2])
@@ -218,7 +266,10 @@ def test_a_writer_whose_kinds_never_repeat_keeps_a_bounded_cache(shm_name: str) 
     from shared_object import Tuning
 
     size = Tuning().schema_cache_size
-    with SharedDynamicObject.create(shm_name, "a") as writer, SharedDynamicObject.attach(shm_name) as reader:
+    with (
+        SharedDynamicObject.create(shm_name, "a") as writer,
+        SharedDynamicObject.attach(shm_name) as reader,
+    ):
         for n in range(101, 150):
             writer.assign("x" * n)
             assert reader.fetch() == "x" * n
@@ -228,13 +279,18 @@ def test_a_writer_whose_kinds_never_repeat_keeps_a_bounded_cache(shm_name: str) 
 
 
 @x86_lock_free_reads
-def test_a_read_that_a_writer_lapped_caches_nothing_it_read(shm_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_read_that_a_writer_lapped_caches_nothing_it_read(
+    shm_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A lock-free read may parse a slot's schema while a writer rewrites the header: a mixed
     text that parses, here ["float"] where the slot holds an int. That read is lapped and tried
     again, but the torn node and slot entry used to stay cached under the slot's id, which the
     kept kind soon wrote again: from then on, reads decoded the int's bytes as a float
     (5e-324), and passed every check. Nothing a read saw is cached until it proved whole."""
-    with SharedDynamicObject.create(shm_name, 1) as writer, SharedDynamicObject.attach(shm_name) as reader:
+    with (
+        SharedDynamicObject.create(shm_name, 1) as writer,
+        SharedDynamicObject.attach(shm_name) as reader,
+    ):
         loads = _schema.loads
         torn: list[bool] = []
 
@@ -275,14 +331,18 @@ def test_a_view_that_a_writer_changing_kinds_laps_as_it_is_set_up_is_a_lap_not_a
         reader.unlink()
 
 
-def test_a_view_lapped_at_every_try_of_its_set_up_holds_the_lock_for_its_block(shm_name: str) -> None:
+def test_a_view_lapped_at_every_try_of_its_set_up_holds_the_lock_for_its_block(
+    shm_name: str,
+) -> None:
     from shared_object import LockReentryError, Tuning
 
     lapped_every_try = Tuning(header_read_tries=0)  # as if writers lapped every try
     with SharedDynamicObject.create(shm_name, np.arange(4), tuning=lapped_every_try) as obj:
         with obj.view() as v:
             assert same(v.value.copy(), np.arange(4))
-            with pytest.raises(LockReentryError):  # the block holds the writer lock: as single-slot blocks do
+            with pytest.raises(
+                LockReentryError
+            ):  # the block holds the writer lock: as single-slot blocks do
                 obj.assign(1)
         assert not v.torn
         obj.assign(np.arange(5))  # released at the end of the block
@@ -291,7 +351,9 @@ def test_a_view_lapped_at_every_try_of_its_set_up_holds_the_lock_for_its_block(s
         obj.unlink()
 
 
-def test_kind_and_repr_under_a_writer_changing_kinds_read_as_fetch_reads(shm_name: str, spawn: Any) -> None:
+def test_kind_and_repr_under_a_writer_changing_kinds_read_as_fetch_reads(
+    shm_name: str, spawn: Any
+) -> None:
     # They read the current slot's header unchecked: a lap raised LayoutError or ValueError, or
     # described a torn header, and cached it for the reads that followed.
     described = {_codecs.build(_schema.schema_of(k, 100)).describe() for k in FLIPPING_KINDS}
@@ -339,7 +401,10 @@ def test_dynamic_and_fixed_do_not_mix(shm_name: str) -> None:
 
 def test_fn_and_out_after_another_handle_grew_the_segment(shm_name: str) -> None:
     """A reader whose mapping predates the growth must follow it in every read path."""
-    with SharedDynamicObject.create(shm_name, np.zeros(10)) as writer, SharedDynamicObject.attach(shm_name) as reader:
+    with (
+        SharedDynamicObject.create(shm_name, np.zeros(10)) as writer,
+        SharedDynamicObject.attach(shm_name) as reader,
+    ):
         assert reader.fetch(lambda x: x.sum()) == 0
         writer.assign(np.ones(1_000_000))  # relocates the slot past the reader's mapping
         assert reader.fetch(lambda x: x.sum()) == 1_000_000
@@ -355,7 +420,9 @@ def test_fn_and_out_after_another_handle_grew_the_segment(shm_name: str) -> None
 _sizes = st.integers(0, 300_000)
 _values = st.one_of(
     _sizes.map(lambda n: np.full(n, n % 251, np.uint8)),
-    st.tuples(_sizes, _sizes).map(lambda ab: {"a": np.full(ab[0], 1, np.uint8), "b": np.full(ab[1] // 8, 2.0)}),
+    st.tuples(_sizes, _sizes).map(
+        lambda ab: {"a": np.full(ab[0], 1, np.uint8), "b": np.full(ab[1] // 8, 2.0)}
+    ),
     st.text(max_size=50),
     st.integers(-5, 5),
     st.floats(allow_nan=False),
@@ -366,10 +433,14 @@ _values = st.one_of(
 def _slot_places(obj: SharedDynamicObject) -> list[tuple[int, int]]:
     from shared_object import _layout
 
-    return [_layout.SLOT_ENTRY.unpack_from(obj._buf, _layout.SLOT_TABLE_OFFSET + 16 * i) for i in (0, 1)]
+    return [
+        _layout.SLOT_ENTRY.unpack_from(obj._buf, _layout.SLOT_TABLE_OFFSET + 16 * i) for i in (0, 1)
+    ]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(sequence=st.lists(_values, min_size=1, max_size=12))
 def test_any_sequence_of_values_reads_back_and_the_slots_never_overlap(sequence: list[Any]) -> None:
     """Slots move into old places now (the lowest that leaves the current slot alone): whatever

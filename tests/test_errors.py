@@ -38,7 +38,9 @@ def test_every_public_error_is_listed_here() -> None:
 
 
 @pytest.mark.parametrize(("error", "builtin"), LEAVES.items())
-def test_leaf_inherits_base_and_builtin(error: type[Exception], builtin: type[Exception] | tuple[type[Exception], ...]) -> None:
+def test_leaf_inherits_base_and_builtin(
+    error: type[Exception], builtin: type[Exception] | tuple[type[Exception], ...]
+) -> None:
     assert issubclass(error, shared_object.SharedObjectError)
     for each in builtin if isinstance(builtin, tuple) else (builtin,):
         assert issubclass(error, each)
@@ -61,9 +63,16 @@ def test_out_of_memory_error_keeps_errno() -> None:
 
 @pytest.mark.parametrize(
     ("stored", "offered"),
-    [(1, "one"), (np.zeros(3), np.zeros(4)), (np.zeros(3), np.zeros(3, np.float32)), ("ab", "x" * 200)],
+    [
+        (1, "one"),
+        (np.zeros(3), np.zeros(4)),
+        (np.zeros(3), np.zeros(3, np.float32)),
+        ("ab", "x" * 200),
+    ],
 )
-def test_a_refused_assign_is_a_buffer_error_as_in_the_reference(shm_name: str, stored: object, offered: object) -> None:
+def test_a_refused_assign_is_a_buffer_error_as_in_the_reference(
+    shm_name: str, stored: object, offered: object
+) -> None:
     with SharedObject.create(shm_name, stored) as obj:
         with pytest.raises(BufferError):
             obj.assign(offered)

@@ -115,7 +115,10 @@ def test_a_lock_abandoned_by_this_thread_is_recovered_by_its_next_call(
     Before, that call waited lock_timeout_s for its own thread and failed (here cut to 10 ms).
     """
     quick = Tuning(lock_timeout_s=0.01)
-    with SharedObject.create(shm_name, 1, tuning=quick) as obj, SharedObject.attach(shm_name, tuning=quick) as other:
+    with (
+        SharedObject.create(shm_name, 1, tuning=quick) as obj,
+        SharedObject.attach(shm_name, tuning=quick) as other,
+    ):
         testing.writer_mutex(obj).acquire()  # taken, and no code of ours knows it: abandoned
         other.assign(2)  # another handle on the same segment, same thread
         assert obj.fetch() == 2 and not held_elsewhere(obj)
@@ -128,16 +131,22 @@ def test_a_signal_handler_inside_a_locked_section_never_takes_its_lock_away(
     """A handler runs on top of the code it interrupted, which may hold the lock: leave it held."""
     quick = Tuning(lock_timeout_s=0.01)
     seen: dict[str, Any] = {}
-    with SharedObject.create(shm_name, np.zeros(10), tuning=quick) as obj, \
-            SharedObject.attach(shm_name, tuning=quick) as other:
+    with (
+        SharedObject.create(shm_name, np.zeros(10), tuning=quick) as obj,
+        SharedObject.attach(shm_name, tuning=quick) as other,
+    ):
 
-        def copy_then_handler_runs(dst: Any, src: Any) -> None:  # stands for a handler between two bytecodes
+        def copy_then_handler_runs(
+            dst: Any, src: Any
+        ) -> None:  # stands for a handler between two bytecodes
             np.copyto(dst, src)
             try:
                 other.trigger()  # needs the lock that the assign below us holds
             except LockReentryError as exc:
                 seen["nested"] = exc
-            seen["still held"] = held_elsewhere(obj)  # the nested call's error path left it to its owner
+            seen["still held"] = held_elsewhere(
+                obj
+            )  # the nested call's error path left it to its owner
 
         monkeypatch.setattr(_object, "_copyto", copy_then_handler_runs)
         obj.assign(np.ones(10))
@@ -155,7 +164,9 @@ def test_a_locked_view_that_ended_without_its_exit_is_recovered_once_the_view_is
     the lock. While the view still exists, the block may still be open, so the call gets
     LockReentryError, never the lock.
     """
-    with SharedObject.create(shm_name, np.zeros(10), slots=1, tuning=Tuning(lock_timeout_s=0.01)) as obj:
+    with SharedObject.create(
+        shm_name, np.zeros(10), slots=1, tuning=Tuning(lock_timeout_s=0.01)
+    ) as obj:
 
         def open_block_and_lose_its_exit() -> None:
             obj.view().__enter__()
@@ -173,7 +184,9 @@ def test_a_locked_view_that_ended_without_its_exit_is_recovered_once_the_view_is
         assert not held_elsewhere(obj)
 
 
-def test_closing_a_handle_inside_its_own_locked_block_releases_the_lock_when_the_block_ends(shm_name: str) -> None:
+def test_closing_a_handle_inside_its_own_locked_block_releases_the_lock_when_the_block_ends(
+    shm_name: str,
+) -> None:
     """Regression: the block's end found the closed handle's stand-in mutex and never unlocked.
 
     The lock then stayed taken (writers timed out), and its memory could be unmapped under
@@ -198,7 +211,9 @@ def test_where_the_kernel_cannot_tell_nothing_is_released_and_reentry_is_still_c
 ) -> None:
     """get_robust_list refused (a strict seccomp profile): keep the old, safe behaviour."""
     monkeypatch.setattr(_sync.WriterMutex, "held_by_this_thread", lambda self: None)
-    with SharedObject.create(shm_name, np.zeros(10), slots=1, tuning=Tuning(lock_timeout_s=0.01)) as obj:
+    with SharedObject.create(
+        shm_name, np.zeros(10), slots=1, tuning=Tuning(lock_timeout_s=0.01)
+    ) as obj:
         with obj.view(), pytest.raises(LockReentryError):  # the block's record is enough
             obj.assign(np.ones(10))
         mutex = testing.writer_mutex(obj)
@@ -232,4 +247,3 @@ def test_where_the_kernel_cannot_tell_a_lock_this_thread_may_hold_keeps_its_mapp
     assert kept[-1] is lock and len(kept) == before + 1
     lock._mutex.release()  # still mapped: glibc unlinks it from this thread's list
     kept.remove(lock)
-

@@ -31,7 +31,9 @@ def test_golden_header_of_an_int(shm_name: str) -> None:
         assert raw[160:192].rstrip(b"\0").startswith(b"glibc-")
         (off0, cap0), (off1, cap1) = (struct.unpack_from("<QQ", raw, 128 + 16 * i) for i in (0, 1))
         assert off0 == 256 and off1 == 256 + cap0 and cap0 == cap1 and cap0 % 64 == 0
-        schema_id, schema_len, _, payload_offset, payload_len = struct.unpack_from("<QIIQQ", raw, off0)
+        schema_id, schema_len, _, payload_offset, payload_len = struct.unpack_from(
+            "<QIIQQ", raw, off0
+        )
         assert (schema_id, payload_len) == (1, 8)
         assert raw[off0 + 64 : off0 + 64 + schema_len] == b'["int"]'
         assert struct.unpack_from("<q", raw, off0 + payload_offset)[0] == 7
@@ -67,7 +69,9 @@ def test_array_payload_is_64_byte_aligned(shm_name: str) -> None:
 
 
 @pytest.mark.parametrize("slots", [2, 1])
-def test_a_big_payload_starts_half_a_page_past_a_page_boundary_in_every_slot(shm_name: str, slots: int) -> None:
+def test_a_big_payload_starts_half_a_page_past_a_page_boundary_in_every_slot(
+    shm_name: str, slots: int
+) -> None:
     # numpy's big arrays start 16 bytes past a page. memcpy into a payload at byte 384 of a page
     # ran 3-8% slower (4K aliasing), and page-aligned payloads cost a free-running consumer a
     # fifth of its frames; half a page past a boundary, both directions copy at the floor's speed.
@@ -79,7 +83,11 @@ def test_a_big_payload_starts_half_a_page_past_a_page_boundary_in_every_slot(shm
         for index in (0, 1):
             offset, capacity = struct.unpack_from("<QQ", raw, 128 + 16 * index)
             payload_offset = struct.unpack_from("<QIIQQ", raw, offset)[3]
-            assert offset % 4096 == 0 and capacity % 4096 == 0 and (offset + payload_offset) % 4096 == 2048
+            assert (
+                offset % 4096 == 0
+                and capacity % 4096 == 0
+                and (offset + payload_offset) % 4096 == 2048
+            )
         obj.assign(frame + 1)
         assert (obj.fetch() == 1).all()
 
@@ -89,6 +97,7 @@ def test_a_small_payload_is_not_padded_to_a_page(shm_name: str) -> None:
 
     with SharedObject.create(shm_name, np.zeros(1000, np.uint8)):
         assert os.path.getsize(_path(shm_name)) < 4096
+
 
 def _corrupt(name: str, offset: int, data: bytes) -> None:
     with open(_path(name), "r+b") as f:
@@ -104,7 +113,11 @@ def _corrupt(name: str, offset: int, data: bytes) -> None:
         (8, struct.pack("<I", 100), "corrupt header"),
         (12, struct.pack("<I", 0x80), "corrupt header"),
         (12, struct.pack("<I", 3), "corrupt header"),  # single slot and dynamic at once
-        (12, struct.pack("<I", 2), "two slot entries differ"),  # single slot, but two slots laid out
+        (
+            12,
+            struct.pack("<I", 2),
+            "two slot entries differ",
+        ),  # single slot, but two slots laid out
         (128, struct.pack("<Q", 10**12), "corrupt or truncated"),
     ],
 )
@@ -153,6 +166,11 @@ def test_slot_size_rounds_to_alignment() -> None:
 def test_the_hot_paths_word_indices_are_the_layouts() -> None:
     """SharedObject.fetch and assign index the header words with literals (a global lookup is a
     measurable part of a scalar assign): they must stay the words _layout names."""
-    assert (_layout.STATE_WORD, _layout.MTIME_WORD, _layout.WAITER_WORD, _layout.REQUEST_WORD) == (2, 3, 4, 5)
+    assert (_layout.STATE_WORD, _layout.MTIME_WORD, _layout.WAITER_WORD, _layout.REQUEST_WORD) == (
+        2,
+        3,
+        4,
+        5,
+    )
     assert _layout.STATE_OFFSET == 8 * _layout.STATE_WORD
     assert (_layout.CURRENT_SLOT, _layout.WRITING, _layout.CHANGE_SHIFT) == (1, 2, 2)

@@ -54,7 +54,10 @@ def test_create_and_attach_are_explicit(shm_name: str) -> None:
 
 def test_repr_names_segment_type_and_size(shm_name: str) -> None:
     with SharedObject.create(shm_name, np.zeros((480, 848, 3), np.uint8)) as obj:
-        assert repr(obj) == f"SharedObject({shm_name!r}, type=ndarray[uint8, (480, 848, 3)], size=1221120 bytes)"
+        assert (
+            repr(obj)
+            == f"SharedObject({shm_name!r}, type=ndarray[uint8, (480, 848, 3)], size=1221120 bytes)"
+        )
     assert repr(obj).endswith("closed)")
 
 
@@ -74,8 +77,14 @@ def test_closed_handle_refuses_everything_clearly(shm_name: str, slots: int) -> 
     obj.close()
     obj.close()  # idempotent
     assert obj.closed
-    for action in (obj.fetch, lambda: obj.assign(2), obj.trigger, lambda: obj.wait(0), lambda: obj.fetch(lambda x: x),
-                   lambda: obj.view().__enter__()):
+    for action in (
+        obj.fetch,
+        lambda: obj.assign(2),
+        obj.trigger,
+        lambda: obj.wait(0),
+        lambda: obj.fetch(lambda x: x),
+        lambda: obj.view().__enter__(),
+    ):
         with pytest.raises(ClosedError, match="closed"):
             action()
     with pytest.raises(ClosedError):
@@ -142,7 +151,9 @@ def test_close_with_views_still_alive_is_safe(shm_name: str) -> None:
 
 
 @pytest.mark.parametrize("cls", [SharedObject, SharedDynamicObject])
-def test_a_child_forked_while_a_thread_was_closing_can_still_close(shm_name: str, cls: type[SharedObject]) -> None:
+def test_a_child_forked_while_a_thread_was_closing_can_still_close(
+    shm_name: str, cls: type[SharedObject]
+) -> None:
     """The lock that close() takes may be held by another thread at a fork; the child must not hang on it."""
     import os
     import signal
@@ -178,7 +189,9 @@ def test_init_size_is_checked(shm_name: str) -> None:
         ({"slots": 3}, "slots must be 1 or 2"),
     ],
 )
-def test_bad_constructor_arguments_are_in_the_hierarchy(shm_name: str, arguments: dict[str, Any], message: str) -> None:
+def test_bad_constructor_arguments_are_in_the_hierarchy(
+    shm_name: str, arguments: dict[str, Any], message: str
+) -> None:
     with pytest.raises(InvalidArgumentError, match=message):
         SharedObject.create(shm_name, "x", **arguments)
     with pytest.raises(SegmentNotFoundError):
@@ -204,14 +217,19 @@ def test_timeouts_are_numbers_nan_is_refused_and_infinity_means_forever(
         try:
             # A NaN deadline never passes: attach(timeout=nan) used to wait forever.
             for bad, message in ((math.nan, "not NaN"), ("1", "not '1'"), (True, "not True")):
-                with pytest.raises(InvalidArgumentError, match=f"timeout=...\\) must be a number of seconds or None, {message}"):
+                with pytest.raises(
+                    InvalidArgumentError,
+                    match=f"timeout=...\\) must be a number of seconds or None, {message}",
+                ):
                     wait(bad)
             # math.inf used to raise OverflowError; it waits until the event comes.
             if call == "wait":
                 threading.Timer(0.2, lambda: obj.assign(1)).start()
                 assert wait(math.inf) is True
             elif call == "attach":
-                late = threading.Timer(0.2, lambda: SharedObject.create(shm_name + "-late", 1).close())
+                late = threading.Timer(
+                    0.2, lambda: SharedObject.create(shm_name + "-late", 1).close()
+                )
                 late.start()
                 try:
                     with wait(math.inf) as attached:
@@ -223,7 +241,9 @@ def test_timeouts_are_numbers_nan_is_refused_and_infinity_means_forever(
                 wait(math.inf)
             # A negative timeout only looks, as in threading: `deadline - now` after the deadline.
             if call == "attach":
-                with pytest.raises(SegmentNotFoundError, match=r"no shared object named '[^']*-late' in \S+\. "):
+                with pytest.raises(
+                    SegmentNotFoundError, match=r"no shared object named '[^']*-late' in \S+\. "
+                ):
                     wait(-1)
             elif call == "wait":
                 reader.fetch()  # seen: nothing new to wait for

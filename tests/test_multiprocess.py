@@ -34,7 +34,9 @@ def test_parent_sees_what_child_assigned(shm_name: str, spawn: Any) -> None:
         assert obj.wait(PROCESS_DEADLINE)
         child.join(PROCESS_DEADLINE)
         got = obj.fetch()
-    assert got["cmd"] == "grip" and got["ok"] is True and np.array_equal(got["pose"], np.arange(7.0))
+    assert (
+        got["cmd"] == "grip" and got["ok"] is True and np.array_equal(got["pose"], np.arange(7.0))
+    )
 
 
 def test_trigger_from_child_wakes_parent_wait(shm_name: str, spawn: Any) -> None:
@@ -104,7 +106,9 @@ def test_attach_only_process_never_removes_the_segment(shm_name: str, spawn: Any
 
 
 @needs_robust_locks
-def test_writer_killed_mid_assign_never_leaves_torn_data(shm_name: str, spawn: Any, read_path: Tuning) -> None:
+def test_writer_killed_mid_assign_never_leaves_torn_data(
+    shm_name: str, spawn: Any, read_path: Tuning
+) -> None:
     """SIGKILL a writer at random points of a tight assign loop of checksummed 1.2 MB frames.
 
     Each round the reader's next fetch is a complete frame, and the object is assignable again.
@@ -127,11 +131,15 @@ def test_writer_killed_mid_assign_never_leaves_torn_data(shm_name: str, spawn: A
             writer.join(PROCESS_DEADLINE)
             for _ in range(5):
                 assert helpers.frame_ok(obj.fetch())
-            obj.assign(helpers.checksummed_frame(1000 + round_))  # repairs, even if the lock was held
+            obj.assign(
+                helpers.checksummed_frame(1000 + round_)
+            )  # repairs, even if the lock was held
             assert np.array_equal(obj.fetch(), helpers.checksummed_frame(1000 + round_))
         recovered = testing.writer_mutex(obj).owner_died_count
     assert reads > rounds
-    assert recovered >= 1, "no kill landed while the writer held the mutex: the recovery path went untested"
+    assert recovered >= 1, (
+        "no kill landed while the writer held the mutex: the recovery path went untested"
+    )
 
 
 def test_busy_writer_does_not_starve_a_reader(shm_name: str, spawn: Any, read_path: Tuning) -> None:

@@ -21,7 +21,9 @@ from shared_object import SharedDynamicObject, SharedObject, _probe
 
 from .helpers import PROCESS_DEADLINE, SPAWN
 
-mcap = pytest.importorskip("mcap", reason="record and play need the mcap extra: pip install -e '.[mcap]'")
+mcap = pytest.importorskip(
+    "mcap", reason="record and play need the mcap extra: pip install -e '.[mcap]'"
+)
 
 CLI = [sys.executable, "-m", "shared_object"]
 FRAME = (48, 64, 3)
@@ -38,9 +40,11 @@ def frame(i: int) -> np.ndarray[Any, Any]:
 
 def produce(prefix: str, count: int, period: float, started: Any) -> None:
     """A camera frame, a pose vector and a dynamic value, ``count`` times, ``period`` apart."""
-    with SharedObject(prefix + "-frame", data=frame(0)) as cam, \
-            SharedObject(prefix + "-pose", data=np.zeros(7)) as pose, \
-            SharedDynamicObject(prefix + "-dyn", data=0) as dyn:
+    with (
+        SharedObject(prefix + "-frame", data=frame(0)) as cam,
+        SharedObject(prefix + "-pose", data=np.zeros(7)) as pose,
+        SharedDynamicObject(prefix + "-dyn", data=0) as dyn,
+    ):
         started.set()
         for i in range(1, count + 1):
             cam.assign(frame(i))
@@ -65,11 +69,17 @@ def test_health_reads_the_header_without_importing_numpy(shm_name: str) -> None:
             f"ok, text = _probe.health({shm_name!r}, 5.0); print(ok, text); "
             "print('numpy' in sys.modules, 'shared_object._codecs' in sys.modules)"
         )
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
         assert result.stdout.splitlines()[-1] == "False False", result.stdout + result.stderr
         assert result.stdout.startswith("True healthy"), result.stdout
         result = cli("health", shm_name, "--max-age", "0.0001")
-        assert result.returncode == 1 and "unhealthy" in result.stdout and "last changed" in result.stdout
+        assert (
+            result.returncode == 1
+            and "unhealthy" in result.stdout
+            and "last changed" in result.stdout
+        )
 
 
 def test_health_of_a_file_that_is_not_ours_or_missing_is_unhealthy(shm_name: str) -> None:
@@ -103,14 +113,18 @@ def test_top_once_counts_exactly_what_the_header_says(prefix: str, spawn: Any) -
         assert rows[prefix + "-dyn"]["dynamic"] is True
 
 
-def test_top_in_a_terminal_shows_the_rate_of_a_producer_running_at_a_known_rate(prefix: str, spawn: Any) -> None:
+def test_top_in_a_terminal_shows_the_rate_of_a_producer_running_at_a_known_rate(
+    prefix: str, spawn: Any
+) -> None:
     """At 50 Hz the screen must show about 50 updates/s (bounds far wider than any sleep drift)."""
     started = SPAWN.Event()
     producer = spawn(produce, prefix, 500, 0.02, started)
     assert started.wait(PROCESS_DEADLINE)
     pid, fd = pty.fork()
     if pid == 0:  # the child: top in a pseudo-terminal, refreshing every 0.5 s
-        os.execv(sys.executable, [*CLI, "top", "--interval", "0.5", "--sort", "rate", prefix + "-*"])
+        os.execv(
+            sys.executable, [*CLI, "top", "--interval", "0.5", "--sort", "rate", prefix + "-*"]
+        )
     screen = b""
     deadline = time.monotonic() + 30
     rates: list[float] = []
@@ -118,7 +132,12 @@ def test_top_in_a_terminal_shows_the_rate_of_a_producer_running_at_a_known_rate(
         while time.monotonic() < deadline and len(rates) < 4:
             if select.select([fd], [], [], 1.0)[0]:
                 screen += os.read(fd, 65536)
-            rates = [float(r) for r in re.findall(rf"{re.escape(prefix)}-frame +([0-9.]+)", screen.decode(errors="replace"))]
+            rates = [
+                float(r)
+                for r in re.findall(
+                    rf"{re.escape(prefix)}-frame +([0-9.]+)", screen.decode(errors="replace")
+                )
+            ]
         os.write(fd, b"q")  # the quit key
         _, status = os.waitpid(pid, 0)
     finally:
@@ -136,8 +155,12 @@ def test_top_in_a_terminal_shows_the_rate_of_a_producer_running_at_a_known_rate(
 # record and play
 # ---------------------------------------------------------------------------------------------
 def record(prefix: str, output: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([*CLI, "record", f"{prefix}-*", "-o", str(output), "--json", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*CLI, "record", f"{prefix}-*", "-o", str(output), "--json", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_objects(process: subprocess.Popen[str], count: int) -> None:
@@ -153,8 +176,11 @@ def test_a_recording_holds_every_change_in_order_and_plays_back_intact(
     prefix: str, spawn: Any, tmp_path: Path
 ) -> None:
     output = tmp_path / "run.mcap"
-    with SharedObject(prefix + "-frame", data=frame(0)), SharedObject(prefix + "-pose", data=np.zeros(7)), \
-            SharedDynamicObject(prefix + "-dyn", data=0):
+    with (
+        SharedObject(prefix + "-frame", data=frame(0)),
+        SharedObject(prefix + "-pose", data=np.zeros(7)),
+        SharedDynamicObject(prefix + "-dyn", data=0),
+    ):
         recorder = record(prefix, output)
         wait_for_objects(recorder, 3)
         started = SPAWN.Event()
@@ -185,7 +211,9 @@ def test_a_recording_holds_every_change_in_order_and_plays_back_intact(
     consumer_out = SPAWN.Queue()
     spawn(consume, prefix + "-replayed", consumer_out)
     assert consumer_out.get(timeout=PROCESS_DEADLINE) == "ready"
-    played = cli("play", str(output), "--rate", "2", "--rename", f"{prefix}-frame={prefix}-replayed")
+    played = cli(
+        "play", str(output), "--rate", "2", "--rename", f"{prefix}-frame={prefix}-replayed"
+    )
     assert played.returncode == 0, played.stderr
     assert "played" in played.stdout
     received = consumer_out.get(timeout=PROCESS_DEADLINE)
@@ -231,7 +259,9 @@ def test_a_recorder_killed_with_sigkill_leaves_a_file_that_still_plays(
             time.sleep(0.002)
         os.kill(recorder.pid, signal.SIGKILL)
         recorder.wait(PROCESS_DEADLINE)
-        played = cli("play", str(output), "--rate", "100", "--rename", f"{prefix}-frame={prefix}-again")
+        played = cli(
+            "play", str(output), "--rate", "100", "--rename", f"{prefix}-frame={prefix}-again"
+        )
         assert played.returncode == 0, played.stderr
         assert "ends without its index" in played.stderr
         count = int(re.search(r"played (\d+) messages", played.stdout).group(1))  # type: ignore[union-attr]
@@ -247,7 +277,11 @@ def test_bad_input_gets_a_clear_error_and_nothing_else_is_lost(prefix: str, tmp_
     not_mcap = tmp_path / "notes.txt"
     not_mcap.write_text("hello")
     result = cli("play", str(not_mcap))
-    assert result.returncode == 1 and "is not an MCAP file" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 1
+        and "is not an MCAP file" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
     # A file with a foreign channel (another tool's schema) and a corrupt message of ours among good ones.
     from mcap.writer import Writer
@@ -258,11 +292,17 @@ def test_bad_input_gets_a_clear_error_and_nothing_else_is_lost(prefix: str, tmp_
     with open(mixed, "wb") as f:
         writer = Writer(f)
         writer.start()
-        foreign = writer.register_schema(name="sensor_msgs/Image", encoding="ros2msg", data=b"uint32 height")
+        foreign = writer.register_schema(
+            name="sensor_msgs/Image", encoding="ros2msg", data=b"uint32 height"
+        )
         writer.add_message(writer.register_channel("/camera", "cdr", foreign), 1, b"\x00" * 8, 1)
         text, payload = encode(np.arange(4.0))
-        ours = writer.register_schema(name="ndarray[float64, (4,)]", encoding="shared_object.schema", data=text)
-        channel = writer.register_channel(prefix + "-vec", "shared_object.payload", ours, {"dynamic": "false"})
+        ours = writer.register_schema(
+            name="ndarray[float64, (4,)]", encoding="shared_object.schema", data=text
+        )
+        channel = writer.register_channel(
+            prefix + "-vec", "shared_object.payload", ours, {"dynamic": "false"}
+        )
         writer.add_message(channel, 2, payload, 2)
         writer.add_message(channel, 3, payload[:-3], 3)  # cut short: corrupt
         writer.add_message(channel, 4, encode(np.full(4, 9.0))[1], 4)

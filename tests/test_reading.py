@@ -34,9 +34,12 @@ def test_fetch_returns_private_copies(shm_name: str, read_path: Tuning) -> None:
         assert got["f"].flags.writeable
 
 
-def test_fetch_fn_sees_a_read_only_view_and_copies_only_when_needed(shm_name: str, read_path: Tuning) -> None:
+def test_fetch_fn_sees_a_read_only_view_and_copies_only_when_needed(
+    shm_name: str, read_path: Tuning
+) -> None:
     frame = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
     with SharedObject.create(shm_name, frame, tuning=read_path) as obj:
+
         def reduce(view: np.ndarray) -> float:
             assert not view.flags.writeable
             with pytest.raises(ValueError, match="read-only"):
@@ -62,16 +65,23 @@ class _Holder:
         self.array = array
 
 
-@pytest.mark.parametrize("make", [
-    pytest.param(lambda v: collections.namedtuple("Pose", "p q")(v["p"], v["q"]), id="namedtuple"),
-    pytest.param(lambda v: _Holder(v["p"][1:]), id="object"),
-    pytest.param(lambda v: [_Holder(np.asarray(v["p"]))], id="object in a list"),
-    pytest.param(lambda v: (lambda: v["p"]), id="closure"),
-    pytest.param(lambda v: memoryview(v["p"]), id="memoryview"),
-    pytest.param(lambda v: {"p": memoryview(v["p"])[:2]}, id="memoryview slice in a dict"),
-    pytest.param(lambda v: v["s"][0], id="structured element (a numpy.void is a view)"),
-])
-def test_fetch_fn_result_never_keeps_a_view_whatever_holds_it(shm_name: str, read_path: Tuning, make: Any) -> None:
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(
+            lambda v: collections.namedtuple("Pose", "p q")(v["p"], v["q"]), id="namedtuple"
+        ),
+        pytest.param(lambda v: _Holder(v["p"][1:]), id="object"),
+        pytest.param(lambda v: [_Holder(np.asarray(v["p"]))], id="object in a list"),
+        pytest.param(lambda v: lambda: v["p"], id="closure"),
+        pytest.param(lambda v: memoryview(v["p"]), id="memoryview"),
+        pytest.param(lambda v: {"p": memoryview(v["p"])[:2]}, id="memoryview slice in a dict"),
+        pytest.param(lambda v: v["s"][0], id="structured element (a numpy.void is a view)"),
+    ],
+)
+def test_fetch_fn_result_never_keeps_a_view_whatever_holds_it(
+    shm_name: str, read_path: Tuning, make: Any
+) -> None:
     # fetch(fn) copies the views left in fn's result. It used to look only inside tuples, lists and
     # dicts: a namedtuple, an object of the caller's or a closure kept a live view, which showed
     # every later assign (a pose that changed under the policy that held it).
@@ -87,20 +97,31 @@ def test_fetch_fn_result_never_keeps_a_view_whatever_holds_it(shm_name: str, rea
         return np.asarray(result).reshape(-1).tolist()
 
     record = np.dtype([("x", "f8"), ("n", "i4")])
-    with SharedObject.create(shm_name, {"p": np.arange(3.0), "q": np.ones(4), "s": np.zeros(2, record)}, tuning=read_path) as obj:
+    with SharedObject.create(
+        shm_name, {"p": np.arange(3.0), "q": np.ones(4), "s": np.zeros(2, record)}, tuning=read_path
+    ) as obj:
         calls = []
         result = obj.fetch(lambda v: calls.append(1) or make(v))
         before = values(result)
         for _ in range(2):  # both slots: the one the views pointed into is rewritten too
             obj.assign({"p": np.full(3, 7.0), "q": np.zeros(4), "s": np.full(2, (7.0, 7), record)})
         assert values(result) == before and 7.0 not in before
-        assert len(calls) <= 2  # once on the views, once more on a private copy where a view stayed held
+        assert (
+            len(calls) <= 2
+        )  # once on the views, once more on a private copy where a view stayed held
 
 
 def test_fetch_fn_runs_once_when_its_result_holds_no_view(shm_name: str, read_path: Tuning) -> None:
-    with SharedObject.create(shm_name, {"p": np.arange(3.0), "frame": np.zeros((48, 64, 3), np.uint8)}, tuning=read_path) as obj:
-        for fn in (lambda v: v["p"].sum(), lambda v: v["p"][:2], lambda v: (v["p"], [v["frame"][0]]),
-                   lambda v: {"m": memoryview(v["p"])}, lambda v: np.asarray(v["frame"]) + 1):
+    with SharedObject.create(
+        shm_name, {"p": np.arange(3.0), "frame": np.zeros((48, 64, 3), np.uint8)}, tuning=read_path
+    ) as obj:
+        for fn in (
+            lambda v: v["p"].sum(),
+            lambda v: v["p"][:2],
+            lambda v: (v["p"], [v["frame"][0]]),
+            lambda v: {"m": memoryview(v["p"])},
+            lambda v: np.asarray(v["frame"]) + 1,
+        ):
             calls = []
             obj.fetch(lambda v, fn=fn, calls=calls: calls.append(1) or fn(v))
             assert len(calls) == 1
@@ -135,7 +156,10 @@ def test_fetch_refuses_arguments_it_cannot_honour(shm_name: str, read_path: Tuni
 @x86_lock_free_reads
 def test_zero_copy_view_reads_in_place_and_reports_tearing(shm_name: str) -> None:
     frame = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
-    with SharedObject.create(shm_name, {"frame": frame, "seq": 1}) as writer, SharedObject.attach(shm_name) as reader:
+    with (
+        SharedObject.create(shm_name, {"frame": frame, "seq": 1}) as writer,
+        SharedObject.attach(shm_name) as reader,
+    ):
         with reader.view() as v:
             view = v.value["frame"]
             assert not view.flags.writeable and not view.flags.owndata  # a view into shared memory
@@ -163,8 +187,10 @@ def test_zero_copy_view_reads_in_place_and_reports_tearing(shm_name: str) -> Non
 def test_a_view_under_locked_reads_holds_writers_off_and_is_never_torn(shm_name: str) -> None:
     """Where reads take the writer mutex (aarch64), a view holds it for the block: writers wait."""
     locked = Tuning(lock_free_reads=False)
-    with SharedObject.create(shm_name, np.zeros(1000), tuning=locked) as writer, \
-            SharedObject.attach(shm_name, tuning=locked) as reader:
+    with (
+        SharedObject.create(shm_name, np.zeros(1000), tuning=locked) as writer,
+        SharedObject.attach(shm_name, tuning=locked) as reader,
+    ):
         assigned = threading.Event()
         thread = threading.Thread(target=lambda: (writer.assign(np.ones(1000)), assigned.set()))
         with reader.view() as v:
@@ -186,7 +212,10 @@ def _simulate_writer_starting(obj: SharedObject) -> None:
 def test_a_writer_filling_the_other_slot_is_not_a_lap(shm_name: str) -> None:
     # Regression: readers treated any change of the state word as a lap, so under a busy writer
     # (whose WRITING mark is set most of the time) nearly every lock-free read was thrown away.
-    with SharedObject.create(shm_name, np.zeros(1000)) as writer, SharedObject.attach(shm_name) as reader:
+    with (
+        SharedObject.create(shm_name, np.zeros(1000)) as writer,
+        SharedObject.attach(shm_name) as reader,
+    ):
         calls = 0
 
         def reduce(x: np.ndarray) -> float:
@@ -220,7 +249,9 @@ def test_a_lapped_fetch_frees_its_copy_before_reading_again(shm_name: str) -> No
             value = reads[index]()
             if not lapped:
                 lapped = True
-                writer.assign(frame).assign(frame)  # two publications: the slot just read was rewritten
+                writer.assign(frame).assign(
+                    frame
+                )  # two publications: the slot just read was rewritten
             return value
 
         for index, slot in enumerate(slots):
@@ -262,7 +293,10 @@ def test_a_result_you_keep_is_never_overwritten_by_later_fetches(shm_name: str) 
     # Reuse decides "dropped" from a reference count. Python 3.14 reports one less for a local
     # (it borrows the argument's reference), and the fixed count this used (2) then took a frame
     # held by one name for free: the kept frame read 3.0, the latest value, instead of 0.0.
-    with SharedObject.create(shm_name, np.zeros(1 << 17)) as writer, SharedObject.attach(shm_name) as reader:
+    with (
+        SharedObject.create(shm_name, np.zeros(1 << 17)) as writer,
+        SharedObject.attach(shm_name) as reader,
+    ):
         kept = reader.fetch()
         for value in (1.0, 2.0, 3.0):
             writer.assign(np.full(1 << 17, value))

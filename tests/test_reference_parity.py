@@ -40,7 +40,11 @@ KNOWN_DIFFERENCES: dict[str, dict[str, set[int]]] = {
     # A leaf takes a value of another type that it holds exactly; the reference refuses it.
     "lossless conversions": {"complex": {29, 30, 32}, "numbers": {1, 2, 4, 7, 8, 12, 13, 15, 16}},
     # The reference re-assigns a str/bytes only with the same length or while short.
-    "string capacity": {"str-lengths": {5, 6, 8}, "bytes-long-first": {3, 4, 6}, "str-init-size": {4, 5}},
+    "string capacity": {
+        "str-lengths": {5, 6, 8},
+        "bytes-long-first": {3, 4, 6},
+        "str-init-size": {4, 5},
+    },
     # An int beyond 64 bits: the reference raises struct.error after zeroing the stored value.
     "int range": {"numbers": {9, 10}},
     "numpy scalars": {"numpy-scalar": {0, 1}},
@@ -58,13 +62,20 @@ def _reference_python() -> str:
     if default.exists():
         return str(default)
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("the reference's virtual environment is missing: tests/run.sh makes it (tests/reference_env.sh)")
-    pytest.skip("the reference is not installed: run `bash tests/reference_env.sh` (needs PyPI) to compare with it")
+        pytest.fail(
+            "the reference's virtual environment is missing: tests/run.sh makes it (tests/reference_env.sh)"
+        )
+    pytest.skip(
+        "the reference is not installed: run `bash tests/reference_env.sh` (needs PyPI) to compare with it"
+    )
 
 
 def _run(python: str, library: str) -> dict[str, list[Any]]:
     result = subprocess.run(
-        [python, str(DRIVER), library, unique_name()], capture_output=True, text=True, timeout=300,
+        [python, str(DRIVER), library, unique_name()],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "LOGURU_LEVEL": "ERROR"},
     )
     assert result.returncode == 0, f"the driver failed on {library}:\n{result.stderr[-3000:]}"
@@ -86,15 +97,21 @@ def outcomes() -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     return ours, reference
 
 
-def test_every_scenario_ran_on_both(outcomes: tuple[dict[str, list[Any]], dict[str, list[Any]]]) -> None:
+def test_every_scenario_ran_on_both(
+    outcomes: tuple[dict[str, list[Any]], dict[str, list[Any]]],
+) -> None:
     ours, reference = outcomes
-    assert "pose" in reference, "sapien is missing from the reference's environment: its Pose went untested"
+    assert "pose" in reference, (
+        "sapien is missing from the reference's environment: its Pose went untested"
+    )
     assert set(ours) == set(reference) == set(reference_driver.scenarios())
     for name, steps in reference_driver.scenarios().items():
         assert len(ours[name]) == len(reference[name]) == len(steps), name
 
 
-def test_every_difference_is_a_known_one(outcomes: tuple[dict[str, list[Any]], dict[str, list[Any]]]) -> None:
+def test_every_difference_is_a_known_one(
+    outcomes: tuple[dict[str, list[Any]], dict[str, list[Any]]],
+) -> None:
     ours, reference = outcomes
     scenarios = reference_driver.scenarios()
     found = {
@@ -103,14 +120,24 @@ def test_every_difference_is_a_known_one(outcomes: tuple[dict[str, list[Any]], d
         for i, (a, b) in enumerate(zip(ours[name], reference[name], strict=True))
         if not _agree(a, b)
     }
-    known = {(name, i) for steps in KNOWN_DIFFERENCES.values() for name, indices in steps.items() for i in indices}
+    known = {
+        (name, i)
+        for steps in KNOWN_DIFFERENCES.values()
+        for name, indices in steps.items()
+        for i in indices
+    }
     unexplained = [
         f"{name} step {i} {scenarios[name][i]}: ours {ours[name][i]}, reference {reference[name][i]}"
         for name, i in sorted(found - known)
     ]
-    assert not unexplained, "differences from the reference that are neither fixed nor listed:\n" + "\n".join(unexplained)
+    assert not unexplained, (
+        "differences from the reference that are neither fixed nor listed:\n"
+        + "\n".join(unexplained)
+    )
     gone = sorted(known - found)
-    assert not gone, f"listed differences that no longer happen (remove them from the list and the README): {gone}"
+    assert not gone, (
+        f"listed differences that no longer happen (remove them from the list and the README): {gone}"
+    )
 
 
 def test_the_common_life_of_an_object_agrees_step_by_step(
@@ -121,7 +148,10 @@ def test_the_common_life_of_an_object_agrees_step_by_step(
     steps = reference_driver.scenarios()["trigger-object"]
     for i, (handle, op, _) in enumerate(steps):
         assert ours["trigger-object"][i] == reference["trigger-object"][i], (i, handle, op)
-    assert reference["trigger-object"][3] == ["value", ["bool", "True"]]  # so.trigger(); so.triggered
+    assert reference["trigger-object"][3] == [
+        "value",
+        ["bool", "True"],
+    ]  # so.trigger(); so.triggered
 
 
 def test_every_known_difference_has_a_row_in_the_readme() -> None:

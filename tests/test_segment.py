@@ -28,7 +28,8 @@ from shared_object import (
 
 
 @pytest.mark.parametrize(
-    "name", ["", "a/b", "../etc", "..", ".hidden", "-flag", "x\0y", "sp ace", "a" * 201, "ü", 5, None]
+    "name",
+    ["", "a/b", "../etc", "..", ".hidden", "-flag", "x\0y", "sp ace", "a" * 201, "ü", 5, None],
 )
 def test_hostile_names_are_refused(name: object) -> None:
     with pytest.raises(InvalidNameError, match="segment name"):
@@ -43,23 +44,35 @@ def test_reasonable_names_are_accepted(name: str) -> None:
 
 
 def test_create_fails_if_the_name_exists_and_leaves_no_temporary(shm_name: str) -> None:
-    with SharedObject.create(shm_name, 1), pytest.raises(SegmentExistsError, match="already exists"):
+    with (
+        SharedObject.create(shm_name, 1),
+        pytest.raises(SegmentExistsError, match="already exists"),
+    ):
         SharedObject.create(shm_name, 2)
-    assert not [f for f in os.listdir(_segment.SHM_DIR) if f.startswith(_segment.TEMP_PREFIX + shm_name)]
+    assert not [
+        f for f in os.listdir(_segment.SHM_DIR) if f.startswith(_segment.TEMP_PREFIX + shm_name)
+    ]
 
 
 def test_create_over_a_segment_nobody_holds_says_how_to_remove_it(shm_name: str) -> None:
     # The first thing a user meets after a crash: the name is taken by the last run's segment.
     SharedObject.create(shm_name, 1).close()  # closed without unlink(): nobody holds it now
-    with pytest.raises(SegmentExistsError, match=f"no process holds it.*shared-object rm {shm_name}"):
+    with pytest.raises(
+        SegmentExistsError, match=f"no process holds it.*shared-object rm {shm_name}"
+    ):
         SharedObject.create(shm_name, 2)
-    with SharedObject.attach(shm_name), pytest.raises(SegmentExistsError, match="in use by a live handle"):
+    with (
+        SharedObject.attach(shm_name),
+        pytest.raises(SegmentExistsError, match="in use by a live handle"),
+    ):
         SharedObject.create(shm_name, 2)
 
 
 def test_the_constructor_says_why_an_existing_segment_has_another_kind(shm_name: str) -> None:
     SharedObject.create(shm_name, np.zeros(3)).close()  # the last run's frame size
-    with pytest.raises(TypeMismatchError, match=r"offered ndarray\[float64, \(4,\)\]\. .*attaches to the segment"):
+    with pytest.raises(
+        TypeMismatchError, match=r"offered ndarray\[float64, \(4,\)\]\. .*attaches to the segment"
+    ):
         SharedObject(shm_name, data=np.zeros(4))
     with SharedObject.attach(shm_name) as obj:
         np.testing.assert_array_equal(obj.fetch(), np.zeros(3))  # untouched
@@ -169,18 +182,27 @@ def test_running_out_of_file_descriptors_says_that_each_handle_keeps_one(shm_nam
         "    handles.clear()\n"
         "print('still works', SharedObject.attach(name).fetch())\n"
     )
-    result = subprocess.run([sys.executable, "-c", code, shm_name], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code, shm_name], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [line.split()[:2] for line in lines[:2]] == [["attach", "24"], ["create", "24"]]
     for line in lines[:2]:
-        assert "too many open files (this process may have 64)" in line and "keeps one file descriptor" in line
+        assert (
+            "too many open files (this process may have 64)" in line
+            and "keeps one file descriptor" in line
+        )
         assert "ulimit -n" in line
     assert lines[2] == "still works 1"
-    assert not glob.glob(os.path.join(_segment.SHM_DIR, ".shared_object-tmp-" + shm_name + "*"))  # nothing half-made left
+    assert not glob.glob(
+        os.path.join(_segment.SHM_DIR, ".shared_object-tmp-" + shm_name + "*")
+    )  # nothing half-made left
 
 
-def test_full_shm_fails_at_creation_not_with_sigbus(in_small_shm: Callable[[str, str], Any]) -> None:
+def test_full_shm_fails_at_creation_not_with_sigbus(
+    in_small_shm: Callable[[str, str], Any],
+) -> None:
     """A 4 MiB tmpfs stands in for a container's small /dev/shm."""
     code = (
         "import numpy as np\n"
@@ -226,7 +248,9 @@ def _mappings_of(name: str) -> list[dict[str, int]]:
                 if current is not None and fields[0] == "ShmemPmdMapped:":
                     current["pmd_kb"] = int(fields[1])
                 continue
-            path = fields[5] if len(fields) >= 6 else ""  # a region's first line: range perms offset dev inode path
+            path = (
+                fields[5] if len(fields) >= 6 else ""
+            )  # a region's first line: range perms offset dev inode path
             current = None
             if path.endswith(f"/{name}") or f"-tmp-{name}-" in path:
                 current = {"start": int(fields[0].split("-")[0], 16), "pmd_kb": 0}
@@ -274,7 +298,10 @@ def test_huge_pages_when_the_kernel_grants_them(shm_name: str) -> None:
     with SharedObject.create(shm_name, frame) as obj:
         # Asked again (a no-op where granted): granted only if the kernel did it, which the probe
         # checks (qemu-user's madvise succeeds without doing anything).
-        granted = obj._segment.use_huge_pages(0, obj._segment.file_size()) and _segment.huge_pages_available()
+        granted = (
+            obj._segment.use_huge_pages(0, obj._segment.file_size())
+            and _segment.huge_pages_available()
+        )
         mapped_kb = sum(region["pmd_kb"] for region in _mappings_of(shm_name))
         if not granted:
             assert mapped_kb == 0
@@ -287,7 +314,9 @@ def test_huge_pages_when_the_kernel_grants_them(shm_name: str) -> None:
             "assert obj.fetch().sum() == 1.5 * 480 * 848 * 3\n"
             f"print(sum(r['pmd_kb'] for r in _mappings_of({shm_name!r})))\n"
         )
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        )
         assert int(result.stdout) >= 8 * 1024  # at least the slot the fetch read
         obj.unlink()
 
@@ -299,14 +328,20 @@ def test_small_segments_do_not_ask_for_huge_pages(shm_name: str) -> None:
         obj.unlink()
 
 
-def test_the_huge_page_probe_believes_the_page_tables_not_madvise(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_huge_page_probe_believes_the_page_tables_not_madvise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """qemu-user's madvise returns 0 and does nothing: doctor then claimed huge pages it never got."""
-    monkeypatch.setattr(_segment, "_collapse", lambda address, offset, length: True)  # madvise says yes
+    monkeypatch.setattr(
+        _segment, "_collapse", lambda address, offset, length: True
+    )  # madvise says yes
     monkeypatch.setattr(_segment, "_huge_mapped_kb", lambda address: 0)  # as smaps reads under qemu
     assert _segment.huge_pages_available() is False
     monkeypatch.setattr(_segment, "_huge_mapped_kb", lambda address: 2048)
     assert _segment.huge_pages_available() is True
-    monkeypatch.setattr(_segment, "_huge_mapped_kb", lambda address: None)  # no smaps to read: trust madvise
+    monkeypatch.setattr(
+        _segment, "_huge_mapped_kb", lambda address: None
+    )  # no smaps to read: trust madvise
     assert _segment.huge_pages_available() is True
     monkeypatch.setattr(_segment, "_collapse", lambda address, offset, length: False)
     assert _segment.huge_pages_available() is False
@@ -318,5 +353,7 @@ def test_the_huge_page_probe_leaves_nothing_behind_and_agrees_with_creation(shm_
     assert set(os.listdir(_segment.SHM_DIR)) - before == set()  # the probe file is gone
     with SharedObject.create(shm_name, np.zeros(5 * 2**20)) as obj:  # 40 MB: asks for huge pages
         mapped_kb = sum(region["pmd_kb"] for region in _mappings_of(shm_name))
-        assert (mapped_kb > 0) == available, mapped_kb  # what creation got, as the kernel's page tables say
+        assert (mapped_kb > 0) == available, (
+            mapped_kb
+        )  # what creation got, as the kernel's page tables say
         obj.unlink()

@@ -37,7 +37,10 @@ from .markers import needs_robust_locks
 
 def test_one_slot_takes_half_the_memory_and_behaves_the_same(shm_name: str) -> None:
     frame = np.arange(1 << 20, dtype=np.float64)  # 8 MiB
-    with SharedObject.create(shm_name, frame, slots=1) as writer, SharedObject.attach(shm_name) as reader:
+    with (
+        SharedObject.create(shm_name, frame, slots=1) as writer,
+        SharedObject.attach(shm_name) as reader,
+    ):
         assert os.path.getsize(f"/dev/shm/{shm_name}") < 1.01 * frame.nbytes
         assert np.array_equal(reader.fetch(), frame)
         writer.assign(frame * 2)
@@ -50,18 +53,24 @@ def test_one_slot_takes_half_the_memory_and_behaves_the_same(shm_name: str) -> N
         assert not v.torn
         writer.trigger()
         assert reader.wait(0) and reader.triggered
-    with SharedObject(shm_name + "-r", data=np.zeros(3), slots=1) as obj:  # the reference constructor too
+    with SharedObject(
+        shm_name + "-r", data=np.zeros(3), slots=1
+    ) as obj:  # the reference constructor too
         assert os.path.getsize(f"/dev/shm/{shm_name}-r") < 1024
         obj.unlink()
-
 
 
 def test_fetch_fn_runs_on_the_stored_data_in_place_not_on_a_copy(shm_name: str) -> None:
     """Regression: single-slot fetch(fn) copied the whole value, then ran fn on the writable copy."""
     frame = np.arange(1000.0)
-    with SharedObject.create(shm_name, frame, slots=1) as writer, SharedObject.attach(shm_name) as reader:
+    with (
+        SharedObject.create(shm_name, frame, slots=1) as writer,
+        SharedObject.attach(shm_name) as reader,
+    ):
         assert reader.fetch(lambda x: (x.flags.writeable, x.flags.owndata)) == (False, False)
-        sliced = reader.fetch(lambda x: x[:10])  # still points into shared memory: must come back copied
+        sliced = reader.fetch(
+            lambda x: x[:10]
+        )  # still points into shared memory: must come back copied
         writer.assign(frame * 2)
         assert sliced.tolist() == frame[:10].tolist()
 
@@ -87,17 +96,17 @@ def test_fetch_fn_runs_on_the_stored_data_in_place_not_on_a_copy(shm_name: str) 
     ids=["assign", "trigger", "assign by another handle", "assign inside a nested read"],
 )
 @pytest.mark.parametrize("block", ["view", "fetch(fn)"])
-def test_writing_inside_a_locked_read_fails_at_once(
-    shm_name: str, inside: Any, block: str
-) -> None:
+def test_writing_inside_a_locked_read_fails_at_once(shm_name: str, inside: Any, block: str) -> None:
     """Where reads hold the writer lock, the same thread asking for it to write gets a clear error at once.
 
     Before, it waited for itself for LOCK_TIMEOUT_S (10 s) and then blamed a stuck writer. With
     the timeout cut to 10 ms, that old behaviour fails here as a LockTimeoutError.
     """
     quick = Tuning(lock_timeout_s=0.01)
-    with SharedObject.create(shm_name, np.zeros(1000), slots=1, tuning=quick) as obj, \
-            SharedObject.attach(shm_name, tuning=quick) as other:
+    with (
+        SharedObject.create(shm_name, np.zeros(1000), slots=1, tuning=quick) as obj,
+        SharedObject.attach(shm_name, tuning=quick) as other,
+    ):
 
         def locked_read() -> None:
             if block == "view":
@@ -106,7 +115,9 @@ def test_writing_inside_a_locked_read_fails_at_once(
             else:
                 obj.fetch(lambda x: inside(obj, other))
 
-        with pytest.raises(LockReentryError, match=f"{shm_name}.*view\\(\\) block or fetch\\(fn\\)"):
+        with pytest.raises(
+            LockReentryError, match=f"{shm_name}.*view\\(\\) block or fetch\\(fn\\)"
+        ):
             locked_read()
         obj.assign(np.full(1000, 2.0))  # the lock was released on the way out
         assert other.fetch().sum() == 2000
@@ -132,7 +143,9 @@ def _reads(obj: SharedObject) -> dict[str, Any]:
 @needs_robust_locks
 @pytest.mark.parametrize("read", ["fetch", "fetch(fn)", "fetch(out=)", "view", "kind", "repr"])
 @pytest.mark.parametrize("block", ["view", "fetch(fn)"])
-@pytest.mark.parametrize("kind", ["single-slot", "two slots, locked reads", "dynamic, locked reads"])
+@pytest.mark.parametrize(
+    "kind", ["single-slot", "two slots, locked reads", "dynamic, locked reads"]
+)
 def test_reading_again_inside_a_locked_read_works_as_anywhere_else(
     shm_name: str, read: str, block: str, kind: str
 ) -> None:
@@ -144,17 +157,24 @@ def test_reading_again_inside_a_locked_read_works_as_anywhere_else(
     lock would fail as a LockTimeoutError.
     """
     # Locked reads: what every read does on aarch64.
-    tuning = Tuning(lock_timeout_s=0.01, lock_free_reads=kind == "single-slot" and _sync.LOCK_FREE_READS)
+    tuning = Tuning(
+        lock_timeout_s=0.01, lock_free_reads=kind == "single-slot" and _sync.LOCK_FREE_READS
+    )
     cls = SharedDynamicObject if kind.startswith("dynamic") else SharedObject
     slots = 1 if kind == "single-slot" else 2
     value = np.arange(1000.0)
-    with cls.create(shm_name, value, slots=slots, tuning=tuning) as obj, cls.attach(shm_name, tuning=tuning) as other:
+    with (
+        cls.create(shm_name, value, slots=slots, tuning=tuning) as obj,
+        cls.attach(shm_name, tuning=tuning) as other,
+    ):
         expected = {name: fn() for name, fn in _reads(other).items()}  # outside any block
         got: dict[str, Any] = {}
 
         def read_inside() -> None:
             for handle in (obj, other):  # the block's own handle, and another on the segment
-                got[f"{read} by {'the block' if handle is obj else 'another'}'s handle"] = _reads(handle)[read]()
+                got[f"{read} by {'the block' if handle is obj else 'another'}'s handle"] = _reads(
+                    handle
+                )[read]()
 
         if block == "view":
             with obj.view() as v:
@@ -166,14 +186,19 @@ def test_reading_again_inside_a_locked_read_works_as_anywhere_else(
         for name, result in got.items():
             assert helpers.same(result, expected[read]), name
         assert "unreadable" not in expected["repr"]
-        writer = threading.Thread(target=other.assign, args=(value * 2,))  # the lock went back with the block
+        writer = threading.Thread(
+            target=other.assign, args=(value * 2,)
+        )  # the lock went back with the block
         writer.start()
         writer.join(5)
         assert obj.fetch().sum() == 2 * value.sum()
 
 
 def test_another_thread_still_waits_for_a_locked_read_instead_of_failing(shm_name: str) -> None:
-    with SharedObject.create(shm_name, np.zeros(1000), slots=1) as obj, SharedObject.attach(shm_name) as writer:
+    with (
+        SharedObject.create(shm_name, np.zeros(1000), slots=1) as obj,
+        SharedObject.attach(shm_name) as writer,
+    ):
         done = threading.Event()
         thread = threading.Thread(target=lambda: (writer.assign(np.ones(1000)), done.set()))
         with obj.view() as v:
@@ -184,11 +209,15 @@ def test_another_thread_still_waits_for_a_locked_read_instead_of_failing(shm_nam
         assert done.is_set() and obj.fetch().sum() == 1000
 
 
-def test_a_locked_view_that_fails_to_open_releases_the_lock(shm_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_locked_view_that_fails_to_open_releases_the_lock(
+    shm_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Regression: an error inside view()'s __enter__ left the lock held, since __exit__ never runs then."""
     quick = Tuning(lock_timeout_s=0.5)
-    with SharedObject.create(shm_name, np.zeros(1000), slots=1, tuning=quick) as obj, \
-            SharedObject.attach(shm_name, tuning=quick) as writer:
+    with (
+        SharedObject.create(shm_name, np.zeros(1000), slots=1, tuning=quick) as obj,
+        SharedObject.attach(shm_name, tuning=quick) as writer,
+    ):
 
         def corrupt(index: int) -> Any:
             msg = "corrupt slot"
@@ -200,10 +229,9 @@ def test_a_locked_view_that_fails_to_open_releases_the_lock(shm_name: str, monke
         writer.assign(np.ones(1000))  # would raise LockTimeoutError with the lock still held
         assert writer.fetch().sum() == 1000
 
+
 @pytest.mark.parametrize("setup", ["one slot", "two slots, locked reads"])
-def test_a_reader_fetching_in_a_loop_does_not_starve_the_writer(
-    shm_name: str, setup: str
-) -> None:
+def test_a_reader_fetching_in_a_loop_does_not_starve_the_writer(shm_name: str, setup: str) -> None:
     """Where reads take the writer mutex, a reader fetching back to back must leave writers turns.
 
     The mutex is not fair: a reader that releases it and takes it again at once beats a writer
@@ -214,11 +242,15 @@ def test_a_reader_fetching_in_a_loop_does_not_starve_the_writer(
     """
     slots = 1 if setup == "one slot" else 2
     tuning = Tuning(lock_free_reads=False)  # one slot reads locked anyway; two: what aarch64 does
-    frames = [helpers.checksummed_frame(i) for i in range(4)]  # 1.2 MB: copies long enough to release the GIL
+    frames = [
+        helpers.checksummed_frame(i) for i in range(4)
+    ]  # 1.2 MB: copies long enough to release the GIL
     halves = {int(f.reshape(-1)[0]): int(f.reshape(-1)[-9]) for f in frames}
     fetches = 5000
-    with SharedObject.create(shm_name, frames[0], slots=slots, tuning=tuning) as writer, \
-            SharedObject.attach(shm_name, tuning=tuning) as reader:
+    with (
+        SharedObject.create(shm_name, frames[0], slots=slots, tuning=tuning) as writer,
+        SharedObject.attach(shm_name, tuning=tuning) as reader,
+    ):
         done = threading.Event()
         assigns = 0
 
@@ -266,7 +298,9 @@ def test_dynamic_objects_refuse_one_slot(shm_name: str) -> None:
 
 
 @needs_robust_locks
-def test_writer_killed_mid_assign_leaves_a_clear_error_until_the_next_assign(shm_name: str, spawn: Any) -> None:
+def test_writer_killed_mid_assign_leaves_a_clear_error_until_the_next_assign(
+    shm_name: str, spawn: Any
+) -> None:
     """SIGKILL a writer of checksummed frames; the reader gets a whole frame or IncompleteValueError."""
     rng = random.Random(99)
     incomplete = 0
@@ -282,7 +316,9 @@ def test_writer_killed_mid_assign_leaves_a_clear_error_until_the_next_assign(shm
                 frame = obj.fetch()
             except IncompleteValueError:
                 incomplete += 1
-                with pytest.raises(IncompleteValueError, match=f"{shm_name}.*until the next assign"):
+                with pytest.raises(
+                    IncompleteValueError, match=f"{shm_name}.*until the next assign"
+                ):
                     obj.fetch()  # stays an error, never torn data
                 with pytest.raises(IncompleteValueError), obj.view():
                     pass
@@ -294,8 +330,10 @@ def test_writer_killed_mid_assign_leaves_a_clear_error_until_the_next_assign(shm
 
 
 def test_a_stuck_writer_makes_readers_time_out_not_hang(shm_name: str) -> None:
-    with SharedObject.create(shm_name, np.zeros(1000), slots=1) as writer, \
-            SharedObject.attach(shm_name, tuning=Tuning(lock_timeout_s=0.2)) as reader:
+    with (
+        SharedObject.create(shm_name, np.zeros(1000), slots=1) as writer,
+        SharedObject.attach(shm_name, tuning=Tuning(lock_timeout_s=0.2)) as reader,
+    ):
         taken, done = threading.Event(), threading.Event()
         mutex = testing.writer_mutex(writer)
 

@@ -21,7 +21,9 @@ from .markers import needs_robust_locks
 def mutex() -> Iterator[_sync.WriterMutex]:
     """A fresh robust mutex in private memory, registered as segment ("test", id) would be."""
     memory = ctypes.create_string_buffer(_sync.MUTEX_SPACE)
-    mutex = _sync.WriterMutex(ctypes.addressof(memory), segment=("test", id(memory)), mapping=memory)
+    mutex = _sync.WriterMutex(
+        ctypes.addressof(memory), segment=("test", id(memory)), mapping=memory
+    )
     mutex.initialize()
     yield mutex
     mutex.forget()
@@ -76,7 +78,9 @@ def _raise_from_thread(mutex: _sync.WriterMutex, timeout: float) -> None:
 
 
 @needs_robust_locks
-def test_this_thread_knows_what_it_holds_and_the_lock_word_names_it(mutex: _sync.WriterMutex) -> None:
+def test_this_thread_knows_what_it_holds_and_the_lock_word_names_it(
+    mutex: _sync.WriterMutex,
+) -> None:
     assert mutex.held_by_this_thread() is False and not mutex.lock_word_names_this_thread()
     mutex.acquire()
     assert mutex.held_by_this_thread() is True and mutex.lock_word_names_this_thread()
@@ -122,7 +126,9 @@ def test_scribbled_type_bytes_are_refused_before_glibc_trusts_them(shm_name: str
 def test_robust_lists_are_kept_on_this_kernel() -> None:
     """CI runs natively on x86 Linux: a dead writer's lock must be recoverable there."""
     if os.environ.get("CI", "").lower() != "true" and _sync.robust_locks_supported() is not True:
-        pytest.skip("this kernel keeps no robust lock lists (qemu-user?): see `shared-object doctor`")
+        pytest.skip(
+            "this kernel keeps no robust lock lists (qemu-user?): see `shared-object doctor`"
+        )
     assert _sync.robust_locks_supported() is True
 
 

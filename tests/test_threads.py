@@ -19,14 +19,19 @@ from shared_object import (
 )
 
 
-def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_name: str, read_path: Tuning) -> None:
+def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(
+    shm_name: str, read_path: Tuning
+) -> None:
     """A sensor thread assigning, a waiter, a slow fetch(fn) and a view, while the main thread closes.
 
     Each used to fail with "operation forbidden on released memoryview" (a view's exit with
     IndexError), and a waiter slept on for up to a second. Now a call already running finishes,
     and the next one raises ClosedError.
     """
-    with SharedObject.create(shm_name, np.zeros(1_000_000), tuning=read_path) as owner, SharedObject.create(shm_name + "-idle", 0, tuning=read_path) as idle:
+    with (
+        SharedObject.create(shm_name, np.zeros(1_000_000), tuning=read_path) as owner,
+        SharedObject.create(shm_name + "-idle", 0, tuning=read_path) as idle,
+    ):
         outcomes: dict[str, str] = {}
 
         def run(what: str, action: Any) -> None:
@@ -44,7 +49,9 @@ def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_nam
 
         handles = {
             "assign": SharedObject.attach(shm_name, tuning=read_path),
-            "wait": SharedObject.attach(shm_name + "-idle", tuning=read_path),  # nobody writes it: only close() ends the wait
+            "wait": SharedObject.attach(
+                shm_name + "-idle", tuning=read_path
+            ),  # nobody writes it: only close() ends the wait
             "fetch(fn)": SharedObject.attach(shm_name, tuning=read_path),
         }
         actions = {
@@ -52,7 +59,9 @@ def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_nam
             "wait": lambda: handles["wait"].wait(30),
             "fetch(fn)": lambda: handles["fetch(fn)"].fetch(lambda x: time.sleep(0.5) or x.sum()),
         }
-        threads = [threading.Thread(target=run, args=(what, action)) for what, action in actions.items()]
+        threads = [
+            threading.Thread(target=run, args=(what, action)) for what, action in actions.items()
+        ]
         for thread in threads:
             thread.start()
         time.sleep(0.2)
@@ -66,7 +75,11 @@ def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_nam
         assert outcomes["assign"] == f"{closed}' is closed"
         assert outcomes["wait"] == f"{closed}-idle' is closed"
         # It had started, so it finishes, unless the writer lapped it and it must read again.
-        assert outcomes["fetch(fn)"] in ("returned 0.0", "returned 1000000.0", f"{closed}' was closed during fetch")
+        assert outcomes["fetch(fn)"] in (
+            "returned 0.0",
+            "returned 1000000.0",
+            f"{closed}' was closed during fetch",
+        )
 
         viewer = SharedObject.attach(shm_name, tuning=read_path)
         with viewer.view() as view:
@@ -74,7 +87,9 @@ def test_closing_a_handle_that_other_threads_use_gives_them_closed_error(shm_nam
             assert view.value.shape == (1_000_000,)  # still mapped: reading cannot crash
         assert not view.torn  # nobody wrote during the block, closed handle or not
 
-        assert owner.assign(np.full(1_000_000, 2.0)).fetch().sum() == 2_000_000  # the object is fine
+        assert (
+            owner.assign(np.full(1_000_000, 2.0)).fetch().sum() == 2_000_000
+        )  # the object is fine
         idle.unlink()
 
 
@@ -86,7 +101,9 @@ def _next_size(handle: SharedObject, sizes: dict[int, int] = {}) -> int:  # noqa
 CALLS_IN_A_LOOP = {
     "assign": lambda h: h.assign(np.ones(1000)),
     "assign a compound": lambda h: h.assign({"frame": np.ones(1000), "seq": 1}),
-    "assign a new size": lambda h: h.assign(np.ones(int(np.random.default_rng().integers(1, 3000)))),
+    "assign a new size": lambda h: h.assign(
+        np.ones(int(np.random.default_rng().integers(1, 3000)))
+    ),
     # Grows the file (and remaps) every few calls: a remap used to reopen a handle closed meanwhile.
     "assign, growing": lambda h: h.assign(np.ones(_next_size(h))),
     "fetch": lambda h: h.fetch(),
@@ -100,8 +117,12 @@ CALLS_IN_A_LOOP = {
 
 @pytest.mark.parametrize(
     ("cls", "call"),
-    [(cls, call) for cls in (SharedObject, SharedDynamicObject) for call in CALLS_IN_A_LOOP
-     if cls is SharedDynamicObject or call not in ("assign a new size", "assign, growing")],
+    [
+        (cls, call)
+        for cls in (SharedObject, SharedDynamicObject)
+        for call in CALLS_IN_A_LOOP
+        if cls is SharedDynamicObject or call not in ("assign a new size", "assign, growing")
+    ],
 )
 def test_every_call_in_a_loop_ends_with_closed_error_when_another_thread_closes(
     shm_name: str, cls: type[SharedObject], call: str
@@ -117,8 +138,12 @@ def test_every_call_in_a_loop_ends_with_closed_error_when_another_thread_closes(
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
-        with cls.create(shm_name, {"frame": np.zeros(1000), "seq": 0} if compound else np.zeros(1000)) as owner:
-            for trial in range(300 if call == "assign, growing" else 40):  # 2 in 300 reopened, before
+        with cls.create(
+            shm_name, {"frame": np.zeros(1000), "seq": 0} if compound else np.zeros(1000)
+        ) as owner:
+            for trial in range(
+                300 if call == "assign, growing" else 40
+            ):  # 2 in 300 reopened, before
                 handle = cls.attach(shm_name)
                 ended: list[BaseException] = []
 
@@ -136,15 +161,21 @@ def test_every_call_in_a_loop_ends_with_closed_error_when_another_thread_closes(
                 thread.join(timeout=10)
                 assert len(ended) == 1, ended
                 assert handle.closed  # a dynamic assign that remapped could make it look open again
-                assert isinstance(ended[0], ClosedError), "".join(traceback.format_exception(ended[0]))
+                assert isinstance(ended[0], ClosedError), "".join(
+                    traceback.format_exception(ended[0])
+                )
                 assert str(ended[0]).startswith(f"the handle on '{shm_name}'")
-            assert owner.fetch()["seq"] == 1 if compound else len(owner.fetch()) >= 1  # the object still reads
+            assert (
+                owner.fetch()["seq"] == 1 if compound else len(owner.fetch()) >= 1
+            )  # the object still reads
     finally:
         sys.setswitchinterval(switch_interval)
 
 
 @pytest.mark.parametrize(
-    ("slots", "locked_reads"), [(2, False), (2, True), (1, False)], ids=["two slots", "two slots, locked reads", "one slot"]
+    ("slots", "locked_reads"),
+    [(2, False), (2, True), (1, False)],
+    ids=["two slots", "two slots, locked reads", "one slot"],
 )
 def test_threads_sharing_one_handle_never_tear(
     shm_name: str, slots: int, locked_reads: bool
@@ -169,7 +200,9 @@ def test_threads_sharing_one_handle_never_tear(
                 if got.min() != got.max():
                     errors.append("torn")
                 if got is previous or previous.min() != previous.max():
-                    errors.append("a result still held was reused")  # fetch recycles only dropped arrays
+                    errors.append(
+                        "a result still held was reused"
+                    )  # fetch recycles only dropped arrays
                 previous = got
                 with obj.view() as v:
                     seen = v.value.min() == v.value.max()

@@ -34,7 +34,9 @@ WAKE_BOUND_S = 0.5
 
 @needs_robust_locks
 @pytest.mark.parametrize("kind", ["array", "compound"])
-def test_writer_killed_at_random_points(shm_name: str, spawn: Any, torture: bool, kind: str) -> None:
+def test_writer_killed_at_random_points(
+    shm_name: str, spawn: Any, torture: bool, kind: str
+) -> None:
     rounds = 200 if torture else 8
     rng = random.Random(42)
     stop, results = SPAWN.Event(), SPAWN.Queue()
@@ -56,7 +58,9 @@ def test_writer_killed_at_random_points(shm_name: str, spawn: Any, torture: bool
         recovered = testing.writer_mutex(obj).owner_died_count
     reads = sum(r for r, _ in reports)
     torn = sum(t for _, t in reports)
-    print(f"{kind}: {rounds} kills, {reads} reads checked, {torn} torn, {recovered} dead lock holders recovered")
+    print(
+        f"{kind}: {rounds} kills, {reads} reads checked, {torn} torn, {recovered} dead lock holders recovered"
+    )
     assert torn == 0
     assert all(r > 0 for r, _ in reports)
 
@@ -72,8 +76,10 @@ def test_a_dynamic_object_changing_kind_under_writers_killed_at_random(
     stop, results = SPAWN.Event(), SPAWN.Queue()
     with SharedDynamicObject.create(shm_name, helpers.dynamic_payload(0), tuning=read_path) as obj:
         locked = not read_path.lock_free_reads
-        readers = [spawn(helpers.read_dynamic_and_check, shm_name, how, locked, stop, results)
-                   for how in ("fetch", "fn", "view")]
+        readers = [
+            spawn(helpers.read_dynamic_and_check, shm_name, how, locked, stop, results)
+            for how in ("fetch", "fn", "view")
+        ]
         steady_started = SPAWN.Event()
         steady = spawn(helpers.write_dynamic_forever, shm_name, 1000, steady_started)
         assert steady_started.wait(PROCESS_DEADLINE)
@@ -91,7 +97,9 @@ def test_a_dynamic_object_changing_kind_under_writers_killed_at_random(
         assert helpers.dynamic_payload_ok(obj.fetch())
         obj.assign(helpers.dynamic_payload(3))  # assignable again, whatever the kills left
         assert helpers.same(obj.fetch(), helpers.dynamic_payload(3))
-    print(f"dynamic, lock-free reads {read_path.lock_free_reads}: {rounds} kills, reads/bad per reader {[(how, n, bad) for how, n, bad, _ in reports]}")
+    print(
+        f"dynamic, lock-free reads {read_path.lock_free_reads}: {rounds} kills, reads/bad per reader {[(how, n, bad) for how, n, bad, _ in reports]}"
+    )
     assert [error for *_, error in reports] == ["", "", ""]
     assert all(n > 0 and bad == 0 for _, n, bad, _ in reports)
 
@@ -101,8 +109,13 @@ def test_readers_writers_and_a_waiter_under_load(shm_name: str, spawn: Any, tort
     triggers = int(seconds / 0.05)
     trigger_name = shm_name + "-go"
     stop, results = SPAWN.Event(), SPAWN.Queue()
-    with SharedObject.create(shm_name, helpers.checksummed_frame(0)), SharedObject.create(trigger_name) as go:
-        readers = [spawn(helpers.read_and_check, shm_name, "array", stop, results) for _ in range(3)]
+    with (
+        SharedObject.create(shm_name, helpers.checksummed_frame(0)),
+        SharedObject.create(trigger_name) as go,
+    ):
+        readers = [
+            spawn(helpers.read_and_check, shm_name, "array", stop, results) for _ in range(3)
+        ]
         waiter = spawn(helpers.count_wakeups, trigger_name, triggers, results)
         time.sleep(0.5)  # the waiter is asleep by now
         writers = [spawn(helpers.write_for, shm_name, w, seconds, results) for w in (1, 2)]
@@ -111,13 +124,17 @@ def test_readers_writers_and_a_waiter_under_load(shm_name: str, spawn: Any, tort
             w.join(seconds + PROCESS_DEADLINE)
         waiter.join(seconds + PROCESS_DEADLINE)
         stop.set()
-        reports = [results.get(timeout=PROCESS_DEADLINE) for _ in range(len(readers) + len(writers) + 1)]
+        reports = [
+            results.get(timeout=PROCESS_DEADLINE) for _ in range(len(readers) + len(writers) + 1)
+        ]
         go.unlink()
     writes = {r[1]: r[2] for r in reports if r[0] == "writer"}
     late = next(r[1] for r in reports if r[0] == "waiter")
     reads = [r for r in reports if isinstance(r[0], int)]
-    print(f"load: writes {writes}, reads/torn {reads}, waiter woke {len(late)}/{triggers}, "
-          f"worst lateness {max(late) * 1000:.1f} ms")
+    print(
+        f"load: writes {writes}, reads/torn {reads}, waiter woke {len(late)}/{triggers}, "
+        f"worst lateness {max(late) * 1000:.1f} ms"
+    )
     assert all(count > 0 for count in writes.values()) and len(writes) == 2
     assert all(n > 0 and torn == 0 for n, torn in reads)
     assert len(late) == triggers, f"the waiter saw {len(late)} of {triggers} triggers"

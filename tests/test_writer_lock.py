@@ -37,7 +37,10 @@ def test_a_stuck_writer_makes_other_writers_time_out_not_hang(
 ) -> None:
     """A writer frozen while holding the lock (debugger, SIGSTOP, corrupt lock bytes) must not hang the next."""
     quick = Tuning(lock_timeout_s=0.2)
-    with cls.create(shm_name, np.zeros(1000)) as stuck, cls.attach(shm_name, tuning=quick) as writer:
+    with (
+        cls.create(shm_name, np.zeros(1000)) as stuck,
+        cls.attach(shm_name, tuning=quick) as writer,
+    ):
         taken, done = threading.Event(), threading.Event()
         mutex = testing.writer_mutex(stuck)
 
@@ -51,17 +54,25 @@ def test_a_stuck_writer_makes_other_writers_time_out_not_hang(
         thread.start()
         try:
             assert taken.wait(30)
-            with pytest.raises(LockTimeoutError, match=f"{shm_name}.*stayed taken for 0.2 s") as caught:
+            with pytest.raises(
+                LockTimeoutError, match=f"{shm_name}.*stayed taken for 0.2 s"
+            ) as caught:
                 operation(writer)
-            native = _sync.robust_locks_supported() is not False  # this kernel would release a dead holder's lock
+            native = (
+                _sync.robust_locks_supported() is not False
+            )  # this kernel would release a dead holder's lock
             assert ("qemu-user" in str(caught.value)) != native
             if _sync.LOCK_FREE_READS:
                 assert writer.fetch().sum() == 0  # two slots: readers never needed the lock
             else:  # aarch64: reads take the lock too
                 with pytest.raises(LockTimeoutError):
                     writer.fetch()
-            monkeypatch.setattr(_writer_lock, "robust_locks_supported", lambda: False)  # as under qemu-user
-            with pytest.raises(LockTimeoutError, match="holder died.*qemu-user.*shared-object doctor"):
+            monkeypatch.setattr(
+                _writer_lock, "robust_locks_supported", lambda: False
+            )  # as under qemu-user
+            with pytest.raises(
+                LockTimeoutError, match="holder died.*qemu-user.*shared-object doctor"
+            ):
                 operation(writer)
         finally:
             done.set()
@@ -75,8 +86,11 @@ def test_a_stuck_writer_makes_other_writers_time_out_not_hang(
 # Who holds it: the explicit state WriterLock keeps
 # ---------------------------------------------------------------------------------------------
 def test_one_lock_per_segment_shared_by_its_handles(shm_name: str) -> None:
-    with SharedObject.create(shm_name, 1) as a, SharedObject.attach(shm_name) as b, \
-            SharedObject.create(shm_name + "-other", 1) as other:
+    with (
+        SharedObject.create(shm_name, 1) as a,
+        SharedObject.attach(shm_name) as b,
+        SharedObject.create(shm_name + "-other", 1) as other,
+    ):
         assert testing.writer_lock(a) is testing.writer_lock(b)
         assert testing.writer_lock(a) is not testing.writer_lock(other)
         a.unlink()
@@ -103,7 +117,9 @@ def test_who_holds_it_as_this_thread_sees_it(shm_name: str) -> None:
 
 
 @needs_robust_locks
-def test_an_abandoned_lock_is_released_and_a_held_one_is_not(shm_name: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_abandoned_lock_is_released_and_a_held_one_is_not(
+    shm_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with SharedObject.create(shm_name, 1) as obj:
         lock = testing.writer_lock(obj)
         lock.write(Tuning(), lock.release_if_abandoned)  # inside a section: ours, kept
@@ -130,7 +146,9 @@ def test_a_section_releases_the_lock_whatever_its_body_raises(shm_name: str) -> 
         obj.unlink()
 
 
-def test_a_read_inside_a_read_reads_under_the_outer_lock_and_a_write_there_fails_at_once(shm_name: str) -> None:
+def test_a_read_inside_a_read_reads_under_the_outer_lock_and_a_write_there_fails_at_once(
+    shm_name: str,
+) -> None:
     with SharedObject.create(shm_name, 5, tuning=Tuning(lock_timeout_s=0.05)) as obj:
         lock = testing.writer_lock(obj)
         tuning = Tuning(lock_timeout_s=0.05)
@@ -138,7 +156,9 @@ def test_a_read_inside_a_read_reads_under_the_outer_lock_and_a_write_there_fails
         with pytest.raises(LockReentryError, match="would wait for itself"):
             lock.read(tuning, lambda: lock.write(tuning, lambda: None))
         with pytest.raises(LockReentryError):
-            lock.write(tuning, lambda: lock.read(tuning, lambda: None))  # a handler inside an assign
+            lock.write(
+                tuning, lambda: lock.read(tuning, lambda: None)
+            )  # a handler inside an assign
         assert obj.assign(6).fetch() == 6
         obj.unlink()
 

@@ -183,7 +183,10 @@ class Bridge:
     def start(self) -> None:
         zenoh = _zenoh()
         if self.imports:
-            history = zenoh.ext.HistoryConfig(detect_late_publishers=True, max_samples=1)
+            # Each publisher's cache already holds only its newest sample. A max_samples
+            # here would cap the whole late-joiner query, not each key: with 1, a
+            # bridge that joins after three publishers receives only some of them.
+            history = zenoh.ext.HistoryConfig(detect_late_publishers=True)
             self._subscriber = zenoh.ext.declare_advanced_subscriber(
                 self.session, f"{self.prefix}**", self._on_sample, history=history
             )

@@ -53,7 +53,9 @@ def docker_client() -> Iterator[Any]:
     try:
         yield client
     finally:
-        for container in client.containers.list(all=True, filters={"label": f"{LABEL}={SESSION_ID}"}):
+        for container in client.containers.list(
+            all=True, filters={"label": f"{LABEL}={SESSION_ID}"}
+        ):
             try:
                 container.remove(force=True, v=True)
             except docker.errors.APIError:
@@ -66,11 +68,18 @@ def image(docker_client: Any) -> str:
     """The project image, built once per session with docker-py (classic builder)."""
     try:
         docker_client.images.build(
-            path=str(ROOT), dockerfile="docker/Dockerfile", tag=IMAGE_TAG, rm=True,
+            path=str(ROOT),
+            dockerfile="docker/Dockerfile",
+            tag=IMAGE_TAG,
+            rm=True,
             buildargs={"BASE_IMAGE": base_image()},
         )
     except Exception as exc:  # BuildError carries the log; show its tail
-        log = "".join(chunk.get("stream", "") for chunk in getattr(exc, "build_log", []) if isinstance(chunk, dict))
+        log = "".join(
+            chunk.get("stream", "")
+            for chunk in getattr(exc, "build_log", [])
+            if isinstance(chunk, dict)
+        )
         pytest.fail(f"building the image failed: {exc}\n{log[-3000:]}", pytrace=False)
     return IMAGE_TAG
 
@@ -82,5 +91,3 @@ def containers(docker_client: Any, image: str) -> Iterator[Containers]:
         yield box
     finally:
         box.cleanup()
-
-

@@ -37,13 +37,19 @@ class Containers:
         self.image = image
         self.started: list[Any] = []
 
-    def run(self, script: str | None = None, *, command: list[str] | None = None, **kwargs: Any) -> Any:
+    def run(
+        self, script: str | None = None, *, command: list[str] | None = None, **kwargs: Any
+    ) -> Any:
         """Start ``python3 -c script`` (or ``command``) in a new, detached container; kwargs go to docker-py."""
         environment = {"PYTHONPATH": "/opt/shared_object/tests", **kwargs.pop("environment", {})}
         container = self.client.containers.run(
-            kwargs.pop("image", self.image), command or ["python3", "-c", script or ""], detach=True,
-            labels={LABEL: SESSION_ID}, environment=environment,
-            healthcheck={"test": ["NONE"]}, **kwargs,
+            kwargs.pop("image", self.image),
+            command or ["python3", "-c", script or ""],
+            detach=True,
+            labels={LABEL: SESSION_ID},
+            environment=environment,
+            healthcheck={"test": ["NONE"]},
+            **kwargs,
         )
         self.started.append(container)  # registered on the line after it exists
         return container

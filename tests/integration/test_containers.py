@@ -31,7 +31,9 @@ def script(code: str) -> str:
 
 def producer(containers: Containers, code: str, **kwargs: Any) -> Any:
     """A donor container (shareable IPC) that runs ``code`` and prints READY when set up."""
-    container = containers.run(script(code), ipc_mode="shareable", shm_size=kwargs.pop("shm_size", "256m"), **kwargs)
+    container = containers.run(
+        script(code), ipc_mode="shareable", shm_size=kwargs.pop("shm_size", "256m"), **kwargs
+    )
     wait_for_output(container, "READY")
     return container
 
@@ -41,19 +43,26 @@ def joiner(containers: Containers, donor: Any, code: str, **kwargs: Any) -> Any:
 
 
 def test_fetch_of_an_array_written_in_another_container(containers: Containers) -> None:
-    donor = producer(containers, """
+    donor = producer(
+        containers,
+        """
         import time, helpers
         from shared_object import SharedObject
         obj = SharedObject.create("frame", helpers.checksummed_frame(42), mode=0o666)
         print("READY", flush=True)
         time.sleep(120)
-    """)
-    reader = joiner(containers, donor, """
+    """,
+    )
+    reader = joiner(
+        containers,
+        donor,
+        """
         import helpers
         from shared_object import SharedObject
         frame = SharedObject.attach("frame", timeout=30).fetch()
         print("OK" if helpers.frame_ok(frame) else "TORN", int(frame[0, 0, 0]), frame.shape)
-    """)
+    """,
+    )
     code, out = finish(reader)
     expected = helpers.checksummed_frame(42)
     assert code == 0, out
@@ -61,17 +70,24 @@ def test_fetch_of_an_array_written_in_another_container(containers: Containers) 
 
 
 def test_assign_from_the_consumer_is_seen_by_the_producer(containers: Containers) -> None:
-    donor = producer(containers, """
+    donor = producer(
+        containers,
+        """
         from shared_object import SharedObject
         obj = SharedObject.create("command", {"cmd": "idle", "gain": 0.0}, mode=0o666)
         print("READY", flush=True)
         assert obj.wait(60)
         print("GOT", obj.fetch(), flush=True)
-    """)
-    writer = joiner(containers, donor, """
+    """,
+    )
+    writer = joiner(
+        containers,
+        donor,
+        """
         from shared_object import SharedObject
         SharedObject.attach("command", timeout=30).assign({"cmd": "grasp", "gain": 2.5})
-    """)
+    """,
+    )
     assert finish(writer)[0] == 0
     code, out = finish(donor)
     assert code == 0, out
@@ -79,14 +95,20 @@ def test_assign_from_the_consumer_is_seen_by_the_producer(containers: Containers
 
 
 def test_trigger_wakes_a_waiter_in_another_container_promptly(containers: Containers) -> None:
-    donor = producer(containers, """
+    donor = producer(
+        containers,
+        """
         import time
         from shared_object import SharedObject
         trigger = SharedObject.create("go", None, mode=0o666)
         print("READY", flush=True)
         time.sleep(120)
-    """)
-    waiter = joiner(containers, donor, """
+    """,
+    )
+    waiter = joiner(
+        containers,
+        donor,
+        """
         import time
         from shared_object import SharedObject
         go = SharedObject.attach("go", timeout=30)
@@ -94,13 +116,18 @@ def test_trigger_wakes_a_waiter_in_another_container_promptly(containers: Contai
         woke = go.wait(60)
         late_ms = (time.time_ns() - go.mtime) / 1e6
         print("WOKE", woke, go.triggered, f"{late_ms:.3f}", flush=True)
-    """)
+    """,
+    )
     wait_for_output(waiter, "WAITING")
     time.sleep(0.5)  # the waiter is asleep in the kernel by now
-    trigger = joiner(containers, donor, """
+    trigger = joiner(
+        containers,
+        donor,
+        """
         from shared_object import SharedObject
         SharedObject.attach("go", timeout=30).trigger()
-    """)
+    """,
+    )
     assert finish(trigger)[0] == 0
     code, out = finish(waiter)
     assert code == 0, out
@@ -110,8 +137,12 @@ def test_trigger_wakes_a_waiter_in_another_container_promptly(containers: Contai
     assert float(late_ms) < 500, out
 
 
-def test_dynamic_object_resized_in_one_container_and_read_in_the_other(containers: Containers) -> None:
-    donor = producer(containers, """
+def test_dynamic_object_resized_in_one_container_and_read_in_the_other(
+    containers: Containers,
+) -> None:
+    donor = producer(
+        containers,
+        """
         import numpy as np
         from shared_object import SharedDynamicObject, SharedObject
         obj = SharedDynamicObject.create("dyn", "start", mode=0o666)
@@ -122,8 +153,12 @@ def test_dynamic_object_resized_in_one_container_and_read_in_the_other(container
             obj.assign(np.full(shape, i, np.float32))
             assert ack.wait(60) and ack.triggered
         print("DONE", flush=True)
-    """)
-    reader = joiner(containers, donor, """
+    """,
+    )
+    reader = joiner(
+        containers,
+        donor,
+        """
         from shared_object import SharedDynamicObject, SharedObject
         obj = SharedDynamicObject.attach("dyn", timeout=30)
         ack = SharedObject.attach("dyn-ack", timeout=30)  # its own trigger object: a handle sees its own triggers
@@ -134,7 +169,8 @@ def test_dynamic_object_resized_in_one_container_and_read_in_the_other(container
             value = obj.fetch()
             print("SHAPE", value.shape, value.dtype, float(value.min()), float(value.max()), flush=True)
             ack.trigger()
-    """)
+    """,
+    )
     code, out = finish(reader)
     assert code == 0, out
     assert "SHAPE (10,) float32 0.0 0.0" in out
@@ -145,7 +181,9 @@ def test_dynamic_object_resized_in_one_container_and_read_in_the_other(container
 
 
 def test_compound_and_sapien_pose_values_cross_containers(containers: Containers) -> None:
-    donor = producer(containers, """
+    donor = producer(
+        containers,
+        """
         import time, numpy as np, sapien
         from shared_object import SharedObject
         value = {"pose": sapien.Pose([1, 2, 3], [0, 1, 0, 0]), "joints": np.arange(7.0),
@@ -153,13 +191,18 @@ def test_compound_and_sapien_pose_values_cross_containers(containers: Containers
         SharedObject.create("robot", value, mode=0o666)
         print("READY", flush=True)
         time.sleep(120)
-    """)
-    reader = joiner(containers, donor, """
+    """,
+    )
+    reader = joiner(
+        containers,
+        donor,
+        """
         from shared_object import SharedObject
         v = SharedObject.attach("robot", timeout=30).fetch()
         print("POSE", v["pose"].p.tolist(), v["pose"].q.tolist())
         print("REST", v["joints"].sum(), v["meta"], int(v["img"].sum()), type(v["pose"]).__module__)
-    """)
+    """,
+    )
     code, out = finish(reader)
     assert code == 0, out
     assert "POSE [1.0, 2.0, 3.0] [0.0, 1.0, 0.0, 0.0]" in out
@@ -172,18 +215,24 @@ def test_bind_mounted_shm_directory_shared_by_two_containers(containers: Contain
     os.chmod(shared, 0o1777)
     try:
         mount = {shared: {"bind": "/dev/shm", "mode": "rw"}}
-        donor = containers.run(script("""
+        donor = containers.run(
+            script("""
             import time, numpy as np
             from shared_object import SharedObject
             SharedObject.create("bound", np.arange(1000.0), mode=0o666)
             print("READY", flush=True)
             time.sleep(120)
-        """), volumes=mount)
+        """),
+            volumes=mount,
+        )
         wait_for_output(donor, "READY")
-        reader = containers.run(script("""
+        reader = containers.run(
+            script("""
             from shared_object import SharedObject
             print("SUM", SharedObject.attach("bound", timeout=30).fetch().sum())
-        """), volumes=mount)
+        """),
+            volumes=mount,
+        )
         code, out = finish(reader)
         assert code == 0, out
         assert "SUM 499500.0" in out
@@ -194,12 +243,15 @@ def test_bind_mounted_shm_directory_shared_by_two_containers(containers: Contain
 def test_host_process_shares_with_a_container(containers: Containers, shm_name: str) -> None:
     """A process on the host and a container in the host's IPC namespace (the only use of ipc: host)."""
     with SharedObject.create(shm_name, np.arange(10), mode=0o666) as obj:
-        reader = containers.run(script(f"""
+        reader = containers.run(
+            script(f"""
             from shared_object import SharedObject
             obj = SharedObject.attach({shm_name!r}, timeout=30)
             print("SUM", obj.fetch().sum(), flush=True)
             obj.assign(obj.fetch() * 2)
-        """), ipc_mode="host")
+        """),
+            ipc_mode="host",
+        )
         code, out = finish(reader)
         assert code == 0, out
         assert "SUM 45" in out
@@ -207,15 +259,19 @@ def test_host_process_shares_with_a_container(containers: Containers, shm_name: 
 
 
 def test_consumer_without_shared_ipc_gets_the_hint_not_a_hang(containers: Containers) -> None:
-    donor = producer(containers, """
+    donor = producer(
+        containers,
+        """
         import time
         from shared_object import SharedObject
         SharedObject.create("lonely", 1, mode=0o666)
         print("READY", flush=True)
         time.sleep(120)
-    """)
+    """,
+    )
     del donor
-    stranger = containers.run(script("""
+    stranger = containers.run(
+        script("""
         from shared_object import SharedObject, SegmentNotFoundError
         try:
             SharedObject.attach("lonely", timeout=2)
@@ -223,14 +279,16 @@ def test_consumer_without_shared_ipc_gets_the_hint_not_a_hang(containers: Contai
             print("NOTFOUND", exc)
             raise SystemExit(3)
         print("ATTACHED")
-    """))
+    """)
+    )
     code, out = finish(stranger)
     assert code == 3, out
     assert "NOTFOUND" in out and "share an IPC namespace" in out and "after waiting 2 s" in out
 
 
 def test_segment_larger_than_shm_size_fails_clearly_not_with_sigbus(containers: Containers) -> None:
-    container = containers.run(script("""
+    container = containers.run(
+        script("""
         import numpy as np
         from shared_object import SharedObject, OutOfSharedMemoryError
         try:
@@ -238,29 +296,40 @@ def test_segment_larger_than_shm_size_fails_clearly_not_with_sigbus(containers: 
         except OutOfSharedMemoryError as exc:
             print("REFUSED", exc)
             raise SystemExit(4)
-    """), shm_size="4m")
+    """),
+        shm_size="4m",
+    )
     code, out = finish(container)
     assert code == 4, out  # not 135 (SIGBUS)
     assert "REFUSED" in out and "shm_size" in out and "asked for 8.0 MiB" in out
 
 
 def test_permissions_across_uids(containers: Containers) -> None:
-    donor = producer(containers, """
+    donor = producer(
+        containers,
+        """
         import time
         from shared_object import SharedObject
         SharedObject.create("private", 1)               # default mode 0o600, owned by root
         SharedObject.create("public", 2, mode=0o666)
         print("READY", flush=True)
         time.sleep(120)
-    """, user="0")
-    reader = joiner(containers, donor, """
+    """,
+        user="0",
+    )
+    reader = joiner(
+        containers,
+        donor,
+        """
         from shared_object import SharedObject, SegmentPermissionError
         print("PUBLIC", SharedObject.attach("public").fetch())
         try:
             SharedObject.attach("private")
         except SegmentPermissionError as exc:
             print("DENIED", exc)
-    """, user="10001")
+    """,
+        user="10001",
+    )
     code, out = finish(reader)
     assert code == 0, out
     assert "PUBLIC 2" in out
@@ -268,7 +337,9 @@ def test_permissions_across_uids(containers: Containers) -> None:
 
 
 def test_consumer_survives_a_producer_killed_mid_stream(containers: Containers) -> None:
-    donor = producer(containers, """
+    donor = producer(
+        containers,
+        """
         import helpers
         from shared_object import SharedObject
         obj = SharedObject.create("stream", helpers.checksummed_frame(0), mode=0o666)
@@ -278,8 +349,12 @@ def test_consumer_survives_a_producer_killed_mid_stream(containers: Containers) 
         while True:
             obj.assign(frames[i % 8])
             i += 1
-    """)
-    consumer = joiner(containers, donor, """
+    """,
+    )
+    consumer = joiner(
+        containers,
+        donor,
+        """
         import time, helpers
         from shared_object import SharedObject
         obj = SharedObject.attach("stream", timeout=30)
@@ -292,7 +367,8 @@ def test_consumer_survives_a_producer_killed_mid_stream(containers: Containers) 
             if reads == 200:
                 print("STREAMING", flush=True)
         print("READS", reads, "TORN", bad, flush=True)
-    """)
+    """,
+    )
     wait_for_output(consumer, "STREAMING")
     donor.kill(signal="SIGKILL")
     code, out = finish(consumer)
@@ -337,21 +413,30 @@ def _crash_and_restart(producer: Any, consumer: Any) -> tuple[list[int], str, st
     return starts, out, consumer.logs().decode()
 
 
-def test_a_producer_restarted_under_an_ipc_holder_serves_its_consumers_on(containers: Containers) -> None:
+def test_a_producer_restarted_under_an_ipc_holder_serves_its_consumers_on(
+    containers: Containers,
+) -> None:
     """compose.yaml's layout: `shm` owns the IPC namespace, sensor and policy join it."""
-    holder = containers.run(command=["sh", "-c", "trap 'exit 0' TERM INT; sleep infinity & wait"],
-                            ipc_mode="shareable", shm_size="64m")
+    holder = containers.run(
+        command=["sh", "-c", "trap 'exit 0' TERM INT; sleep infinity & wait"],
+        ipc_mode="shareable",
+        shm_size="64m",
+    )
     counter = containers.run(script(COUNTING_PRODUCER), ipc_mode=f"container:{holder.id}")
     consumer = containers.run(script(COUNTING_CONSUMER), ipc_mode=f"container:{holder.id}")
     starts, out, seen = _crash_and_restart(counter, consumer)
-    assert starts[0] == 0 and starts[1] > 0, out  # the restarted producer found its object, count and all
+    assert starts[0] == 0 and starts[1] > 0, (
+        out
+    )  # the restarted producer found its object, count and all
     last = int([line for line in seen.splitlines() if line.startswith("GOT")][-1].split()[1])
     assert last > starts[1] + 10, seen  # the consumer, never restarted, follows the new run
     holder.reload()
     assert holder.status == "running"
 
 
-def test_a_producer_restarted_as_the_ipc_owner_leaves_its_consumers_behind(containers: Containers) -> None:
+def test_a_producer_restarted_as_the_ipc_owner_leaves_its_consumers_behind(
+    containers: Containers,
+) -> None:
     """Why compose.yaml has the `shm` holder: Docker gives a container that owns its IPC
     namespace a new /dev/shm each time it starts. A consumer joined to it keeps the old one, and
     nothing in it changes: no new value, and its object is not even orphaned. (If this test
@@ -363,21 +448,29 @@ def test_a_producer_restarted_as_the_ipc_owner_leaves_its_consumers_behind(conta
     assert seen.splitlines()[-1] == "SILENT orphaned=False", seen
 
 
-def test_a_writer_killed_holding_the_lock_in_one_container_is_recovered_in_another(containers: Containers) -> None:
+def test_a_writer_killed_holding_the_lock_in_one_container_is_recovered_in_another(
+    containers: Containers,
+) -> None:
     """The writer lock is a robust mutex: when its holder dies, the kernel marks it, and the next
     writer takes it over (EOWNERDEAD) instead of waiting forever. Each container has its own PID
     namespace, so the two writers may even have the same thread id (both PID 1); the kernel's
     cleanup and glibc's takeover must not care.
     """
-    donor = producer(containers, """
+    donor = producer(
+        containers,
+        """
         import os, time, helpers
         from shared_object import SharedObject, testing
         obj = SharedObject.create("locked", helpers.checksummed_frame(1), mode=0o666)
         testing.writer_mutex(obj).acquire()  # frozen in the middle of an assign: it holds the writer lock
         print("READY pid", os.getpid(), flush=True)
         time.sleep(300)
-    """)
-    writer = joiner(containers, donor, """
+    """,
+    )
+    writer = joiner(
+        containers,
+        donor,
+        """
         import os, time, helpers
         from shared_object import SharedObject, Tuning, testing
         # fail by the test's deadline, not by the library's
@@ -389,12 +482,15 @@ def test_a_writer_killed_holding_the_lock_in_one_container_is_recovered_in_anoth
         same = bool((frame == helpers.checksummed_frame(2)).all())
         print("RECOVERED", testing.writer_mutex(obj).owner_died_count, helpers.frame_ok(frame), same,
               f"after {time.monotonic() - t0:.1f} s", flush=True)
-    """)
+    """,
+    )
     out = wait_for_output(writer, "ATTACHED")
     assert "reads True" in out, out  # readers never needed the lock
     time.sleep(1.5)
     writer.reload()
-    assert writer.status == "running" and "RECOVERED" not in writer.logs().decode(), "the lock did not hold the writer"
+    assert writer.status == "running" and "RECOVERED" not in writer.logs().decode(), (
+        "the lock did not hold the writer"
+    )
     donor.kill(signal="SIGKILL")
     code, out = finish(writer)
     assert code == 0, out
@@ -404,7 +500,16 @@ def test_a_writer_killed_holding_the_lock_in_one_container_is_recovered_in_anoth
 def test_unit_tests_pass_inside_the_image(containers: Containers) -> None:
     """The containerized test run: the unit and multi-process tests, inside the image."""
     container = containers.run(
-        command=["python3", "-m", "pytest", "tests", "--ignore=tests/integration", "-p", "no:cacheprovider", "-q"],
+        command=[
+            "python3",
+            "-m",
+            "pytest",
+            "tests",
+            "--ignore=tests/integration",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
         shm_size="1g",
     )
     code, out = finish(container, timeout=600)
@@ -423,19 +528,27 @@ def test_gc_sees_handles_held_in_another_container(containers: Containers) -> No
     host_env = {**os.environ, "SHARED_OBJECT_DIR": shared}
 
     def gc(*args: str) -> dict[str, Any]:
-        result = subprocess.run([sys.executable, "-m", "shared_object", "gc", "--json", *args],
-                                capture_output=True, text=True, env=host_env, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "shared_object", "gc", "--json", *args],
+            capture_output=True,
+            text=True,
+            env=host_env,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
     try:
-        holder = containers.run(script("""
+        holder = containers.run(
+            script("""
             import time
             from shared_object import SharedObject
             obj = SharedObject.create("held", 1, mode=0o666)
             print("READY", flush=True)
             time.sleep(120)
-        """), volumes={shared: {"bind": "/dev/shm", "mode": "rw"}})
+        """),
+            volumes={shared: {"bind": "/dev/shm", "mode": "rw"}},
+        )
         wait_for_output(holder, "READY")
         assert [k["name"] for k in gc()["kept"]] == ["held"]  # held in the container: kept
         holder.kill(signal="SIGKILL")
@@ -447,7 +560,9 @@ def test_gc_sees_handles_held_in_another_container(containers: Containers) -> No
 
 
 def test_doctor_in_a_default_container_warns_about_shm_size(containers: Containers) -> None:
-    container = containers.run(command=["shared-object", "doctor"])  # Docker's default: 64 MiB /dev/shm
+    container = containers.run(
+        command=["shared-object", "doctor"]
+    )  # Docker's default: 64 MiB /dev/shm
     code, out = finish(container)
     assert code == 0, out
     assert "[warn ] shm size: 64 MiB" in out and "shm_size" in out
@@ -464,7 +579,9 @@ def test_doctor_tells_joined_containers_from_strangers(containers: Containers) -
 
     donor = producer(containers, "import time; print('READY', flush=True); time.sleep(120)")
     donor_ipc = ipc_of(donor.exec_run(["shared-object", "doctor", "--json"]).output.decode())
-    joined = containers.run(command=["shared-object", "doctor", "--json"], ipc_mode=f"container:{donor.id}")
+    joined = containers.run(
+        command=["shared-object", "doctor", "--json"], ipc_mode=f"container:{donor.id}"
+    )
     stranger = containers.run(command=["shared-object", "doctor", "--json"])
     assert ipc_of(finish(joined)[1]) == donor_ipc
     assert ipc_of(finish(stranger)[1]) != donor_ipc
