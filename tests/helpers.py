@@ -59,6 +59,25 @@ def frame_ok(frame: np.ndarray[Any, Any]) -> bool:
     return hashlib.blake2b(flat[:-8].tobytes(), digest_size=8).digest() == flat[-8:].tobytes()
 
 
+def numbered_frame(number: int, shape: tuple[int, ...] = (480, 848, 3)) -> np.ndarray[Any, Any]:
+    """A checksummed frame (``frame_ok``) whose first 8 bytes hold ``number``, for ``frame_number``."""
+    frame = np.full(shape, number % 251, np.uint8)
+    flat = frame.reshape(-1)
+    flat[flat.size // 2 : -8] = (number * 7) % 253
+    flat[:8] = np.frombuffer(number.to_bytes(8, "little"), np.uint8)
+    flat[-8:] = np.frombuffer(
+        hashlib.blake2b(flat[:-8].tobytes(), digest_size=8).digest(), np.uint8
+    )
+    return frame
+
+
+def frame_number(frame: np.ndarray[Any, Any]) -> int:
+    """The number of a ``numbered_frame``; -1 if the frame is torn (its checksum fails)."""
+    if not frame_ok(frame):
+        return -1
+    return int.from_bytes(frame.reshape(-1)[:8].tobytes(), "little")
+
+
 def assign_in_child(name: str, value: Any, dynamic: bool = False) -> None:
     cls = SharedDynamicObject if dynamic else SharedObject
     with cls.attach(name, timeout=30) as obj:

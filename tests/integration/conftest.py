@@ -60,6 +60,10 @@ def docker_client() -> Iterator[Any]:
                 container.remove(force=True, v=True)
             except docker.errors.APIError:
                 pass
+        try:  # networks the bridge tests made: removable once the containers are gone
+            client.networks.prune(filters={"label": f"{LABEL}={SESSION_ID}"})
+        except docker.errors.APIError:
+            pass
         client.close()
 
 

@@ -1,4 +1,5 @@
-"""The demo as users run it: ``docker compose up`` of compose.yaml, under a unique project name."""
+"""The demo as users run it: ``docker compose up`` under a unique project name, on one host
+(compose.yaml) and across two (compose.multihost.yaml: two IPC namespaces and two bridges)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,14 @@ pytestmark = pytest.mark.docker
 
 
 def compose(
-    project: str, override: str, *args: str, timeout: float = 600
+    project: str, file: str, override: str, *args: str, duration: int = 5, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BASE_IMAGE": base_image(), "DEMO_DURATION": "5", "DEMO_RATE": "30"}
+    env = {
+        **os.environ,
+        "BASE_IMAGE": base_image(),
+        "DEMO_DURATION": str(duration),
+        "DEMO_RATE": "30",
+    }
     return subprocess.run(
         [
             "docker",
@@ -25,7 +31,7 @@ def compose(
             "-p",
             project,
             "-f",
-            str(ROOT / "compose.yaml"),
+            str(ROOT / file),
             "-f",
             override,
             *args,
@@ -38,38 +44,57 @@ def compose(
     )
 
 
-def test_compose_demo_sensor_and_policy(docker_client: Any) -> None:
+SINGLE_HOST = ("compose.yaml", ("shm", "sensor", "policy"), 5)
+# Longer: the bridges start once the sensor is healthy, and frames sent before the policy is up
+# are not answered.
+TWO_HOSTS = (
+    "compose.multihost.yaml",
+    ("a-shm", "sensor", "a-bridge", "b-shm", "b-bridge", "policy"),
+    15,
+)
+
+
+@pytest.mark.parametrize(
+    ("file", "services", "duration"), [SINGLE_HOST, TWO_HOSTS], ids=["one-host", "two-hosts"]
+)
+def test_compose_demo_sensor_and_policy(
+    docker_client: Any, file: str, services: tuple[str, ...], duration: int
+) -> None:
     if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(
                 "docker compose (v2) is missing; docker/prepare.sh installs it", pytrace=False
             )
         pytest.skip("docker compose (v2) is missing; run `bash docker/prepare.sh` to install it")
-    project = f"so-test-{SESSION_ID}"
+    project = f"so-test-{SESSION_ID}-{file.removesuffix('.yaml').replace('.', '-')}"
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         # Our session label on every container, so the session sweep removes them whatever happens.
         f.write(
             "services:\n"
             + "".join(
                 f'  {service}:\n    labels:\n      {LABEL}: "{SESSION_ID}"\n'
-                for service in ("shm", "sensor", "policy")
+                for service in services
             )
         )
         override = f.name
     try:
-        up = compose(project, override, "up", "--build", "--abort-on-container-exit")
+        up = compose(
+            project, file, override, "up", "--build", "--abort-on-container-exit", duration=duration
+        )
         out = up.stdout + up.stderr
         assert up.returncode == 0, out[-4000:]
         codes = compose(
-            project, override, "ps", "-a", "--format", "{{.Service}}={{.ExitCode}}"
+            project, file, override, "ps", "-a", "--format", "{{.Service}}={{.ExitCode}}"
         ).stdout.split()
-        assert sorted(codes) == ["policy=0", "sensor=0", "shm=0"], out[-4000:]
+        assert sorted(codes) == sorted(f"{service}=0" for service in services), out[-4000:]
         received = int(re.search(r"\[policy\] done: (\d+) frames received", out).group(1))  # type: ignore[union-attr]
         sent, answered = map(
             int, re.search(r"\[sensor\] done: (\d+) frames sent, (\d+) answered", out).groups()
         )  # type: ignore[union-attr]
         assert received > 0 and answered > 0 and sent >= answered
         assert re.search(r"\[policy\] \d+ frames/s, latency p50 \d+ us", out), out[-4000:]
+        if "b-bridge" in services:  # the policy has no network: every frame came through b-bridge
+            assert not re.search(r"malformed [1-9]|errors [1-9]", out), out[-4000:]
     finally:
-        compose(project, override, "down", "-v", "--remove-orphans")
+        compose(project, file, override, "down", "-v", "--remove-orphans")
         os.unlink(override)
