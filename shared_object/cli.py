@@ -109,7 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     record = sub.add_parser("record", help="record every change of objects into an MCAP file")
     record.add_argument("patterns", nargs="+", metavar="NAME|PATTERN")
-    record.add_argument("-o", "--output", required=True, help="the .mcap file to write")
+    record.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="the .mcap file to write; strftime fields (%%Y%%m%%d-%%H%%M%%S) are expanded",
+    )
+    record.add_argument("--overwrite", action="store_true", help="replace an existing file")
     record.add_argument("--max-rate", type=positive, help="at most this many messages/s per object")
     record.add_argument("--compression", choices=["none", "zstd", "lz4"], default="none")
     record.add_argument("--duration", type=seconds, help="stop after this many seconds")

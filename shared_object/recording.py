@@ -195,12 +195,22 @@ class Recorder:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    if os.path.exists(args.output) and not os.path.isfile(args.output):
-        print(f"error: {args.output} exists and is not a file", file=sys.stderr)
+    # strftime fields (%Y%m%d-%H%M%S) give each run a file of its own: a recorder restarted by
+    # its supervisor must not write over the recording it made before.
+    path = time.strftime(args.output)
+    if os.path.exists(path) and not os.path.isfile(path):
+        print(f"error: {path} exists and is not a file", file=sys.stderr)
+        return 1
+    if os.path.exists(path) and not args.overwrite:
+        print(
+            f"error: {path} exists: give --overwrite to replace it, or put strftime fields in "
+            "the name (-o 'run-%Y%m%d-%H%M%S.mcap')",
+            file=sys.stderr,
+        )
         return 1
     # SIGTERM (docker stop) ends a recording as Ctrl-C does: the file gets its index and footer.
     signal.signal(signal.SIGTERM, lambda signum, frame: _raise_interrupt())
-    with open(args.output, "wb") as output:
+    with open(path, "wb") as output:
         recorder = Recorder(
             output, args.patterns, max_rate=args.max_rate, compression=args.compression
         )
@@ -233,7 +243,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     if not args.json:
         print(
             f"recorded {summary['messages']} messages ({summary['bytes'] / 1e6:.1f} MB) of "
-            f"{summary['objects']} objects into {args.output}; dropped {summary['dropped']}"
+            f"{summary['objects']} objects into {path}; dropped {summary['dropped']}"
         )
     return 0
 

@@ -16,8 +16,11 @@ import pytest
 
 from shared_object import Tuning, _segment, _sync
 
-# tests/helpers.py holds what spawned processes run; they import it by name, so it must be on the path.
+# Spawned processes unpickle their targets by module name: helpers.py's as `helpers`, a test
+# module's own as `tests.test_...` (pytest's importlib mode names them so). Both must be on the
+# path, whichever test file runs alone.
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(1, os.path.dirname(os.path.dirname(__file__)))
 
 from helpers import SPAWN  # noqa: E402
 

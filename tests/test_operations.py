@@ -315,3 +315,21 @@ def test_bad_input_gets_a_clear_error_and_nothing_else_is_lost(prefix: str, tmp_
     with SharedObject.attach(prefix + "-vec") as vec:
         assert vec.fetch().tolist() == [9.0] * 4  # the good messages all landed
         vec.unlink()
+
+
+def test_record_never_writes_over_an_earlier_recording(prefix: str, tmp_path: Path) -> None:
+    earlier = tmp_path / "run.mcap"
+    earlier.write_bytes(b"an earlier recording")
+    result = cli("record", f"{prefix}-*", "-o", str(earlier), "--duration", "0.1")
+    assert result.returncode == 1 and "--overwrite" in result.stderr
+    assert earlier.read_bytes() == b"an earlier recording"
+
+    # strftime fields: each run its own file, named when it starts
+    pattern = str(tmp_path / "run-%Y%m%d-%H%M%S.mcap")
+    result = cli("record", f"{prefix}-*", "-o", pattern, "--duration", "0.1")
+    assert result.returncode == 0, result.stderr
+    [made] = [p for p in tmp_path.iterdir() if p.name.startswith("run-2")]
+    assert re.fullmatch(r"run-\d{8}-\d{6}\.mcap", made.name) and made.name in result.stdout
+
+    result = cli("record", f"{prefix}-*", "-o", str(earlier), "--duration", "0.1", "--overwrite")
+    assert result.returncode == 0 and earlier.read_bytes().startswith(b"\x89MCAP")
