@@ -5,7 +5,8 @@
 # 2. producer -> consumer against the peers (bench_peers, in its own venv with the reference,
 #    iceoryx2 and pyzmq): table in benchmarks/results/peers.md, plot in benchmarks/results/peers.png;
 # 3. shared-object record against a plain file write (bench_record);
-# 4. the healthcheck's CPU inside the image (bench_health), and two containers versus two
+# 4. the bridge against raw Zenoh and a plain TCP socket on loopback (bench_bridge);
+# 5. the healthcheck's CPU inside the image (bench_health), and two containers versus two
 #    processes (bench_containers), when Docker is available.
 # Everything is printed, and written under benchmarks/results/.
 set -euo pipefail
@@ -21,6 +22,10 @@ echo "== producer -> consumer, against the peers (benchmarks/bench_peers.py)"
 echo "== shared-object record: keeping up, and MB/s beside a plain file write (benchmarks/bench_record.py)"
 "$python" -m pip install -q -e "$root[mcap]" >&2
 "$python" benchmarks/bench_record.py $([ -n "$quick" ] && echo "--seconds 2 --rounds 1") | tee benchmarks/results/record.md
+echo "== the bridge, against raw Zenoh and a plain socket (benchmarks/bench_bridge.py)"
+"$python" -m pip install -q -e "$root[zenoh]" >&2
+"$python" benchmarks/bench_bridge.py $([ -n "$quick" ] && echo "--rounds 2 --messages 30 --seconds 1") \
+    | tee benchmarks/results/bridge.md
 # docker/prepare.sh (idempotent, cached; what tests/run.sh runs too) starts an engine if it can
 # and writes the base image to use into .env: without it, the build would try to pull
 # python:3.11-slim, which fails on a machine that cannot reach a registry.

@@ -696,7 +696,12 @@ class Decoder:
             self._nodes[schema_text] = node
         return node
 
-    def decode(self, schema_text: bytes, payload: bytes | memoryview, source: str) -> Any:
+    def decode(
+        self, schema_text: bytes, payload: bytes | memoryview, source: str, *, copy: bool = True
+    ) -> Any:
+        """The value; with ``copy=False`` its arrays are read-only views into ``payload``, valid
+        while the caller keeps ``payload`` unchanged (the bridge assigns them, then drops both).
+        """
         node = self.node(schema_text, source)
         if len(payload) != node.size:
             msg = (
@@ -705,7 +710,8 @@ class Decoder:
             )
             raise LayoutError(msg)
         try:
-            return node.read(memoryview(payload).cast("B"), 0)
+            buf = memoryview(payload).cast("B")
+            return node.read(buf, 0) if copy else node.view(buf, 0)
         except LayoutError:
             raise
         except (ValueError, TypeError, IndexError, KeyError, OverflowError, struct.error) as exc:

@@ -3,6 +3,8 @@ change to the library must break a test here rather than a benchmark nobody runs
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -49,3 +51,21 @@ def test_the_inlined_protocol_refuses_a_held_mutex(shm_name: str) -> None:
             bench_core.bare_assign(obj, np.ones(3))()
         np.testing.assert_array_equal(obj.fetch(), np.zeros(3))
         obj.unlink()
+
+
+def test_the_bridge_benchmark_runs_and_prints_every_row() -> None:
+    """A short run: the benchmark is kept working (its numbers are for benchmarks/run_all.sh)."""
+    pytest.importorskip(
+        "zenoh", reason="the bridge needs the zenoh extra: pip install -e '.[zenoh]'"
+    )
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_bridge.py"), "--rounds", "1", "--messages", "5",
+         "--seconds", "0.3"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    for size in ("100B", "1.22MB"):
+        assert re.search(rf"^   {re.escape(size)} +[\d.]+ / +[\d.]+ .*x", result.stdout, re.M)
+        for mode in ("free", "offered"):
+            assert f"{size:8} {mode}: delivered, bridge / raw zenoh" in result.stdout
+    assert "peak RSS: exporter" in result.stdout

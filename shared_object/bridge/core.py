@@ -8,13 +8,17 @@ payloads are sent with congestion control DROP (a slow link drops frames rather 
 exporter), small ones with BLOCK (a command is not lost to a full queue). Each key's publisher
 keeps its last message for late joiners (Zenoh's advanced publisher cache).
 
-Importing. One subscriber on ``<prefix>**`` keeps only the newest message per key (a dict the
-Zenoh callback writes, a worker thread drains): a slow consumer skips stale frames instead of
-queueing them. Each message is validated (``wire.decode``, then ``_codecs.Decoder``); the local
-object is created as the message says (a SharedDynamicObject for a dynamic source, or when the
-source's kind changed) or attached, and assigned. A message older than the last applied for its
-key (an older change time, or an old sequence number of the same source) is dropped: a consumer
-never sees an older value after a newer one.
+Importing. One subscriber on ``<prefix>**``, whose callback Zenoh's network thread calls
+directly (``indirect=False``), not through zenoh-python's default queue and thread, behind which
+frames pile up when the handler is slower than the link: hundreds of MB of them, seconds old.
+The callback applies the message at once, tens of microseconds for a frame. While it runs Zenoh
+reads nothing more, so an importer that falls behind leaves the backlog in the socket's buffers
+(a few MB) and pushes back to the sender, whose Zenoh then drops big frames (congestion control
+DROP) rather than queue them. It validates each message (``wire.decode``, then
+``_codecs.Decoder``); the local object is created as the message says (a SharedDynamicObject
+for a dynamic source, or when the source's kind changed) or attached, and assigned. A message
+older than the last applied for its key (an older change time, or an old sequence number of the
+same source) is dropped: a consumer never sees an older value after a newer one.
 
 No echo. A value this bridge imported is never exported again: the importer notes the change it
 made, and the exporter skips that change (under one lock per name, so neither runs between the
@@ -125,6 +129,19 @@ class _Last:
         )
 
 
+def _direct(zenoh: Any, callback: Callable[[Any], None]) -> Any:
+    """``callback`` as a handler Zenoh calls on its own network thread (``indirect=False``).
+
+    Marked unstable in zenoh-python 1.x; where it is refused, zenoh-python's default (its own
+    queue and thread) is used: correct, with one more thread hop per message.
+    """
+    try:
+        return zenoh.handlers.Callback(callback, indirect=False)
+    except TypeError:
+        log.info("this zenoh-python calls callbacks through a thread of its own")
+        return callback
+
+
 def _parse_imports(entries: Iterable[str]) -> tuple[list[str], dict[str, str]]:
     """``--import`` entries: patterns, and the ``remote=local`` renames among them."""
     patterns, renames = [], {}
@@ -172,9 +189,6 @@ class Bridge:
         self._last: dict[str, _Last] = {}
         self._sources: dict[str, dict[bytes, float]] = {}
         self._reported_twice: set[str] = set()
-        self._pending: dict[str, Any] = {}
-        self._pending_lock = threading.Lock()
-        self._wakeup = threading.Event()
         self._decoder = Decoder()
         self._subscriber: Any = None
         self._threads: list[threading.Thread] = []
@@ -188,22 +202,22 @@ class Bridge:
             # bridge that joins after three publishers receives only some of them.
             history = zenoh.ext.HistoryConfig(detect_late_publishers=True)
             self._subscriber = zenoh.ext.declare_advanced_subscriber(
-                self.session, f"{self.prefix}**", self._on_sample, history=history
+                self.session, f"{self.prefix}**", _direct(zenoh, self._on_sample), history=history
             )
-            self._spawn(self._import_loop, "bridge import")
+
         if self.exports:
             self._spawn(self._scan_loop, "bridge export scan")
 
     def stop(self) -> None:
         self.stop_event.set()
-        self._wakeup.set()
         for thread in [*self._threads, *self._exporting.values()]:
             thread.join(5)
         if self._subscriber is not None:
             with contextlib.suppress(Exception):  # the session may be gone already
                 self._subscriber.undeclare()
-        for obj in self._objects.values():
-            obj.close()
+        for name, obj in list(self._objects.items()):
+            with self._lock_for(name):  # not under a callback's assign still running
+                obj.close()
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -241,6 +255,7 @@ class Bridge:
             self.stats.count("errors")
             return
         publisher = None
+        message: bytearray | None = None  # reused: see wire.encode
         sequence = 0
         first = True
         dynamic = isinstance(obj, SharedDynamicObject)
@@ -265,6 +280,7 @@ class Bridge:
                     single_slot=obj._single_slot,
                     schema_text=raw.schema_text,
                     payload=raw.payload,
+                    reuse=message,
                 )
                 if publisher is None:
                     publisher = zenoh.ext.declare_advanced_publisher(
@@ -275,7 +291,7 @@ class Bridge:
                         cache=zenoh.ext.CacheConfig(max_samples=1),
                         publisher_detection=True,
                     )
-                publisher.put(bytes(message))
+                publisher.put(message)  # Zenoh copies it: the buffer is ours again
                 self.stats.count("sent", size=len(message))
         except (SharedObjectError, OSError) as exc:
             log.warning("stopped exporting %r: %s", name, exc)
@@ -296,23 +312,16 @@ class Bridge:
     # Importing
     # -----------------------------------------------------------------------------------------
     def _on_sample(self, sample: Any) -> None:
-        """Zenoh's callback: keep the newest sample per key, and wake the worker. Nothing else."""
-        with self._pending_lock:
-            self._pending[str(sample.key_expr)] = sample
-        self._wakeup.set()
-
-    def _import_loop(self) -> None:
-        while not self.stop_event.is_set():
-            self._wakeup.wait(0.5)
-            self._wakeup.clear()
-            with self._pending_lock:
-                batch, self._pending = self._pending, {}
-            for key, sample in batch.items():
-                try:
-                    self._apply(key, sample.payload.to_bytes())
-                except Exception:  # one message must never stop the bridge: logged, counted
-                    log.exception("importing %s failed", key)
-                    self.stats.count("errors")
+        """Zenoh's callback, on its network thread: apply the message now (see the module's
+        docstring). Nothing it raises may reach Zenoh: logged and counted instead."""
+        if self.stop_event.is_set():
+            return
+        key = str(sample.key_expr)
+        try:
+            self._apply(key, sample.payload.to_bytes())
+        except Exception:  # one message must never stop the bridge
+            log.exception("importing %s failed", key)
+            self.stats.count("errors")
 
     def _apply(self, key: str, data: bytes) -> None:
         received_ns = time.time_ns()
@@ -323,8 +332,8 @@ class Bridge:
             return
         try:
             message = wire.decode(data)
-            value = self._decoder.decode(
-                message.schema_text, message.payload, f"a message for {name!r}"
+            value = self._decoder.decode(  # views into ``data``: assign copies them once
+                message.schema_text, message.payload, f"a message for {name!r}", copy=False
             )
         except LayoutError as exc:
             self.stats.count("malformed")
@@ -368,6 +377,8 @@ class Bridge:
         stored.
         """
         with self._lock_for(local):
+            if self.stop_event.is_set():
+                return False
             obj = self._objects.get(local)
             try:
                 if obj is None:
