@@ -7,12 +7,27 @@ and ``... --connect tcp/host-a:7447`` on another: each publishes its local objec
 that uses them runs unchanged on either host.
 
 - ``wire``: the message, byte by byte; ``session``: the Zenoh configuration; ``core``: the
-  exporters and the importer; ``command``: ``shared-object bridge``.
+  exporters and the importer; ``command``: ``shared-object bridge``; ``defaults``: its defaults.
+
+The names below are loaded when first used (PEP 562), so that importing the command's parser
+loads neither numpy nor Zenoh.
 """
 
 from __future__ import annotations
 
-from .core import BIG_PAYLOAD, DEFAULT_PREFIX, Bridge, Stats
-from .session import build_config
+import importlib
+from typing import Any
+
+from .defaults import BIG_PAYLOAD, DEFAULT_PREFIX
+
+_LAZY = {"Bridge": ".core", "Stats": ".core", "build_config": ".session"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 __all__ = ["BIG_PAYLOAD", "DEFAULT_PREFIX", "Bridge", "Stats", "build_config"]

@@ -11,8 +11,7 @@ import sys
 import time
 from typing import Any
 
-from .core import BIG_PAYLOAD, DEFAULT_PREFIX, Bridge
-from .session import _zenoh, build_config
+from .defaults import BIG_PAYLOAD, DEFAULT_PREFIX
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +73,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
+    # Here, not at the top: `shared-object --help` (and the healthcheck's `health`) build this
+    # command's parser without loading numpy or Zenoh.
+    from .core import Bridge
+    from .session import _zenoh, build_config
+
     if not args.export and not args.imports:
         print("error: nothing to do: give --export and/or --import patterns", file=sys.stderr)
         return 2

@@ -51,13 +51,11 @@ from .._errors import (
 from .._object import SharedObject
 from .._probe import segment_names
 from . import wire
+from .defaults import BIG_PAYLOAD, DEFAULT_PREFIX
 from .session import _zenoh
 
 log = logging.getLogger("shared_object.bridge")
 
-DEFAULT_PREFIX = "shared_object/"
-#: Payloads at least this big are sent with congestion control DROP, smaller ones with BLOCK.
-BIG_PAYLOAD = 64 * 1024
 #: A second source of one name within this long is reported (two exporters of one name).
 SOURCE_WINDOW_S = 10.0
 
