@@ -5,7 +5,8 @@
 # 2. producer -> consumer against the peers (bench_peers, in its own venv with the reference,
 #    iceoryx2 and pyzmq): table in benchmarks/results/peers.md, plot in benchmarks/results/peers.png;
 # 3. shared-object record against a plain file write (bench_record);
-# 4. the bridge against raw Zenoh and a plain TCP socket on loopback (bench_bridge);
+# 4. the bridge against raw Zenoh and a plain TCP socket on loopback (bench_bridge), and the
+#    live view's CPU per frame beside a fetch (bench_view);
 # 5. the healthcheck's CPU inside the image (bench_health), and two containers versus two
 #    processes (bench_containers), when Docker is available.
 # Everything is printed, and written under benchmarks/results/.
@@ -26,6 +27,10 @@ echo "== the bridge, against raw Zenoh and a plain socket (benchmarks/bench_brid
 "$python" -m pip install -q -e "$root[zenoh]" >&2
 "$python" benchmarks/bench_bridge.py $([ -n "$quick" ] && echo "--rounds 2 --messages 30 --seconds 1") \
     | tee benchmarks/results/bridge.md
+echo "== the live view: CPU per frame at 30 Hz, beside a fetch (benchmarks/bench_view.py)"
+"$python" -m pip install -q -e "$root[view]" >&2
+"$python" benchmarks/bench_view.py $([ -n "$quick" ] && echo "--seconds 3 --rounds 1") \
+    | tee benchmarks/results/view.md
 # docker/prepare.sh (idempotent, cached; what tests/run.sh runs too) starts an engine if it can
 # and writes the base image to use into .env: without it, the build would try to pull
 # python:3.11-slim, which fails on a machine that cannot reach a registry.

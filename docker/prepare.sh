@@ -102,7 +102,17 @@ say "base image: $base"
 if [ "$base" != "$default_base" ]; then
     pyver=$(docker run --rm --entrypoint python3 "$base" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
     arch=$(uname -m)
-    requirements="numpy>=1.24 sapien>=3.0 pytest>=7 hypothesis>=6 pytest-timeout>=2 setuptools>=61 eclipse-zenoh>=1.10,<2 mcap>=1.1 zstandard>=0.22 lz4>=4.0"
+    # What docker/Dockerfile installs: the package's dependencies and the extras it names, read
+    # from pyproject.toml so that the two cannot drift apart; setuptools builds the package.
+    requirements=$("$python" - "$root/pyproject.toml" <<'PY'
+import re, sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+dockerfile = open(sys.argv[1].replace("pyproject.toml", "docker/Dockerfile")).read()
+extras = re.search(r'"\.\[([a-z,]+)\]"', dockerfile).group(1).split(",")
+wanted = [*project["dependencies"], *(r for e in extras for r in project["optional-dependencies"][e])]
+print(" ".join(["setuptools>=61", *wanted]))
+PY
+)
     # The stamp names what was downloaded: a new requirement fetches the wheelhouse again.
     stamp="$root/docker/wheels/.for-$pyver-$arch-$(echo "$requirements" | md5sum | cut -c1-8)"
     if [ ! -f "$stamp" ]; then

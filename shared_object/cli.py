@@ -10,6 +10,7 @@
     shared-object record PATTERN... -o F      every change, into an MCAP file (extra: mcap)
     shared-object play F                      a recording, back into shared memory (extra: mcap)
     shared-object bridge --export P --import P  objects across hosts, through Zenoh (extra: zenoh)
+    shared-object view PATTERN...             live, in the browser, through Rerun (extra: view)
 
 Each command's code is imported only when it runs: ``health`` is a container's healthcheck, run
 every few seconds for the container's life, and imports neither numpy nor the codecs.
@@ -38,6 +39,7 @@ _COMMANDS = {
     "record": ".recording:cmd_record",
     "play": ".recording:cmd_play",
     "bridge": ".bridge.command:cmd_bridge",
+    "view": ".view.command:cmd_view",
 }
 
 
@@ -132,9 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--start", type=seconds, default=0.0, help="seconds into the recording")
     play.add_argument("--end", type=seconds, help="seconds into the recording to stop at")
     bridge = sub.add_parser("bridge", help="the same objects on several hosts, through Zenoh")
-    from .bridge.command import add_arguments  # argparse only: zenoh is imported when it runs
+    view = sub.add_parser("view", help="a live view of objects in the browser, through Rerun")
+    # argparse only: neither imports numpy nor its extra until it runs
+    from .bridge.command import add_arguments as bridge_arguments
+    from .view.command import add_arguments as view_arguments
 
-    add_arguments(bridge)
+    bridge_arguments(bridge)
+    view_arguments(view)
     return parser
 
 

@@ -3,7 +3,8 @@
 #
 # 1. a virtual environment in .venv with the package (editable) and its test dependencies;
 # 2. the reference library in .venv-reference, for the parity test (tests/reference_env.sh);
-# 3. Docker for the integration tests (docker/prepare.sh: engine, Compose v2, base image);
+# 3. openssl and Chromium, for the bridge's TLS tests and the live view's browser test;
+#    Docker for the integration tests (docker/prepare.sh: engine, Compose v2, base image);
 #    where it cannot be had, the integration tests skip and say how to enable them, except
 #    under CI=true, where that is a failure;
 # 4. lint and format (ruff), the package's layers (import-linter) and types (mypy --strict on the package);
@@ -24,7 +25,25 @@ fi
 venv_python="$root/.venv/bin/python"
 say "installing the package and its test dependencies into .venv"
 "$venv_python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-"$venv_python" -m pip install -q -e ".[test,sapien,mcap,zenoh,integration,dev]"
+"$venv_python" -m pip install -q -e ".[test,sapien,mcap,zenoh,view,integration,dev]"
+
+# Programs some tests run: openssl (the bridge's TLS certificates) and Chromium (the live view,
+# in a real browser). Installed from Debian's archive when we are root on Debian or Ubuntu;
+# otherwise the tests that need them skip and say so (under CI=true that is a failure).
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
+    || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing ${missing[*]} (apt-get)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
+            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; } \
+            || say "could not install ${missing[*]}: the tests that need them will say so"
+    else
+        say "${missing[*]} missing: install them (apt-get install ${missing[*]}) to run the TLS and browser tests"
+    fi
+fi
 
 if bash docker/prepare.sh --python "$venv_python" >/dev/null; then
     export SHARED_OBJECT_DOCKER_READY=1

@@ -69,3 +69,18 @@ def test_the_bridge_benchmark_runs_and_prints_every_row() -> None:
         for mode in ("free", "offered"):
             assert f"{size:8} {mode}: delivered, bridge / raw zenoh" in result.stdout
     assert "peak RSS: exporter" in result.stdout
+
+
+def test_the_view_benchmark_runs_and_prints_every_mode() -> None:
+    pytest.importorskip(
+        "rerun", reason="the live view needs the view extra: pip install -e '.[view]'"
+    )
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_view.py"), "--seconds", "1", "--rounds", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    for mode in ("web", "web --jpeg 80", "save .rrd"):
+        assert re.search(rf"^   {re.escape(mode)} +[\d.]+ ms +[\d.]+x", result.stdout, re.M), (
+            result.stdout
+        )
