@@ -276,11 +276,15 @@ class Message:
 
 
 class Recording:
-    """An MCAP file's channels of ours and their messages, in log-time order.
+    """An MCAP file's channels of ours, and its messages as a stream: never all in memory, since
+    a recording may be bigger than the machine's memory.
 
-    A file cut short (its recorder killed, the machine's power lost) has no index and no footer:
-    it is read as a stream, and every complete chunk before the cut is played (``truncated``
-    says so).
+    ``messages()`` yields them in log-time order from a compressed (chunked) file, through its
+    chunk index; in file order from an uncompressed one, which ``record`` writes as changes
+    arrive (so in log-time order, but for changes of different objects a few microseconds
+    apart). A file cut short (its recorder killed, the machine's power lost) has no index and
+    no footer: it is read as a stream, every complete message (of a compressed file, every
+    complete chunk) before the cut is played, and ``truncated`` says so.
     """
 
     def __init__(self, path: str) -> None:
@@ -291,11 +295,13 @@ class Recording:
         self.skipped: list[str] = []
         self.schemas: dict[int, Any] = {}
         self.channels: dict[int, Any] = {}
-        self.messages: list[Message] = []
-        self._read()
-        self.messages.sort(key=lambda m: m.log_time)
+        #: Messages of ours in the file (for a truncated one: before the cut).
+        self.count = 0
+        self._chunked = False
+        self._scan()
 
-    def _read(self) -> None:
+    def _scan(self) -> None:
+        """Schemas, channels and the count of messages: from the summary, or a first pass."""
         _mcap()
         import mcap.exceptions
         import mcap.reader
@@ -306,65 +312,78 @@ class Recording:
                 raise LayoutError(msg)
             f.seek(0)
             try:
-                reader = mcap.reader.make_reader(f)
-                reader.get_summary()  # a file without its footer raises here
-                indexed = list(reader.iter_messages(log_time_order=False))
+                summary = mcap.reader.make_reader(f).get_summary()  # no footer: raises
             except (mcap.exceptions.McapError, ValueError, EOFError, OSError, KeyError):
+                summary = None
+            if summary is None or summary.statistics is None:
                 self.truncated = True
-                f.seek(0)
-                self._read_stream(f)
+                for _ in self._stream():
+                    self.count += 1
                 return
-        for schema, channel, message in indexed:
-            self._keep(schema, channel, message)
+        self._chunked = bool(summary.chunk_indexes)
+        self.schemas = dict(summary.schemas)
+        for channel in summary.channels.values():
+            if self._ours(self.schemas.get(channel.schema_id), channel):
+                self.channels[channel.id] = channel
+                self.count += summary.statistics.channel_message_counts.get(channel.id, 0)
 
-    def _read_stream(self, f: IO[bytes]) -> None:
-        """Every record before the cut of a file that ends without its index."""
+    def messages(self) -> Iterator[Message]:
+        """Every message of ours, in order (see the class docstring), read as it goes."""
+        if self.truncated:
+            yield from self._stream()
+            return
+        import mcap.reader
+
+        with open(self.path, "rb") as f:
+            reader = mcap.reader.make_reader(f)
+            for _, channel, message in reader.iter_messages(log_time_order=self._chunked):
+                if channel.id in self.channels:
+                    yield Message(channel.id, message.log_time, bytes(message.data))
+
+    def _stream(self) -> Iterator[Message]:
+        """The messages of ours before the cut of a file that ends without its index, in file
+        order; the schemas and channels as they come."""
         import mcap.records
         import mcap.stream_reader
 
-        try:
-            for record in mcap.stream_reader.StreamReader(f).records:
-                if isinstance(record, mcap.records.Schema):
-                    self.schemas[record.id] = record
-                elif isinstance(record, mcap.records.Channel):
-                    self.channels[record.id] = record
-                elif (
-                    isinstance(record, mcap.records.Message) and record.channel_id in self.channels
-                ):
-                    channel = self.channels[record.channel_id]
-                    self._keep(self.schemas.get(channel.schema_id), channel, record)
-        except Exception as exc:  # noqa: BLE001 - whatever the reader raises at the cut, what came before is whole
-            self.cut = f"{type(exc).__name__}: {exc}"
+        with open(self.path, "rb") as f:
+            try:
+                for record in mcap.stream_reader.StreamReader(f).records:
+                    if isinstance(record, mcap.records.Schema):
+                        self.schemas[record.id] = record
+                    elif isinstance(record, mcap.records.Channel):
+                        if self._ours(self.schemas.get(record.schema_id), record):
+                            self.channels[record.id] = record
+                    elif (
+                        isinstance(record, mcap.records.Message)
+                        and record.channel_id in self.channels
+                    ):
+                        yield Message(record.channel_id, record.log_time, bytes(record.data))
+            except Exception as exc:  # noqa: BLE001 - whatever the reader raises at the cut, what came before is whole
+                self.cut = f"{type(exc).__name__}: {exc}"
 
-    def _keep(self, schema: Any, channel: Any, message: Any) -> None:
-        if channel is None:
-            return
-        if channel.id not in self.channels:
-            self.channels[channel.id] = channel
-            if schema is not None:
-                self.schemas[schema.id] = schema
+    def _ours(self, schema: Any, channel: Any) -> bool:
+        """Whether a channel is one of ours; if not, say so once in ``skipped``."""
         if (
-            schema is None
-            or schema.encoding != SCHEMA_ENCODING
-            or channel.message_encoding != MESSAGE_ENCODING
+            schema is not None
+            and schema.encoding == SCHEMA_ENCODING
+            and channel.message_encoding == MESSAGE_ENCODING
         ):
-            what = f"channel {channel.topic!r}"
-            if not any(what in s for s in self.skipped):
-                encoding = schema.encoding if schema is not None else "none"
-                self.skipped.append(
-                    f"{what} is not shared_object's (schema encoding {encoding!r}, "
-                    f"message encoding {channel.message_encoding!r}): skipped"
-                )
-            return
-        self.messages.append(Message(channel.id, message.log_time, bytes(message.data)))
+            return True
+        what = f"channel {channel.topic!r}"
+        if not any(what in s for s in self.skipped):
+            encoding = schema.encoding if schema is not None else "none"
+            self.skipped.append(
+                f"{what} is not shared_object's (schema encoding {encoding!r}, "
+                f"message encoding {channel.message_encoding!r}): skipped"
+            )
+        return False
 
     def topics(self) -> dict[str, list[int]]:
         """topic -> the ids of its channels of ours."""
         out: dict[str, list[int]] = {}
         for channel_id, channel in self.channels.items():
-            schema = self.schemas.get(channel.schema_id)
-            if schema is not None and schema.encoding == SCHEMA_ENCODING:
-                out.setdefault(channel.topic, []).append(channel_id)
+            out.setdefault(channel.topic, []).append(channel_id)
         return out
 
 
@@ -406,17 +425,15 @@ class Player:
         return obj
 
     def play(self, start_s: float, end_s: float | None, rate: float, stop: threading.Event) -> None:
-        messages = self.recording.messages
-        if not messages:
-            return
-        first = messages[0].log_time
-        begin_ns = first + int(start_s * 1e9)
-        end_ns = None if end_s is None else first + int(end_s * 1e9)
-        t0 = time.monotonic_ns()
-        for message in messages:
+        begin_ns = end_ns = t0 = 0
+        for index, message in enumerate(self.recording.messages()):
+            if index == 0:  # times count from the first message
+                begin_ns = message.log_time + int(start_s * 1e9)
+                end_ns = -1 if end_s is None else message.log_time + int(end_s * 1e9)
+                t0 = time.monotonic_ns()
             if message.log_time < begin_ns:
                 continue
-            if (end_ns is not None and message.log_time > end_ns) or stop.is_set():
+            if (end_ns >= 0 and message.log_time > end_ns) or stop.is_set():
                 break
             due = t0 + int((message.log_time - begin_ns) / rate)
             while (wait := due - time.monotonic_ns()) > 0 and not stop.is_set():
@@ -471,9 +488,9 @@ def cmd_play(args: argparse.Namespace) -> int:
     if recording.truncated:
         say(
             f"warning: {args.file} ends without its index (was its recorder killed?): playing the "
-            f"{len(recording.messages)} messages of its complete chunks"
+            f"{recording.count} messages before the cut"
         )
-    if not recording.messages:
+    if not recording.count:
         say(f"error: {args.file} holds no messages of shared_object's to play")
         return 1
     player = Player(recording, _renames(args.rename), say)
@@ -499,7 +516,7 @@ def iter_messages(path: str) -> Iterator[tuple[str, int, Any]]:
     """(object name, log time in ns, value) of every message of ours in a recording, in order."""
     recording = Recording(path)
     decoder = Decoder()
-    for message in recording.messages:
+    for message in recording.messages():
         channel = recording.channels[message.channel]
         schema = recording.schemas[channel.schema_id]
         yield channel.topic, message.log_time, decoder.decode(schema.data, message.data, path)

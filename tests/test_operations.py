@@ -333,3 +333,41 @@ def test_record_never_writes_over_an_earlier_recording(prefix: str, tmp_path: Pa
 
     result = cli("record", f"{prefix}-*", "-o", str(earlier), "--duration", "0.1", "--overwrite")
     assert result.returncode == 0 and earlier.read_bytes().startswith(b"\x89MCAP")
+
+
+def test_play_streams_a_recording_bigger_than_what_it_holds_in_memory(
+    prefix: str, tmp_path: Path
+) -> None:
+    """A recording may be bigger than the machine's memory: play reads it as it goes."""
+    from shared_object.recording import Recorder
+
+    path = tmp_path / "big.mcap"
+    with SharedObject.create(prefix + "-cam", np.zeros((480, 848, 3), np.uint8)) as cam:
+        with open(path, "wb") as f:
+            recorder = Recorder(f, [prefix + "-cam"])
+            recorder.scan()
+            for i in range(150):  # 150 frames of 1.2 MB: a 180 MB file
+                cam.assign(np.full((480, 848, 3), i % 256, np.uint8))
+                deadline = time.monotonic() + PROCESS_DEADLINE
+                while recorder.messages < i + 1 and time.monotonic() < deadline:
+                    time.sleep(0.001)  # every frame recorded, none skipped as a gap
+            recorder.finish()
+        cam.unlink()
+    size_mb = path.stat().st_size / 2**20
+    code = (
+        "import resource, sys; from shared_object.cli import main; "
+        f"code = main(['play', {str(path)!r}, '--rate', '1000', '--rename', "
+        f"'{prefix}-cam={prefix}-copy']); "
+        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    played = int(re.search(r"played (\d+) messages", result.stdout).group(1))  # type: ignore[union-attr]
+    assert played >= 150, result.stdout  # every frame (and the first value, if it was caught)
+    peak_mb = float(result.stdout.split("PEAK")[1])
+    assert size_mb > 150 and peak_mb < size_mb / 2, (peak_mb, size_mb)
+    with SharedObject.attach(prefix + "-copy") as copy:
+        assert copy.fetch()[0, 0, 0] == 149
+        copy.unlink()
