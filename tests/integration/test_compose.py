@@ -59,9 +59,6 @@ TWO_HOSTS = (
 )
 
 
-@pytest.mark.parametrize(
-    ("file", "services", "duration"), [SINGLE_HOST, TWO_HOSTS], ids=["one-host", "two-hosts"]
-)
 def require_compose() -> None:
     if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
         if os.environ.get("CI", "").lower() == "true":
@@ -85,6 +82,9 @@ def labels_override(services: tuple[str, ...]) -> str:
     return f.name
 
 
+@pytest.mark.parametrize(
+    ("file", "services", "duration"), [SINGLE_HOST, TWO_HOSTS], ids=["one-host", "two-hosts"]
+)
 def test_compose_demo_sensor_and_policy(
     docker_client: Any, file: str, services: tuple[str, ...], duration: int
 ) -> None:
