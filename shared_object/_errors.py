@@ -99,6 +99,10 @@ class UnsupportedPlatformError(SharedObjectError, NotImplementedError):
     """This platform lacks what shared_object needs (Linux with glibc)."""
 
 
+class MissingExtraError(SharedObjectError, ImportError):
+    """A feature's optional dependency is not installed; the message names the extra."""
+
+
 __all__ = [
     "CapacityError",
     "ClosedError",
@@ -109,6 +113,7 @@ __all__ = [
     "LayoutError",
     "LockReentryError",
     "LockTimeoutError",
+    "MissingExtraError",
     "OutOfSharedMemoryError",
     "SegmentExistsError",
     "SegmentNotFoundError",

@@ -40,6 +40,7 @@ from ._errors import (
     SharedObjectError,
     TypeMismatchError,
 )
+from ._extras import require
 from ._object import SharedObject
 
 SCHEMA_ENCODING = "shared_object.schema"
@@ -50,12 +51,7 @@ TICK_S = 1.0
 
 
 def _mcap() -> Any:
-    try:
-        import mcap.writer
-    except ImportError as exc:
-        msg = "recording needs the mcap extra: pip install 'shared_object[mcap]'"
-        raise ImportError(msg) from exc
-    return mcap
+    return require("mcap", "mcap.writer", extra="mcap", feature="recording")
 
 
 # ---------------------------------------------------------------------------------------------

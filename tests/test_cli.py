@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 import helpers
@@ -289,3 +290,22 @@ def test_the_image_s_healthcheck_runs_the_probe_the_library_names() -> None:
     dockerfile = path.read_text()
     healthcheck = dockerfile[dockerfile.index("HEALTHCHECK") :]
     assert f"python3 -c '{PROBE_CODE}'" in healthcheck
+
+
+@pytest.mark.parametrize(
+    ("command", "module", "extra"),
+    [
+        (["view", "x"], "rerun", "view"),
+        (["bridge", "--import", "x"], "zenoh", "zenoh"),
+        (["play", "run.mcap"], "mcap", "mcap"),
+    ],
+    ids=["view", "bridge", "play"],
+)
+def test_a_command_whose_extra_is_missing_says_which_to_install(
+    command: list[str], module: str, extra: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ImportError now
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert f"needs the {extra} extra: pip install 'shared_object[{extra}]'" in err, err
+    assert "Traceback" not in err

@@ -25,6 +25,7 @@ LEAVES = {
     _errors.OutOfSharedMemoryError: OSError,
     _errors.TooManyHandlesError: OSError,
     _errors.LockTimeoutError: TimeoutError,
+    _errors.MissingExtraError: ImportError,
     _errors.LockReentryError: RuntimeError,
     _errors.ClosedError: ValueError,
     _errors.IncompleteValueError: RuntimeError,

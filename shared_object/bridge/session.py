@@ -15,17 +15,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import InvalidArgumentError
+from .._extras import require
 
 
 def _zenoh() -> Any:
-    """The zenoh module (with zenoh.ext loaded), or an ImportError that says what to install."""
-    try:
-        import zenoh
-        import zenoh.ext
-    except ImportError as exc:
-        msg = "the bridge needs the zenoh extra: pip install 'shared_object[zenoh]'"
-        raise ImportError(msg) from exc
-    return zenoh
+    """The zenoh module, with zenoh.ext loaded (MissingExtraError without the zenoh extra)."""
+    return require("zenoh", "zenoh.ext", extra="zenoh", feature="the bridge")
 
 
 def build_config(

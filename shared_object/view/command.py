@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from .._errors import InvalidArgumentError
+from .._extras import require
 
 DEFAULT_PORT = 9090
 SCAN_S = 1.0
@@ -83,12 +84,7 @@ def _forced(entries: list[str]) -> dict[str, str]:
 
 
 def _rerun() -> Any:
-    try:
-        import rerun
-    except ImportError as exc:
-        msg = "the live view needs the view extra: pip install 'shared_object[view]'"
-        raise ImportError(msg) from exc
-    return rerun
+    return require("rerun", extra="view", feature="the live view")
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -29,7 +29,7 @@ import time
 import urllib.parse
 from typing import IO
 
-from .._errors import InvalidArgumentError
+from .._errors import InvalidArgumentError, MissingExtraError
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 #: How long the server may take to listen (it unpacks the web viewer first).
@@ -134,11 +134,11 @@ def _binary() -> str:
     spec = importlib.util.find_spec("rerun_cli")
     if spec is None or spec.origin is None:
         msg = "the live view needs the view extra: pip install 'shared_object[view]'"
-        raise ImportError(msg)
+        raise MissingExtraError(msg)
     path = os.path.join(os.path.dirname(spec.origin), "rerun")
     if not os.path.exists(path):
         msg = f"the rerun-sdk wheel has no viewer binary at {path}: reinstall rerun-sdk"
-        raise ImportError(msg)
+        raise MissingExtraError(msg)
     return path
 
 
