@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -70,13 +71,17 @@ class Viewer:
             return
         try:
             self._log(name, obj)  # its current value first, then each change
+            last = time.monotonic()
             while not self.stop_event.is_set():
                 if not obj.wait(0.5):
                     if obj.orphaned:  # removed or re-created: the next scan follows the new one
                         break
                     continue
-                self.stop_event.wait(self.min_interval)  # sampled: the newest value after it
+                # At most max_rate a second: a change sooner than that waits for the rest of
+                # the interval and then logs the newest value, which may be a later one.
+                self.stop_event.wait(max(0.0, last + self.min_interval - time.monotonic()))
                 self._log(name, obj)
+                last = time.monotonic()
         except (SharedObjectError, OSError) as exc:
             self._say_once(name, f"view: stopped following {name}: {exc}")
         finally:
