@@ -126,13 +126,18 @@ class Recorder:
         next_ns = 0
         dynamic = "true" if isinstance(obj, SharedDynamicObject) else "false"
         slots = "1" if obj._single_slot else "2"
+        payload = bytearray()  # the previous payload's memory, copied over: see fetch_raw
         try:
             while not self.stop.is_set():
                 if last_change is not None and not obj.wait(0.2):
                     continue
                 if self.min_period_ns and time.monotonic_ns() < next_ns:
                     time.sleep((next_ns - time.monotonic_ns()) / 1e9)
-                raw = _reading.fetch_raw(obj)
+                raw = _reading.fetch_raw(obj, reuse=payload)
+                if isinstance(raw.payload, bytearray):
+                    payload = raw.payload
+                else:  # its size changed: the next copies go into memory of the new size
+                    payload = bytearray(len(raw.payload))
                 if raw.change == last_change:
                     continue
                 next_ns = time.monotonic_ns() + self.min_period_ns

@@ -46,6 +46,7 @@ def produce(prefix: str, count: int, period: float, started: Any) -> None:
         SharedDynamicObject(prefix + "-dyn", data=0) as dyn,
     ):
         started.set()
+        time.sleep(period)  # the attach's own assign of frame 0 is a change too: as far apart
         for i in range(1, count + 1):
             cam.assign(frame(i))
             pose.assign(np.full(7, float(i)))

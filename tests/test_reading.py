@@ -366,3 +366,24 @@ def test_an_exception_from_outside_decoding_propagates_as_itself(shm_name: str, 
             slot.read = interrupted  # type: ignore[union-attr]
         with pytest.raises(FromAHandlerError):
             obj.fetch()
+
+
+def test_fetch_raw_copies_into_the_callers_buffer_when_it_has_the_payloads_size(
+    shm_name: str, read_path: Tuning
+) -> None:
+    frame = np.full((4, 6, 3), 1, np.uint8)
+    with SharedObject.create(shm_name, frame, tuning=read_path) as obj:
+        first = _reading.fetch_raw(obj)
+        assert isinstance(first.payload, bytes) and first.payload == frame.tobytes()
+        reuse = bytearray(len(first.payload))
+        obj.assign(np.full((4, 6, 3), 2, np.uint8))
+        second = _reading.fetch_raw(obj, reuse=reuse)
+        assert second.payload is reuse
+        assert reuse == bytes([2]) * frame.nbytes
+        assert second.change == first.change + 1
+        assert second.schema_text == first.schema_text
+        # A buffer of another size is left alone: the payload comes back as new bytes.
+        small = bytearray(3)
+        third = _reading.fetch_raw(obj, reuse=small)
+        assert third.payload is not small and third.payload == bytes(reuse)
+        assert small == bytearray(3)

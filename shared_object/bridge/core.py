@@ -254,6 +254,7 @@ class Bridge:
             return
         publisher = None
         message: bytearray | None = None  # reused: see wire.encode
+        payload = bytearray()  # reused: see fetch_raw
         sequence = 0
         first = True
         dynamic = isinstance(obj, SharedDynamicObject)
@@ -265,9 +266,11 @@ class Bridge:
                     continue
                 first = False
                 with self._lock_for(name):
-                    raw = _reading.fetch_raw(obj)
+                    raw = _reading.fetch_raw(obj, reuse=payload)
                     if self._imported.get(name) == raw.change:
                         continue  # the value we imported: never sent back
+                if not isinstance(raw.payload, bytearray):  # its size changed
+                    payload = bytearray(len(raw.payload))
                 sequence += 1
                 message = wire.encode(
                     sequence=sequence,

@@ -74,7 +74,7 @@ def encode(
     dynamic: bool,
     single_slot: bool,
     schema_text: bytes,
-    payload: bytes | memoryview,
+    payload: bytes | bytearray | memoryview,
     reuse: bytearray | None = None,
 ) -> bytearray:
     """One message, in one buffer (the payload copied once, into its place).
