@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--overwrite", action="store_true", help="replace an existing file")
     record.add_argument("--max-rate", type=positive, help="at most this many messages/s per object")
     record.add_argument("--compression", choices=["none", "zstd", "lz4"], default="none")
+    record.add_argument(
+        "--buffer-mb",
+        type=positive,
+        help="MB of changes held while the file system stalls (default 64); beyond, changes drop",
+    )
     record.add_argument("--duration", type=seconds, help="stop after this many seconds")
     record.add_argument("--json", action="store_true", help="progress as JSON lines")
     play = sub.add_parser("play", help="play an MCAP recording back into shared memory")

@@ -379,3 +379,19 @@ def test_play_streams_a_recording_bigger_than_what_it_holds_in_memory(
     with SharedObject.attach(prefix + "-copy") as copy:
         assert copy.fetch()[0, 0, 0] == 149
         copy.unlink()
+
+
+def test_record_takes_its_buffer_in_mb_and_refuses_none(prefix: str, tmp_path: Path) -> None:
+    refused = cli("record", f"{prefix}-*", "-o", str(tmp_path / "a.mcap"), "--buffer-mb", "0")
+    assert refused.returncode == 2 and "expected a number > 0" in refused.stderr
+    assert not (tmp_path / "a.mcap").exists()
+    with SharedObject(prefix + "-frame", data=frame(3)):
+        result = cli(
+            "record", f"{prefix}-*", "-o", str(tmp_path / "b.mcap"), "--buffer-mb", "0.5",
+            "--duration", "0.5",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    from mcap.reader import make_reader
+
+    with open(tmp_path / "b.mcap", "rb") as f:
+        assert [bytes(m.data)[0] for _, _, m in make_reader(f).iter_messages()] == [3]
