@@ -53,8 +53,6 @@ TICK_S = 1.0
 #: write stall shorter than this takes to fill loses nothing (64 MB: 1.7 s of a 30 Hz camera's
 #: 1.22 MB frames).
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
-#: Written payload buffers kept per object for its next copies.
-SPARE_BUFFERS = 4
 
 
 def _mcap() -> Any:
@@ -129,13 +127,17 @@ class Recorder:
         self.stop = threading.Event()
         self.threads: dict[str, threading.Thread] = {}
         # Guards the queue, the spare buffers and the counters below.
-        self.queue_changed = threading.Condition()
+        self.lock = threading.Lock()
+        self.has_work = threading.Condition(self.lock)  # for the writer thread
+        self.has_room = threading.Condition(self.lock)  # for the copying threads
         self.queue: collections.deque[_Copied] = collections.deque()
         self.queued_bytes = 0
+        self.writer_idle = False
         self.writing = True  # false once finish() has asked the writer thread to end
         # Payload buffers written and free again, per object: the next copies go into memory
         # that is already mapped (see fetch_raw's ``reuse``).
         self.spare: dict[str, list[bytearray]] = {}
+        self.spare_bytes = 0
         self.channels: dict[tuple[str, bytes], int] = {}  # (name, schema text) -> channel id
         self.schemas: dict[bytes, int] = {}
         self.messages = 0
@@ -179,7 +181,8 @@ class Recorder:
                     break
                 raw = _reading.fetch_raw(obj, reuse=buffer)
                 if raw.change == last_change:
-                    self._give_back(obj.name, raw.payload)
+                    with self.lock:
+                        self._give_back(obj.name, raw.payload)
                     continue
                 next_ns = time.monotonic_ns() + self.min_period_ns
                 missed = 0
@@ -195,47 +198,65 @@ class Recorder:
     def _room_for_a_copy(self, name: str) -> bytearray | None:
         """A spare buffer of ``name``'s (empty if none), once the queue has room; None when
         stopping."""
-        with self.queue_changed:
+        with self.lock:
             while self.queued_bytes >= self.buffer_bytes:
                 if self.stop.is_set():
                     return None
-                self.queue_changed.wait(0.2)
+                self.has_room.wait(0.2)
             spares = self.spare.get(name)
-            return spares.pop() if spares else bytearray()
+            if not spares:
+                return bytearray()
+            self.spare_bytes -= len(spares[-1])
+            return spares.pop()
 
     def _enqueue(self, copied: _Copied) -> None:
-        with self.queue_changed:
+        with self.lock:
             self.queue.append(copied)
             self.queued_bytes += _queued_size(copied)
             self.dropped += copied.missed
-            self.queue_changed.notify_all()
+            if self.writer_idle:  # otherwise it takes this one with the rest: no wake-up
+                self.has_work.notify()
 
     def _give_back(self, name: str, payload: bytes | bytearray) -> None:
-        with self.queue_changed:
-            spares = self.spare.setdefault(name, [])
-            if len(spares) < SPARE_BUFFERS:
-                # A payload that came back as bytes had a new size: keep memory of that size.
-                spares.append(
-                    payload if isinstance(payload, bytearray) else bytearray(len(payload))
-                )
+        """Keep ``payload``'s memory for ``name``'s next copies (call with the lock held). The
+        spare buffers hold at most what the queue may: as many as were in flight at once."""
+        if self.spare_bytes + len(payload) > self.buffer_bytes:
+            return
+        # A payload that came back as bytes had no spare of its size: it becomes one.
+        self.spare.setdefault(name, []).append(
+            payload if isinstance(payload, bytearray) else bytearray(payload)
+        )
+        self.spare_bytes += len(payload)
 
     def _write_queue(self) -> None:
-        """The writer thread: the queue, in order, into the file, until finish() and empty."""
+        """The writer thread: the queue, in order, into the file, until finish() and empty.
+
+        It takes everything queued at once, and wakes the copying threads waiting for room
+        only when a quarter of the buffer is free again: one wake-up per item (a pose at
+        10,000 changes a second) would cost more than the writes.
+        """
+        resume_below = self.buffer_bytes - self.buffer_bytes // 4
         while True:
-            with self.queue_changed:
+            with self.lock:
                 while not self.queue and self.writing:
-                    self.queue_changed.wait()
+                    self.writer_idle = True
+                    self.has_work.wait()
+                self.writer_idle = False
                 if not self.queue:
                     return
-                copied = self.queue.popleft()
-            try:
-                self._write(copied)
-            except Exception as exc:  # noqa: BLE001 - a disk full or gone: say so, keep the rest
-                self.errors.append(f"{copied.name}: writing failed: {exc}")
-            with self.queue_changed:
-                self.queued_bytes -= _queued_size(copied)
-                self.queue_changed.notify_all()
-            self._give_back(copied.name, copied.raw.payload)
+                batch, self.queue = self.queue, collections.deque()
+            for copied in batch:
+                try:
+                    self._write(copied)
+                except Exception as exc:  # noqa: BLE001 - a disk full or gone: keep the rest
+                    self.errors.append(f"{copied.name}: writing failed: {exc}")
+                with self.lock:
+                    self.messages += 1
+                    self.bytes += len(copied.raw.payload)
+                    self.queued_bytes -= _queued_size(copied)
+                    self._give_back(copied.name, copied.raw.payload)
+                    if self.queued_bytes < resume_below:
+                        self.has_room.notify_all()
 
     def _write(self, copied: _Copied) -> None:
         name, raw = copied.name, copied.raw
@@ -260,26 +281,23 @@ class Recorder:
             publish_time=time.time_ns(),
             sequence=raw.change & 0xFFFF_FFFF,
         )
-        with self.queue_changed:
-            self.messages += 1
-            self.bytes += len(raw.payload)
 
     def finish(self) -> None:
         """Stop copying, write what is queued, then the file's index and footer: a complete,
         indexed file."""
         self.stop.set()
-        with self.queue_changed:
-            self.queue_changed.notify_all()
+        with self.lock:
+            self.has_room.notify_all()
         for thread in self.threads.values():
             thread.join(5)
-        with self.queue_changed:
+        with self.lock:
             self.writing = False
-            self.queue_changed.notify_all()
+            self.has_work.notify()
         self.writer_thread.join()
         self.writer.finish()
 
     def progress(self) -> dict[str, Any]:
-        with self.queue_changed:
+        with self.lock:
             return {
                 "objects": len(self.threads),
                 "messages": self.messages,
