@@ -130,7 +130,32 @@ def row(
     target: float,
     floor_name: str,
 ) -> None:
+    """A row with a target: ``ok`` or ``MISSED`` beside it."""
     verdict = "ok" if timing.ratio <= target else "MISSED"
+    _append(rows, op, payload, timing, floor_name, f"<= {target}x", verdict)
+
+
+def info_row(
+    rows: list[tuple[str, ...]],
+    op: str,
+    payload: str,
+    timing: Timing,
+    floor_name: str,
+    target_text: str = "",
+) -> None:
+    """A row for information: no verdict (``target_text`` "(info)" where the op does not say so)."""
+    _append(rows, op, payload, timing, floor_name, target_text, "")
+
+
+def _append(
+    rows: list[tuple[str, ...]],
+    op: str,
+    payload: str,
+    timing: Timing,
+    floor_name: str,
+    target_text: str,
+    verdict: str,
+) -> None:
     rows.append(
         (
             op,
@@ -139,7 +164,7 @@ def row(
             f"{timing.floor * 1e6:.3f}",
             floor_name,
             f"{timing.ratio:.2f}x",
-            f"<= {target}x",
+            target_text,
             verdict,
         )
     )
@@ -167,17 +192,8 @@ def bench_100mb(rows: list[tuple[str, ...]], quick: bool) -> None:
             raw = compare(
                 lambda: np.copyto(into_shm, src), lambda: np.copyto(dst, src), big_n, big_rounds
             )
-        rows.append(
-            (
-                "(info) np.copyto into /dev/shm, no library",
-                "uint8 100 MiB",
-                f"{raw.ours * 1e6:.3f}",
-                f"{raw.floor * 1e6:.3f}",
-                "np.copyto",
-                f"{raw.ratio:.2f}x",
-                "",
-                "",
-            )
+        info_row(
+            rows, "(info) np.copyto into /dev/shm, no library", "uint8 100 MiB", raw, "np.copyto"
         )
 
         def reduce_in_place() -> None:
@@ -185,17 +201,13 @@ def bench_100mb(rows: list[tuple[str, ...]], quick: bool) -> None:
                 v.value.max()
 
         view_t = compare(reduce_in_place, src.max, big_n, big_rounds)
-        rows.append(
-            (
-                "view(): reduce in place (max)",
-                "uint8 100 MiB",
-                f"{view_t.ours * 1e6:.3f}",
-                f"{view_t.floor * 1e6:.3f}",
-                "max() on a private array",
-                f"{view_t.ratio:.2f}x",
-                "(info)",
-                "",
-            )
+        info_row(
+            rows,
+            "view(): reduce in place (max)",
+            "uint8 100 MiB",
+            view_t,
+            "max() on a private array",
+            "(info)",
         )
         obj.unlink()
 
@@ -251,18 +263,7 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
                 ),
             ),
         ):
-            rows.append(
-                (
-                    op,
-                    "uint8 1 KiB (32x32)",
-                    f"{timing.ours * 1e6:.3f}",
-                    f"{timing.floor * 1e6:.3f}",
-                    "np.copyto",
-                    f"{timing.ratio:.2f}x",
-                    "(info)",
-                    "",
-                )
-            )
+            info_row(rows, op, "uint8 1 KiB (32x32)", timing, "np.copyto", "(info)")
         obj.unlink()
 
     frame_n, frame_rounds = (50, 7) if quick else (200, 11)
@@ -298,17 +299,8 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
                         frame_rounds,
                     )
                     row(rows, "assign", label, alternating, 1.10, "np.copyto, 2 destinations")
-                    rows.append(
-                        (
-                            "(info) assign, against one destination",
-                            label,
-                            f"{assign.ours * 1e6:.3f}",
-                            f"{assign.floor * 1e6:.3f}",
-                            "np.copyto",
-                            f"{assign.ratio:.2f}x",
-                            "",
-                            "",
-                        )
+                    info_row(
+                        rows, "(info) assign, against one destination", label, assign, "np.copyto"
                     )
                 else:
                     row(rows, "assign" + suffix, label, assign, 1.10, "np.copyto")
@@ -319,17 +311,8 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
                         n,
                         frame_rounds,
                     )
-                    rows.append(
-                        (
-                            "(info) assign's protocol alone, inlined",
-                            label,
-                            f"{bare.ours * 1e6:.3f}",
-                            f"{bare.floor * 1e6:.3f}",
-                            "np.copyto",
-                            f"{bare.ratio:.2f}x",
-                            "",
-                            "",
-                        )
+                    info_row(
+                        rows, "(info) assign's protocol alone, inlined", label, bare, "np.copyto"
                     )
                 obj.unlink()
             if slots == 2:
@@ -342,17 +325,8 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
                     n,
                     frame_rounds,
                 )
-                rows.append(
-                    (
-                        "(info) np.copyto alternating 2 destinations",
-                        label,
-                        f"{alt.ours * 1e6:.3f}",
-                        f"{alt.floor * 1e6:.3f}",
-                        "np.copyto",
-                        f"{alt.ratio:.2f}x",
-                        "",
-                        "",
-                    )
+                info_row(
+                    rows, "(info) np.copyto alternating 2 destinations", label, alt, "np.copyto"
                 )
                 # And what any writer into /dev/shm pays: tmpfs pages are 4 KiB (shmem_enabled is
                 # usually "never"), where a private array of 4 MB or more gets transparent huge pages.
@@ -363,17 +337,8 @@ def bench_in_process(rows: list[tuple[str, ...]], quick: bool) -> None:
                         n,
                         frame_rounds,
                     )
-                rows.append(
-                    (
-                        "(info) np.copyto into /dev/shm, no library",
-                        label,
-                        f"{raw.ours * 1e6:.3f}",
-                        f"{raw.floor * 1e6:.3f}",
-                        "np.copyto",
-                        f"{raw.ratio:.2f}x",
-                        "",
-                        "",
-                    )
+                info_row(
+                    rows, "(info) np.copyto into /dev/shm, no library", label, raw, "np.copyto"
                 )
 
     payload = os.urandom(1 << 20)
@@ -416,18 +381,7 @@ def bench_cross_process(rows: list[tuple[str, ...]], quick: bool) -> None:
         if target:
             row(rows, op, "uint8 480x848x3", timing, target, "2-slot seqlock")
         else:
-            rows.append(
-                (
-                    op,
-                    "uint8 480x848x3",
-                    f"{ours * 1e6:.3f}",
-                    f"{floor * 1e6:.3f}",
-                    "2-slot seqlock",
-                    f"{timing.ratio:.2f}x",
-                    "(info)",
-                    "",
-                )
-            )
+            info_row(rows, op, "uint8 480x848x3", timing, "2-slot seqlock", "(info)")
 
 
 def idle_consumer(name: str, mode: str, seconds: float) -> None:
