@@ -49,6 +49,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from shared_object.testing import free_port  # noqa: E402
+
 SIZES = {"100B": (100,), "1.22MB": (480, 848, 3)}
 PACED_PERIOD_S = {"100B": 0.005, "1.22MB": 0.020}
 PATHS = ("bridge", "zenoh", "tcp")
@@ -67,12 +69,6 @@ def zenoh_config(listen: str | None = None, connect: str | None = None) -> Any:
     from shared_object.bridge.session import build_config
 
     return build_config(listen=[listen] if listen else [], connect=[connect] if connect else [])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from shared_object import SharedObject  # noqa: E402
-from shared_object.testing import unique_name  # noqa: E402
+from shared_object.testing import free_port_pair, unique_name  # noqa: E402
 
 PRODUCER = """
 import sys, time, numpy as np
@@ -46,20 +45,6 @@ with SharedObject(sys.argv[1], data=message) as obj:
         time.sleep(max(0.0, next_t - time.monotonic()))
     obj.unlink()
 """
-
-
-def free_port_pair() -> int:
-    """A port whose next one is free too (the page's and the data's)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
 
 
 def cpu_seconds(pids: list[int]) -> float:

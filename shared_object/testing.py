@@ -1,4 +1,5 @@
-"""Helpers for tests, examples and containers: collision-free names, and the seams tests use.
+"""Helpers for tests, examples and containers: collision-free names and ports, and the seams
+tests use.
 
 The seams reach what no public call shows on purpose: the raw writer mutex (to hold it as a
 stuck or dead writer would, unknown to every section of ours) and the handle's writer lock (who
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,6 +22,27 @@ if TYPE_CHECKING:
 def unique_name(prefix: str = "so-test") -> str:
     """A segment name no other process will pick: ``<prefix>-<pid>-<random hex>``."""
     return f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_port_pair() -> int:
+    """A free port whose next one is free too (the live view's page and its data)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    msg = "no two adjacent free ports on 127.0.0.1 in 50 tries"
+    raise OSError(msg)
 
 
 def writer_lock(obj: SharedObject) -> WriterLock:
@@ -40,4 +63,4 @@ def writer_mutex(obj: SharedObject) -> WriterMutex:
     return writer_lock(obj)._mutex
 
 
-__all__ = ["unique_name", "writer_lock", "writer_mutex"]
+__all__ = ["free_port", "free_port_pair", "unique_name", "writer_lock", "writer_mutex"]

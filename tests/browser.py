@@ -13,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from shared_object.testing import free_port
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 HOW = (
@@ -36,12 +37,6 @@ def _unavailable(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"the browser tests must run under CI, but {reason}", pytrace=False)
     pytest.skip(f"{reason}: to run the browser tests, {HOW}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Page:
@@ -101,7 +96,7 @@ def chromium(width: int = 1280, height: int = 800) -> Iterator[Browser]:
         import websockets.sync.client  # noqa: F401
     except ImportError as exc:
         _unavailable(f"{exc.name} is not installed")
-    port = _free_port()
+    port = free_port()
     profile = tempfile.mkdtemp(prefix="so-chromium-")
     process = subprocess.Popen(
         [binary, "--headless=new", "--no-sandbox", "--no-first-run", "--disable-gpu-sandbox",

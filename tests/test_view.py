@@ -19,6 +19,7 @@ import pytest
 from browser import chromium, fraction_of_colour
 
 from shared_object import SharedDynamicObject, SharedObject
+from shared_object.testing import free_port_pair
 
 rerun = pytest.importorskip(
     "rerun", reason="the live view needs the view extra: pip install -e '.[view]'"
@@ -26,21 +27,6 @@ rerun = pytest.importorskip(
 
 CLI = [sys.executable, "-m", "shared_object"]
 DEADLINE = 90.0
-
-
-def free_port_pair() -> int:
-    """A port whose next one is free too (the page's and the data's)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
-    pytest.fail("no two adjacent free ports")
 
 
 class Producer:
