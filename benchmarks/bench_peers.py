@@ -190,7 +190,9 @@ def reference_receiver(name: str, shape: tuple[int, ...]) -> Receiver:
     return receive
 
 
-def iceoryx_sender(name: str, shape: tuple[int, ...]) -> Sender:
+def iceoryx_service(name: str) -> tuple[Any, Any]:
+    """(node, service): the byte-slice publish-subscribe service both ends open, keeping only
+    the newest frames (no history, two buffered, the oldest overwritten)."""
     import ctypes
 
     import iceoryx2 as iox2
@@ -205,6 +207,11 @@ def iceoryx_sender(name: str, shape: tuple[int, ...]) -> Sender:
         .enable_safe_overflow(True)
         .open_or_create()
     )
+    return node, service
+
+
+def iceoryx_sender(name: str, shape: tuple[int, ...]) -> Sender:
+    node, service = iceoryx_service(name)
     publisher = service.publisher_builder().initial_max_slice_len(int(np.prod(shape))).create()
     keep = (node, service, publisher)
 
@@ -218,20 +225,7 @@ def iceoryx_sender(name: str, shape: tuple[int, ...]) -> Sender:
 
 
 def iceoryx_receiver(name: str, shape: tuple[int, ...], zero_copy: bool) -> Receiver:
-    import ctypes
-
-    import iceoryx2 as iox2
-
-    iox2.set_log_level(iox2.LogLevel.Error)
-    node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
-    service = (
-        node.service_builder(iox2.ServiceName.new(name))
-        .publish_subscribe(iox2.Slice[ctypes.c_uint8])
-        .history_size(0)
-        .subscriber_max_buffer_size(2)
-        .enable_safe_overflow(True)
-        .open_or_create()
-    )
+    node, service = iceoryx_service(name)
     subscriber = service.subscriber_builder().create()
 
     def receive() -> int:

@@ -63,6 +63,21 @@ def produce(prefix: str, rate: float, seconds: float, started: Any, sent: Any) -
         sent.put((n, longest_gap))
 
 
+def wait_for_producer(prefix: str) -> None:
+    """Until the producer has made both its objects (the pose is made last)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not os.path.exists(f"/dev/shm/{prefix}-pose"):
+        time.sleep(0.01)
+
+
+def remove_objects(prefix: str) -> None:
+    for suffix in ("-frame", "-pose"):
+        try:
+            SharedObject.attach(prefix + suffix).unlink()
+        except OSError:
+            pass
+
+
 def record_round(rate: float, seconds: float, directory: str) -> tuple[int, int, int, float, float]:
     """(frames sent, frames recorded, frames dropped, MB/s written, the producer's longest gap
     between frames in ms) for one round."""
@@ -73,9 +88,7 @@ def record_round(rate: float, seconds: float, directory: str) -> tuple[int, int,
     producer.start()
     path = os.path.join(directory, prefix + ".mcap")
     with open(path, "wb") as output:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not os.path.exists(f"/dev/shm/{prefix}-pose"):
-            time.sleep(0.01)
+        wait_for_producer(prefix)
         recorder = Recorder(output, [prefix + "-*"])
         recorder.scan()
         time.sleep(0.2)  # its threads wait on the objects
@@ -91,11 +104,7 @@ def record_round(rate: float, seconds: float, directory: str) -> tuple[int, int,
     messages = recorder.messages - before[0]
     mb_per_s = (written - before[1]) / 1e6 / elapsed
     os.unlink(path)
-    for suffix in ("-frame", "-pose"):
-        try:
-            SharedObject.attach(prefix + suffix).unlink()
-        except OSError:
-            pass
+    remove_objects(prefix)
     frames = messages // 2  # a frame and a pose per step
     return n, frames, recorder.dropped // 2, mb_per_s, longest_gap * 1e3
 
@@ -109,9 +118,7 @@ def plain_write_mb_per_s(seconds: float, directory: str) -> float:
     producer.start()
     frame = np.full(FRAME, 7, np.uint8).tobytes()
     path = os.path.join(directory, prefix + ".bin")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not os.path.exists(f"/dev/shm/{prefix}-pose"):
-        time.sleep(0.01)
+    wait_for_producer(prefix)
     started.set()
     written = 0
     t0 = time.monotonic()
@@ -123,11 +130,7 @@ def plain_write_mb_per_s(seconds: float, directory: str) -> float:
     sent.get(timeout=120)
     producer.join(30)
     os.unlink(path)
-    for suffix in ("-frame", "-pose"):
-        try:
-            SharedObject.attach(prefix + suffix).unlink()
-        except OSError:
-            pass
+    remove_objects(prefix)
     return written / 1e6 / elapsed
 
 

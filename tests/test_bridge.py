@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,17 +20,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from shared_object.testing import free_port
+
 zenoh = pytest.importorskip(
     "zenoh", reason="the bridge needs the zenoh extra: pip install -e '.[zenoh]'"
 )
 
 DEADLINE = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Host:
@@ -44,19 +39,15 @@ class Host:
         self.env = {**os.environ, "SHARED_OBJECT_DIR": self.dir}
 
     def bridge(self, *args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "shared_object", "bridge", "--json", *args],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.processes.append(process)
-        return process
+        return self.python_with("-m", "shared_object", "bridge", "--json", *args)
 
     def python(self, code: str, *args: str) -> subprocess.Popen[str]:
+        return self.python_with("-c", code, *args)
+
+    def python_with(self, *args: str) -> subprocess.Popen[str]:
+        """``python args...`` on this host, its output piped; closed with the host."""
         process = subprocess.Popen(
-            [sys.executable, "-c", code, *args],
+            [sys.executable, *args],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
