@@ -8,8 +8,9 @@ process, on host B a receiver process; between them three paths, all over TCP on
 - bridge: the sender assigns a SharedObject on A; `shared-object bridge --export` on A and
   `--import` on B carry it (Zenoh, its shared memory off); the receiver waits on B's object.
 - zenoh: the sender `put`s the same bytes on a Zenoh publisher configured as the bridge's
-  (peer mode, express, congestion DROP at 1.22 MB and BLOCK at 100 B, shared memory off); the
-  receiver's subscriber callback copies them into an array it holds.
+  (peer mode, express, congestion BLOCK, priority DATA at 1.22 MB and REAL_TIME at 100 B, one
+  link per priority range, shared memory off); the receiver's subscriber callback copies them
+  into an array it holds.
 - tcp: the sender writes them, length-prefixed, to a socket; the receiver `recv_into`s an
   array it holds. The floor: no middleware at all.
 
@@ -52,6 +53,8 @@ sys.path.insert(0, ROOT)
 from shared_object.testing import free_port  # noqa: E402
 
 SIZES = {"100B": (100,), "1.22MB": (480, 848, 3)}
+#: The payloads measured (--sizes): all of them unless told.
+MEASURED = list(SIZES)
 PACED_PERIOD_S = {"100B": 0.005, "1.22MB": 0.020}
 PATHS = ("bridge", "zenoh", "tcp")
 OBJECT = {"100B": "bench-small", "1.22MB": "bench-frame"}
@@ -193,9 +196,8 @@ class Sender:
         self.publishers = {
             size: self.session.declare_publisher(
                 f"bench/raw/{size}",
-                congestion_control=zenoh.CongestionControl.DROP
-                if size == "1.22MB"
-                else zenoh.CongestionControl.BLOCK,
+                congestion_control=zenoh.CongestionControl.BLOCK,
+                priority=zenoh.Priority.DATA if size == "1.22MB" else zenoh.Priority.REAL_TIME,
                 express=True,
             )
             for size in SIZES
@@ -304,7 +306,7 @@ def measure_latency(
 ) -> dict[tuple[str, str], list[float]]:
     """Paced windows of every path, their order reversed each round: one-way latencies (ms)."""
     latency: dict[tuple[str, str], list[float]] = {}
-    for size in SIZES:
+    for size in MEASURED:
         for round_ in range(rounds):
             for path in PATHS if round_ % 2 == 0 else PATHS[::-1]:
                 receiver.ask("reset")
@@ -318,7 +320,7 @@ def measure_latency(
 def print_latency(latency: dict[tuple[str, str], list[float]]) -> None:
     print("\n1. one-way latency, paced (ms): median / p99; ratio of medians")
     print(f"   {'payload':8} {'bridge':>15} {'raw zenoh':>15} {'tcp':>15}  bridge/zenoh  bridge/tcp  target")  # fmt: skip
-    for size in SIZES:
+    for size in MEASURED:
         medians = {path: statistics.median(latency[path, size]) for path in PATHS}
         cells = [f"{medians[p]:6.3f} / {p99(latency[p, size]):6.3f}" for p in PATHS]
         target = "1.30x" if size == "100B" else "1.15x"
@@ -363,7 +365,8 @@ def measure_free(
     print("\n2. saturated: delivered at B per second, MB/s, the age of B's newest value (ms)")
     print("   free: the sender as fast as it can; offered: paced at twice raw Zenoh's free rate")
     print(f"   {'payload':8} {'path':7} {'mode':8} {'sent/s':>8} {'got/s':>8} {'MB/s':>8} {'age p99':>8} {'age max':>8} {'bound':>7}  bridge CPU/frame")  # fmt: skip
-    for size, shape in SIZES.items():
+    for size in MEASURED:
+        shape = SIZES[size]
         totals: dict[tuple[str, str], float] = {}
         offered_rate = 0.0
         for mode in ("free", "offered"):
@@ -400,12 +403,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--messages", type=int, default=100, help="per path and round (paced)")
     parser.add_argument("--seconds", type=float, default=3.0, help="per saturated window")
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--role", choices=["sender", "receiver"], help=argparse.SUPPRESS)
     parser.add_argument("--ports", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role:
         serve(args.role, *args.ports)
         return 0
+    MEASURED[:] = args.sizes
 
     hosts = {h: tempfile.mkdtemp(prefix=f"so-bench-{h}-", dir="/dev/shm") for h in "ab"}
     env = {h: {**os.environ, "SHARED_OBJECT_DIR": d} for h, d in hosts.items()}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
@@ -563,6 +564,26 @@ def build(schema: Schema) -> Node:
     return node
 
 
+def array_leaves(node: Node, path: str = "") -> list[tuple[str, ArrayNode]]:
+    """The ndarray leaves under ``node``, depth first (payload order), each with its path as
+    errors name it (``"['frame']"``; ``""`` for the root itself)."""
+    if isinstance(node, ArrayNode):
+        return [(path, node)]
+    if isinstance(node, SequenceNode) and node.kind in ("tuple", "list"):
+        return [
+            leaf
+            for i, child in enumerate(node.children)
+            for leaf in array_leaves(child, f"{path}[{i}]")
+        ]
+    if isinstance(node, DictNode):
+        return [
+            leaf
+            for key, child in zip(node.keys, node.children, strict=True)
+            for leaf in array_leaves(child, f"{path}[{key!r}]")
+        ]
+    return []  # scalars, strings, and sets (whose members are hashable scalars)
+
+
 def fits_as_is(offered: Schema, stored: Schema | None) -> bool:
     """Whether a value of schema ``offered`` would read back as itself if written under ``stored``.
 
@@ -681,19 +702,23 @@ class Decoder:
 
     Every check that ``attach`` makes of a segment's schema and payload is made here: a
     malformed or hostile pair raises LayoutError naming ``source``, never anything else.
+    Threads may share one: its cache changes under a lock, and ``decode(copy=False)`` leaves
+    nothing of a payload behind in the nodes.
     """
 
     def __init__(self, cache_size: int = 32) -> None:
         self._nodes: dict[bytes, Node] = {}
         self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     def node(self, schema_text: bytes, source: str) -> Node:
         node = self._nodes.get(schema_text)
         if node is None:
             node = build_checked(loads(schema_text, source), source)
-            if len(self._nodes) >= self._cache_size:
-                del self._nodes[next(iter(self._nodes))]
-            self._nodes[schema_text] = node
+            with self._lock:
+                if len(self._nodes) >= self._cache_size:
+                    del self._nodes[next(iter(self._nodes))]
+                self._nodes[schema_text] = node
         return node
 
     def decode(
@@ -727,6 +752,7 @@ __all__ = [
     "Node",
     "StructNode",
     "Writes",
+    "array_leaves",
     "build",
     "build_checked",
     "encode",

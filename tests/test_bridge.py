@@ -282,12 +282,24 @@ def test_malformed_and_stale_messages_are_counted_and_change_nothing(
             "from shared_object import SharedObject; print(SharedObject.attach('vec', timeout=30).fetch().tolist())"
         )
         assert value.strip() == "[0.0, 1.0, 2.0]"
+        hostile_encoding = wire.encode(  # flagged encoded, but its table is nonsense
+            sequence=6,
+            mtime_ns=time.time_ns(),
+            change=6,
+            source=b"s" * 16,
+            dynamic=False,
+            single_slot=False,
+            schema_text=text,
+            payload=b"\x01\x00" + bytes(6) + b"\xff" * 24,
+            encoded=True,
+        )
         for garbage in (
             b"",
             b"SOBM",
             bytes(good[:60]),
             b"x" * 500,
             bytes(good).replace(b"SOBM", b"SOBN"),
+            bytes(hostile_encoding),
         ):
             publisher.put(garbage)
             time.sleep(0.05)
@@ -303,7 +315,7 @@ def test_malformed_and_stale_messages_are_counted_and_change_nothing(
         )
         publisher.put(bytes(older))
         stats = stats_until(
-            importer, lambda s: s["totals"]["malformed"] >= 5 and s["totals"]["stale"] >= 1
+            importer, lambda s: s["totals"]["malformed"] >= 6 and s["totals"]["stale"] >= 1
         )
         assert stats["totals"]["received"] == 1
         assert importer.poll() is None  # still running
@@ -331,3 +343,80 @@ def test_a_killed_exporter_restarted_resumes_the_flow(hosts: Callable[[str], Hos
     )  # by itself: nothing restarted on b
     assert resumed["totals"]["malformed"] == 0
     producer.terminate()
+
+
+def test_encoded_frames_cross_whole_and_a_repeated_option_adds_up(
+    hosts: Callable[[str], Host],
+) -> None:
+    """PNG is lossless: the consumer's exact check of every pixel holds. ``--import`` given twice
+    mirrors both patterns (and renames), as ``--import a b`` would."""
+    a, b = hosts("a"), hosts("b")
+    port = free_port()
+    exporter = a.bridge(
+        "--export", "cam-*", "--encode", "cam-*=png:1", "--listen", f"tcp/127.0.0.1:{port}"
+    )
+    importer = b.bridge(
+        "--import", "cam-frame=camera", "--import", "cam-other=other",
+        "--connect", f"tcp/127.0.0.1:{port}",
+    )  # fmt: skip
+    consumer = b.python(CONSUME, "camera", "60")
+    producer = a.python(PRODUCE, "cam-frame", "60", "0.02", "2")
+    a.python(PRODUCE, "cam-other", "1", "0", "30")
+    out, err = consumer.communicate(timeout=DEADLINE)
+    assert consumer.returncode == 0, err
+    seen, bad, last = map(int, out.split())
+    assert bad == 0 and last == 59 and seen >= 3  # PNG costs ~30 ms: the newest ones
+    stats = stats_until(exporter, lambda s: "cam-frame" in s["objects"])
+    frame = stats["objects"]["cam-frame"]
+    assert frame["encoding"] == "png:1" and frame["message_bytes"] < frame["payload_bytes"] / 10
+    assert (
+        b.run(
+            "from shared_object import SharedObject; "
+            "print(SharedObject.attach('other', timeout=30).fetch().shape)"
+        ).strip()
+        == "(480, 848, 3)"
+    )
+    assert stats_until(importer, lambda s: s["totals"]["received"] >= 2)["totals"]["malformed"] == 0
+    producer.wait(DEADLINE)
+
+
+def test_max_rate_caps_the_messages_of_the_objects_it_names(hosts: Callable[[str], Host]) -> None:
+    a = hosts("a")
+    port = free_port()
+    a.python(PRODUCE, "cam-fast", "100000", "0.01")
+    a.python(PRODUCE, "cam-slow", "100000", "0.01")
+    exporter = a.bridge(
+        "--export", "cam-*", "--max-rate", "cam-slow=4", "--listen", f"tcp/127.0.0.1:{port}"
+    )
+    stats_until(exporter, lambda s: {"cam-fast", "cam-slow"} <= set(s["objects"]))
+    lines = [stats_until(exporter, lambda s: True) for _ in range(3)]
+    slow = [s["objects"].get("cam-slow", {}).get("out_per_s", 0) for s in lines]
+    fast = [s["objects"].get("cam-fast", {}).get("out_per_s", 0) for s in lines]
+    assert max(slow) <= 5, lines  # 4 a second, and the report's second is not exact
+    assert sum(fast) > 2 * sum(slow), lines  # the other object is not capped
+
+
+def test_an_encoding_that_does_not_fit_an_object_is_refused_at_start_up(
+    hosts: Callable[[str], Host],
+) -> None:
+    a = hosts("a")
+    a.run(
+        "import numpy as np; from shared_object import SharedObject\n"
+        "SharedObject('cam-depth', data=np.zeros((48, 64), np.uint16)).close()\n"
+        "SharedObject('cam-rgb', data=np.zeros((48, 64, 3), np.uint8)).close()"
+    )
+    bridge = a.bridge(
+        "--export", "cam-*", "--encode", "cam-*=jpeg", "--listen", f"tcp/127.0.0.1:{free_port()}"
+    )
+    out, err = bridge.communicate(timeout=DEADLINE)
+    assert bridge.returncode == 2, out + err
+    assert "--encode cam-*=jpeg: jpeg takes uint8 images" in err
+    assert "'cam-depth' holds ndarray[uint16, (48, 64)]" in err and "cam-rgb" not in err
+    for bad, says in (
+        (["--encode", "cam-*=webp"], "unknown codec 'webp'"),
+        (["--max-rate", "cam-*=fast"], "--max-rate 'cam-*=fast': write PATTERN=HZ"),
+        (["--link-rate", "0"], "--link-rate must be a positive number"),
+    ):
+        refused = a.bridge("--export", "cam-*", *bad)
+        out, err = refused.communicate(timeout=DEADLINE)
+        assert refused.returncode == 2 and says in err, out + err

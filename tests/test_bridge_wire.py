@@ -86,7 +86,7 @@ def test_the_header_is_as_the_module_docstring_says() -> None:
         (lambda m: b"XXXX" + m[4:], "not a bridge message"),
         (lambda m: m[:4] + b"\x02" + m[5:], "version 2"),
         (lambda m: m[:5] + b"\x01" + m[6:], "corrupt header"),
-        (lambda m: m[:6] + b"\x04\x00" + m[8:], "corrupt header"),
+        (lambda m: m[:6] + b"\x08\x00" + m[8:], "corrupt header"),
         (lambda m: m[:48] + struct.pack("<I", 10_000) + m[52:], "a schema of 10000 bytes"),
         (lambda m: m[:52] + b"\x01\x00\x00\x00" + m[56:], "corrupt header"),
     ],

@@ -15,26 +15,49 @@ from .defaults import BIG_PAYLOAD, DEFAULT_PREFIX
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Options that take several values take them both ways, adding up: --x a b, --x a --x b.
+    several: dict[str, Any] = {"nargs": "+", "action": "extend", "default": []}
     parser.add_argument(
         "--export",
-        nargs="+",
-        default=[],
         metavar="PATTERN",
         help="publish the local objects matching these glob patterns",
+        **several,
     )
     parser.add_argument(
         "--import",
         dest="imports",
-        nargs="+",
-        default=[],
         metavar="PATTERN[=LOCAL]",
         help="mirror the remote objects matching these patterns (remote=local renames one)",
+        **several,
+    )
+    parser.add_argument("--listen", metavar="ENDPOINT", help="e.g. tcp/0.0.0.0:7447", **several)
+    parser.add_argument("--connect", metavar="ENDPOINT", help="e.g. tcp/host-a:7447", **several)
+    parser.add_argument(
+        "--encode",
+        metavar="PATTERN=CODEC[:LEVEL]",
+        help="send the objects matching PATTERN encoded: jpeg[:QUALITY] or png[:LEVEL] (their "
+        "images), zstd[:LEVEL] or lz4[:LEVEL] (the whole payload), raw (the default)",
+        **several,
     )
     parser.add_argument(
-        "--listen", nargs="+", default=[], metavar="ENDPOINT", help="e.g. tcp/0.0.0.0:7447"
+        "--max-rate",
+        metavar="PATTERN=HZ",
+        help="send at most HZ messages a second of the objects matching PATTERN (the newest)",
+        **several,
     )
     parser.add_argument(
-        "--connect", nargs="+", default=[], metavar="ENDPOINT", help="e.g. tcp/host-a:7447"
+        "--link-rate",
+        type=float,
+        metavar="MBIT",
+        help="the rate of the slowest link to the peers (Wi-Fi), Mbit/s: sizes the TCP send "
+        "buffers so that a command waits behind at most ~5 ms of frames (default: the kernel's "
+        "sizing, best on loopback and fast LANs)",
+    )
+    parser.add_argument(
+        "--one-link",
+        action="store_true",
+        help="one TCP connection per peer for every priority, not two (for a peer that admits "
+        "one only, such as a Zenoh router with its default max_links)",
     )
     parser.add_argument(
         "--config", help="a Zenoh JSON5 configuration file (routers, TLS, access control)"
@@ -50,9 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--congestion",
-        choices=["auto", "drop", "block"],
-        default="auto",
-        help=f"auto: DROP for payloads of {BIG_PAYLOAD} bytes or more, BLOCK below",
+        choices=["block", "drop"],
+        default="block",
+        help="block (default): a slow link takes the newest value when it can carry one; drop: "
+        f"Zenoh drops payloads of {BIG_PAYLOAD} bytes or more that wait (to importers on links "
+        "of different speeds: the slowest then sets no one's pace)",
     )
     parser.add_argument(
         "--zenoh-shm",
@@ -75,20 +100,30 @@ def _interrupt(signum: int, frame: object) -> None:
 def cmd_bridge(args: argparse.Namespace) -> int:
     # Here, not at the top: `shared-object --help` (and the healthcheck's `health`) build this
     # command's parser without loading numpy or Zenoh.
-    from .core import Bridge
+    from .._errors import InvalidArgumentError
+    from .core import Bridge, parse_rate_rule
+    from .encoding import parse_rule
     from .session import _zenoh, build_config
 
     if not args.export and not args.imports:
         print("error: nothing to do: give --export and/or --import patterns", file=sys.stderr)
         return 2
+    try:
+        encodings = [parse_rule(text) for text in args.encode]
+        max_rates = [parse_rate_rule(text) for text in args.max_rate]
+        config = build_config(
+            listen=args.listen,
+            connect=args.connect,
+            config_file=args.config,
+            tls=tuple(args.tls) if args.tls else None,
+            zenoh_shm=args.zenoh_shm,
+            link_rate_mbit=args.link_rate,
+            priority_links=not args.one_link,
+        )
+    except InvalidArgumentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     zenoh = _zenoh()
-    config = build_config(
-        listen=args.listen,
-        connect=args.connect,
-        config_file=args.config,
-        tls=tuple(args.tls) if args.tls else None,
-        zenoh_shm=args.zenoh_shm,
-    )
     signal.signal(signal.SIGTERM, _interrupt)
     session = zenoh.open(config)
     bridge = Bridge(
@@ -98,13 +133,23 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         prefix=args.prefix,
         congestion=args.congestion,
         mode=args.mode,
+        encodings=encodings,
+        max_rates=max_rates,
     )
+    try:
+        encoded = bridge.check_encodings()
+    except InvalidArgumentError as exc:
+        session.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     bridge.start()
     print(
         f"bridge {bridge.source.hex()[:8]}: exporting {args.export or 'nothing'}, importing "
         f"{args.imports or 'nothing'} under {args.prefix!r}",
         flush=True,
     )
+    for line in encoded:
+        print(f"  {line}", flush=True)
     try:
         last = time.monotonic()
         while True:
@@ -121,20 +166,9 @@ def cmd_bridge(args: argparse.Namespace) -> int:
 
 
 def _report(line: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(line), flush=True)
-        return
-    ages = (
-        ""
-        if line["age_p50_ms"] is None
-        else f", age p50 {line['age_p50_ms']} ms p99 {line['age_p99_ms']} ms"
-    )
-    print(
-        f"bridge: out {line['sent_per_s']}/s {line['sent_mb_per_s']} MB/s, in "
-        f"{line['received_per_s']}/s {line['received_mb_per_s']} MB/s, dropped {line['dropped']}, "
-        f"stale {line['stale']}, malformed {line['malformed']}, errors {line['errors']}{ages}",
-        flush=True,
-    )
+    from .stats import format_report
+
+    print(json.dumps(line) if as_json else format_report(line), flush=True)
 
 
 __all__ = ["add_arguments", "cmd_bridge"]

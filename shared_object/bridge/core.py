@@ -1,24 +1,35 @@
 """A bridge: local shared objects published through Zenoh, remote ones mirrored into local objects.
 
 Exporting. One thread per local object that matches an export pattern waits for its changes
-(``wait()``: no CPU while nothing changes), copies the new value's payload whole (``fetch_raw``)
-into one message (``wire``), and puts it on the key ``<prefix><name>``. It always sends the newest
-value: a change that came while the last one was still being sent is skipped, never queued. Big
-payloads are sent with congestion control DROP (a slow link drops frames rather than stalling the
-exporter), small ones with BLOCK (a command is not lost to a full queue). Each key's publisher
-keeps its last message for late joiners (Zenoh's advanced publisher cache).
+(``wait()``: no CPU while nothing changes), copies the new value's payload whole (``fetch_raw``),
+encodes it if an ``--encode`` rule names the object (``encoding``), and puts one message
+(``wire``) on the key ``<prefix><name>``. It always sends the newest value: a change that came
+while the last one was still being sent is skipped, never queued. Puts use congestion control
+BLOCK: a put returns once Zenoh has queued the whole message, so on a slow link the next value
+is taken when the link can carry it, and no more than one message per object waits to go out (a
+newer value replaces a waiting one). With DROP, Zenoh drops a fragmented message whose fragments
+cannot all be queued within 50 ms: below about 100 Mbit/s no frame would ever arrive.
+``--max-rate`` caps an object's messages a second. Payloads under ``BIG_PAYLOAD`` (commands,
+poses, triggers) go at priority REAL_TIME, frames at DATA: Zenoh queues the two apart, and
+``session`` gives them a TCP connection each. Each key's publisher keeps its last message for
+late joiners (Zenoh's advanced publisher cache) and numbers its messages (sample-miss
+detection): the advanced subscriber then keeps order per publisher. Without the numbers it
+orders every message of a session by timestamp, across keys, and silently drops a frame that a
+command of higher priority overtook.
 
-Importing. One subscriber on ``<prefix>**``, whose callback Zenoh's network thread calls
+Importing. One subscriber on ``<prefix>**``, whose callback Zenoh's network threads call
 directly (``indirect=False``), not through zenoh-python's default queue and thread, behind which
 frames pile up when the handler is slower than the link: hundreds of MB of them, seconds old.
-The callback applies the message at once, tens of microseconds for a frame. While it runs Zenoh
-reads nothing more, so an importer that falls behind leaves the backlog in the socket's buffers
-(a few MB) and pushes back to the sender, whose Zenoh then drops big frames (congestion control
-DROP) rather than queue them. It validates each message (``wire.decode``, then
-``_codecs.Decoder``); the local object is created as the message says (a SharedDynamicObject
-for a dynamic source, or when the source's kind changed) or attached, and assigned. A message
-older than the last applied for its key (an older change time, or an old sequence number of the
-same source) is dropped: a consumer never sees an older value after a newer one.
+The callback applies the message at once, tens of microseconds for a frame (a few milliseconds
+to decode a JPEG). While it runs Zenoh reads nothing more from that link, so an importer that
+falls behind leaves the backlog in the socket's buffers and pushes back to the sender. It
+validates each message (``wire.decode``, ``encoding.decode``, then ``_codecs.Decoder``); the local
+object is created as the message says (a SharedDynamicObject for a dynamic source, or when the
+source's kind changed) or attached, and assigned. A message older than the last applied for its
+key (an older change time, or an old sequence number of the same source) is dropped: a consumer
+never sees an older value after a newer one. The check and the assign are one step under the
+local name's lock: the two links' threads, and the late joiners' query, may deliver messages of
+one key at once.
 
 No echo. A value this bridge imported is never exported again: the importer notes the change it
 made, and the exporter skips that change (under one lock per name, so neither runs between the
@@ -32,16 +43,17 @@ import contextlib
 import fnmatch
 import logging
 import os
-import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .. import _reading
 from .._codecs import Decoder
 from .._dynamic import SharedDynamicObject, open_any
 from .._errors import (
+    InvalidArgumentError,
     LayoutError,
     SegmentExistsError,
     SegmentNotFoundError,
@@ -50,68 +62,15 @@ from .._errors import (
 )
 from .._object import SharedObject
 from .._probe import segment_names
-from . import wire
+from . import encoding, wire
 from .defaults import BIG_PAYLOAD, DEFAULT_PREFIX
 from .session import _zenoh
+from .stats import Stats
 
 log = logging.getLogger("shared_object.bridge")
 
 #: A second source of one name within this long is reported (two exporters of one name).
 SOURCE_WINDOW_S = 10.0
-
-
-class Stats:
-    """What flowed since the last report; thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.totals = {
-            "sent": 0,
-            "received": 0,
-            "dropped": 0,
-            "malformed": 0,
-            "stale": 0,
-            "errors": 0,
-        }
-        self._reset()
-
-    def _reset(self) -> None:
-        self.sent = self.sent_bytes = self.received = self.received_bytes = 0
-        self.dropped = self.malformed = self.stale = self.errors = 0
-        self.ages_ms: list[float] = []
-
-    def count(self, what: str, n: int = 1, size: int = 0, age_ms: float | None = None) -> None:
-        with self._lock:
-            setattr(self, what, getattr(self, what) + n)
-            self.totals[what] += n
-            if what == "sent":
-                self.sent_bytes += size
-            elif what == "received":
-                self.received_bytes += size
-                if age_ms is not None:
-                    self.ages_ms.append(age_ms)
-
-    def report(self, seconds: float) -> dict[str, Any]:
-        """This period's rates, ages and counts (then a new period begins)."""
-        with self._lock:
-            ages = sorted(self.ages_ms)
-            line = {
-                "sent_per_s": round(self.sent / seconds, 1),
-                "sent_mb_per_s": round(self.sent_bytes / 1e6 / seconds, 2),
-                "received_per_s": round(self.received / seconds, 1),
-                "received_mb_per_s": round(self.received_bytes / 1e6 / seconds, 2),
-                "dropped": self.dropped,
-                "stale": self.stale,
-                "malformed": self.malformed,
-                "errors": self.errors,
-                "age_p50_ms": round(statistics.median(ages), 2) if ages else None,
-                "age_p99_ms": round(ages[min(len(ages) - 1, int(len(ages) * 0.99))], 2)
-                if ages
-                else None,
-                "totals": dict(self.totals),
-            }
-            self._reset()
-        return line
 
 
 class _Last:
@@ -125,6 +84,28 @@ class _Last:
             message.sequence,
             message.mtime_ns,
         )
+
+
+@dataclass(frozen=True)
+class RateRule:
+    """One ``--max-rate`` entry: at most ``hz`` messages a second for objects matching
+    ``pattern``."""
+
+    pattern: str
+    hz: float
+
+
+def parse_rate_rule(text: str) -> RateRule:
+    """``PATTERN=HZ``; InvalidArgumentError naming what is wrong."""
+    pattern, sep, hz_text = text.partition("=")
+    try:
+        hz = float(hz_text)
+    except ValueError:
+        hz = float("nan")
+    if not sep or not pattern or not hz > 0 or hz == float("inf"):
+        msg = f"--max-rate {text!r}: write PATTERN=HZ, HZ a positive number of messages a second"
+        raise InvalidArgumentError(msg)
+    return RateRule(pattern, hz)
 
 
 def _direct(zenoh: Any, callback: Callable[[Any], None]) -> Any:
@@ -152,7 +133,11 @@ def _parse_imports(entries: Iterable[str]) -> tuple[list[str], dict[str, str]]:
 
 
 class Bridge:
-    """Exports and imports shared objects through an open Zenoh session, until :meth:`stop`."""
+    """Exports and imports shared objects through an open Zenoh session, until :meth:`stop`.
+
+    ``encodings`` (``--encode``) and ``max_rates`` (``--max-rate``): the first rule whose pattern
+    matches an exported object's name applies to it.
+    """
 
     def __init__(
         self,
@@ -161,13 +146,15 @@ class Bridge:
         exports: Iterable[str] = (),
         imports: Iterable[str] = (),
         prefix: str = DEFAULT_PREFIX,
-        congestion: str = "auto",
+        congestion: str = "block",
         big_payload: int = BIG_PAYLOAD,
         mode: int = 0o600,
+        encodings: Sequence[encoding.EncodeRule] = (),
+        max_rates: Sequence[RateRule] = (),
     ) -> None:
-        if congestion not in ("auto", "drop", "block"):
-            msg = f"congestion must be auto, drop or block, not {congestion!r}"
-            raise ValueError(msg)
+        if congestion not in ("block", "drop"):
+            msg = f"congestion must be block or drop, not {congestion!r}"
+            raise InvalidArgumentError(msg)
         self.session = session
         self.exports = list(exports)
         self.imports, self.renames = _parse_imports(imports)
@@ -175,6 +162,8 @@ class Bridge:
         self.congestion = congestion
         self.big_payload = big_payload
         self.mode = mode
+        self.encodings = list(encodings)
+        self.max_rates = list(max_rates)
         #: Names this process's messages by: a receiver drops its own, and tells sources apart.
         self.source = os.urandom(wire.SOURCE_SIZE)
         self.stats = Stats()
@@ -185,6 +174,7 @@ class Bridge:
         self._objects: dict[str, SharedObject] = {}  # local name -> the importer's handle
         self._created: set[str] = set()
         self._last: dict[str, _Last] = {}
+        self._decoded: dict[str, bytearray] = {}  # local name -> its decoded payload's buffer
         self._sources: dict[str, dict[bytes, float]] = {}
         self._reported_twice: set[str] = set()
         self._decoder = Decoder()
@@ -217,6 +207,29 @@ class Bridge:
             with self._lock_for(name):  # not under a callback's assign still running
                 obj.close()
 
+    def check_encodings(self) -> list[str]:
+        """What each ``--encode`` rule does to the exported objects there are now, a line each;
+        InvalidArgumentError naming every object a rule's codec does not fit."""
+        done, refused = [], []
+        for name in segment_names():
+            rule = encoding.rule_for(name, self.encodings)
+            if not self._exported(name) or rule is None or rule.codec_name == "raw":
+                continue
+            try:
+                with open_any(name) as obj:
+                    raw = _reading.fetch_raw(obj)
+                node = self._decoder.node(raw.schema_text, f"segment {name!r}")
+                codec = rule.codec()
+                assert codec is not None
+                done.append(f"{name}: {encoding.plan(codec, node, name).describe()}")
+            except InvalidArgumentError as exc:
+                refused.append(f"--encode {rule}: {exc}")
+            except (SharedObjectError, OSError):
+                continue  # gone, or not readable: its exporter will say so
+        if refused:
+            raise InvalidArgumentError("\n".join(refused))
+        return done
+
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
@@ -231,12 +244,13 @@ class Bridge:
     # -----------------------------------------------------------------------------------------
     # Exporting
     # -----------------------------------------------------------------------------------------
+    def _exported(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in self.exports)
+
     def _scan_loop(self) -> None:
         while not self.stop_event.is_set():
             for name in segment_names():
-                if name not in self._exporting and any(
-                    fnmatch.fnmatchcase(name, p) for p in self.exports
-                ):
+                if name not in self._exporting and self._exported(name):
                     thread = threading.Thread(
                         target=self._export, args=(name,), name=f"export {name}", daemon=True
                     )
@@ -245,75 +259,26 @@ class Bridge:
             self.stop_event.wait(1.0)
 
     def _export(self, name: str) -> None:
-        zenoh = _zenoh()
         try:
             obj = open_any(name)
         except (SharedObjectError, OSError) as exc:
             log.warning("cannot export %r: %s", name, exc)
             self.stats.count("errors")
             return
-        publisher = None
-        message: bytearray | None = None  # reused: see wire.encode
-        payload = bytearray()  # reused: see fetch_raw
-        sequence = 0
-        first = True
-        dynamic = isinstance(obj, SharedDynamicObject)
         try:
-            while not self.stop_event.is_set():
-                if not first and not obj.wait(0.5):
-                    if obj.orphaned:  # removed or re-created: a new thread follows the new one
-                        break
-                    continue
-                first = False
-                with self._lock_for(name):
-                    raw = _reading.fetch_raw(obj, reuse=payload)
-                    if self._imported.get(name) == raw.change:
-                        continue  # the value we imported: never sent back
-                if not isinstance(raw.payload, bytearray):  # its size changed
-                    payload = bytearray(len(raw.payload))
-                sequence += 1
-                message = wire.encode(
-                    sequence=sequence,
-                    mtime_ns=raw.mtime_ns,
-                    change=raw.change,
-                    source=self.source,
-                    dynamic=dynamic,
-                    single_slot=obj._single_slot,
-                    schema_text=raw.schema_text,
-                    payload=raw.payload,
-                    reuse=message,
-                )
-                if publisher is None:
-                    publisher = zenoh.ext.declare_advanced_publisher(
-                        self.session,
-                        self.prefix + name,
-                        congestion_control=self._congestion_for(len(raw.payload)),
-                        express=True,
-                        cache=zenoh.ext.CacheConfig(max_samples=1),
-                        publisher_detection=True,
-                    )
-                publisher.put(message)  # Zenoh copies it: the buffer is ours again
-                self.stats.count("sent", size=len(message))
+            _Exporter(self, name, obj).run()
         except (SharedObjectError, OSError) as exc:
             log.warning("stopped exporting %r: %s", name, exc)
             self.stats.count("errors")
         finally:
-            if publisher is not None:
-                with contextlib.suppress(Exception):
-                    publisher.undeclare()
             obj.close()
             self._exporting.pop(name, None)  # the next scan follows it again, if it is there
-
-    def _congestion_for(self, size: int) -> Any:
-        zenoh = _zenoh()
-        drop = self.congestion == "drop" or (self.congestion == "auto" and size >= self.big_payload)
-        return zenoh.CongestionControl.DROP if drop else zenoh.CongestionControl.BLOCK
 
     # -----------------------------------------------------------------------------------------
     # Importing
     # -----------------------------------------------------------------------------------------
     def _on_sample(self, sample: Any) -> None:
-        """Zenoh's callback, on its network thread: apply the message now (see the module's
+        """Zenoh's callback, on a network thread: apply the message now (see the module's
         docstring). Nothing it raises may reach Zenoh: logged and counted instead."""
         if self.stop_event.is_set():
             return
@@ -333,80 +298,103 @@ class Bridge:
             return
         try:
             message = wire.decode(data)
-            value = self._decoder.decode(  # views into ``data``: assign copies them once
-                message.schema_text, message.payload, f"a message for {name!r}", copy=False
-            )
         except LayoutError as exc:
-            self.stats.count("malformed")
-            log.warning("dropped a malformed message on %s (%d bytes): %s", key, len(data), exc)
+            self._malformed(key, data, exc)
             return
         if message.source == self.source:
             return  # our own, come back
-        self._note_source(name, message.source)
-        last = self._last.get(name)
-        if last is not None:
-            if message.mtime_ns < last.mtime_ns or (
-                message.source == last.source and message.sequence <= last.sequence
-            ):
-                self.stats.count("stale")
-                return
-            if message.source == last.source:
-                self.stats.count("dropped", message.sequence - last.sequence - 1)
         local = self.renames.get(name, name)
-        if not self._store(local, message, value):
-            return
-        self._last[name] = _Last(message)
-        self.stats.count("received", size=len(data), age_ms=(received_ns - message.mtime_ns) / 1e6)
+        with self._lock_for(local):  # the checks, the bookkeeping and the assign: one step
+            if self.stop_event.is_set():
+                return
+            try:
+                value = self._decode(local, name, message)
+            except LayoutError as exc:
+                self._malformed(key, data, exc)
+                return
+            self._note_source(name, message.source)
+            last = self._last.get(name)
+            if last is not None:
+                if message.mtime_ns < last.mtime_ns or (
+                    message.source == last.source and message.sequence <= last.sequence
+                ):
+                    self.stats.count("stale")
+                    return
+                if message.source == last.source:
+                    self.stats.count("dropped", message.sequence - last.sequence - 1)
+            if not self._store(local, message, value):
+                return
+            self._last[name] = _Last(message)
+        self.stats.received(
+            local,
+            len(data),
+            (received_ns - message.mtime_ns) / 1e6,
+            "encoded" if message.encoded else "raw",
+        )
+
+    def _decode(self, local: str, name: str, message: wire.Message) -> Any:
+        """The message's value, as views into its payload (or into ``local``'s decoded-payload
+        buffer, for an encoded message); LayoutError if malformed. Under ``local``'s lock."""
+        source = f"a message for {name!r}"
+        node = self._decoder.node(message.schema_text, source)
+        payload: Any = message.payload
+        if message.encoded:
+            payload = self._decoded[local] = encoding.decode(
+                message.payload, node, self._decoded.get(local)
+            )
+        # Views into the payload: the assign copies them once.
+        return self._decoder.decode(message.schema_text, payload, source, copy=False)
+
+    def _malformed(self, key: str, data: bytes, exc: Exception) -> None:
+        self.stats.count("malformed")
+        log.warning("dropped a malformed message on %s (%d bytes): %s", key, len(data), exc)
 
     def _note_source(self, name: str, source: bytes) -> None:
         now = time.monotonic()
         sources = self._sources.setdefault(name, {})
         sources[source] = now
-        active = [s for s, seen in sources.items() if now - seen < SOURCE_WINDOW_S]
-        if len(active) > 1 and name not in self._reported_twice:
+        for stale in [s for s, seen in sources.items() if now - seen >= SOURCE_WINDOW_S]:
+            del sources[stale]  # a restarted exporter's old source: forgotten
+        if len(sources) > 1 and name not in self._reported_twice:
             self._reported_twice.add(name)
             log.warning(
                 "%r is exported by %d bridges at once (%s): the newest change wins",
                 name,
-                len(active),
-                ", ".join(s.hex()[:8] for s in active),
+                len(sources),
+                ", ".join(s.hex()[:8] for s in sources),
             )
             self.stats.count("errors")
 
     def _store(self, local: str, message: wire.Message, value: Any) -> bool:
         """Assign ``value`` to the local object, creating it if needed; False if it cannot be
-        stored.
-        """
-        with self._lock_for(local):
-            if self.stop_event.is_set():
-                return False
-            obj = self._objects.get(local)
-            try:
-                if obj is None:
-                    obj = self._objects[local] = self._open_or_create(local, message, value)
-                else:
-                    obj.assign(value)
-            except TypeMismatchError as exc:
-                if local not in self._created:
-                    log.warning("cannot import into %r: %s", local, exc)
-                    self.stats.count("errors")
-                    return False
-                # Ours, and the source's kind changed: re-create it as a dynamic object. Its
-                # consumers see ``orphaned`` and attach again.
-                log.warning(
-                    "the kind of %r changed at its source: re-creating it as a SharedDynamicObject",
-                    local,
-                )
-                obj = self._objects.pop(local)
-                with contextlib.suppress(SegmentNotFoundError):
-                    obj.unlink()
-                obj.close()
-                obj = self._objects[local] = SharedDynamicObject(local, data=value)
-            except SharedObjectError as exc:
+        stored. Under ``local``'s lock."""
+        obj = self._objects.get(local)
+        try:
+            if obj is None:
+                obj = self._objects[local] = self._open_or_create(local, message, value)
+            else:
+                obj.assign(value)
+        except TypeMismatchError as exc:
+            if local not in self._created:
                 log.warning("cannot import into %r: %s", local, exc)
                 self.stats.count("errors")
                 return False
-            self._imported[local] = obj._seen  # the change this assign made: never exported
+            # Ours, and the source's kind changed: re-create it as a dynamic object. Its
+            # consumers see ``orphaned`` and attach again.
+            log.warning(
+                "the kind of %r changed at its source: re-creating it as a SharedDynamicObject",
+                local,
+            )
+            obj = self._objects.pop(local)
+            with contextlib.suppress(SegmentNotFoundError):
+                obj.unlink()
+            obj.close()
+            obj = self._objects[local] = SharedDynamicObject(local, data=value)
+        except SharedObjectError as exc:
+            log.warning("cannot import into %r: %s", local, exc)
+            self.stats.count("errors")
+            return False
+        self._imported[local] = obj._seen  # the change this assign made: never exported
         return True
 
     def _open_or_create(self, local: str, message: wire.Message, value: Any) -> SharedObject:
@@ -427,4 +415,129 @@ class Bridge:
         return obj
 
 
-__all__ = ["BIG_PAYLOAD", "DEFAULT_PREFIX", "Bridge", "Stats"]
+class _Exporter:
+    """One exported object's thread: wait for a change, take the newest value, encode it, put it.
+
+    See the module's docstring. The publisher is declared with the first message, and again when
+    a dynamic object's payload crosses ``BIG_PAYLOAD``: its priority follows the size.
+    """
+
+    def __init__(self, bridge: Bridge, name: str, obj: SharedObject) -> None:
+        self.bridge = bridge
+        self.name = name
+        self.obj = obj
+        rule = encoding.rule_for(name, bridge.encodings)
+        self.codec = rule.codec() if rule is not None else None
+        rate = next((r for r in bridge.max_rates if fnmatch.fnmatchcase(name, r.pattern)), None)
+        self.interval = 1.0 / rate.hz if rate is not None else 0.0
+        self.dynamic = isinstance(obj, SharedDynamicObject)
+        self.plans: dict[bytes, encoding.Plan | None] = {}  # schema text -> plan; None: raw
+        self.refused: set[bytes] = set()  # schema texts the codec does not fit
+        self.decoder = Decoder(cache_size=4)
+        self.publisher: Any = None
+        self.publisher_big: bool | None = None
+
+    def run(self) -> None:
+        bridge, obj, stop = self.bridge, self.obj, self.bridge.stop_event
+        message: bytearray | None = None  # reused: see wire.encode
+        payload = bytearray()  # reused: see fetch_raw
+        sequence = 0
+        last_put = -float("inf")
+        first = True
+        try:
+            while not stop.is_set():
+                if not first and not obj.wait(0.5):
+                    if obj.orphaned:  # removed or re-created: a new thread follows the new one
+                        return
+                    continue
+                first = False
+                # --max-rate: the next message waits out the interval, then takes the newest.
+                if stop.wait(max(0.0, last_put + self.interval - time.monotonic())):
+                    return
+                with bridge._lock_for(self.name):
+                    raw = _reading.fetch_raw(obj, reuse=payload)
+                    if bridge._imported.get(self.name) == raw.change:
+                        continue  # the value we imported: never sent back
+                if not isinstance(raw.payload, bytearray):  # its size changed
+                    payload = bytearray(len(raw.payload))
+                plan = self._plan(raw.schema_text)
+                if raw.schema_text in self.refused:
+                    continue  # its codec does not fit it (logged once): nothing of it is sent
+                body = (
+                    raw.payload if plan is None else encoding.encode(plan, memoryview(raw.payload))
+                )
+                sequence += 1
+                message = wire.encode(
+                    sequence=sequence,
+                    mtime_ns=raw.mtime_ns,
+                    change=raw.change,
+                    source=bridge.source,
+                    dynamic=self.dynamic,
+                    single_slot=obj._single_slot,
+                    schema_text=raw.schema_text,
+                    payload=body,
+                    encoded=plan is not None,
+                    reuse=message,
+                )
+                self._publisher(len(raw.payload)).put(message)  # copied: the buffer is ours again
+                last_put = time.monotonic()
+                bridge.stats.sent(
+                    self.name, len(message), len(raw.payload), str(plan.codec) if plan else "raw"
+                )
+        finally:
+            if self.publisher is not None:
+                with contextlib.suppress(Exception):
+                    self.publisher.undeclare()
+
+    def _plan(self, schema_text: bytes) -> encoding.Plan | None:
+        """The encoding plan for values of this schema (None: raw), made once per schema. A
+        codec that does not fit a fixed object's kind refuses it (``refused``); a dynamic
+        object's value of a kind it does not fit is sent raw. Either is logged once."""
+        if schema_text in self.plans:
+            return self.plans[schema_text]
+        plan = None
+        if self.codec is not None:
+            node = self.decoder.node(schema_text, f"segment {self.name!r}")
+            try:
+                plan = encoding.plan(self.codec, node, self.name)
+            except InvalidArgumentError as exc:
+                if not self.dynamic:
+                    self.refused.add(schema_text)
+                what = "sent raw" if self.dynamic else "not exported"
+                log.error("--encode: %s: %s is %s", exc, self.name, what)  # noqa: TRY400
+                self.bridge.stats.count("errors")
+            else:
+                log.info("%s: %s", self.name, plan.describe())
+                if not plan.ranges:
+                    plan = None  # nothing to encode: an empty payload (a trigger object's)
+        self.plans[schema_text] = plan
+        return plan
+
+    def _publisher(self, payload_size: int) -> Any:
+        big = payload_size >= self.bridge.big_payload
+        if self.publisher is not None and big == self.publisher_big:
+            return self.publisher
+        if self.publisher is not None:
+            with contextlib.suppress(Exception):
+                self.publisher.undeclare()
+        zenoh = _zenoh()
+        congestion = zenoh.CongestionControl.BLOCK
+        if big and self.bridge.congestion == "drop":
+            congestion = zenoh.CongestionControl.DROP
+        self.publisher = zenoh.ext.declare_advanced_publisher(
+            self.bridge.session,
+            self.bridge.prefix + self.name,
+            priority=zenoh.Priority.DATA if big else zenoh.Priority.REAL_TIME,
+            congestion_control=congestion,
+            express=True,
+            cache=zenoh.ext.CacheConfig(max_samples=1),
+            publisher_detection=True,
+            sample_miss_detection=zenoh.ext.MissDetectionConfig(
+                heartbeat=None, sporadic_heartbeat=None
+            ),
+        )
+        self.publisher_big = big
+        return self.publisher
+
+
+__all__ = ["BIG_PAYLOAD", "DEFAULT_PREFIX", "Bridge", "RateRule", "Stats", "parse_rate_rule"]

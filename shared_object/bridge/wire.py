@@ -11,6 +11,7 @@ Header (offset, size, field)::
     4    1  version        1; a receiver refuses others (a newer bridge's)
     5    1  reserved       zero
     6    2  flags          bit 0: the source is a SharedDynamicObject; bit 1: it has one slot;
+                           bit 2: the payload is encoded (``encoding``'s docstring says how);
                            others zero
     8    8  sequence       u64: 1 for the first message a source sends under a key, +1 for each
                            next one; a gap is a change the network or a slow link skipped
@@ -20,7 +21,8 @@ Header (offset, size, field)::
     48   4  schema_len     u32: bytes of schema text
     52   4  reserved       zero
     56   -  schema         UTF-8 JSON text (see shared_object._schema)
-    payload_offset  -  payload: the rest, exactly the schema's payload size
+    payload_offset  -  payload: the rest, exactly the schema's payload size; or, with flag bit
+                       2, the encoded payload, whose sizes add up to the rest exactly
 
 ``payload_offset`` is 56 + schema_len rounded up to a multiple of 8; the padding is zero.
 
@@ -41,6 +43,8 @@ MAGIC: Final = b"SOBM"
 VERSION: Final = 1
 FLAG_DYNAMIC: Final = 1
 FLAG_SINGLE_SLOT: Final = 2
+FLAG_ENCODED: Final = 4
+_FLAGS: Final = FLAG_DYNAMIC | FLAG_SINGLE_SLOT | FLAG_ENCODED
 HEADER: Final = struct.Struct("<4sBBHQQQ16sII")
 HEADER_SIZE: Final = HEADER.size  # 56
 SOURCE_SIZE: Final = 16
@@ -58,7 +62,9 @@ class Message(NamedTuple):
     dynamic: bool
     single_slot: bool
     schema_text: bytes
+    #: The payload, or with ``encoded`` its encoded form (``encoding.decode`` restores it).
     payload: memoryview
+    encoded: bool = False
 
 
 def payload_offset(schema_len: int) -> int:
@@ -75,6 +81,7 @@ def encode(
     single_slot: bool,
     schema_text: bytes,
     payload: bytes | bytearray | memoryview,
+    encoded: bool = False,
     reuse: bytearray | None = None,
 ) -> bytearray:
     """One message, in one buffer (the payload copied once, into its place).
@@ -86,7 +93,11 @@ def encode(
     start = payload_offset(len(schema_text))
     size = start + len(payload)
     message = reuse if reuse is not None and len(reuse) == size else bytearray(size)
-    flags = (FLAG_DYNAMIC if dynamic else 0) | (FLAG_SINGLE_SLOT if single_slot else 0)
+    flags = (
+        (FLAG_DYNAMIC if dynamic else 0)
+        | (FLAG_SINGLE_SLOT if single_slot else 0)
+        | (FLAG_ENCODED if encoded else 0)
+    )
     HEADER.pack_into(
         message,
         0,
@@ -126,7 +137,7 @@ def decode(message: bytes | bytearray | memoryview) -> Message:
     if version != VERSION:
         msg = f"a bridge message of version {version}; this bridge reads version {VERSION}"
         raise MessageError(msg)
-    if reserved or reserved2 or flags & ~(FLAG_DYNAMIC | FLAG_SINGLE_SLOT):
+    if reserved or reserved2 or flags & ~_FLAGS:
         msg = f"a corrupt header (reserved bytes {reserved}, {reserved2}; flags {flags:#x})"
         raise MessageError(msg)
     start = payload_offset(schema_len)
@@ -145,10 +156,12 @@ def decode(message: bytes | bytearray | memoryview) -> Message:
         bool(flags & FLAG_SINGLE_SLOT),
         bytes(view[HEADER_SIZE : HEADER_SIZE + schema_len]),
         view[start:],
+        bool(flags & FLAG_ENCODED),
     )
 
 
 __all__ = [
+    "FLAG_ENCODED",
     "HEADER_SIZE",
     "MAGIC",
     "SOURCE_SIZE",

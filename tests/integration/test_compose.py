@@ -109,6 +109,9 @@ def test_compose_demo_sensor_and_policy(
         assert re.search(r"\[policy\] \d+ frames/s, latency p50 \d+ us", out), out[-4000:]
         if "b-bridge" in services:  # the policy has no network: every frame came through b-bridge
             assert not re.search(r"malformed [1-9]|errors [1-9]", out), out[-4000:]
+            # ... as JPEG (compose.multihost.yaml's default), a tenth of its raw size or less
+            sizes = re.findall(r"demo-frame: out [\d.]+/s, ([\d.]+) kB a message \(jpeg:90", out)
+            assert sizes and max(map(float, sizes)) < 122, out[-4000:]
     finally:
         compose(project, file, override, "down", "-v", "--remove-orphans")
         os.unlink(override)
