@@ -131,45 +131,10 @@ def segment_names() -> list[str]:
     return sorted(n for n in entries if not n.startswith(".") and is_ours(os.path.join(SHM_DIR, n)))
 
 
-#: The image's healthcheck: ``python3 -c PROBE_CODE NAME MAX_AGE_S`` (docker/Dockerfile runs it).
-#: ``-c`` rather than ``-m``: runpy's imports cost a probe about a fifth more.
-PROBE_CODE = "import sys; from shared_object._probe import main; sys.exit(main(sys.argv[1:]))"
-
-
-def main(argv: list[str]) -> int:
-    """``python3 -c PROBE_CODE NAME [MAX_AGE_S]``: the image's healthcheck.
-
-    Exit 0 if NAME changed in the last MAX_AGE_S seconds (default 5). ``shared-object health`` does
-    the same for people; this entry skips argparse and the command's wrapper (which imports
-    ``re``), so that a probe costs little more than starting Python.
-    """
-    if not 1 <= len(argv) <= 2:
-        print("usage: python3 -m shared_object._probe NAME [MAX_AGE_S]")  # -m works too
-        return 2
-    try:
-        max_age = float(argv[1]) if len(argv) == 2 else 5.0
-    except ValueError:
-        max_age = -1.0
-    if not max_age >= 0:
-        print(f"MAX_AGE_S must be a number of seconds >= 0, not {argv[1]!r}")
-        return 2
-    healthy, message = health(argv[0], max_age)
-    print(message)
-    return 0 if healthy else 1
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main(sys.argv[1:]))
-
-
 __all__ = [
-    "PROBE_CODE",
     "HeaderState",
     "health",
     "is_ours",
-    "main",
     "read_state",
     "segment_names",
     "starts_with_magic",

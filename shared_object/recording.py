@@ -20,13 +20,8 @@ segment (``_codecs.Decoder``), skips what fails with a message naming it, and go
 
 from __future__ import annotations
 
-import argparse
 import collections
 import fnmatch
-import json
-import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -307,84 +302,6 @@ class Recorder:
             }
 
 
-def cmd_record(args: argparse.Namespace) -> int:
-    # strftime fields (%Y%m%d-%H%M%S) give each run a file of its own: a recorder restarted by
-    # its supervisor must not write over the recording it made before.
-    path = time.strftime(args.output)
-    if os.path.exists(path) and not os.path.isfile(path):
-        print(f"error: {path} exists and is not a file", file=sys.stderr)
-        return 1
-    if os.path.exists(path) and not args.overwrite:
-        print(
-            f"error: {path} exists: give --overwrite to replace it, or put strftime fields in "
-            "the name (-o 'run-%Y%m%d-%H%M%S.mcap')",
-            file=sys.stderr,
-        )
-        return 1
-    # SIGTERM (docker stop) ends a recording as Ctrl-C does: the file gets its index and footer.
-    signal.signal(signal.SIGTERM, lambda signum, frame: _raise_interrupt())
-    with open(path, "wb") as output:
-        recorder = Recorder(
-            output,
-            args.patterns,
-            max_rate=args.max_rate,
-            compression=args.compression,
-            buffer_bytes=(
-                int(min(args.buffer_mb * 1e6, sys.maxsize))
-                if args.buffer_mb is not None
-                else DEFAULT_BUFFER_BYTES
-            ),
-        )
-        started = time.monotonic()
-        last_bytes, last_t = 0, started
-        try:
-            while args.duration is None or time.monotonic() - started < args.duration:
-                recorder.scan()
-                left = (
-                    TICK_S
-                    if args.duration is None
-                    else min(TICK_S, args.duration - (time.monotonic() - started))
-                )
-                time.sleep(max(0.0, left))
-                now = time.monotonic()
-                line = recorder.progress()
-                line["mb_per_s"] = round(
-                    (line["bytes"] - last_bytes) / 1e6 / max(now - last_t, 1e-9), 2
-                )
-                last_bytes, last_t = line["bytes"], now
-                _report(line, args.json)
-                for error in recorder.errors:
-                    print(f"warning: {error}", file=sys.stderr)
-                recorder.errors.clear()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            recorder.finish()
-    summary = recorder.progress()
-    if not args.json:
-        print(
-            f"recorded {summary['messages']} messages ({summary['bytes'] / 1e6:.1f} MB) of "
-            f"{summary['objects']} objects into {path}; dropped {summary['dropped']}"
-        )
-    return 0
-
-
-def _raise_interrupt() -> None:
-    raise KeyboardInterrupt
-
-
-def _report(line: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(line), flush=True)
-    else:
-        print(
-            f"recording: {line['objects']} objects, {line['messages']} messages, "
-            f"{line['bytes'] / 1e6:.1f} MB, {line['mb_per_s']:.1f} MB/s, dropped {line['dropped']}"
-            f", {line['queued_bytes'] / 1e6:.1f} MB queued",
-            flush=True,
-        )
-
-
 # ---------------------------------------------------------------------------------------------
 # play
 # ---------------------------------------------------------------------------------------------
@@ -585,55 +502,6 @@ class Player:
             obj.close()
 
 
-def _renames(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        old, sep, new = pair.partition("=")
-        if not sep or not old or not new:
-            msg = f"--rename takes FROM=TO, not {pair!r}"
-            raise InvalidArgumentError(msg)
-        out[old] = new
-    return out
-
-
-def cmd_play(args: argparse.Namespace) -> int:
-    def say(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-    try:
-        recording = Recording(args.file)
-    except FileNotFoundError:
-        say(f"error: no such file: {args.file}")
-        return 1
-    for skipped in recording.skipped:
-        say(f"warning: {skipped}")
-    if recording.truncated:
-        say(
-            f"warning: {args.file} ends without its index (was its recorder killed?): playing the "
-            f"{recording.count} messages before the cut"
-        )
-    if not recording.count:
-        say(f"error: {args.file} holds no messages of shared_object's to play")
-        return 1
-    player = Player(recording, _renames(args.rename), say)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: _raise_interrupt())
-    try:
-        while True:
-            player.play(args.start, args.end, args.rate, stop)
-            if not args.loop:
-                break
-    except KeyboardInterrupt:
-        stop.set()
-    finally:
-        player.close()
-    print(
-        f"played {player.played} messages of {len(recording.topics())} objects"
-        + (f"; skipped {player.corrupt}" if player.corrupt else "")
-    )
-    return 0
-
-
 def iter_messages(path: str) -> Iterator[tuple[str, int, Any]]:
     """(object name, log time in ns, value) of every message of ours in a recording, in order."""
     recording = Recording(path)
@@ -650,7 +518,5 @@ __all__ = [
     "Player",
     "Recorder",
     "Recording",
-    "cmd_play",
-    "cmd_record",
     "iter_messages",
 ]

@@ -90,10 +90,10 @@ def test_inspect_of_a_missing_name_says_so(
 def test_ls_skips_a_segment_removed_while_listing(
     shm_name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared_object import _cmd_segments
+    from shared_object.cli import segments
 
     monkeypatch.setattr(
-        _cmd_segments, "segment_names", lambda: [shm_name]
+        segments, "segment_names", lambda: [shm_name]
     )  # listed, gone before the stat
     code, out = run(capsys, "ls", "--json")
     assert code == 0 and json.loads(out) == []
@@ -200,7 +200,7 @@ def test_doctor_fails_when_shm_is_missing(tmp_path: Any) -> None:
 def test_doctor_warns_about_a_small_shm(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared_object import _cmd_doctor
+    from shared_object.cli import doctor as _cmd_doctor
 
     monkeypatch.setattr(_cmd_doctor, "SMALL_SHM_BYTES", 10**15)  # any real /dev/shm is "small" now
     code, out = run(capsys, "doctor")
@@ -211,7 +211,8 @@ def test_doctor_says_whether_a_dead_writer_s_lock_is_released(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under qemu-user (an arm64 image on an x86 host) a dead holder's lock stays taken for good."""
-    from shared_object import _cmd_doctor, _sync
+    from shared_object import _sync
+    from shared_object.cli import doctor as _cmd_doctor
 
     findings = {f["check"]: f for f in json.loads(run(capsys, "doctor", "--json")[1])}
     native = _sync.robust_locks_supported() is not False  # CI's kernel: the kill tests rely on it
@@ -278,18 +279,17 @@ def test_output_into_a_closed_pipe_ends_quietly() -> None:
     assert stderr == ""
 
 
-def test_the_image_s_healthcheck_runs_the_probe_the_library_names() -> None:
-    """docker/Dockerfile spells the probe out; it must be _probe.PROBE_CODE, which tests measure."""
+def test_the_image_s_healthcheck_runs_the_public_command() -> None:
+    """docker/Dockerfile probes with `shared-object health`, the command bench_health measures."""
     from pathlib import Path
-
-    from shared_object._probe import PROBE_CODE
 
     path = Path(__file__).resolve().parents[1] / "docker" / "Dockerfile"
     if not path.exists():  # inside the image, which ships the tests but not docker/
         pytest.skip(f"{path} is not here: nothing to check")
     dockerfile = path.read_text()
     healthcheck = dockerfile[dockerfile.index("HEALTHCHECK") :]
-    assert f"python3 -c '{PROBE_CODE}'" in healthcheck
+    assert 'exec shared-object health \\"$SHARED_OBJECT_HEALTH\\" --max-age 3' in healthcheck
+    assert "_probe" not in healthcheck
 
 
 @pytest.mark.parametrize(
@@ -305,7 +305,184 @@ def test_a_command_whose_extra_is_missing_says_which_to_install(
     command: list[str], module: str, extra: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ImportError now
-    assert main(command) == 1
+    assert main(command) == 2  # usage: the command cannot run as it is installed
     err = capsys.readouterr().err
     assert f"needs the {extra} extra: pip install 'shared_object[{extra}]'" in err, err
     assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line's own behaviour: several values, the health probe's cost, versions, exit codes
+# ---------------------------------------------------------------------------------------------
+def test_every_option_that_takes_several_values_adds_them_up() -> None:
+    """An option with several values that replaced its earlier use (argparse's default) would
+    drop what a user gave first: `--import a --import b` mirrored only b."""
+    import argparse
+
+    from shared_object.cli import COMMANDS, command_parser
+
+    several = []
+    for command in COMMANDS:
+        for action in command_parser(command)._actions:
+            if action.option_strings and action.nargs in ("+", "*"):
+                several.append(f"{command} {action.option_strings[-1]}")
+                assert isinstance(action, argparse._ExtendAction), (
+                    f"{command} {action.option_strings}"
+                )
+    assert len(several) >= 9, several  # bridge's six, gc --prefix, play --rename, view --as
+
+
+@pytest.mark.parametrize(
+    ("argv", "field", "expected"),
+    [
+        (["bridge", "--export", "a", "b", "--export", "c"], "export", ["a", "b", "c"]),
+        (["bridge", "--import", "a=x", "--import", "b=y", "c"], "imports", ["a=x", "b=y", "c"]),
+        (
+            ["bridge", "--connect", "tcp/h:1", "--connect", "tcp/h:2"],
+            "connect",
+            ["tcp/h:1", "tcp/h:2"],
+        ),
+        (
+            ["bridge", "--listen", "tcp/0.0.0.0:1", "--listen", "tls/0.0.0.0:2"],
+            "listen",
+            ["tcp/0.0.0.0:1", "tls/0.0.0.0:2"],
+        ),
+        (
+            ["bridge", "--encode", "a=png", "b=jpeg", "--encode", "c=lz4"],
+            "encode",
+            ["a=png", "b=jpeg", "c=lz4"],
+        ),
+        (["bridge", "--max-rate", "a=1", "--max-rate", "b=2"], "max_rate", ["a=1", "b=2"]),
+        (
+            ["record", "a", "-o", "run.mcap", "b", "--duration", "1", "c"],
+            "patterns",
+            ["a", "b", "c"],
+        ),
+        (
+            ["play", "f.mcap", "--rename", "a=b", "--rename", "c=d", "e=f"],
+            "rename",
+            ["a=b", "c=d", "e=f"],
+        ),
+        (
+            ["view", "a", "--max-rate", "5", "b", "--as", "a=image", "--as", "b=scalar"],
+            "patterns",
+            ["a", "b"],
+        ),
+        (
+            ["view", "a", "--as", "a=image", "b=tensor", "--as", "c=scalar"],
+            "forced",
+            ["a=image", "b=tensor", "c=scalar"],
+        ),
+        (["top", "a", "--interval", "2", "b"], "patterns", ["a", "b"]),
+        (["gc", "--prefix", "a", "b", "--prefix", "c"], "prefix", ["a", "b", "c"]),
+        (["rm", "a", "b"], "names", ["a", "b"]),
+    ],
+    ids=[
+        "bridge export",
+        "bridge import",
+        "bridge connect",
+        "bridge listen",
+        "bridge encode",
+        "bridge max-rate",
+        "record",
+        "play",
+        "view",
+        "view as",
+        "top",
+        "gc",
+        "rm",
+    ],
+)
+def test_several_values_come_both_ways_and_add_up(
+    argv: list[str], field: str, expected: list[str]
+) -> None:
+    from shared_object.cli import parse
+
+    args = parse(argv)
+    assert args.command == argv[0]
+    assert getattr(args, field) == expected
+
+
+def test_gc_takes_several_prefixes(shm_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for suffix in ("-a", "-b", "-c"):
+        SharedObject.create(shm_name + suffix, 1).close()  # closed: no handle holds it
+    code, out = run(
+        capsys, "gc", "--prefix", shm_name + "-a", "--prefix", shm_name + "-b", "--json"
+    )
+    assert code == 0
+    assert sorted(r["name"] for r in json.loads(out)["removed"]) == [
+        shm_name + "-a",
+        shm_name + "-b",
+    ]
+    assert os.path.exists(os.path.join(_segment.SHM_DIR, shm_name + "-c"))
+
+
+def test_the_health_probe_loads_neither_argparse_nor_numpy(shm_name: str) -> None:
+    """The healthcheck's path: `shared-object health NAME --max-age S` reads its arguments by hand."""
+    import subprocess
+
+    code = (
+        "import sys; from shared_object.cli import main; code = main(sys.argv[1:]); "
+        "print(sorted(m for m in ('argparse', 'numpy', 'zenoh') if m in sys.modules)); sys.exit(code)"
+    )
+    with SharedObject.create(shm_name, np.zeros(3)) as obj:
+        for args in ([shm_name], [shm_name, "--max-age", "inf"], [shm_name, "--max-age=60"]):
+            result = subprocess.run(
+                [sys.executable, "-c", code, "health", *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.splitlines() == [result.stdout.splitlines()[0], "[]"], (
+                result.stdout
+            )
+            assert "healthy" in result.stdout
+        obj.unlink()
+    missing = subprocess.run(
+        [sys.executable, "-c", code, "health", shm_name], capture_output=True, text=True, timeout=60
+    )
+    assert missing.returncode == 1 and "unhealthy" in missing.stdout
+
+
+def test_health_falls_back_to_argparse_for_anything_else(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as help_:
+        main(["health", "--help"])
+    assert help_.value.code == 0 and "--max-age" in capsys.readouterr().out
+    for argv in (["health"], ["health", "a", "b"], ["health", "a", "--max-age", "soon"]):
+        with pytest.raises(SystemExit) as refused:
+            main(argv)
+        assert refused.value.code == 2, argv
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import shared_object
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"shared-object {shared_object.__version__}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["no-such-command"], 2),
+        (["ls", "--no-such-option"], 2),
+        (["top", "--interval", "0"], 2),
+        (["bridge", "--export", "x", "--encode", "x=webp"], 2),
+        (["record", "x"], 2),  # -o is required
+        (["inspect", "so-test-no-such-object-here"], 1),
+        (["health", "so-test-no-such-object-here"], 1),
+        (["rm", "so-test-no-such-object-here"], 1),
+        (["play", "/nonexistent/run.mcap"], 1),
+    ],
+)
+def test_exit_codes_are_0_fine_1_failed_2_usage(argv: list[str], code: int) -> None:
+    try:
+        got = main(argv)
+    except SystemExit as exit_:  # argparse's way of saying "usage"
+        got = exit_.code
+    assert got == code, argv

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from shared_object import SharedObject
-from shared_object.cli import build_parser
+from shared_object.cli import parse
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
 if not DEPLOY.is_dir():  # the image ships the package, tests and examples, not deploy/
@@ -136,7 +136,7 @@ def test_every_command_names_a_module_or_subcommand_that_accepts_its_arguments(
     where: str, command: list[str]
 ) -> None:
     if command[0] == "shared-object":
-        build_parser().parse_args(command[1:])  # SystemExit(2) on an unknown option
+        parse(command[1:])  # SystemExit(2) on an unknown option
         return
     assert command[:2] == ["python3", "-m"], f"{where}: {shlex.join(command)}"
     module = command[2]
@@ -178,9 +178,9 @@ def probes() -> list[tuple[str, list[str]]]:
 def test_every_probe_passes_for_a_live_object_and_fails_for_a_stale_or_missing_one(
     where: str, command: list[str], shm_name: str
 ) -> None:
-    assert command[0] == "python3"
-    watched, max_age = command[-2], float(command[-1])
-    probe = [sys.executable, *command[1:-2], shm_name, command[-1]]
+    assert command[:2] == ["shared-object", "health"] and command[3] == "--max-age", command
+    watched, max_age = command[2], float(command[4])
+    probe = [sys.executable, "-m", "shared_object", "health", shm_name, "--max-age", command[4]]
     assert subprocess.run(probe, timeout=60).returncode != 0  # missing
     with SharedObject(shm_name, data=np.zeros(3)) as obj:
         obj.assign(np.ones(3))

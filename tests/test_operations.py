@@ -322,7 +322,7 @@ def test_record_never_writes_over_an_earlier_recording(prefix: str, tmp_path: Pa
     earlier = tmp_path / "run.mcap"
     earlier.write_bytes(b"an earlier recording")
     result = cli("record", f"{prefix}-*", "-o", str(earlier), "--duration", "0.1")
-    assert result.returncode == 1 and "--overwrite" in result.stderr
+    assert result.returncode == 2 and "--overwrite" in result.stderr  # usage
     assert earlier.read_bytes() == b"an earlier recording"
 
     # strftime fields: each run its own file, named when it starts

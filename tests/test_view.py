@@ -192,11 +192,11 @@ def test_bad_arguments_are_refused_with_the_reason(view: Any) -> None:
     ]:
         process = view(*args)
         _, stderr = process.communicate(timeout=DEADLINE)
-        assert process.returncode == 1 and expected in stderr and "Traceback" not in stderr, stderr
+        assert process.returncode == 2 and expected in stderr and "Traceback" not in stderr, stderr
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         process = view("x", "--port", str(port))
         _, stderr = process.communicate(timeout=DEADLINE)
-        assert process.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in stderr, stderr
+        assert process.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in stderr, stderr

@@ -6,8 +6,10 @@ and ``... --connect tcp/host-a:7447`` on another: each publishes its local objec
 ``shared_object/<name>`` and mirrors the other's into local objects of the same names, so code
 that uses them runs unchanged on either host.
 
-- ``wire``: the message, byte by byte; ``session``: the Zenoh configuration; ``core``: the
-  exporters and the importer; ``command``: ``shared-object bridge``; ``defaults``: its defaults.
+- ``wire``: the message, byte by byte; ``encoding``: ``--encode``'s codecs and the encoded
+  payload, byte by byte; ``session``: the Zenoh configuration, its links and buffers; ``core``:
+  the exporters and the importer; ``stats``: what it moved; ``defaults``: its defaults. The
+  command is ``shared_object.cli.bridge``.
 
 The names below are loaded when first used (PEP 562), so that importing the command's parser
 loads neither numpy nor Zenoh.

@@ -29,9 +29,10 @@ import tty
 from collections.abc import Iterator
 from typing import Any
 
-from . import _codecs, _layout, _probe, _schema
-from ._errors import SharedObjectError
-from ._names import segment_path
+from .. import _codecs, _layout, _probe, _schema
+from .._errors import SharedObjectError
+from .._names import segment_path
+from ._common import positive
 
 #: --sort choice -> (row key, largest first?)
 SORT_KEYS = {
@@ -235,7 +236,23 @@ def _draw(rows: list[dict[str, Any]], args: argparse.Namespace, sort: str, ansi:
     print(text, end="", flush=True)
 
 
-def cmd_top(args: argparse.Namespace) -> int:
+def top_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "patterns", nargs="*", metavar="PATTERN", help="glob patterns (default: all)"
+    )
+    parser.add_argument(
+        "--sort", choices=["name", "rate", "bandwidth", "age", "handles", "size"], default="name"
+    )
+    parser.add_argument("--interval", type=positive, default=1.0, help="seconds between refreshes")
+    parser.add_argument(
+        "--once", action="store_true", help="one measurement over --interval, then exit"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="JSON lines (one per refresh); implies no ANSI"
+    )
+
+
+def run_top(args: argparse.Namespace) -> int:
     sampler = Sampler(args.patterns)
     sampler.sample()  # the baseline: rates need two samples
     if args.once:
@@ -261,4 +278,4 @@ def cmd_top(args: argparse.Namespace) -> int:
             return 0
 
 
-__all__ = ["Sampler", "cmd_top", "render", "sort_rows"]
+__all__ = ["Sampler", "render", "run_top", "sort_rows", "top_arguments"]

@@ -1,6 +1,5 @@
-"""``shared-object bridge``: run a bridge until Ctrl-C or SIGTERM, with a line of statistics a
-second.
-"""
+"""``shared-object bridge``: run a bridge until Ctrl-C or SIGTERM, with its statistics every
+second (the bridge itself: ``shared_object.bridge``)."""
 
 from __future__ import annotations
 
@@ -11,39 +10,38 @@ import sys
 import time
 from typing import Any
 
-from .defaults import BIG_PAYLOAD, DEFAULT_PREFIX
+from ..bridge.defaults import BIG_PAYLOAD, DEFAULT_PREFIX
+from ._common import SEVERAL
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # Options that take several values take them both ways, adding up: --x a b, --x a --x b.
-    several: dict[str, Any] = {"nargs": "+", "action": "extend", "default": []}
+def bridge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--export",
         metavar="PATTERN",
         help="publish the local objects matching these glob patterns",
-        **several,
+        **SEVERAL,
     )
     parser.add_argument(
         "--import",
         dest="imports",
         metavar="PATTERN[=LOCAL]",
         help="mirror the remote objects matching these patterns (remote=local renames one)",
-        **several,
+        **SEVERAL,
     )
-    parser.add_argument("--listen", metavar="ENDPOINT", help="e.g. tcp/0.0.0.0:7447", **several)
-    parser.add_argument("--connect", metavar="ENDPOINT", help="e.g. tcp/host-a:7447", **several)
+    parser.add_argument("--listen", metavar="ENDPOINT", help="e.g. tcp/0.0.0.0:7447", **SEVERAL)
+    parser.add_argument("--connect", metavar="ENDPOINT", help="e.g. tcp/host-a:7447", **SEVERAL)
     parser.add_argument(
         "--encode",
         metavar="PATTERN=CODEC[:LEVEL]",
         help="send the objects matching PATTERN encoded: jpeg[:QUALITY] or png[:LEVEL] (their "
         "images), zstd[:LEVEL] or lz4[:LEVEL] (the whole payload), raw (the default)",
-        **several,
+        **SEVERAL,
     )
     parser.add_argument(
         "--max-rate",
         metavar="PATTERN=HZ",
         help="send at most HZ messages a second of the objects matching PATTERN (the newest)",
-        **several,
+        **SEVERAL,
     )
     parser.add_argument(
         "--link-rate",
@@ -97,13 +95,13 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def cmd_bridge(args: argparse.Namespace) -> int:
-    # Here, not at the top: `shared-object --help` (and the healthcheck's `health`) build this
-    # command's parser without loading numpy or Zenoh.
+def run_bridge(args: argparse.Namespace) -> int:
+    # Here, not at the top: `shared-object --help` builds this command's parser without loading
+    # numpy or Zenoh.
     from .._errors import InvalidArgumentError
-    from .core import Bridge, parse_rate_rule
-    from .encoding import parse_rule
-    from .session import _zenoh, build_config
+    from ..bridge.core import Bridge, parse_rate_rule
+    from ..bridge.encoding import parse_rule
+    from ..bridge.session import _zenoh, build_config
 
     if not args.export and not args.imports:
         print("error: nothing to do: give --export and/or --import patterns", file=sys.stderr)
@@ -166,9 +164,9 @@ def cmd_bridge(args: argparse.Namespace) -> int:
 
 
 def _report(line: dict[str, Any], as_json: bool) -> None:
-    from .stats import format_report
+    from ..bridge.stats import format_report
 
     print(json.dumps(line) if as_json else format_report(line), flush=True)
 
 
-__all__ = ["add_arguments", "cmd_bridge"]
+__all__ = ["bridge_arguments", "run_bridge"]

@@ -17,10 +17,35 @@ from typing import Any
 
 import numpy as np
 
-from . import _flock, _layout, _probe, _schema, _segment
-from ._dynamic import SharedDynamicObject, open_any
-from ._errors import SegmentNotFoundError, SharedObjectError
-from ._probe import segment_names
+from .. import _flock, _layout, _probe, _schema, _segment
+from .._dynamic import SharedDynamicObject, open_any
+from .._errors import SegmentNotFoundError, SharedObjectError
+from .._probe import segment_names
+from ._common import SEVERAL
+
+
+def ls_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true")
+
+
+def inspect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name")
+    parser.add_argument("--json", action="store_true")
+
+
+def rm_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("names", nargs="+", metavar="NAME")
+
+
+def gc_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    parser.add_argument(
+        "--prefix",
+        metavar="PREFIX",
+        help="only segments whose names start with one of these",
+        **SEVERAL,
+    )
+    parser.add_argument("--json", action="store_true")
 
 
 def _not_ours(path: str) -> str:
@@ -105,7 +130,7 @@ def _shorten(text: str) -> str:
     return text if len(text) < 200 else text[:197] + "..."
 
 
-def cmd_ls(args: argparse.Namespace) -> int:
+def run_ls(args: argparse.Namespace) -> int:
     rows = []
     for name in segment_names():
         try:
@@ -152,7 +177,7 @@ def _header_facts(name: str) -> dict[str, Any]:
     }
 
 
-def cmd_inspect(args: argparse.Namespace) -> int:
+def run_inspect(args: argparse.Namespace) -> int:
     info = describe_segment(args.name, detail=True)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -162,7 +187,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 1 if "error" in info else 0
 
 
-def cmd_rm(args: argparse.Namespace) -> int:
+def run_rm(args: argparse.Namespace) -> int:
     status = 0
     for name in args.names:
         try:
@@ -190,12 +215,13 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return status
 
 
-def cmd_gc(args: argparse.Namespace) -> int:
+def run_gc(args: argparse.Namespace) -> int:
     removed: list[dict[str, str]] = []
     kept: list[dict[str, str]] = []
-    temp_prefix = _segment.TEMP_PREFIX + args.prefix
-    candidates = [n for n in segment_names() if n.startswith(args.prefix)]
-    candidates += [n for n in temp_files() if n.startswith(temp_prefix)]
+    prefixes = tuple(args.prefix) or ("",)
+    temp_prefixes = tuple(_segment.TEMP_PREFIX + p for p in prefixes)
+    candidates = [n for n in segment_names() if n.startswith(prefixes)]
+    candidates += [n for n in temp_files() if n.startswith(temp_prefixes)]
     for name in candidates:
         path = os.path.join(_segment.SHM_DIR, name)
         try:

@@ -10,11 +10,11 @@ from importlib import metadata
 
 import numpy as np
 
-from . import __version__, _segment
-from ._cmd_segments import held_by_anyone, temp_files
-from ._errors import SharedObjectError
-from ._probe import segment_names
-from ._sync import LOCK_FREE_READS, libc, lock_abi, robust_locks_supported
+from .. import __version__, _segment
+from .._errors import SharedObjectError
+from .._probe import segment_names
+from .._sync import LOCK_FREE_READS, libc, lock_abi, robust_locks_supported
+from .segments import held_by_anyone, temp_files
 
 #: Below this, /dev/shm is likely a container's default (64 MiB): frames of a few MB x 2 slots fill
 #: it.
@@ -255,7 +255,11 @@ def doctor_findings() -> Findings:
     return found
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
+def doctor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true")
+
+
+def run_doctor(args: argparse.Namespace) -> int:
     findings = doctor_findings()
     if args.json:
         print(json.dumps(findings, indent=2))

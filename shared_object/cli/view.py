@@ -1,7 +1,8 @@
 """``shared-object view NAME|PATTERN...``: a live view of shared objects in the browser (Rerun).
 
-Its arguments are defined with nothing else loaded (``shared-object --help`` and the healthcheck
-build every command's parser); the viewer, numpy and Rerun are imported when it runs.
+Its arguments are defined with nothing else loaded (``shared-object --help`` builds every
+command's parser); the viewer (``shared_object.view``), numpy and Rerun are imported when it
+runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from .._errors import InvalidArgumentError
 from .._extras import require
+from ._common import SEVERAL
 
 DEFAULT_PORT = 9090
 SCAN_S = 1.0
@@ -21,7 +23,7 @@ SCAN_S = 1.0
 FORCEABLE = ("image", "tensor", "scalar")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("patterns", nargs="+", metavar="NAME|PATTERN")
     parser.add_argument(
         "--port",
@@ -49,10 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--as",
         dest="forced",
-        action="append",
-        default=[],
         metavar="NAME=KIND",
         help=f"show an object, or a leaf (name/key), as one of {', '.join(FORCEABLE)}",
+        **SEVERAL,
     )
     parser.add_argument(
         "--server-memory-limit",
@@ -91,15 +92,15 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def cmd_view(args: argparse.Namespace) -> int:
+def run_view(args: argparse.Namespace) -> int:
     forced = _forced(args.forced)
     if args.max_rate <= 0:
         raise InvalidArgumentError("--max-rate must be positive")
     if args.jpeg is not None and not 1 <= args.jpeg <= 100:
         raise InvalidArgumentError("--jpeg takes a quality from 1 to 100")
     rr = _rerun()
-    from .server import RerunServer
-    from .viewer import Viewer
+    from ..view.server import RerunServer
+    from ..view.viewer import Viewer
 
     server: Any = None
     signal.signal(signal.SIGTERM, _interrupt)
@@ -138,4 +139,4 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["FORCEABLE", "add_arguments", "cmd_view"]
+__all__ = ["FORCEABLE", "run_view", "view_arguments"]
