@@ -38,17 +38,19 @@ from ._errors import (
 # (mypy takes any name TYPE_CHECKING as true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ._dynamic import SharedDynamicObject
+    from ._dynamic import SharedDynamicObject, attach
     from ._flock import ReadersLock
     from ._object import SharedObject
-    from ._reading import ZeroCopyView
+    from ._reading import RawValue, ZeroCopyView
     from ._tuning import Tuning
 
 __version__ = "0.1.0"
 
 #: Public name -> the module that defines it, imported when the name is first used.
 _LAZY = {
+    "RawValue": "._reading",
     "ReadersLock": "._flock",
+    "attach": "._dynamic",
     "SharedDynamicObject": "._dynamic",
     "SharedObject": "._object",
     "Tuning": "._tuning",
@@ -82,6 +84,7 @@ __all__ = [
     "LockTimeoutError",
     "MissingExtraError",
     "OutOfSharedMemoryError",
+    "RawValue",
     "ReadersLock",
     "SegmentExistsError",
     "SegmentNotFoundError",
@@ -96,4 +99,5 @@ __all__ = [
     "UnsupportedTypeError",
     "ZeroCopyView",
     "__version__",
+    "attach",
 ]

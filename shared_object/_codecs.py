@@ -722,7 +722,12 @@ class Decoder:
         return node
 
     def decode(
-        self, schema_text: bytes, payload: bytes | memoryview, source: str, *, copy: bool = True
+        self,
+        schema_text: bytes,
+        payload: bytes | bytearray | memoryview,
+        source: str,
+        *,
+        copy: bool = True,
     ) -> Any:
         """The value; with ``copy=False`` its arrays are read-only views into ``payload``, valid
         while the caller keeps ``payload`` unchanged (the bridge assigns them, then drops both).

@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from typing import Any, TypeVar
 
-from . import _codecs, _layout, _probe, _schema
-from ._errors import LayoutError, OutOfSharedMemoryError
+from . import _arguments, _codecs, _layout, _probe, _schema
+from ._errors import LayoutError, OutOfSharedMemoryError, SegmentNotFoundError
 from ._handle import Slot
 from ._object import SharedObject
-from ._tuning import Tuning
+from ._tuning import Tuning, tuning_or_default
 
 DynamicSelf = TypeVar("DynamicSelf", bound="SharedDynamicObject")
 _STATE, _MTIME = _layout.STATE_WORD, _layout.MTIME_WORD
@@ -169,4 +169,26 @@ def open_any(name: str, tuning: Tuning | None = None) -> SharedObject:
     return cls.attach(name, tuning=tuning)
 
 
-__all__ = ["SharedDynamicObject", "open_any"]
+def attach(name: str, *, timeout: float | None = 0, tuning: Tuning | None = None) -> SharedObject:
+    """Attach to object ``name`` as whatever it was created as: a SharedDynamicObject if it is
+    one, else a SharedObject. For tools that follow objects they did not create (a recorder, a
+    bridge, a viewer). ``timeout`` as for ``SharedObject.attach``: seconds to wait for the object
+    to appear (None: forever)."""
+    seconds = _arguments.timeout_seconds(timeout, "attach(timeout=...)")
+    chosen = tuning_or_default(tuning)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    pause = chosen.attach_poll_s
+    while True:
+        try:
+            return open_any(name, tuning)
+        except SegmentNotFoundError:
+            if deadline is not None and time.monotonic() >= deadline:
+                # Its message, which says what to check when containers do not see each other.
+                return SharedObject.attach(name, timeout=0, tuning=tuning)
+            time.sleep(
+                pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
+            )
+            pause = min(pause * 2, chosen.attach_poll_max_s)
+
+
+__all__ = ["SharedDynamicObject", "attach", "open_any"]

@@ -27,7 +27,7 @@ from . import _arguments, _codecs, _layout, _reading, _segment
 from ._arguments import DEFAULT_INIT_SIZE, DEFAULT_MODE
 from ._errors import SegmentExistsError, SegmentNotFoundError, TypeMismatchError
 from ._handle import CLOSED_WORDS, DECODE_ERRORS, Handle
-from ._reading import FetchFn, ZeroCopyView
+from ._reading import FetchFn, RawValue, ZeroCopyView
 from ._sync import futex_wait
 from ._tuning import Tuning, tuning_or_default
 
@@ -165,7 +165,7 @@ class SharedObject(Handle):
                         f"no shared object named {name!r} in {_segment.SHM_DIR}{waited}. "
                         f"{_segment.IPC_HINT}"
                     )
-                    raise SegmentNotFoundError(msg) from exc
+                    raise SegmentNotFoundError(msg, name=name) from exc
                 time.sleep(
                     pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
                 )
@@ -388,6 +388,34 @@ class SharedObject(Handle):
                 futex_wait(self._futex_address, state & _layout.FUTEX_MASK, nap)
         except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
             raise self._closed_during("wait", exc)  # noqa: B904 - sets the cause; re-raises exc if open
+
+    def fetch_raw(self, *, into: bytearray | None = None) -> RawValue:
+        """The value as it lies in its slot, copied whole and never torn, without decoding it:
+        its schema text, payload bytes, change counter and change time (a ``RawValue``). For
+        tools that pass values on (a recorder, a bridge): ``shared_object.payload`` reads them
+        back. Like ``fetch``, it marks the change seen.
+
+        :param into: a bytearray of yours (the previous payload), resized to the payload's size
+            if it must be, written over, and returned as the payload: a follower of a camera
+            frame copies into the same memory every time, where a fresh megabyte costs the
+            kernel a page fault per 4 KiB page. InvalidArgumentError if it must grow while
+            something holds a view of it.
+        """
+        return _reading.fetch_raw(self, into)
+
+    @property
+    def seen_change(self) -> int:
+        """The object's change counter as this handle last saw it: the value it last read
+        (``fetch``, ``fetch_raw``, ``view``, ``triggered``) or wrote (``assign``). ``modified``
+        is whether the object's counter has moved on from it."""
+        self._check_open()
+        return self._seen
+
+    @property
+    def slots(self) -> int:
+        """How many slots the object keeps: 2 (readers never wait for a writer), or 1 (half the
+        memory; readers and writers take turns)."""
+        return 1 if self._single_slot else 2
 
     @property
     def kind(self) -> str:

@@ -43,6 +43,36 @@ except ImportError:  # pragma: no cover - numpy 1.x
     _byte_bounds = np.byte_bounds  # type: ignore[attr-defined]
 
 
+#: What a lock-free attempt answers when a writer overtook it (see read_lock_free).
+LAPPED: Any = object()
+
+
+def read_lock_free(h: Handle, attempt: Callable[[int], Any], tries: int | None = None) -> Any:
+    """``attempt(state)``, a read of the slot that the state word ``state`` names, until one is
+    whole: its value, or LAPPED if writers overtook every try (``tries``, by default the
+    handle's ``header_read_tries``).
+
+    This is the retry of every lock-free read but fetch's own, which ``_fetch_open`` (and, inline,
+    ``SharedObject.fetch``) repeat for speed, on a time budget rather than a count of tries (a
+    test runs every read path through the same laps and corruptions). A read that fails on
+    data a writer was overwriting is a lap, tried again; a read that fails on data that stayed
+    whole is corruption: LayoutError. ``attempt`` checks that what it read stayed whole and
+    answers LAPPED if not.
+    """
+    words = h._words
+    for _ in range(h._tuning.header_read_tries if tries is None else tries):
+        state = words[_STATE]
+        try:
+            value = attempt(state)
+        except DECODE_ERRORS as exc:
+            if _read_was_whole(state, words[_STATE]):
+                raise h._as_layout_error(exc) from exc
+            continue
+        if value is not LAPPED:
+            return value
+    return LAPPED
+
+
 def fetch_slow(h: Handle, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) -> Any:
     """fetch() beyond its inline fast paths: fn, out=, a lap, the lock, a closed handle."""
     h._check_open()
@@ -173,7 +203,7 @@ def locked_state(h: Handle) -> int:
             "its value is incomplete until the next assign (two-slot objects keep the last "
             "complete value)"
         )
-        raise IncompleteValueError(msg)
+        raise IncompleteValueError(msg, name=h.name)
     return state
 
 
@@ -186,18 +216,17 @@ def current_node(h: Handle) -> _codecs.Node:
     """
     if not h._dynamic:
         return h._slot_for_read(0).node
-    words = h._words
     if h._lock_free:
-        for _ in range(h._tuning.header_read_tries):
-            s1 = words[_STATE]
-            try:
-                slot = h._slot_for_read(s1 & _layout.CURRENT_SLOT)
-            except DECODE_ERRORS as exc:
-                if _read_was_whole(s1, words[_STATE]):
-                    raise h._as_layout_error(exc) from exc
-                continue
-            if _read_was_whole(s1, words[_STATE]):
-                return h._keep(s1 & _layout.CURRENT_SLOT, slot).node
+
+        def attempt(state: int) -> Any:
+            slot = h._slot_for_read(state & _layout.CURRENT_SLOT)
+            if not _read_was_whole(state, h._words[_STATE]):
+                return LAPPED
+            return h._keep(state & _layout.CURRENT_SLOT, slot).node
+
+        node = read_lock_free(h, attempt)
+        if node is not LAPPED:
+            return node  # type: ignore[no-any-return]
 
     def section() -> _codecs.Node:
         state = locked_state(h)
@@ -212,12 +241,15 @@ def current_node(h: Handle) -> _codecs.Node:
 
 
 class RawValue(NamedTuple):
-    """A value as it lies in its slot, copied whole: what a recorder or a bridge sends on."""
+    """A value as it lies in its slot, copied whole: what a recorder or a bridge sends on.
 
-    #: The schema's JSON text (see _schema), as stored in the slot.
+    ``shared_object.payload`` reads it back into a value, and ``create``s or ``assign``s of
+    that value lay it out the same way again.
+    """
+
+    #: The schema's JSON text (see ``shared_object.payload``), as stored in the slot.
     schema_text: bytes
-    #: The payload bytes, laid out by the schema (see _codecs): ``_codecs.Decoder`` reads them.
-    #: The caller's ``reuse`` buffer when it had the payload's size (see fetch_raw).
+    #: The payload bytes, laid out by the schema: the caller's ``into`` buffer, if it gave one.
     payload: bytes | bytearray
     #: The change counter of this value: one more for every assign and trigger.
     change: int
@@ -225,55 +257,63 @@ class RawValue(NamedTuple):
     mtime_ns: int
 
 
-def fetch_raw(h: Handle, reuse: bytearray | None = None) -> RawValue:
+def fetch_raw(h: Handle, into: bytearray | None = None) -> RawValue:
     """The current value's schema text and payload bytes, never torn, without decoding them.
 
     Lock-free where reads are: a copy that a writer lapped, or whose change counter or mtime
     moved meanwhile, is read again; after ``header_read_tries`` laps, under the mutex. Like
     fetch, it marks the change seen (``modified`` turns false).
 
-    ``reuse``: a buffer of the caller's (the previous payload), written over and returned as the
-    payload when it has the payload's size; otherwise the payload is new bytes. A follower of a
-    camera frame copies into the same memory every time: a fresh megabyte allocation costs the
-    kernel a page fault per 4 KiB page, more than the copy itself.
+    ``into``: a buffer of the caller's (the previous payload), resized to the payload's size if
+    it must be, written over, and returned as the payload. A follower of a camera frame copies
+    into the same memory every time: a fresh megabyte allocation costs the kernel a page fault
+    per 4 KiB page, more than the copy itself. Without it the payload is new bytes.
     """
     h._check_open()
     try:
-        raw = _raw_lock_free(h, reuse) if h._lock_free else None
+        raw = _raw_lock_free(h, into) if h._lock_free else None
         if raw is None:
 
             def section() -> RawValue:
                 state = locked_state(h)
                 try:
-                    return _copy_slot(h, state, h._words[_layout.MTIME_WORD], reuse)
+                    return _copy_slot(h, state, h._words[_layout.MTIME_WORD], into)
                 except DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: corruption
                     raise h._as_layout_error(exc) from exc
 
             raw = h._lock.read(h._tuning, section)
+    except _ResizeError as exc:
+        raise InvalidArgumentError(str(exc)) from exc.__cause__
     except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
         raise h._closed_during("fetch", exc, started_open=True)  # noqa: B904 - sets the cause
     h._seen = raw.change
     return raw
 
 
-def _raw_lock_free(h: Handle, reuse: bytearray | None) -> RawValue | None:
+class _ResizeError(Exception):
+    """``fetch_raw``'s ``into`` cannot be resized (something holds a view of it): not a lap."""
+
+
+def _raw_lock_free(h: Handle, into: bytearray | None) -> RawValue | None:
     """A whole copy read without the lock, or None if writers lapped every try."""
-    words = h._words
-    for _ in range(h._tuning.header_read_tries):
-        m1, s1 = words[_layout.MTIME_WORD], words[_STATE]
-        try:
-            raw = _copy_slot(h, s1, m1, reuse)
-        except DECODE_ERRORS as exc:
-            if _read_was_whole(s1, words[_STATE]):
-                raise h._as_layout_error(exc) from exc
-            continue
+
+    def attempt(state: int) -> Any:
+        mtime = h._words[_layout.MTIME_WORD]
+        raw = _copy_slot(h, state, mtime, into)
         # The same change and the same mtime after the copy: the value and its time agree.
-        if words[_STATE] >> _layout.CHANGE_SHIFT == raw.change and words[_layout.MTIME_WORD] == m1:
+        words = h._words
+        if (
+            words[_STATE] >> _layout.CHANGE_SHIFT == raw.change
+            and words[_layout.MTIME_WORD] == mtime
+        ):
             return raw
-    return None
+        return LAPPED
+
+    raw = read_lock_free(h, attempt)
+    return None if raw is LAPPED else raw
 
 
-def _copy_slot(h: Handle, state: int, mtime_ns: int, reuse: bytearray | None) -> RawValue:
+def _copy_slot(h: Handle, state: int, mtime_ns: int, into: bytearray | None) -> RawValue:
     slot = h._slot_for_read(state & _layout.CURRENT_SLOT)
     buf = h._buf
     schema_len = _layout.SLOT_HEADER.unpack_from(buf, slot.offset)[1]
@@ -281,10 +321,23 @@ def _copy_slot(h: Handle, state: int, mtime_ns: int, reuse: bytearray | None) ->
     text = bytes(buf[start : start + schema_len])
     source = buf[slot.base : slot.base + slot.node.size]
     payload: bytes | bytearray
-    if reuse is not None and len(reuse) == len(source):
-        with memoryview(reuse) as target:  # one memcpy (a bytearray slice assignment is
+    if into is not None:
+        if len(into) != len(source):
+            try:
+                if len(into) > len(source):
+                    del into[len(source) :]
+                else:
+                    into.extend(bytes(len(source) - len(into)))
+            except BufferError as exc:
+                msg = (
+                    f"fetch_raw(into=...): the buffer must grow to {len(source)} bytes, and "
+                    "something holds a view of it (a memoryview, a numpy array): release it, "
+                    "or give another buffer"
+                )
+                raise _ResizeError(msg) from exc
+        with memoryview(into) as target:  # one memcpy (a bytearray slice assignment is
             target[:] = source  # twice as slow, and a slow copy is lapped by a fast writer)
-        payload = reuse
+        payload = into
     else:
         payload = bytes(source)
     return RawValue(text, payload, state >> _layout.CHANGE_SHIFT, mtime_ns)
@@ -444,21 +497,20 @@ class ZeroCopyView:
         Setting up reads a dynamic object's slot header and schema, which a writer lapping us may
         be rewriting: that is a lap to retry, while an error on data that stayed put is corruption.
         """
-        words = self._words = h._words
-        for _ in range(h._tuning.header_read_tries):
-            state = words[_STATE]
-            try:
-                slot = h._slot_for_read(state & _layout.CURRENT_SLOT)
-                self.value = slot.node.view(h._buf, slot.base)
-            except DECODE_ERRORS as exc:
-                if _read_was_whole(state, words[_STATE]):
-                    raise h._as_layout_error(exc) from exc
-                continue
+        self._words = h._words
+
+        def attempt(state: int) -> Any:
+            slot = h._slot_for_read(state & _layout.CURRENT_SLOT)
+            self.value = slot.node.view(h._buf, slot.base)
             self._state = state
-            self._slot = slot
-            return True
-        self._words = None
-        return False
+            return slot  # whole or not, __exit__ says (``torn``)
+
+        slot = read_lock_free(h, attempt)
+        if slot is LAPPED:
+            self._words = None
+            return False
+        self._slot = slot
+        return True
 
     def __exit__(
         self,
@@ -490,6 +542,7 @@ class ZeroCopyView:
 
 
 __all__ = [
+    "LAPPED",
     "FetchFn",
     "RawValue",
     "ZeroCopyView",
@@ -500,4 +553,5 @@ __all__ = [
     "fetch_raw",
     "fetch_slow",
     "locked_state",
+    "read_lock_free",
 ]

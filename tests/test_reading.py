@@ -48,7 +48,8 @@ def test_fetch_fn_sees_a_read_only_view_and_copies_only_when_needed(
 
         assert obj.fetch(reduce) == frame.sum()
         sliced = obj.fetch(lambda x: x[..., 0])  # still points into shared memory: must be copied
-        assert sliced.flags.owndata or sliced.base is not None
+        with obj.view() as shared:
+            assert not np.shares_memory(sliced, shared.value)
         obj.assign(frame * 2)
         assert sliced.tolist() == frame[..., 0].tolist()  # the copy did not follow the write
         plus = obj.fetch(lambda x: x + 1)
@@ -368,22 +369,27 @@ def test_an_exception_from_outside_decoding_propagates_as_itself(shm_name: str, 
             obj.fetch()
 
 
-def test_fetch_raw_copies_into_the_callers_buffer_when_it_has_the_payloads_size(
+def test_fetch_raw_copies_into_the_callers_buffer_resized_to_the_payload(
     shm_name: str, read_path: Tuning
 ) -> None:
     frame = np.full((4, 6, 3), 1, np.uint8)
     with SharedObject.create(shm_name, frame, tuning=read_path) as obj:
-        first = _reading.fetch_raw(obj)
+        first = obj.fetch_raw()
         assert isinstance(first.payload, bytes) and first.payload == frame.tobytes()
-        reuse = bytearray(len(first.payload))
+        assert first.change == obj.seen_change and not obj.modified
+        into = bytearray(len(first.payload))
         obj.assign(np.full((4, 6, 3), 2, np.uint8))
-        second = _reading.fetch_raw(obj, reuse=reuse)
-        assert second.payload is reuse
-        assert reuse == bytes([2]) * frame.nbytes
+        second = obj.fetch_raw(into=into)
+        assert second.payload is into
+        assert into == bytes([2]) * frame.nbytes
         assert second.change == first.change + 1
         assert second.schema_text == first.schema_text
-        # A buffer of another size is left alone: the payload comes back as new bytes.
-        small = bytearray(3)
-        third = _reading.fetch_raw(obj, reuse=small)
-        assert third.payload is not small and third.payload == bytes(reuse)
-        assert small == bytearray(3)
+        # A buffer of another size is resized in place, and still is the payload.
+        for size in (3, 1000):
+            other = bytearray(size)
+            third = obj.fetch_raw(into=other)
+            assert third.payload is other and other == bytes(into)
+        # One that must grow while something views it cannot: said so, not a lap.
+        held = bytearray(3)
+        with memoryview(held), pytest.raises(InvalidArgumentError, match="holds a view of it"):
+            obj.fetch_raw(into=held)
