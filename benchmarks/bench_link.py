@@ -301,13 +301,12 @@ def verdict(cell: Cell, r: Result) -> bool:
 
 def codec_row(codec: str) -> str:
     """The codec alone, in this process: encode and decode of the natural frame, size, PSNR."""
-    from shared_object._codecs import build, encode
-    from shared_object._schema import schema_of
     from shared_object.bridge import encoding
+    from shared_object.payload import Decoder, encode
 
     frame = natural_frame()
-    _, payload = encode(frame)
-    node = build(schema_of(frame))
+    schema_text, payload = encode(frame)
+    node = Decoder().layout(schema_text)
     made = encoding.parse_rule(f"x={codec}").codec()
     assert made is not None
     plan = encoding.plan(made, node, "frame")

@@ -15,21 +15,21 @@ The layout of a recording:
   epoch), publish time when it was recorded, sequence the change counter (mod 2**32).
 
 Nothing is pickled: ``play`` validates every schema and payload as ``attach`` validates a
-segment (``_codecs.Decoder``), skips what fails with a message naming it, and goes on.
+segment (``shared_object.payload``), skips what fails with a message naming it, and goes on.
+
+The recorder and the player use the package's public API alone (``SharedObject.fetch_raw``,
+``shared_object.payload``, ``shared_object.follow``); the commands are ``shared_object.cli``'s.
 """
 
 from __future__ import annotations
 
 import collections
-import fnmatch
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any, NamedTuple
 
-from . import _probe, _reading
-from ._codecs import Decoder
-from ._dynamic import SharedDynamicObject, open_any
+from . import RawValue, SharedDynamicObject, SharedObject
 from ._errors import (
     InvalidArgumentError,
     LayoutError,
@@ -37,7 +37,8 @@ from ._errors import (
     TypeMismatchError,
 )
 from ._extras import require
-from ._object import SharedObject
+from .follow import Follower
+from .payload import Decoder
 
 SCHEMA_ENCODING = "shared_object.schema"
 MESSAGE_ENCODING = "shared_object.payload"
@@ -61,7 +62,7 @@ class _Copied(NamedTuple):
     """A change copied out of shared memory, waiting for its turn to be written."""
 
     name: str
-    raw: _reading.RawValue
+    raw: RawValue
     dynamic: str  # channel metadata: see the module's docstring
     slots: str
     missed: int  # changes of this object that came and went before this one was copied
@@ -73,16 +74,19 @@ def _queued_size(copied: _Copied) -> int:
 
 
 class Recorder:
-    """Writes every change of the objects matching ``patterns`` to an MCAP file, until stopped.
+    """Writes every change of the objects matching ``patterns`` to an MCAP file, until
+    :meth:`finish` (or the end of a ``with`` block).
 
-    One thread per object waits for its changes (``wait()``: no CPU while nothing changes) and
-    copies each new value's payload (``fetch_raw``: never torn) into a queue; one writer thread
-    writes the queue to the file. A file system that stalls (a disk flushing its cache can block
-    a write for tens of milliseconds) then delays the file, not the copies: nothing is missed
-    while the queue holds less than ``buffer_bytes``. When it holds more, the copying threads
-    wait, and a change that came and went meanwhile is counted as dropped (the gap in the
-    change counter). A change copied but not written yet is lost with the process (SIGKILL);
-    Ctrl-C and SIGTERM write the queue out first.
+    A Follower (``shared_object.follow``) gives each object a thread that waits for its changes
+    (``wait()``: no CPU while nothing changes) and copies each new value's payload
+    (``fetch_raw``: never torn) into a queue; one writer thread writes the queue to the file. A
+    file system that stalls (a disk flushing its cache can block a write for tens of
+    milliseconds) then delays the file, not the copies: nothing is missed while the queue holds
+    less than ``buffer_bytes``. When it holds more, the copying threads wait, and a change that
+    came and went meanwhile is counted as dropped (the gap in the change counter). A producer
+    that restarts (its object removed and created again) is followed into its new object. A
+    change copied but not written yet is lost with the process (SIGKILL); Ctrl-C and SIGTERM
+    write the queue out first.
     """
 
     def __init__(
@@ -117,11 +121,10 @@ class Recorder:
         )
         self.writer.start(profile=PROFILE, library=f"shared_object {__version__}")
         self.patterns = patterns
-        self.min_period_ns = int(1e9 / max_rate) if max_rate else 0
+        self.rate_limited = bool(max_rate)
         self.buffer_bytes = buffer_bytes
         self.stop = threading.Event()
-        self.threads: dict[str, threading.Thread] = {}
-        # Guards the queue, the spare buffers and the counters below.
+        # Guards the queue, the spare buffers, the counters and the errors below.
         self.lock = threading.Lock()
         self.has_work = threading.Condition(self.lock)  # for the writer thread
         self.has_room = threading.Condition(self.lock)  # for the copying threads
@@ -130,65 +133,59 @@ class Recorder:
         self.writer_idle = False
         self.writing = True  # false once finish() has asked the writer thread to end
         # Payload buffers written and free again, per object: the next copies go into memory
-        # that is already mapped (see fetch_raw's ``reuse``).
+        # that is already mapped (see fetch_raw's ``into``).
         self.spare: dict[str, list[bytearray]] = {}
         self.spare_bytes = 0
         self.channels: dict[tuple[str, bytes], int] = {}  # (name, schema text) -> channel id
         self.schemas: dict[bytes, int] = {}
+        self.decoder = Decoder()
         self.messages = 0
         self.bytes = 0
         self.dropped = 0
-        self.errors: list[str] = []
+        self.write_errors = 0
+        self._errors: list[str] = []
+        self.follower = Follower(
+            patterns,
+            lambda obj: _Copier(self, obj),
+            max_rate=max_rate,
+            on_error=self._error,
+            name="record",
+        )
         self.writer_thread = threading.Thread(
             target=self._write_queue, name="record writer", daemon=True
         )
         self.writer_thread.start()
 
-    def scan(self) -> None:
-        """Start a thread for each matching object not recorded yet."""
-        for name in _probe.segment_names():
-            if name in self.threads or not any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
-                continue
-            try:
-                obj = open_any(name)
-            except (SharedObjectError, OSError) as exc:
-                self.errors.append(f"{name}: {exc}")
-                continue
-            thread = threading.Thread(
-                target=self._follow, args=(obj,), name=f"record {name}", daemon=True
-            )
-            self.threads[name] = thread
-            thread.start()
+    def __enter__(self) -> Recorder:
+        self.start()
+        return self
 
-    def _follow(self, obj: SharedObject) -> None:
-        last_change: int | None = None
-        next_ns = 0
-        dynamic = "true" if isinstance(obj, SharedDynamicObject) else "false"
-        slots = "1" if obj._single_slot else "2"
-        try:
-            while not self.stop.is_set():
-                if last_change is not None and not obj.wait(0.2):
-                    continue
-                if self.min_period_ns and time.monotonic_ns() < next_ns:
-                    time.sleep((next_ns - time.monotonic_ns()) / 1e9)
-                buffer = self._room_for_a_copy(obj.name)
-                if buffer is None:  # stopping
-                    break
-                raw = _reading.fetch_raw(obj, reuse=buffer)
-                if raw.change == last_change:
-                    with self.lock:
-                        self._give_back(obj.name, raw.payload)
-                    continue
-                next_ns = time.monotonic_ns() + self.min_period_ns
-                missed = 0
-                if last_change is not None and not self.min_period_ns:
-                    missed = max(0, raw.change - last_change - 1)
-                self._enqueue(_Copied(obj.name, raw, dynamic, slots, missed))
-                last_change = raw.change
-        except (SharedObjectError, OSError) as exc:
-            self.errors.append(f"{obj.name}: {exc}")
-        finally:
-            obj.close()
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+    def start(self) -> None:
+        """Follow the matching objects, now and as they appear (every second)."""
+        self.follower.start()
+
+    def scan(self) -> None:
+        """Follow each matching object not followed yet (``start`` does it every second)."""
+        self.follower.scan()
+
+    @property
+    def errors(self) -> list[str]:
+        """What went wrong so far (an object that cannot be read, a write that failed)."""
+        with self.lock:
+            return list(self._errors)
+
+    def take_errors(self) -> list[str]:
+        """What went wrong since the last call."""
+        with self.lock:
+            errors, self._errors = self._errors, []
+        return errors
+
+    def _error(self, name: str, error: Exception) -> None:
+        with self.lock:
+            self._errors.append(f"{name}: {error}")
 
     def _room_for_a_copy(self, name: str) -> bytearray | None:
         """A spare buffer of ``name``'s (empty if none), once the queue has room; None when
@@ -243,11 +240,16 @@ class Recorder:
             for copied in batch:
                 try:
                     self._write(copied)
+                    failed = None
                 except Exception as exc:  # noqa: BLE001 - a disk full or gone: keep the rest
-                    self.errors.append(f"{copied.name}: writing failed: {exc}")
+                    failed = f"{copied.name}: writing failed: {exc}"
                 with self.lock:
-                    self.messages += 1
-                    self.bytes += len(copied.raw.payload)
+                    if failed is None:
+                        self.messages += 1
+                        self.bytes += len(copied.raw.payload)
+                    else:
+                        self.write_errors += 1
+                        self._errors.append(failed)
                     self.queued_bytes -= _queued_size(copied)
                     self._give_back(copied.name, copied.raw.payload)
                     if self.queued_bytes < resume_below:
@@ -259,7 +261,7 @@ class Recorder:
         if channel is None:
             schema = self.schemas.get(raw.schema_text)
             if schema is None:
-                kind = Decoder().node(raw.schema_text, f"segment {name!r}").describe()
+                kind = self.decoder.layout(raw.schema_text, f"segment {name!r}").kind
                 schema = self.schemas[raw.schema_text] = self.writer.register_schema(
                     name=kind, encoding=SCHEMA_ENCODING, data=raw.schema_text
                 )
@@ -283,8 +285,8 @@ class Recorder:
         self.stop.set()
         with self.lock:
             self.has_room.notify_all()
-        for thread in self.threads.values():
-            thread.join(5)
+        for name in self.follower.stop():
+            self._error(name, TimeoutError("its copying thread did not stop within 5 s"))
         with self.lock:
             self.writing = False
             self.has_work.notify()
@@ -294,12 +296,42 @@ class Recorder:
     def progress(self) -> dict[str, Any]:
         with self.lock:
             return {
-                "objects": len(self.threads),
+                "objects": len(self.follower.followed),
                 "messages": self.messages,
                 "bytes": self.bytes,
                 "dropped": self.dropped,
+                "write_errors": self.write_errors,
                 "queued_bytes": self.queued_bytes,
             }
+
+
+class _Copier:
+    """The Watch of one recorded object: each change, copied into the recorder's queue."""
+
+    def __init__(self, recorder: Recorder, obj: SharedObject) -> None:
+        self.recorder, self.obj = recorder, obj
+        self.last_change: int | None = None
+        self.dynamic = "true" if isinstance(obj, SharedDynamicObject) else "false"
+        self.slots = str(obj.slots)
+
+    def changed(self) -> None:
+        recorder, obj = self.recorder, self.obj
+        buffer = recorder._room_for_a_copy(obj.name)
+        if buffer is None:  # stopping
+            return
+        raw = obj.fetch_raw(into=buffer)
+        if raw.change == self.last_change:
+            with recorder.lock:
+                recorder._give_back(obj.name, raw.payload)
+            return
+        missed = 0
+        if self.last_change is not None and not recorder.rate_limited:
+            missed = max(0, raw.change - self.last_change - 1)
+        recorder._enqueue(_Copied(obj.name, raw, self.dynamic, self.slots, missed))
+        self.last_change = raw.change
+
+    def close(self) -> None:
+        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,6 +532,12 @@ class Player:
     def close(self) -> None:
         for obj in set(self.objects.values()):
             obj.close()
+
+    def __enter__(self) -> Player:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def iter_messages(path: str) -> Iterator[tuple[str, int, Any]]:

@@ -7,6 +7,8 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -321,3 +323,36 @@ def count_wakeups(name: str, count: int, results: Any) -> None:
             if obj.wait(5.0) and obj.triggered:
                 late.append((time.time_ns() - obj.mtime) / 1e9)
         results.put(("waiter", late))
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line's tests (test_operations, test_recording): a producer of three objects
+# ---------------------------------------------------------------------------------------------
+#: The command line, as a user runs it; and the small camera frame the command-line tests use.
+CLI = [sys.executable, "-m", "shared_object"]
+FRAME = (48, 64, 3)
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def frame(i: int) -> np.ndarray[Any, Any]:
+    """A frame whose every byte says which it is (mod 251)."""
+    return np.full(FRAME, i % 251, np.uint8)
+
+
+def produce(prefix: str, count: int, period: float, started: Any) -> None:
+    """A camera frame, a pose vector and a dynamic value, ``count`` times, ``period`` apart."""
+    with (
+        SharedObject(prefix + "-frame", data=frame(0)) as cam,
+        SharedObject(prefix + "-pose", data=np.zeros(7)) as pose,
+        SharedDynamicObject(prefix + "-dyn", data=0) as dyn,
+    ):
+        started.set()
+        time.sleep(period)  # the attach's own assign of frame 0 is a change too: as far apart
+        for i in range(1, count + 1):
+            cam.assign(frame(i))
+            pose.assign(np.full(7, float(i)))
+            dyn.assign(i if i % 2 else "x" * i)  # another kind every other time
+            time.sleep(period)

@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared_object import InvalidArgumentError
-from shared_object._codecs import Decoder, build, encode
-from shared_object._schema import schema_of
+from shared_object.payload import Decoder, Layout, encode
 
 pytest.importorskip(
     "simplejpeg", reason="the codecs come with the zenoh extra: pip install -e '.[zenoh]'"
@@ -40,22 +39,26 @@ def psnr(a: Any, b: Any, top: float = 255.0) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(top**2 / mse)
 
 
+def layout_of(value: Any) -> Layout:
+    return Decoder().layout(encode(value)[0])
+
+
 def round_trip(value: Any, spec: str) -> tuple[Any, int, int]:
     """``value`` through ``spec``'s codec and back: (decoded value, raw size, encoded size)."""
     schema_text, payload = encode(value)
-    node = build(schema_of(value))
+    node = layout_of(value)
     codec = encoding.parse_rule(f"x={spec}").codec()
     assert codec is not None
     plan = encoding.plan(codec, node, "x")
     section = encoding.encode(plan, memoryview(payload))
     decoded = encoding.decode(memoryview(section), node)
-    return Decoder().decode(schema_text, bytes(decoded), "test"), len(payload), len(section)
+    return Decoder().decode(schema_text, bytes(decoded)), len(payload), len(section)
 
 
 def encoded(value: Any, spec: str) -> tuple[bytes, Any]:
     """(an encoded payload of ``value``, its schema's node)."""
     _, payload = encode(value)
-    node = build(schema_of(value))
+    node = layout_of(value)
     codec = encoding.parse_rule(f"x={spec}").codec()
     assert codec is not None
     return encoding.encode(encoding.plan(codec, node, "x"), memoryview(payload)), node
@@ -138,7 +141,7 @@ def test_a_compound_value_encodes_its_image_leaves_and_sends_the_rest_raw() -> N
     np.testing.assert_array_equal(back["pose"], value["pose"])
     assert psnr(back["frame"], value["frame"]) >= 35
     assert raw - size > value["frame"].nbytes / 2  # the frame shrank; the rest did not grow
-    node = build(schema_of(value))
+    node = layout_of(value)
     codec = encoding.parse_rule("x=jpeg").codec()
     assert codec is not None
     described = encoding.plan(codec, node, "cam").describe()
@@ -167,7 +170,7 @@ def test_the_encoded_payload_is_laid_out_as_the_module_docstring_says() -> None:
 def test_an_empty_payload_has_nothing_to_encode() -> None:
     codec = encoding.parse_rule("x=zstd").codec()
     assert codec is not None
-    assert encoding.plan(codec, build(schema_of(None)), "estop").ranges == ()
+    assert encoding.plan(codec, layout_of(None), "estop").ranges == ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +205,7 @@ def test_an_image_codec_refuses_a_value_without_an_image_it_takes(
     codec = encoding.parse_rule(f"x={spec}").codec()
     assert codec is not None
     with pytest.raises(InvalidArgumentError) as refused:
-        encoding.plan(codec, build(schema_of(value)), "lk-depth")
+        encoding.plan(codec, layout_of(value), "lk-depth")
     message = str(refused.value)
     assert f"{spec} takes" in message and "'lk-depth' holds" in message and says in message
     assert "zstd or lz4" in message  # and what to do instead

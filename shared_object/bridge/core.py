@@ -49,19 +49,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _reading
-from .._codecs import Decoder
-from .._dynamic import SharedDynamicObject, open_any
-from .._errors import (
+from .. import (
     InvalidArgumentError,
     LayoutError,
     SegmentExistsError,
     SegmentNotFoundError,
+    SharedDynamicObject,
+    SharedObject,
     SharedObjectError,
     TypeMismatchError,
+    attach,
 )
-from .._object import SharedObject
-from .._probe import segment_names
+from ..follow import Follower, matching_names
+from ..payload import Decoder
 from . import encoding, wire
 from .defaults import BIG_PAYLOAD, DEFAULT_PREFIX
 from .session import _zenoh
@@ -170,7 +170,13 @@ class Bridge:
         self.stop_event = threading.Event()
         self._name_locks: dict[str, threading.Lock] = {}
         self._imported: dict[str, int] = {}  # local name -> the change our last import made
-        self._exporting: dict[str, threading.Thread] = {}
+        self._follower = Follower(
+            self.exports,
+            lambda obj: _Exporter(self, obj),
+            max_rate=self._max_rate_for,
+            on_error=self._export_failed,
+            name="bridge export",
+        )
         self._objects: dict[str, SharedObject] = {}  # local name -> the importer's handle
         self._created: set[str] = set()
         self._last: dict[str, _Last] = {}
@@ -179,7 +185,6 @@ class Bridge:
         self._reported_twice: set[str] = set()
         self._decoder = Decoder()
         self._subscriber: Any = None
-        self._threads: list[threading.Thread] = []
 
     # -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -194,12 +199,11 @@ class Bridge:
             )
 
         if self.exports:
-            self._spawn(self._scan_loop, "bridge export scan")
+            self._follower.start()
 
     def stop(self) -> None:
         self.stop_event.set()
-        for thread in [*self._threads, *self._exporting.values()]:
-            thread.join(5)
+        self._follower.stop()
         if self._subscriber is not None:
             with contextlib.suppress(Exception):  # the session may be gone already
                 self._subscriber.undeclare()
@@ -207,21 +211,28 @@ class Bridge:
             with self._lock_for(name):  # not under a callback's assign still running
                 obj.close()
 
+    def __enter__(self) -> Bridge:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def check_encodings(self) -> list[str]:
         """What each ``--encode`` rule does to the exported objects there are now, a line each;
         InvalidArgumentError naming every object a rule's codec does not fit."""
         done, refused = [], []
-        for name in segment_names():
+        for name in matching_names(self.exports):
             rule = encoding.rule_for(name, self.encodings)
-            if not self._exported(name) or rule is None or rule.codec_name == "raw":
+            if rule is None or rule.codec_name == "raw":
                 continue
             try:
-                with open_any(name) as obj:
-                    raw = _reading.fetch_raw(obj)
-                node = self._decoder.node(raw.schema_text, f"segment {name!r}")
+                with attach(name) as obj:
+                    raw = obj.fetch_raw()
+                layout = self._decoder.layout(raw.schema_text, f"segment {name!r}")
                 codec = rule.codec()
                 assert codec is not None
-                done.append(f"{name}: {encoding.plan(codec, node, name).describe()}")
+                done.append(f"{name}: {encoding.plan(codec, layout, name).describe()}")
             except InvalidArgumentError as exc:
                 refused.append(f"--encode {rule}: {exc}")
             except (SharedObjectError, OSError):
@@ -230,11 +241,6 @@ class Bridge:
             raise InvalidArgumentError("\n".join(refused))
         return done
 
-    def _spawn(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
     def _lock_for(self, name: str) -> threading.Lock:
         lock = self._name_locks.get(name)
         if lock is None:
@@ -242,37 +248,15 @@ class Bridge:
         return lock
 
     # -----------------------------------------------------------------------------------------
-    # Exporting
+    # Exporting: the Follower's threads, an _Exporter each
     # -----------------------------------------------------------------------------------------
-    def _exported(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, p) for p in self.exports)
+    def _max_rate_for(self, name: str) -> float | None:
+        rule = next((r for r in self.max_rates if fnmatch.fnmatchcase(name, r.pattern)), None)
+        return rule.hz if rule is not None else None
 
-    def _scan_loop(self) -> None:
-        while not self.stop_event.is_set():
-            for name in segment_names():
-                if name not in self._exporting and self._exported(name):
-                    thread = threading.Thread(
-                        target=self._export, args=(name,), name=f"export {name}", daemon=True
-                    )
-                    self._exporting[name] = thread
-                    thread.start()
-            self.stop_event.wait(1.0)
-
-    def _export(self, name: str) -> None:
-        try:
-            obj = open_any(name)
-        except (SharedObjectError, OSError) as exc:
-            log.warning("cannot export %r: %s", name, exc)
-            self.stats.count("errors")
-            return
-        try:
-            _Exporter(self, name, obj).run()
-        except (SharedObjectError, OSError) as exc:
-            log.warning("stopped exporting %r: %s", name, exc)
-            self.stats.count("errors")
-        finally:
-            obj.close()
-            self._exporting.pop(name, None)  # the next scan follows it again, if it is there
+    def _export_failed(self, name: str, error: Exception) -> None:
+        log.warning("cannot export %r: %s", name, error)
+        self.stats.count("errors")
 
     # -----------------------------------------------------------------------------------------
     # Importing
@@ -336,11 +320,11 @@ class Bridge:
         """The message's value, as views into its payload (or into ``local``'s decoded-payload
         buffer, for an encoded message); LayoutError if malformed. Under ``local``'s lock."""
         source = f"a message for {name!r}"
-        node = self._decoder.node(message.schema_text, source)
+        layout = self._decoder.layout(message.schema_text, source)
         payload: Any = message.payload
         if message.encoded:
             payload = self._decoded[local] = encoding.decode(
-                message.payload, node, self._decoded.get(local)
+                message.payload, layout, self._decoded.get(local)
             )
         # Views into the payload: the assign copies them once.
         return self._decoder.decode(message.schema_text, payload, source, copy=False)
@@ -394,19 +378,19 @@ class Bridge:
             log.warning("cannot import into %r: %s", local, exc)
             self.stats.count("errors")
             return False
-        self._imported[local] = obj._seen  # the change this assign made: never exported
+        self._imported[local] = obj.seen_change  # the change this assign made: never exported
         return True
 
     def _open_or_create(self, local: str, message: wire.Message, value: Any) -> SharedObject:
         try:
-            obj = open_any(local)
+            obj = attach(local)
         except SegmentNotFoundError:
             cls = SharedDynamicObject if message.dynamic else SharedObject
             slots = 1 if message.single_slot and not message.dynamic else 2
             try:
                 obj = cls.create(local, value, mode=self.mode, slots=slots)
             except SegmentExistsError:  # created meanwhile by someone else: attach to theirs
-                obj = open_any(local)
+                obj = attach(local)
                 obj.assign(value)
                 return obj
             self._created.add(local)
@@ -416,78 +400,62 @@ class Bridge:
 
 
 class _Exporter:
-    """One exported object's thread: wait for a change, take the newest value, encode it, put it.
+    """The Watch of one exported object: at each change, the newest value encoded and put.
 
     See the module's docstring. The publisher is declared with the first message, and again when
     a dynamic object's payload crosses ``BIG_PAYLOAD``: its priority follows the size.
     """
 
-    def __init__(self, bridge: Bridge, name: str, obj: SharedObject) -> None:
+    def __init__(self, bridge: Bridge, obj: SharedObject) -> None:
         self.bridge = bridge
-        self.name = name
+        self.name = obj.name
         self.obj = obj
-        rule = encoding.rule_for(name, bridge.encodings)
+        rule = encoding.rule_for(self.name, bridge.encodings)
         self.codec = rule.codec() if rule is not None else None
-        rate = next((r for r in bridge.max_rates if fnmatch.fnmatchcase(name, r.pattern)), None)
-        self.interval = 1.0 / rate.hz if rate is not None else 0.0
         self.dynamic = isinstance(obj, SharedDynamicObject)
         self.plans: dict[bytes, encoding.Plan | None] = {}  # schema text -> plan; None: raw
         self.refused: set[bytes] = set()  # schema texts the codec does not fit
         self.decoder = Decoder(cache_size=4)
         self.publisher: Any = None
         self.publisher_big: bool | None = None
+        self.message: bytearray | None = None  # reused: see wire.encode
+        self.payload = bytearray()  # reused: see fetch_raw
+        self.sequence = 0
 
-    def run(self) -> None:
-        bridge, obj, stop = self.bridge, self.obj, self.bridge.stop_event
-        message: bytearray | None = None  # reused: see wire.encode
-        payload = bytearray()  # reused: see fetch_raw
-        sequence = 0
-        last_put = -float("inf")
-        first = True
-        try:
-            while not stop.is_set():
-                if not first and not obj.wait(0.5):
-                    if obj.orphaned:  # removed or re-created: a new thread follows the new one
-                        return
-                    continue
-                first = False
-                # --max-rate: the next message waits out the interval, then takes the newest.
-                if stop.wait(max(0.0, last_put + self.interval - time.monotonic())):
-                    return
-                with bridge._lock_for(self.name):
-                    raw = _reading.fetch_raw(obj, reuse=payload)
-                    if bridge._imported.get(self.name) == raw.change:
-                        continue  # the value we imported: never sent back
-                if not isinstance(raw.payload, bytearray):  # its size changed
-                    payload = bytearray(len(raw.payload))
-                plan = self._plan(raw.schema_text)
-                if raw.schema_text in self.refused:
-                    continue  # its codec does not fit it (logged once): nothing of it is sent
-                body = (
-                    raw.payload if plan is None else encoding.encode(plan, memoryview(raw.payload))
-                )
-                sequence += 1
-                message = wire.encode(
-                    sequence=sequence,
-                    mtime_ns=raw.mtime_ns,
-                    change=raw.change,
-                    source=bridge.source,
-                    dynamic=self.dynamic,
-                    single_slot=obj._single_slot,
-                    schema_text=raw.schema_text,
-                    payload=body,
-                    encoded=plan is not None,
-                    reuse=message,
-                )
-                self._publisher(len(raw.payload)).put(message)  # copied: the buffer is ours again
-                last_put = time.monotonic()
-                bridge.stats.sent(
-                    self.name, len(message), len(raw.payload), str(plan.codec) if plan else "raw"
-                )
-        finally:
-            if self.publisher is not None:
-                with contextlib.suppress(Exception):
-                    self.publisher.undeclare()
+    def changed(self) -> None:
+        bridge, obj = self.bridge, self.obj
+        with bridge._lock_for(self.name):
+            raw = obj.fetch_raw(into=self.payload)
+            if bridge._imported.get(self.name) == raw.change:
+                return  # the value we imported: never sent back
+        plan = self._plan(raw.schema_text)
+        if raw.schema_text in self.refused:
+            return  # its codec does not fit it (logged once): nothing of it is sent
+        body = raw.payload if plan is None else encoding.encode(plan, memoryview(raw.payload))
+        self.sequence += 1
+        self.message = wire.encode(
+            sequence=self.sequence,
+            mtime_ns=raw.mtime_ns,
+            change=raw.change,
+            source=bridge.source,
+            dynamic=self.dynamic,
+            single_slot=obj.slots == 1,
+            schema_text=raw.schema_text,
+            payload=body,
+            encoded=plan is not None,
+            reuse=self.message,
+        )
+        # BLOCK: returns once Zenoh queued it all; it copied the buffer, which is ours again.
+        self._publisher(len(raw.payload)).put(self.message)
+        bridge.stats.sent(
+            self.name, len(self.message), len(raw.payload), str(plan.codec) if plan else "raw"
+        )
+
+    def close(self) -> None:
+        if self.publisher is not None:
+            with contextlib.suppress(Exception):  # the session may be gone already
+                self.publisher.undeclare()
+            self.publisher = None
 
     def _plan(self, schema_text: bytes) -> encoding.Plan | None:
         """The encoding plan for values of this schema (None: raw), made once per schema. A
@@ -497,9 +465,9 @@ class _Exporter:
             return self.plans[schema_text]
         plan = None
         if self.codec is not None:
-            node = self.decoder.node(schema_text, f"segment {self.name!r}")
+            layout = self.decoder.layout(schema_text, f"segment {self.name!r}")
             try:
-                plan = encoding.plan(self.codec, node, self.name)
+                plan = encoding.plan(self.codec, layout, self.name)
             except InvalidArgumentError as exc:
                 if not self.dynamic:
                     self.refused.add(schema_text)

@@ -54,9 +54,9 @@ from typing import Any, ClassVar, Final, NamedTuple
 
 import numpy as np
 
-from .._codecs import ArrayNode, Node, array_leaves
-from .._errors import InvalidArgumentError
+from .. import InvalidArgumentError
 from .._extras import require
+from ..payload import ArrayLeaf, Layout
 from .wire import MessageError
 
 TABLE_HEADER: Final = struct.Struct("<H6x")
@@ -93,7 +93,7 @@ class Codec:
     def __str__(self) -> str:
         return f"{self.name}:{self.level}"
 
-    def takes(self, leaf: ArrayNode) -> bool:
+    def takes(self, leaf: ArrayLeaf) -> bool:
         return not self.image
 
     def encode(self, data: Any) -> bytes:
@@ -106,7 +106,7 @@ class Codec:
         raise NotImplementedError
 
 
-def _image_shape(leaf: ArrayNode, dtypes: Iterable[np.dtype[Any]], channels: Iterable[int]) -> bool:
+def _image_shape(leaf: ArrayLeaf, dtypes: Iterable[np.dtype[Any]], channels: Iterable[int]) -> bool:
     shape = leaf.shape
     return (
         leaf.dtype in dtypes
@@ -126,7 +126,7 @@ class Jpeg(Codec):
     #: libjpeg-turbo's colour spaces by channel count (2-D: grey).
     _SPACES: ClassVar[dict[int, str]] = {1: "GRAY", 3: "RGB", 4: "RGBX"}
 
-    def takes(self, leaf: ArrayNode) -> bool:
+    def takes(self, leaf: ArrayLeaf) -> bool:
         return _image_shape(leaf, [np.dtype(np.uint8)], (1, 3, 4))
 
     def encode(self, data: Any) -> bytes:
@@ -175,7 +175,7 @@ class Png(Codec):
         ("uint16", 1): "I;16",
     }
 
-    def takes(self, leaf: ArrayNode) -> bool:
+    def takes(self, leaf: ArrayLeaf) -> bool:
         if leaf.dtype == np.dtype(np.uint16):
             return _image_shape(leaf, [leaf.dtype], (1,))
         return _image_shape(leaf, [np.dtype(np.uint8)], (1, 3, 4))
@@ -335,7 +335,7 @@ def rule_for(name: str, rules: Iterable[EncodeRule]) -> EncodeRule | None:
 class Range:
     offset: int
     length: int
-    leaf: ArrayNode | None  # the image leaf, for image codecs
+    leaf: ArrayLeaf | None  # the image leaf, for image codecs
     path: str
 
 
@@ -357,23 +357,23 @@ class Plan:
         return f"{leaves} as {self.codec}{rest}"
 
 
-def plan(codec: Codec, node: Node, name: str) -> Plan:
-    """The ranges ``codec`` encodes in payloads of ``node``'s schema; InvalidArgumentError, saying
+def plan(codec: Codec, layout: Layout, name: str) -> Plan:
+    """The ranges ``codec`` encodes in payloads of this ``layout``; InvalidArgumentError, saying
     what the codec takes and what ``name`` holds, if it takes nothing there."""
     if not codec.image:
-        return Plan(codec, (Range(0, node.size, None, ""),) if node.size else (), node.size)
+        return Plan(codec, (Range(0, layout.size, None, ""),) if layout.size else (), layout.size)
     ranges = tuple(
-        Range(leaf.offset, leaf.size, leaf, path)
-        for path, leaf in array_leaves(node)
+        Range(leaf.offset, leaf.nbytes, leaf, leaf.path)
+        for leaf in layout.arrays
         if codec.takes(leaf)
     )
     if not ranges:
         msg = (
-            f"{codec.name} takes {codec.takes_text}; {name!r} holds {node.describe()}, with no "
+            f"{codec.name} takes {codec.takes_text}; {name!r} holds {layout.kind}, with no "
             "such image in it: choose another codec for it (zstd or lz4 take any payload)"
         )
         raise InvalidArgumentError(msg)
-    return Plan(codec, ranges, node.size)
+    return Plan(codec, ranges, layout.size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,15 +407,15 @@ class _Entry(NamedTuple):
     length: int
     codec: Codec
     form_size: int
-    leaf: ArrayNode | None
+    leaf: ArrayLeaf | None
 
 
-def decode(section: memoryview, node: Node, out: bytearray | None = None) -> bytearray:
-    """The payload that ``section`` (an encoded payload) encodes, for ``node``'s schema: written
+def decode(section: memoryview, layout: Layout, out: bytearray | None = None) -> bytearray:
+    """The payload that ``section`` (an encoded payload) encodes, laid out as ``layout``: written
     into ``out`` if it has the payload's size (a buffer used again and again), else into a new
     bytearray. MessageError naming the fault if ``section`` is not exactly that."""
-    entries, forms_at = _read_table(section, node)
-    payload = out if out is not None and len(out) == node.size else bytearray(node.size)
+    entries, forms_at = _read_table(section, layout)
+    payload = out if out is not None and len(out) == layout.size else bytearray(layout.size)
     with memoryview(payload) as target:
         at = forms_at
         for e in entries:
@@ -423,7 +423,9 @@ def decode(section: memoryview, node: Node, out: bytearray | None = None) -> byt
             at += e.form_size
             if e.leaf is not None:
                 leaf = e.leaf
-                image = np.frombuffer(payload, leaf.dtype, leaf.count, e.offset)
+                image = np.frombuffer(
+                    payload, leaf.dtype, leaf.nbytes // leaf.dtype.itemsize, e.offset
+                )
                 e.codec.decode_into(form, image.reshape(leaf.shape))
             else:
                 e.codec.decode_into(form, target[e.offset : e.offset + e.length])
@@ -436,8 +438,8 @@ def decode(section: memoryview, node: Node, out: bytearray | None = None) -> byt
     return payload
 
 
-def _read_table(section: memoryview, node: Node) -> tuple[list[_Entry], int]:
-    """The encoded payload's entries, every one checked against ``node``'s schema, and where its
+def _read_table(section: memoryview, layout: Layout) -> tuple[list[_Entry], int]:
+    """The encoded payload's entries, every one checked against the ``layout``, and where its
     encoded forms begin; MessageError if the table is not exactly what the module's docstring
     says."""
     if len(section) < TABLE_HEADER.size:
@@ -451,7 +453,7 @@ def _read_table(section: memoryview, node: Node) -> tuple[list[_Entry], int]:
     if not 1 <= count <= MAX_RANGES or forms_at > len(section):
         msg = f"an encoded payload of {len(section)} bytes claiming {count} ranges"
         raise MessageError(msg)
-    leaves = {leaf.offset: leaf for _, leaf in array_leaves(node)}
+    leaves = {leaf.offset: leaf for leaf in layout.arrays}
     entries: list[_Entry] = []
     for i in range(count):
         at = TABLE_HEADER.size + i * ENTRY.size
@@ -461,8 +463,8 @@ def _read_table(section: memoryview, node: Node) -> tuple[list[_Entry], int]:
             msg = f"{where} has non-zero reserved bytes"
             raise MessageError(msg)
         end = entries[-1].offset + entries[-1].length if entries else 0
-        if offset < end or length == 0 or offset + length > node.size:
-            msg = f"{where} overlaps another or lies outside the {node.size}-byte payload"
+        if offset < end or length == 0 or offset + length > layout.size:
+            msg = f"{where} overlaps another or lies outside the {layout.size}-byte payload"
             raise MessageError(msg)
         codec_type = _BY_WIRE_ID.get(codec_id)
         if codec_type is None:
@@ -470,11 +472,11 @@ def _read_table(section: memoryview, node: Node) -> tuple[list[_Entry], int]:
             raise MessageError(msg)
         codec = codec_type()
         leaf = leaves.get(offset) if codec.image else None
-        if codec.image and (leaf is None or leaf.size != length or not codec.takes(leaf)):
+        if codec.image and (leaf is None or leaf.nbytes != length or not codec.takes(leaf)):
             msg = f"{where} is {codec.name}, where the schema has no image leaf {codec.name} takes"
             raise MessageError(msg)
         entries.append(_Entry(offset, length, codec, form_size, leaf))
-    accounted = forms_at + sum(e.form_size - e.length for e in entries) + node.size
+    accounted = forms_at + sum(e.form_size - e.length for e in entries) + layout.size
     if accounted != len(section):
         msg = f"an encoded payload of {len(section)} bytes whose table accounts for {accounted}"
         raise MessageError(msg)

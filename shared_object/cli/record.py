@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from ._common import USAGE, positive, seconds
+from ._common import FAILED, USAGE, positive, seconds
 
 
 def record_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,11 +64,11 @@ def run_record(args: argparse.Namespace) -> int:
                 else DEFAULT_BUFFER_BYTES
             ),
         )
+        recorder.start()
         started = time.monotonic()
         last_bytes, last_t = 0, started
         try:
             while args.duration is None or time.monotonic() - started < args.duration:
-                recorder.scan()
                 left = (
                     TICK_S
                     if args.duration is None
@@ -82,20 +82,22 @@ def run_record(args: argparse.Namespace) -> int:
                 )
                 last_bytes, last_t = line["bytes"], now
                 _report(line, args.json)
-                for error in recorder.errors:
+                for error in recorder.take_errors():
                     print(f"warning: {error}", file=sys.stderr)
-                recorder.errors.clear()
         except KeyboardInterrupt:
             pass
         finally:
             recorder.finish()
+        for error in recorder.take_errors():
+            print(f"warning: {error}", file=sys.stderr)
     summary = recorder.progress()
     if not args.json:
         print(
             f"recorded {summary['messages']} messages ({summary['bytes'] / 1e6:.1f} MB) of "
             f"{summary['objects']} objects into {path}; dropped {summary['dropped']}"
+            + (f"; {summary['write_errors']} failed to write" if summary["write_errors"] else "")
         )
-    return 0
+    return FAILED if summary["write_errors"] else 0
 
 
 def _raise_interrupt() -> None:
@@ -109,7 +111,7 @@ def _report(line: dict[str, Any], as_json: bool) -> None:
         print(
             f"recording: {line['objects']} objects, {line['messages']} messages, "
             f"{line['bytes'] / 1e6:.1f} MB, {line['mb_per_s']:.1f} MB/s, dropped {line['dropped']}"
-            f", {line['queued_bytes'] / 1e6:.1f} MB queued",
+            f", {line['queued_bytes'] / 1e6:.1f} MB queued, {line['write_errors']} failed to write",
             flush=True,
         )
 

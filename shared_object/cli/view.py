@@ -121,11 +121,14 @@ def run_view(args: argparse.Namespace) -> int:
             rr, recording, args.patterns, max_rate=args.max_rate, jpeg_quality=args.jpeg,
             forced=forced,
         )  # fmt: skip
+        viewer.start()
         started = time.monotonic()
         try:
             while args.duration is None or time.monotonic() - started < args.duration:
-                viewer.scan()
-                time.sleep(SCAN_S if args.duration is None else min(SCAN_S, args.duration))
+                left = (
+                    None if args.duration is None else args.duration - (time.monotonic() - started)
+                )
+                time.sleep(SCAN_S if left is None else max(0.0, min(SCAN_S, left)))
         except KeyboardInterrupt:
             pass
         finally:

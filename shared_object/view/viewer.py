@@ -1,24 +1,22 @@
 """The live view's loop: one thread per followed object, each logging its newest values.
 
-One thread per object that matches a pattern (new ones are picked up at each ``scan``) waits for
-its changes and logs the newest value, at most ``max_rate`` times a second: a faster producer is
-sampled, never queued behind. Each value is fetched (a private copy: Rerun may keep the array
-after ``log`` returns, and the shared one changes under it) and logged on two timelines, ``time``
-(the object's change time) and ``change`` (its change counter), so the viewer can scrub back.
+A Follower (``shared_object.follow``) gives each object that matches a pattern a thread that
+waits for its changes and logs the newest value, at most ``max_rate`` times a second: a faster
+producer is sampled, never queued behind; a restarted one is followed into its new object.
+Each value is fetched (a private copy: Rerun may keep the array after ``log`` returns, and the
+shared one changes under it) and logged on two timelines, ``time`` (the object's change time)
+and ``change`` (its change counter), so the viewer can scrub back.
 What a leaf is shown as is ``mapping``'s decision; what it cannot show is said once and skipped.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-from .._dynamic import open_any
-from .._errors import SharedObjectError
-from .._probe import segment_names
+from .. import SharedObject
+from ..follow import Follower
 from . import mapping
 
 
@@ -37,64 +35,49 @@ class Viewer:
         say: Callable[[str], object] = print,
     ) -> None:
         self.rr, self.recording, self.patterns = rr, recording, patterns
-        self.min_interval = 1.0 / max_rate
         self.jpeg_quality = jpeg_quality
         self.forced = forced or {}
         self.say = say
-        self.stop_event = threading.Event()
-        self.threads: dict[str, threading.Thread] = {}
         self.logged = 0  # values logged, all objects
-        self.followed: set[str] = set()  # every object followed, now or before
         self._said: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        self.follower = Follower(
+            patterns,
+            lambda obj: _Logger(self, obj),
+            max_rate=max_rate,
+            on_error=lambda name, exc: self._say_once(name, f"view: {name}: {exc}"),
+            name="view",
+        )
+
+    @property
+    def followed(self) -> set[str]:
+        """Every object followed, now or before."""
+        return self.follower.followed
+
+    def __enter__(self) -> Viewer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Follow the matching objects, now and as they appear (every second)."""
+        self.follower.start()
 
     def scan(self) -> None:
-        for name in segment_names():
-            if name in self.threads or not any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
-                continue
-            thread = threading.Thread(target=self._follow, args=(name,), name=f"view {name}")
-            thread.daemon = True
-            self.threads[name] = thread
-            self.followed.add(name)
-            thread.start()
+        """Follow each matching object not followed yet (``start`` does it every second)."""
+        self.follower.scan()
 
     def stop(self) -> None:
-        self.stop_event.set()
-        for thread in list(self.threads.values()):
-            thread.join(5)
+        self.follower.stop()
 
-    def _follow(self, name: str) -> None:
-        try:
-            obj = open_any(name)
-        except (SharedObjectError, OSError) as exc:
-            self._say_once(name, f"view: cannot open {name}: {exc}")
-            return
-        try:
-            self._log(name, obj)  # its current value first, then each change
-            last = time.monotonic()
-            while not self.stop_event.is_set():
-                if not obj.wait(0.5):
-                    if obj.orphaned:  # removed or re-created: the next scan follows the new one
-                        break
-                    continue
-                # At most max_rate a second: a change sooner than that waits for the rest of
-                # the interval and then logs the newest value, which may be a later one.
-                self.stop_event.wait(max(0.0, last + self.min_interval - time.monotonic()))
-                self._log(name, obj)
-                last = time.monotonic()
-        except (SharedObjectError, OSError) as exc:
-            self._say_once(name, f"view: stopped following {name}: {exc}")
-        finally:
-            obj.close()
-            with self._lock:
-                self.threads.pop(name, None)
-
-    def _log(self, name: str, obj: Any) -> None:
+    def log(self, name: str, obj: SharedObject) -> None:
+        """Log ``obj``'s value now."""
         value = obj.fetch()
-        # Times are per thread in Rerun: each object's thread sets its own. ``_seen`` is the
-        # change counter of the value just fetched.
+        # Times are per thread in Rerun: each object's thread sets its own.
         self.recording.set_time("time", timestamp=obj.mtime / 1e9)
-        self.recording.set_time("change", sequence=obj._seen)
+        self.recording.set_time("change", sequence=obj.seen_change)
         leaves = [leaf for _, leaf in mapping.walk(value)]
         for leaf, planned in zip(leaves, mapping.plan(name, value, self.forced), strict=True):
             if planned.kind is None:
@@ -111,6 +94,19 @@ class Viewer:
                 return
             self._said.add((key, text))
         self.say(text)
+
+
+class _Logger:
+    """The Watch of one viewed object: its newest value, logged at each change."""
+
+    def __init__(self, viewer: Viewer, obj: SharedObject) -> None:
+        self.viewer, self.obj = viewer, obj
+
+    def changed(self) -> None:
+        self.viewer.log(self.obj.name, self.obj)
+
+    def close(self) -> None:
+        pass
 
 
 __all__ = ["Viewer"]
