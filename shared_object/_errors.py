@@ -4,14 +4,24 @@ Every error derives from :class:`SharedObjectError`, and each leaf also inherits
 exception a caller would naturally catch (``FileNotFoundError`` for a missing segment,
 ``TypeError`` for a value of the wrong kind, ...), so ``except FileNotFoundError`` keeps working.
 
-Errors carry only their message in ``args``, so they pickle and cross process boundaries as is.
+Errors carry their message in ``args``, and what they are about as attributes: ``name``, the
+object's name, on every error where there is one (None otherwise), and ``timeout`` on a
+LockTimeoutError, as filelock's ``Timeout`` carries its lock file. Both pickle with the error,
+so it crosses process boundaries as it is.
 """
 
 from __future__ import annotations
 
 
 class SharedObjectError(Exception):
-    """Base class of every error raised by shared_object."""
+    """Base class of every error raised by shared_object.
+
+    ``name``: the name of the object the error is about, or None.
+    """
+
+    def __init__(self, *args: object, name: str | None = None) -> None:
+        super().__init__(*args)
+        self.name = name
 
 
 class SegmentNotFoundError(SharedObjectError, FileNotFoundError):
@@ -75,7 +85,16 @@ class TooManyHandlesError(SharedObjectError, OSError):
 
 
 class LockTimeoutError(SharedObjectError, TimeoutError):
-    """The writer lock could not be taken within the timeout."""
+    """The writer lock could not be taken within the timeout.
+
+    ``name``: the object's (None for a ReadersLock); ``timeout``: the seconds it waited.
+    """
+
+    def __init__(
+        self, *args: object, name: str | None = None, timeout: float | None = None
+    ) -> None:
+        super().__init__(*args, name=name)
+        self.timeout = timeout
 
 
 class LockReentryError(SharedObjectError, RuntimeError):

@@ -110,7 +110,7 @@ class ReadersLock:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     msg = f"the readers lock on fd {self.fd} was not granted within {timeout} s"
-                    raise LockTimeoutError(msg) from None
+                    raise LockTimeoutError(msg, timeout=seconds) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.01)
             else:

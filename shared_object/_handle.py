@@ -63,7 +63,8 @@ ScalarFast = tuple[type[Any], Callable[..., None], int, int]
 def closed_error(name: str, during: str = "") -> ClosedError:
     """The one wording of "this handle is closed", for a call made after close() or caught by it."""
     return ClosedError(
-        f"the handle on {name!r} " + (f"was closed during {during}" if during else "is closed")
+        f"the handle on {name!r} " + (f"was closed during {during}" if during else "is closed"),
+        name=name,
     )
 
 
@@ -465,7 +466,8 @@ class Handle:
         if self._buf is CLOSED_BUF:  # not corrupt: closed by another thread during the read
             return self._closed_during("fetch", exc)
         return LayoutError(
-            f"segment {self.name!r} holds a corrupt value ({type(exc).__name__}: {exc})"
+            f"segment {self.name!r} holds a corrupt value ({type(exc).__name__}: {exc})",
+            name=self.name,
         )
 
     def _closed_during(self, what: str, exc: Exception, *, started_open: bool = False) -> Exception:

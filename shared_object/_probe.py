@@ -71,10 +71,10 @@ def read_state(name: str) -> HeaderState:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         msg = f"no shared object named {name!r} in {SHM_DIR}"
-        raise SegmentNotFoundError(msg) from None
+        raise SegmentNotFoundError(msg, name=name) from None
     except PermissionError as exc:
         msg = f"segment {name!r} exists but this process may not read it ({exc.strerror})"
-        raise SegmentPermissionError(msg) from None
+        raise SegmentPermissionError(msg, name=name) from None
     try:
         size = os.fstat(fd).st_size
         if size < _layout.HEADER_SIZE:

@@ -100,7 +100,7 @@ class Segment:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileNotFoundError as exc:
             msg = f"the shared-memory directory {SHM_DIR} does not exist"
-            raise SegmentNotFoundError(msg) from exc
+            raise SegmentNotFoundError(msg, name=name) from exc
         except OSError as exc:
             raise _open_error(exc, name) from exc
         try:
@@ -125,7 +125,7 @@ class Segment:
                 f"a segment named {self.name!r} already exists in "
                 f"{SHM_DIR}{_who_holds(final, self.name)}"
             )
-            raise SegmentExistsError(msg) from exc
+            raise SegmentExistsError(msg, name=self.name) from exc
         finally:
             os.unlink(self.path)
         self.path = final
@@ -147,13 +147,13 @@ class Segment:
                 fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
             except FileNotFoundError as exc:
                 msg = f"no shared object named {name!r} in {SHM_DIR}. {IPC_HINT}"
-                raise SegmentNotFoundError(msg) from exc
+                raise SegmentNotFoundError(msg, name=name) from exc
             except PermissionError as exc:
                 msg = (
                     f"segment {name!r} exists but this process may not open it ({_owner(path)}); "
                     f"{_mode_hint()}"
                 )
-                raise SegmentPermissionError(msg) from exc
+                raise SegmentPermissionError(msg, name=name) from exc
             except OSError as exc:
                 raise _open_error(exc, name) from exc
             if hold_liveness(fd) and _same_file(path, fd):
@@ -162,11 +162,11 @@ class Segment:
             time.sleep(0.001)
         else:
             msg = f"segment {name!r} kept being removed while attaching"
-            raise SegmentNotFoundError(msg)
+            raise SegmentNotFoundError(msg, name=name)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             msg = f"{path} is not a regular file"
-            raise SegmentNotFoundError(msg)
+            raise SegmentNotFoundError(msg, name=name)
         try:
             return cls(name, path, fd)
         except BaseException:
@@ -348,7 +348,7 @@ def _open_error(exc: OSError, name: str) -> OSError:
         "-n`; "
         "compose: `ulimits: {nofile: 65536}`)"
     )
-    return TooManyHandlesError(exc.errno, msg)
+    return TooManyHandlesError(exc.errno, msg, name=name)
 
 
 def _errno_error(call: str) -> OSError:
@@ -372,7 +372,7 @@ def reserve(fd: int, offset: int, length: int, name: str) -> None:
             f"no room in {SHM_DIR} for segment {name!r}: asked for {_fmt(length)}, {_fmt(free)} "
             f"free of {_fmt(total)}. {SHM_SIZE_HINT}"
         )
-        raise OutOfSharedMemoryError(errno.ENOSPC, msg) from exc
+        raise OutOfSharedMemoryError(errno.ENOSPC, msg, name=name) from exc
 
 
 def unlink(name: str, identity: tuple[int, int] | None = None) -> None:
@@ -392,12 +392,12 @@ def unlink(name: str, identity: tuple[int, int] | None = None) -> None:
             return
     except FileNotFoundError as exc:
         msg = f"no shared object named {name!r} in {SHM_DIR}"
-        raise SegmentNotFoundError(msg) from exc
+        raise SegmentNotFoundError(msg, name=name) from exc
     msg = (
         f"{name!r} in {SHM_DIR} now names another segment, created after this handle attached (a "
         "restarted producer?); left it in place"
     )
-    raise SegmentNotFoundError(msg)
+    raise SegmentNotFoundError(msg, name=name)
 
 
 def _who_holds(path: str, name: str) -> str:

@@ -267,7 +267,7 @@ class WriterMutex:
                 rc = self.lock_within(max(timeout, 0.0))
                 if rc == errno.ETIMEDOUT:
                     msg = f"the writer lock was not free within {timeout} s"
-                    raise LockTimeoutError(msg)
+                    raise LockTimeoutError(msg, timeout=timeout)
         if rc == errno.EOWNERDEAD:
             # The previous holder died while holding the lock. Whatever it was writing is in a
             # slot that readers never look at (two slots), or flagged by the WRITING bit that

@@ -434,7 +434,7 @@ class WriterLock:
                 "holder's lock is never released; re-create the object, and see `shared-object "
                 "doctor`"
             )
-        return LockTimeoutError(msg)
+        return LockTimeoutError(msg, name=self.name, timeout=tuning.lock_timeout_s)
 
     def reentry_error(self, what: str) -> LockReentryError:
         msg = (
@@ -445,7 +445,7 @@ class WriterLock:
             "open, a KeyboardInterrupt ended one just before it released the lock, and the lock "
             "goes back once that view is gone.)"
         )
-        return LockReentryError(msg)
+        return LockReentryError(msg, name=self.name)
 
 
 class ClosedLock:
@@ -460,7 +460,7 @@ class ClosedLock:
         self.ref = None
 
     def _closed(self, *args: object, **kwargs: object) -> Any:
-        raise ClosedError(f"the handle on {self.name!r} is closed")
+        raise ClosedError(f"the handle on {self.name!r} is closed", name=self.name)
 
     trylock = take_after_trylock = write = read = open_block = _closed
 

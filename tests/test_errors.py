@@ -1,4 +1,5 @@
-"""The error hierarchy: one base, builtin leaves, messages that survive pickling."""
+"""The error hierarchy: one base, builtin leaves, messages and what they are about (the object's
+name, a timeout) that survive pickling."""
 
 from __future__ import annotations
 
@@ -53,6 +54,29 @@ def test_error_survives_pickling(error: type[Exception]) -> None:
     copy = pickle.loads(pickle.dumps(original))
     assert type(copy) is error
     assert str(copy) == str(original)
+
+
+@pytest.mark.parametrize("error", LEAVES)
+def test_what_an_error_is_about_survives_pickling(error: type[Exception]) -> None:
+    original = error("segment 'cam': went wrong", name="cam")
+    copy = pickle.loads(pickle.dumps(original))
+    assert copy.name == "cam"  # type: ignore[attr-defined]
+    assert error("no object in particular").name is None  # type: ignore[attr-defined]
+
+
+def test_errors_name_the_object_they_are_about(shm_name: str) -> None:
+    with pytest.raises(_errors.SegmentNotFoundError) as missing:
+        SharedObject.attach(shm_name)
+    assert missing.value.name == shm_name
+    with SharedObject.create(shm_name, 1) as obj:
+        with pytest.raises(_errors.SegmentExistsError) as taken:
+            SharedObject.create(shm_name, 1)
+        assert taken.value.name == shm_name
+        obj.close()
+        with pytest.raises(_errors.ClosedError) as closed:
+            obj.fetch()
+        assert closed.value.name == shm_name
+        obj.unlink()
 
 
 def test_out_of_memory_error_keeps_errno() -> None:

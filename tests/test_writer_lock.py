@@ -58,6 +58,7 @@ def test_a_stuck_writer_makes_other_writers_time_out_not_hang(
                 LockTimeoutError, match=f"{shm_name}.*stayed taken for 0.2 s"
             ) as caught:
                 operation(writer)
+            assert (caught.value.name, caught.value.timeout) == (shm_name, 0.2)  # what it is about
             native = (
                 _sync.robust_locks_supported() is not False
             )  # this kernel would release a dead holder's lock
