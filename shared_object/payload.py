@@ -49,6 +49,8 @@ class Layout:
 
     def __init__(self, node: _codecs.Node) -> None:
         self._node = node
+        #: The schema (its JSON form parsed: see ``shared_object._schema``).
+        self.schema: list[Any] = list(node.schema or [])
         #: The payload's size in bytes.
         self.size: int = node.size
         #: The kind it describes, as ``SharedObject.kind`` says it: ``ndarray[uint8, (480, 3)]``.

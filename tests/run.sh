@@ -25,7 +25,7 @@ fi
 venv_python="$root/.venv/bin/python"
 say "installing the package and its test dependencies into .venv"
 "$venv_python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-"$venv_python" -m pip install -q -e ".[test,sapien,mcap,zenoh,view,integration,dev]"
+"$venv_python" -m pip install -q -e ".[test,sapien,mcap,zenoh,ros2,view,integration,dev]"
 
 # Programs some tests run: openssl (the bridge's TLS certificates) and Chromium (the live view,
 # in a real browser). Installed from Debian's archive when we are root on Debian or Ubuntu;

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import (
+    CapacityError,
     InvalidArgumentError,
     LayoutError,
     SegmentExistsError,
@@ -208,7 +209,7 @@ class Bridge:
             with contextlib.suppress(Exception):  # the session may be gone already
                 self._subscriber.undeclare()
         for name, obj in list(self._objects.items()):
-            with self._lock_for(name):  # not under a callback's assign still running
+            with self.lock_for(name):  # not under a callback's assign still running
                 obj.close()
 
     def __enter__(self) -> Bridge:
@@ -241,7 +242,7 @@ class Bridge:
             raise InvalidArgumentError("\n".join(refused))
         return done
 
-    def _lock_for(self, name: str) -> threading.Lock:
+    def lock_for(self, name: str) -> threading.Lock:
         lock = self._name_locks.get(name)
         if lock is None:
             lock = self._name_locks.setdefault(name, threading.Lock())
@@ -288,7 +289,7 @@ class Bridge:
         if message.source == self.source:
             return  # our own, come back
         local = self.renames.get(name, name)
-        with self._lock_for(local):  # the checks, the bookkeeping and the assign: one step
+        with self.lock_for(local):  # the checks, the bookkeeping and the assign: one step
             if self.stop_event.is_set():
                 return
             try:
@@ -306,7 +307,8 @@ class Bridge:
                     return
                 if message.source == last.source:
                     self.stats.count("dropped", message.sequence - last.sequence - 1)
-            if not self._store(local, message, value):
+            slots = 1 if message.single_slot else 2
+            if not self.store(local, value, dynamic=message.dynamic, slots=slots):
                 return
             self._last[name] = _Last(message)
         self.stats.received(
@@ -349,16 +351,17 @@ class Bridge:
             )
             self.stats.count("errors")
 
-    def _store(self, local: str, message: wire.Message, value: Any) -> bool:
-        """Assign ``value`` to the local object, creating it if needed; False if it cannot be
-        stored. Under ``local``'s lock."""
+    def store(self, local: str, value: Any, *, dynamic: bool = False, slots: int = 2) -> bool:
+        """Assign ``value`` to the local object, creating it if needed (a SharedDynamicObject if
+        ``dynamic``, else a SharedObject of ``slots``); False if it cannot be stored. Call it
+        under ``lock_for(local)``."""
         obj = self._objects.get(local)
         try:
             if obj is None:
-                obj = self._objects[local] = self._open_or_create(local, message, value)
+                obj = self._objects[local] = self._open_or_create(local, value, dynamic, slots)
             else:
                 obj.assign(value)
-        except TypeMismatchError as exc:
+        except (TypeMismatchError, CapacityError) as exc:
             if local not in self._created:
                 log.warning("cannot import into %r: %s", local, exc)
                 self.stats.count("errors")
@@ -381,12 +384,12 @@ class Bridge:
         self._imported[local] = obj.seen_change  # the change this assign made: never exported
         return True
 
-    def _open_or_create(self, local: str, message: wire.Message, value: Any) -> SharedObject:
+    def _open_or_create(self, local: str, value: Any, dynamic: bool, slots: int) -> SharedObject:
         try:
             obj = attach(local)
         except SegmentNotFoundError:
-            cls = SharedDynamicObject if message.dynamic else SharedObject
-            slots = 1 if message.single_slot and not message.dynamic else 2
+            cls = SharedDynamicObject if dynamic else SharedObject
+            slots = 2 if dynamic else slots
             try:
                 obj = cls.create(local, value, mode=self.mode, slots=slots)
             except SegmentExistsError:  # created meanwhile by someone else: attach to theirs
@@ -424,7 +427,7 @@ class _Exporter:
 
     def changed(self) -> None:
         bridge, obj = self.bridge, self.obj
-        with bridge._lock_for(self.name):
+        with bridge.lock_for(self.name):
             raw = obj.fetch_raw(into=self.payload)
             if bridge._imported.get(self.name) == raw.change:
                 return  # the value we imported: never sent back

@@ -83,6 +83,7 @@ def build_config(
     zenoh_shm: bool = False,
     link_rate_mbit: float | None = None,
     priority_links: bool = True,
+    router: str | None = None,
 ) -> Any:
     """A ``zenoh.Config``: the file's (or the defaults), with the endpoints and TLS given here.
 
@@ -90,6 +91,9 @@ def build_config(
     ``PRIORITY_LINKS`` range (the peer must admit two links, as every bridge does; a Zenoh
     router admits one unless configured otherwise). ``link_rate_mbit``: see ``link_buffers``;
     None leaves the send buffers and the batch size to the kernel, Zenoh and ``config_file``.
+    ``router``: instead of ``listen`` and ``connect``, a Zenoh router (ROS 2's rmw_zenohd) to
+    join as a client, over one link: a router forwards a client's samples to everyone, while
+    peers expect to reach each other directly.
 
     ``tls``: (CA certificate, this bridge's certificate, its private key), PEM files: mutual TLS,
     on both the links it listens on and those it connects to (``tls/host:port`` endpoints); a
@@ -109,6 +113,12 @@ def build_config(
         config.insert_json5("transport/link/tx/lease", "3000")
     config.insert_json5("timestamping/enabled", "true")
     config.insert_json5("transport/unicast/max_links", str(len(PRIORITY_LINKS)))
+    if router is not None:
+        if listen or connect:
+            msg = "--router replaces --listen and --connect: a client only reaches its router"
+            raise InvalidArgumentError(msg)
+        config.insert_json5("mode", '"client"')
+        connect, priority_links = [router], False
     if link_rate_mbit is not None:
         send_buffer, batch = link_buffers(link_rate_mbit)
         for protocol in ("tcp", "tls"):
@@ -126,22 +136,27 @@ def build_config(
         config.insert_json5("connect/timeout_ms", "-1")
         config.insert_json5("connect/exit_on_failure", "false")
     if tls is not None:
-        ca, certificate, key = tls
-        for path in tls:
-            if not os.path.isfile(path):
-                msg = f"no such TLS file: {path}"
-                raise InvalidArgumentError(msg)
-        tls_config = {
-            "root_ca_certificate": ca,
-            "listen_certificate": certificate,
-            "listen_private_key": key,
-            "connect_certificate": certificate,
-            "connect_private_key": key,
-            "enable_mtls": True,
-            "verify_name_on_connect": False,
-        }
-        config.insert_json5("transport/link/tls", json.dumps(tls_config))
+        _insert_tls(config, tls)
     return config
+
+
+def _insert_tls(config: Any, tls: tuple[str, str, str]) -> None:
+    """Mutual TLS on tls/ endpoints: (CA, certificate, key), PEM files that must exist."""
+    ca, certificate, key = tls
+    for path in tls:
+        if not os.path.isfile(path):
+            msg = f"no such TLS file: {path}"
+            raise InvalidArgumentError(msg)
+    tls_config = {
+        "root_ca_certificate": ca,
+        "listen_certificate": certificate,
+        "listen_private_key": key,
+        "connect_certificate": certificate,
+        "connect_private_key": key,
+        "enable_mtls": True,
+        "verify_name_on_connect": False,
+    }
+    config.insert_json5("transport/link/tls", json.dumps(tls_config))
 
 
 __all__ = ["PRIORITY_LINKS", "build_config", "link_buffers", "priority_endpoints"]

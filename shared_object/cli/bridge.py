@@ -31,6 +31,12 @@ def bridge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", metavar="ENDPOINT", help="e.g. tcp/0.0.0.0:7447", **SEVERAL)
     parser.add_argument("--connect", metavar="ENDPOINT", help="e.g. tcp/host-a:7447", **SEVERAL)
     parser.add_argument(
+        "--router",
+        metavar="ENDPOINT",
+        help="join a Zenoh router (ROS 2's rmw_zenohd: tcp/robot:7447) as a client, instead of "
+        "--listen and --connect",
+    )
+    parser.add_argument(
         "--encode",
         metavar="PATTERN=CODEC[:LEVEL]",
         help="send the objects matching PATTERN encoded: jpeg[:QUALITY] or png[:LEVEL] (their "
@@ -50,6 +56,41 @@ def bridge_arguments(parser: argparse.ArgumentParser) -> None:
         help="the rate of the slowest link to the peers (Wi-Fi), Mbit/s: sizes the TCP send "
         "buffers so that a command waits behind at most ~5 ms of frames (default: the kernel's "
         "sizing, best on loopback and fast LANs)",
+    )
+    ros2 = parser.add_argument_group(
+        "ROS 2", "our objects as ROS 2 topics and back, spoken as rmw_zenoh (extra ros2)"
+    )
+    ros2.add_argument(
+        "--ros2-export",
+        metavar="NAME[=/TOPIC[:TYPE]]",
+        help="publish an object (or a leaf: NAME.KEY) as a ROS 2 topic (default /NAME); TYPE a "
+        "message type, or bgr8, bgra8, mono16 for an image",
+        **SEVERAL,
+    )
+    ros2.add_argument(
+        "--ros2-import",
+        metavar="/TOPIC[:TYPE]=NAME",
+        help="mirror a ROS 2 topic into the object NAME (any type the topic has, if none given)",
+        **SEVERAL,
+    )
+    ros2.add_argument(
+        "--ros2-domain",
+        type=int,
+        metavar="N",
+        help="the ROS 2 domain (default: ROS_DOMAIN_ID, else 0)",
+    )
+    ros2.add_argument(
+        "--ros2-frame-id", metavar="ID", help="the frame id of headers (default: the object's name)"
+    )
+    ros2.add_argument(
+        "--ros2-node", default="shared_object_bridge", metavar="NAME", help="the node's name"
+    )
+    ros2.add_argument(
+        "--ros2-attachment",
+        choices=["compact", "keyed"],
+        default="compact",
+        help="compact: rmw_zenoh 0.2.4+ (Jazzy), 0.6+ (Kilted, Rolling); keyed: Jazzy's "
+        "0.2.0 to 0.2.3",
     )
     parser.add_argument(
         "--one-link",
@@ -103,12 +144,22 @@ def run_bridge(args: argparse.Namespace) -> int:
     from ..bridge.encoding import parse_rule
     from ..bridge.session import _zenoh, build_config
 
-    if not args.export and not args.imports:
-        print("error: nothing to do: give --export and/or --import patterns", file=sys.stderr)
+    if not (args.export or args.imports or args.ros2_export or args.ros2_import):
+        print(
+            "error: nothing to do: give --export, --import, --ros2-export or --ros2-import",
+            file=sys.stderr,
+        )
         return 2
+    ros2_side = None
+    if args.ros2_export or args.ros2_import:
+        from ..bridge import ros2 as ros2_bridge
     try:
         encodings = [parse_rule(text) for text in args.encode]
         max_rates = [parse_rate_rule(text) for text in args.max_rate]
+        if args.ros2_export or args.ros2_import:
+            ros2_exports = [ros2_bridge.parse_export(t) for t in args.ros2_export]
+            ros2_imports = [ros2_bridge.parse_import(t) for t in args.ros2_import]
+            ros2_domain = ros2_bridge.domain_id(args.ros2_domain)
         config = build_config(
             listen=args.listen,
             connect=args.connect,
@@ -117,6 +168,7 @@ def run_bridge(args: argparse.Namespace) -> int:
             zenoh_shm=args.zenoh_shm,
             link_rate_mbit=args.link_rate,
             priority_links=not args.one_link,
+            router=args.router,
         )
     except InvalidArgumentError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -141,6 +193,25 @@ def run_bridge(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     bridge.start()
+    if args.ros2_export or args.ros2_import:
+        ros2_side = ros2_bridge.Ros2Side(
+            bridge,
+            exports=ros2_exports,
+            imports=ros2_imports,
+            domain=ros2_domain,
+            frame_id=args.ros2_frame_id,
+            attachment=args.ros2_attachment,
+            node_name=args.ros2_node,
+        )
+        ros2_side.start()
+        print(
+            f"ros2: node {args.ros2_node} in domain {ros2_domain}: "
+            + ", ".join(
+                [f"{r.source} -> {r.topic}" for r in ros2_exports]
+                + [f"{r.topic} -> {r.name}" for r in ros2_imports]
+            ),
+            flush=True,
+        )
     print(
         f"bridge {bridge.source.hex()[:8]}: exporting {args.export or 'nothing'}, importing "
         f"{args.imports or 'nothing'} under {args.prefix!r}",
@@ -158,6 +229,8 @@ def run_bridge(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if ros2_side is not None:
+            ros2_side.stop()
         bridge.stop()
         session.close()
     return 0
