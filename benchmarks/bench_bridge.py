@@ -28,6 +28,11 @@ time.time_ns() in its first 8 bytes; one clock, one machine.
    twice raw Zenoh's free rate, more than either path delivers. The age of B's newest value,
    sampled every 2 ms, against two delivered-frame periods plus one median transfer (the
    bound); the bridges' CPU per delivered frame, and their peak RSS (VmHWM) at the end.
+3. ROS 2 (with the ros2 extra): an exporter alone on A, `--export bench-frame` against
+   `--ros2-export bench-frame=/camera/image_raw` (a sensor_msgs/Image, as rmw_zenoh puts it),
+   the frame assigned at 30 Hz, a plain Zenoh subscriber to everything on the other end; the
+   exporter's CPU per frame delivered, each a median over rounds, the two alternating (target:
+   ROS 2 at most 1.2x native).
 """
 
 from __future__ import annotations
@@ -242,9 +247,39 @@ class Sender:
         return {"sent": sent, "seconds": time.monotonic() - started}
 
 
+class Sink:
+    """Section 3's far end: a Zenoh peer that takes every big sample put, whatever its format."""
+
+    def __init__(self, endpoint: str) -> None:
+        import zenoh
+
+        self.lock = threading.Lock()
+        self.got = 0
+        self.session = zenoh.open(zenoh_config(connect=endpoint))
+        self.subscriber = self.session.declare_subscriber("**", self._on_sample)
+
+    def _on_sample(self, sample: Any) -> None:
+        if len(sample.payload.to_bytes()) > 1_000_000:  # a frame (not a heartbeat, not stats)
+            with self.lock:
+                self.got += 1
+
+    def command(self, line: str) -> dict[str, Any]:
+        with self.lock:
+            got = self.got
+            if line.strip() == "reset":
+                self.got = 0
+        return {"got": got}
+
+
 def serve(role: str, zenoh_port: int, tcp_port: int) -> None:
-    """A sender or receiver process: one JSON answer per command line on stdin."""
-    worker = Sender(zenoh_port, tcp_port) if role == "sender" else Receiver(zenoh_port, tcp_port)
+    """A sender, receiver or sink process: one JSON answer per command line on stdin."""
+    worker: Sender | Receiver | Sink
+    if role == "sink":
+        worker = Sink(f"tcp/127.0.0.1:{zenoh_port}")
+    elif role == "sender":
+        worker = Sender(zenoh_port, tcp_port)
+    else:
+        worker = Receiver(zenoh_port, tcp_port)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         print(json.dumps(worker.command(line)), flush=True)
@@ -396,6 +431,47 @@ def measure_free(
             )
 
 
+def measure_ros2_export(
+    sender: Process, env: dict[str, str], bridge: list[str], rounds: int, seconds: float
+) -> None:
+    print("\n3. exporting the 1.22 MB frame at 30 Hz: the exporter's CPU per frame delivered")
+    exports = {
+        "native": ["--export", OBJECT["1.22MB"]],
+        "ros2": ["--ros2-export", f"{OBJECT['1.22MB']}=/camera/image_raw"],
+    }
+    per_frame: dict[str, list[float]] = {mode: [] for mode in exports}
+    frames = max(30, int(60 * seconds))  # CPU time counts in 10 ms ticks: 6 s by default
+    for round_ in range(rounds):
+        for mode in exports if round_ % 2 == 0 else list(exports)[::-1]:
+            port = free_port()
+            exporter = Process(
+                [*bridge, *exports[mode], "--listen", f"tcp/127.0.0.1:{port}"], env, False
+            )
+            me = [sys.executable, os.path.abspath(__file__), "--ports", str(port), "0"]
+            sink = Process([*me, "--role", "sink"], env)
+            try:
+                sink.ask()
+                sender.ask(f"paced bridge 1.22MB 30 {1 / 30}")  # publishers declared, links up
+                time.sleep(0.5)
+                sink.ask("reset")
+                cpu0 = exporter.cpu_s()
+                sender.ask(f"paced bridge 1.22MB {frames} {1 / 30}")
+                time.sleep(0.3)
+                got = sink.ask("dump")["got"]
+                cpu = exporter.cpu_s() - cpu0
+            finally:
+                sink.stop()
+                exporter.stop()
+            per_frame[mode].append(1e3 * cpu / max(got, 1))
+            print(
+                f"   round {round_ + 1} {mode:7} {got:4d} of {frames} frames, {per_frame[mode][-1]:.3f} ms CPU/frame"
+            )
+    native, ros2 = (statistics.median(per_frame[m]) for m in exports)
+    print(
+        f"   median: native {native:.3f} ms, ROS 2 Image {ros2:.3f} ms per frame: ROS 2 / native {ros2 / native:.2f}x (target <= 1.2x)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -404,7 +480,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=100, help="per path and round (paced)")
     parser.add_argument("--seconds", type=float, default=3.0, help="per saturated window")
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
-    parser.add_argument("--role", choices=["sender", "receiver"], help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=["sender", "receiver", "sink"], help=argparse.SUPPRESS)
     parser.add_argument("--ports", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role:
@@ -442,6 +518,15 @@ def main() -> int:
         measure_free(sender, receiver, bridges, latency, max(2, args.rounds // 2), args.seconds)
         exporter, importer = (b.peak_rss_mb() for b in bridges)
         print(f"\n   bridges' peak RSS: exporter {exporter:.0f} MB, importer {importer:.0f} MB")
+        for process in bridges:
+            process.stop()
+        if "1.22MB" in MEASURED:
+            try:
+                import rosbags  # noqa: F401 - the ros2 extra
+            except ImportError:
+                print("\n3. skipped: ROS 2 export needs the ros2 extra (pip install -e '.[ros2]')")
+            else:
+                measure_ros2_export(sender, env["a"], bridge, max(2, args.rounds), args.seconds)
     finally:
         for process in processes:
             process.stop()

@@ -17,6 +17,10 @@ The layout of a recording:
 Nothing is pickled: ``play`` validates every schema and payload as ``attach`` validates a
 segment (``shared_object.payload``), skips what fails with a message naming it, and goes on.
 
+With ``ros2=True`` (``record --ros2``) the file is a rosbag2 one instead: each value as the
+ROS 2 message it maps to, written as rosbag2's MCAP storage writes it (``shared_object.ros2.bag``
+says what that is); ``play`` plays both kinds of file, and any rosbag2 MCAP file.
+
 The recorder and the player use the package's public API alone (``SharedObject.fetch_raw``,
 ``shared_object.payload``, ``shared_object.follow``); the commands are ``shared_object.cli``'s.
 """
@@ -31,8 +35,10 @@ from typing import IO, Any, NamedTuple
 
 from . import RawValue, SharedDynamicObject, SharedObject
 from ._errors import (
+    CapacityError,
     InvalidArgumentError,
     LayoutError,
+    MissingExtraError,
     SharedObjectError,
     TypeMismatchError,
 )
@@ -97,6 +103,8 @@ class Recorder:
         max_rate: float | None = None,
         compression: str = "none",
         buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        ros2: bool = False,
+        frame_id: str | None = None,
     ) -> None:
         mcap = _mcap()
         kinds = {
@@ -114,12 +122,23 @@ class Recorder:
 
         # Uncompressed, messages go to the file as records of their own: chunking would copy each
         # payload into a chunk buffer first (and checksum it) for nothing but the index, and a
-        # file cut short keeps every complete message. Compression works on chunks.
-        chunked = compression != "none"
+        # file cut short keeps every complete message. Compression works on chunks. A rosbag2
+        # file is chunked as rosbag2 chunks it (without CRCs): ROS 2's readers (rosbags') read
+        # messages of several objects in log-time order only through the chunk index.
+        compressed = compression != "none"
         self.writer = mcap.writer.Writer(
-            output, compression=kinds[compression], use_chunking=chunked, enable_crcs=chunked
+            output,
+            compression=kinds[compression],
+            use_chunking=compressed or ros2,
+            enable_crcs=compressed,
         )
-        self.writer.start(profile=PROFILE, library=f"shared_object {__version__}")
+        self.bag = None
+        if ros2:
+            from .ros2 import bag
+
+            self.bag = bag.BagWriter(self.writer, str(getattr(output, "name", "")), frame_id)
+        profile = PROFILE if self.bag is None else bag.PROFILE
+        self.writer.start(profile=profile, library=f"shared_object {__version__}")
         self.patterns = patterns
         self.rate_limited = bool(max_rate)
         self.buffer_bytes = buffer_bytes
@@ -143,6 +162,7 @@ class Recorder:
         self.bytes = 0
         self.dropped = 0
         self.write_errors = 0
+        self.skipped = 0  # changes of values that map to no ROS 2 message (ros2=True)
         self._errors: list[str] = []
         self.follower = Follower(
             patterns,
@@ -238,25 +258,34 @@ class Recorder:
                     return
                 batch, self.queue = self.queue, collections.deque()
             for copied in batch:
+                written, failed, refused = 0, None, None
                 try:
-                    self._write(copied)
-                    failed = None
+                    written = self._write(copied)
+                except InvalidArgumentError as exc:  # maps to no ROS 2 message: said once
+                    refused = f"{copied.name}: {exc}"
                 except Exception as exc:  # noqa: BLE001 - a disk full or gone: keep the rest
                     failed = f"{copied.name}: writing failed: {exc}"
                 with self.lock:
-                    if failed is None:
-                        self.messages += 1
-                        self.bytes += len(copied.raw.payload)
-                    else:
+                    if failed is not None:
                         self.write_errors += 1
                         self._errors.append(failed)
+                    elif written:
+                        self.messages += written
+                        self.bytes += len(copied.raw.payload)
+                    else:
+                        self.skipped += 1
+                        if refused is not None:
+                            self._errors.append(refused)
                     self.queued_bytes -= _queued_size(copied)
                     self._give_back(copied.name, copied.raw.payload)
                     if self.queued_bytes < resume_below:
                         self.has_room.notify_all()
 
-    def _write(self, copied: _Copied) -> None:
+    def _write(self, copied: _Copied) -> int:
+        """Write one change; the messages written."""
         name, raw = copied.name, copied.raw
+        if self.bag is not None:
+            return self.bag.write(name, raw)
         channel = self.channels.get((name, raw.schema_text))
         if channel is None:
             schema = self.schemas.get(raw.schema_text)
@@ -278,6 +307,7 @@ class Recorder:
             publish_time=time.time_ns(),
             sequence=raw.change & 0xFFFF_FFFF,
         )
+        return 1
 
     def finish(self) -> None:
         """Stop copying, write what is queued, then the file's index and footer: a complete,
@@ -291,6 +321,8 @@ class Recorder:
             self.writing = False
             self.has_work.notify()
         self.writer_thread.join()
+        if self.bag is not None:
+            self.bag.finish()
         self.writer.finish()
 
     def progress(self) -> dict[str, Any]:
@@ -301,6 +333,7 @@ class Recorder:
                 "bytes": self.bytes,
                 "dropped": self.dropped,
                 "write_errors": self.write_errors,
+                "skipped": self.skipped,
                 "queued_bytes": self.queued_bytes,
             }
 
@@ -347,8 +380,9 @@ class Message:
 
 
 class Recording:
-    """An MCAP file's channels of ours, and its messages as a stream: never all in memory, since
-    a recording may be bigger than the machine's memory.
+    """An MCAP file's channels that can be played (ours, and rosbag2's: CDR messages with their
+    definitions), and its messages as a stream: never all in memory, since a recording may be
+    bigger than the machine's memory.
 
     ``messages()`` yields them in log-time order from a compressed (chunked) file, through its
     chunk index; in file order from an uncompressed one, which ``record`` writes as changes
@@ -366,9 +400,13 @@ class Recording:
         self.skipped: list[str] = []
         self.schemas: dict[int, Any] = {}
         self.channels: dict[int, Any] = {}
+        #: The channels that are rosbag2's (CDR messages), and the types their schemas define.
+        self.ros2: set[int] = set()
+        self.bag_types: Any = None  # a shared_object.ros2.bag.BagTypes, once a channel needs it
         #: Messages of ours in the file (for a truncated one: before the cut).
         self.count = 0
         self._chunked = False
+        self._decoder = Decoder()
         self._scan()
 
     def _scan(self) -> None:
@@ -434,21 +472,58 @@ class Recording:
                 self.cut = f"{type(exc).__name__}: {exc}"
 
     def _ours(self, schema: Any, channel: Any) -> bool:
-        """Whether a channel is one of ours; if not, say so once in ``skipped``."""
+        """Whether a channel is one we can play (ours, or rosbag2's); if not, say why once in
+        ``skipped``."""
         if (
             schema is not None
             and schema.encoding == SCHEMA_ENCODING
             and channel.message_encoding == MESSAGE_ENCODING
         ):
             return True
+        from .ros2 import bag
+
         what = f"channel {channel.topic!r}"
-        if not any(what in s for s in self.skipped):
-            encoding = schema.encoding if schema is not None else "none"
-            self.skipped.append(
-                f"{what} is not shared_object's (schema encoding {encoding!r}, "
-                f"message encoding {channel.message_encoding!r}): skipped"
-            )
+        if bag.is_ros2(schema, channel):
+            try:
+                if self.bag_types is None:
+                    self.bag_types = bag.BagTypes()
+                problem = self.bag_types.add(schema, channel)
+            except MissingExtraError as exc:
+                problem = str(exc)
+            if problem is None:
+                self.ros2.add(channel.id)
+                return True
+            self._skip(what, f"{what} ({schema.name}): {problem}: skipped")
+            return False
+        encoding = schema.encoding if schema is not None else "none"
+        self._skip(
+            what,
+            f"{what} is neither shared_object's nor rosbag2's (schema encoding {encoding!r}, "
+            f"message encoding {channel.message_encoding!r}): skipped",
+        )
         return False
+
+    def _skip(self, what: str, why: str) -> None:
+        if not any(what in s for s in self.skipped):
+            self.skipped.append(why)
+
+    def decode(self, message: Message, source: str) -> Any:
+        """A message's value; LayoutError (MessageDecodeError for a ROS 2 one) if it is damaged."""
+        channel = self.channels[message.channel]
+        schema = self.schemas[channel.schema_id]
+        if message.channel in self.ros2:
+            return self.bag_types.decode(message.data, schema.name)
+        return self._decoder.decode(schema.data, message.data, source)
+
+    def object_name(self, channel_id: int) -> str:
+        """The object a channel plays into, unless renamed: ours, the object it was recorded
+        from; rosbag2's, see ``shared_object.ros2.bag.object_name``."""
+        channel = self.channels[channel_id]
+        if channel_id in self.ros2:
+            from .ros2 import bag
+
+            return bag.object_name(channel)
+        return str(channel.topic)
 
     def topics(self) -> dict[str, list[int]]:
         """topic -> the ids of its channels of ours."""
@@ -459,7 +534,13 @@ class Recording:
 
 
 class Player:
-    """Assigns a recording's messages to shared objects with the recorded timing."""
+    """Assigns a recording's messages to shared objects with the recorded timing.
+
+    ``renames`` maps a channel's topic (or the object it would play into) to another object's
+    name. A rosbag2 channel's values may not all fit one object's kind (an Image whose size
+    changes, a String longer than the first): its object is then created again as a
+    SharedDynamicObject, if this player created it.
+    """
 
     def __init__(
         self, recording: Recording, renames: dict[str, str], say: Callable[[str], None]
@@ -467,17 +548,23 @@ class Player:
         self.recording = recording
         self.renames = renames
         self.say = say
-        self.decoder = Decoder()
         self.objects: dict[int, SharedObject] = {}  # channel id -> its object
+        self.created: set[str] = set()  # the names of the objects this player created
+        self.refused: set[int] = set()  # channels whose object refused a value: said once
         self.played = 0
         self.corrupt = 0
+
+    def _name_of(self, channel_id: int) -> str:
+        channel = self.recording.channels[channel_id]
+        name = self.recording.object_name(channel_id)
+        return self.renames.get(channel.topic, self.renames.get(name, name))
 
     def _object_for(self, channel_id: int, value: Any) -> SharedObject:
         obj = self.objects.get(channel_id)
         if obj is not None:
             return obj
         channel = self.recording.channels[channel_id]
-        name = self.renames.get(channel.topic, channel.topic)
+        name = self._name_of(channel_id)
         kinds = len(self.recording.topics().get(channel.topic, []))
         dynamic = channel.metadata.get("dynamic") == "true" or kinds > 1
         slots = 1 if channel.metadata.get("slots") == "1" and not dynamic else 2
@@ -490,9 +577,22 @@ class Player:
         else:
             try:
                 obj = SharedObject.create(name, value, slots=slots)
+                self.created.add(name)
             except SharedObjectError:
                 obj = SharedObject(name, data=value)  # exists: attach and assign (same kind only)
         self.objects[channel_id] = obj
+        return obj
+
+    def _as_dynamic(self, channel_id: int, value: Any) -> SharedObject:
+        """A rosbag2 channel's object, created again as a SharedDynamicObject holding ``value``."""
+        old = self.objects[channel_id]
+        old.close()
+        old.unlink()
+        self.created.discard(old.name)
+        obj = SharedDynamicObject(old.name, data=value)
+        for other_id, other in list(self.objects.items()):
+            if other is old:
+                self.objects[other_id] = obj
         return obj
 
     def play(self, start_s: float, end_s: float | None, rate: float, stop: threading.Event) -> None:
@@ -513,19 +613,26 @@ class Player:
 
     def _assign(self, message: Message) -> None:
         channel = self.recording.channels[message.channel]
-        schema = self.recording.schemas[channel.schema_id]
         source = f"{self.recording.path}: a message of channel {channel.topic!r}"
         try:
-            value = self.decoder.decode(schema.data, message.data, source)
+            value = self.recording.decode(message, source)
         except LayoutError as exc:
             self.corrupt += 1
-            self.say(f"warning: {exc}: skipped")
+            self.say(f"warning: {source}: {exc}: skipped")
             return
         try:
-            self._object_for(message.channel, value).assign(value)
-        except (TypeMismatchError, SharedObjectError) as exc:
+            obj = self._object_for(message.channel, value)
+            try:
+                obj.assign(value)
+            except (TypeMismatchError, CapacityError):
+                if message.channel not in self.recording.ros2 or obj.name not in self.created:
+                    raise
+                self._as_dynamic(message.channel, value)
+        except SharedObjectError as exc:
             self.corrupt += 1
-            self.say(f"warning: {channel.topic!r}: {exc}: skipped")
+            if message.channel not in self.refused:  # the next ones would say the same
+                self.refused.add(message.channel)
+                self.say(f"warning: {channel.topic!r}: {exc}: skipped (and the like after)")
             return
         self.played += 1
 
@@ -541,13 +648,12 @@ class Player:
 
 
 def iter_messages(path: str) -> Iterator[tuple[str, int, Any]]:
-    """(object name, log time in ns, value) of every message of ours in a recording, in order."""
+    """(object name, log time in ns, value) of every message in a recording (ours, or a rosbag2
+    file's), in order."""
     recording = Recording(path)
-    decoder = Decoder()
     for message in recording.messages():
-        channel = recording.channels[message.channel]
-        schema = recording.schemas[channel.schema_id]
-        yield channel.topic, message.log_time, decoder.decode(schema.data, message.data, path)
+        value = recording.decode(message, path)
+        yield recording.object_name(message.channel), message.log_time, value
 
 
 __all__ = [

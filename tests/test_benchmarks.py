@@ -3,6 +3,7 @@ change to the library must break a test here rather than a benchmark nobody runs
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -69,6 +70,8 @@ def test_the_bridge_benchmark_runs_and_prints_every_row() -> None:
         for mode in ("free", "offered"):
             assert f"{size:8} {mode}: delivered, bridge / raw zenoh" in result.stdout
     assert "peak RSS: exporter" in result.stdout
+    if importlib.util.find_spec("rosbags") is not None:  # the ros2 extra: section 3
+        assert re.search(r"ROS 2 / native [\d.]+x", result.stdout), result.stdout
 
 
 def test_the_view_benchmark_runs_and_prints_every_mode() -> None:

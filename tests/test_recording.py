@@ -328,9 +328,11 @@ def test_bad_input_gets_a_clear_error_and_nothing_else_is_lost(prefix: str, tmp_
         writer = Writer(f)
         writer.start()
         foreign = writer.register_schema(
-            name="sensor_msgs/Image", encoding="ros2msg", data=b"uint32 height"
+            name="foxglove.RawImage", encoding="protobuf", data=b"\x0a\x00"
         )
-        writer.add_message(writer.register_channel("/camera", "cdr", foreign), 1, b"\x00" * 8, 1)
+        writer.add_message(
+            writer.register_channel("/camera", "protobuf", foreign), 1, b"\x00" * 8, 1
+        )
         text, payload = encode(np.arange(4.0))
         ours = writer.register_schema(
             name="ndarray[float64, (4,)]", encoding="shared_object.schema", data=text
@@ -344,7 +346,7 @@ def test_bad_input_gets_a_clear_error_and_nothing_else_is_lost(prefix: str, tmp_
         writer.finish()
     result = cli("play", str(mixed))
     assert result.returncode == 0, result.stderr
-    assert "'/camera' is not shared_object's" in result.stderr
+    assert "'/camera' is neither shared_object's nor rosbag2's" in result.stderr
     assert "payload of 29 bytes" in result.stderr and "skipped" in result.stderr
     assert "played 2 messages" in result.stdout and "skipped 1" in result.stdout
     with SharedObject.attach(prefix + "-vec") as vec:

@@ -7,7 +7,8 @@ message a value is ``shared_object.ros2.messages``'. The side is one ROS 2 node 
 default ``shared_object_bridge``) with a liveliness token, and:
 
 - per ``--ros2-export NAME[=/TOPIC[:TYPE]]``: a Follower (``shared_object.follow``) of the object
-  (``NAME`` may name a leaf of a dict value, ``demo-frame.frame``); at each change its value is
+  (``NAME`` may name a leaf of a dict value, ``demo-frame.frame``; a dict value that maps to no
+  message whole is a topic per key: ``/demo_frame/seq``, ...); at each change its value is
   copied out whole (``fetch_raw``), made a message and put on the topic's key with rmw_zenoh's
   attachment, under a publisher's liveliness token. Big messages go at priority DATA, small ones
   at REAL_TIME, all with congestion control BLOCK, as the native exporter's do;
@@ -269,6 +270,11 @@ class Ros2Side:
         log.warning("dropped a malformed ROS 2 message on %s (%s): %s", rule.topic, key, exc)
 
 
+def _topic(rule: Ros2Export, subpath: tuple[str, ...]) -> str:
+    """The topic of one key of a dict leaf exported a topic per key (``()``: the rule's own)."""
+    return rule.topic + (messages.topic_for(".".join(subpath)) if subpath else "")
+
+
 class _Publishers:
     """The Watch of one exported object: each change as a message on each of its topics."""
 
@@ -278,8 +284,11 @@ class _Publishers:
         self.side, self.obj, self.rules = side, obj, rules
         self.decoder = Decoder(cache_size=4)
         self.payload = bytearray()  # reused: see fetch_raw
-        self.made: dict[tuple[bytes, int], messages.Exported | None] = {}  # (schema, rule) ->
-        self.publishers: dict[int, tuple[Any, bytes]] = {}  # rule index -> (publisher, GID)
+        # (schema, rule index) -> what each change makes: (key within the rule's leaf, or ()
+        # for the leaf itself; the message's type and maker)
+        self.made: dict[tuple[bytes, int], list[tuple[tuple[str, ...], messages.Exported]]] = {}
+        # (rule index, key) -> (publisher, GID)
+        self.publishers: dict[tuple[int, tuple[str, ...]], tuple[Any, bytes]] = {}
         self.tokens: list[Any] = []
         self.sequence = 0
         rule = encoding.rule_for(obj.name, side.bridge.encodings)
@@ -289,18 +298,21 @@ class _Publishers:
         assert self.codec is not None
         return self.codec.name, self.codec.encode(image)
 
-    def _exported(self, schema_text: bytes, index: int) -> messages.Exported | None:
+    def _exported(
+        self, schema_text: bytes, index: int
+    ) -> list[tuple[tuple[str, ...], messages.Exported]]:
         key = (schema_text, index)
         if key not in self.made:
             rule, path = self.rules[index]
             layout = self.decoder.layout(schema_text, f"segment {self.obj.name!r}")
             compress = self._compress if self.codec is not None and self.codec.image else None
-            made: messages.Exported | None = None
+            made: list[tuple[tuple[str, ...], messages.Exported]] = []
             try:
-                made = messages.exported(
+                made = messages.exported_leaves(
                     layout, path, rule.asked, self.side.frame_id or self.obj.name, compress
                 )
-                log.info("%s -> %s: %s", rule.source, rule.topic, made.describe)
+                for subpath, exported in made:
+                    log.info("%s -> %s: %s", rule.source, _topic(rule, subpath), exported.describe)
             except InvalidArgumentError as exc:
                 self.side._error(f"{rule.source} -> {rule.topic}", exc)
             self.made[key] = made
@@ -310,30 +322,29 @@ class _Publishers:
         raw = self.obj.fetch_raw(into=self.payload)
         value = None
         for index, (rule, _) in enumerate(self.rules):
-            made = self._exported(raw.schema_text, index)
-            if made is None:
-                continue
-            if value is None:  # views into our copy: the message copies what it needs
-                value = self.decoder.decode(raw.schema_text, raw.payload, copy=False)
-            cdr = made.cdr(value, raw.mtime_ns)
-            publisher, gid = self._publisher(index, rule, made.ros_type, len(cdr))
-            self.sequence += 1
-            attachment = rmw_zenoh.encode_attachment(
-                self.sequence, time.time_ns(), gid, self.side.attachment
-            )
-            body = cdr.obj if isinstance(cdr.obj, bytearray) else bytes(cdr)
-            publisher.put(body, attachment=attachment)
-            self.side.bridge.stats.sent(rule.topic, len(cdr), len(raw.payload), made.ros_type)
+            for subpath, made in self._exported(raw.schema_text, index):
+                if value is None:  # views into our copy: the message copies what it needs
+                    value = self.decoder.decode(raw.schema_text, raw.payload, copy=False)
+                cdr = made.cdr(value, raw.mtime_ns)
+                topic = _topic(rule, subpath)
+                publisher, gid = self._publisher((index, subpath), topic, made.ros_type, len(cdr))
+                self.sequence += 1
+                attachment = rmw_zenoh.encode_attachment(
+                    self.sequence, time.time_ns(), gid, self.side.attachment
+                )
+                body = cdr.obj if isinstance(cdr.obj, bytearray) else bytes(cdr)
+                publisher.put(body, attachment=attachment)
+                self.side.bridge.stats.sent(topic, len(cdr), len(raw.payload), made.ros_type)
 
     def _publisher(
-        self, index: int, rule: Ros2Export, ros_type: str, size: int
+        self, which: tuple[int, tuple[str, ...]], topic: str, ros_type: str, size: int
     ) -> tuple[Any, bytes]:
-        found = self.publishers.get(index)
+        found = self.publishers.get(which)
         if found is not None:
             return found
         zenoh = _zenoh()
         side = self.side
-        key = rmw_zenoh.topic_key(side.domain, rule.topic, ros_type, messages.type_hash(ros_type))
+        key = rmw_zenoh.topic_key(side.domain, topic, ros_type, messages.type_hash(ros_type))
         big = size >= BIG_PAYLOAD
         publisher = side.bridge.session.declare_publisher(
             key,
@@ -341,10 +352,10 @@ class _Publishers:
             congestion_control=zenoh.CongestionControl.BLOCK,
             express=True,
         )
-        token, gid = side._declare(rmw_zenoh.PUBLISHER, rule.topic, ros_type)
+        token, gid = side._declare(rmw_zenoh.PUBLISHER, topic, ros_type)
         self.tokens.append(token)
         side._own_gids.add(gid)
-        self.publishers[index] = (publisher, gid)
+        self.publishers[which] = (publisher, gid)
         return publisher, gid
 
     def close(self) -> None:

@@ -63,8 +63,9 @@ def bridge_arguments(parser: argparse.ArgumentParser) -> None:
     ros2.add_argument(
         "--ros2-export",
         metavar="NAME[=/TOPIC[:TYPE]]",
-        help="publish an object (or a leaf: NAME.KEY) as a ROS 2 topic (default /NAME); TYPE a "
-        "message type, or bgr8, bgra8, mono16 for an image",
+        help="publish an object (or a leaf: NAME.KEY) as a ROS 2 topic (default /NAME; a dict "
+        "value: a topic per key, /NAME/KEY); TYPE a message type, or bgr8, bgra8, mono16 for an "
+        "image",
         **SEVERAL,
     )
     ros2.add_argument(

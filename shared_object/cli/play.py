@@ -1,5 +1,5 @@
-"""``shared-object play F.mcap``: a recording back into shared memory, with its timing (the player
-itself: ``shared_object.recording``)."""
+"""``shared-object play F.mcap``: a recording (``record``'s, or any rosbag2 MCAP file) back into
+shared memory, with its timing (the player itself: ``shared_object.recording``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,12 @@ def play_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate", type=positive, default=1.0, help="speed factor (default 1: as recorded)"
     )
     parser.add_argument("--loop", action="store_true", help="start again at the end, until stopped")
-    parser.add_argument("--rename", metavar="FROM=TO", help="object names", **SEVERAL)
+    parser.add_argument(
+        "--rename",
+        metavar="FROM=TO",
+        help="play into another object: FROM an object's name or a topic (/camera/image_raw)",
+        **SEVERAL,
+    )
     parser.add_argument("--start", type=seconds, default=0.0, help="seconds into the recording")
     parser.add_argument("--end", type=seconds, help="seconds into the recording to stop at")
 
@@ -57,7 +62,7 @@ def run_play(args: argparse.Namespace) -> int:
             f"{recording.count} messages before the cut"
         )
     if not recording.count:
-        say(f"error: {args.file} holds no messages of shared_object's to play")
+        say(f"error: {args.file} holds no messages to play (of shared_object's or rosbag2's)")
         return FAILED
     player = Player(recording, _renames(args.rename), say)
     stop = threading.Event()

@@ -1,5 +1,6 @@
 """``shared-object record PATTERN... -o F.mcap``: every change of the matching objects into an MCAP
-file, until Ctrl-C, SIGTERM or ``--duration`` (the recorder itself: ``shared_object.recording``)."""
+file, until Ctrl-C, SIGTERM or ``--duration`` (the recorder itself: ``shared_object.recording``);
+with ``--ros2``, a rosbag2 file ROS 2's tools read."""
 
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ def record_arguments(parser: argparse.ArgumentParser) -> None:
         "--buffer-mb",
         type=positive,
         help="MB of changes held while the file system stalls (default 64); beyond, changes drop",
+    )
+    parser.add_argument(
+        "--ros2",
+        action="store_true",
+        help="write a rosbag2 file (ROS 2 messages, CDR: ros2 bag, Foxglove and rosbags read "
+        "it; extra ros2) instead of shared_object's own",
+    )
+    parser.add_argument(
+        "--ros2-frame-id", metavar="ID", help="with --ros2: headers' frame id (default: the name)"
     )
     parser.add_argument("--duration", type=seconds, help="stop after this many seconds")
     parser.add_argument("--json", action="store_true", help="progress as JSON lines")
@@ -63,6 +73,8 @@ def run_record(args: argparse.Namespace) -> int:
                 if args.buffer_mb is not None
                 else DEFAULT_BUFFER_BYTES
             ),
+            ros2=args.ros2,
+            frame_id=args.ros2_frame_id,
         )
         recorder.start()
         started = time.monotonic()
@@ -96,6 +108,7 @@ def run_record(args: argparse.Namespace) -> int:
             f"recorded {summary['messages']} messages ({summary['bytes'] / 1e6:.1f} MB) of "
             f"{summary['objects']} objects into {path}; dropped {summary['dropped']}"
             + (f"; {summary['write_errors']} failed to write" if summary["write_errors"] else "")
+            + (f"; {summary['skipped']} skipped (no ROS 2 message)" if summary["skipped"] else "")
         )
     return FAILED if summary["write_errors"] else 0
 

@@ -14,14 +14,16 @@ unless a type is asked for::
     float64 / float32 1-D ndarray          std_msgs/msg/Float64MultiArray / Float32MultiArray
     bool, int, float, str                  std_msgs/msg/Bool, Int64, Float64, String
     None (a trigger object)                std_msgs/msg/Empty
+    a dict                                 a topic per key whose value maps: /name/key
 
 Messages that have a header get the change time as their stamp, and the frame id given.
 
 A message received becomes a value: an Image an HxWxC (HxW for one channel) array of its
 encoding's dtype; geometry_msgs' Vector3 and Point float64 arrays of 3, Quaternion of 4 (so a
 Twist is ``{"linear": (3,), "angular": (3,)}``); std_msgs' Bool, Int64, Float64, String (and the
-other one-value wrappers) their value, Empty None; any other message a dict of its fields, its
-arrays numpy arrays, its nested messages dicts.
+other one-value wrappers) their value, Empty None, a MultiArray its data (shaped as its layout
+says); any other message a dict of its fields, its arrays numpy arrays, its nested messages
+dicts.
 
 Types, their ``.msg`` definitions and RIHS01 hashes, and CDR come from rosbags' type store of
 Jazzy (the types mapped here have the same hashes in Kilted and Rolling). A message that does not
@@ -184,6 +186,40 @@ def exported(
     raise InvalidArgumentError(msg)
 
 
+def exported_leaves(
+    layout: Layout,
+    path: tuple[str, ...],
+    asked: str | None,
+    frame_id: str,
+    compress: Callable[[Any], tuple[str, bytes]] | None = None,
+) -> list[tuple[tuple[str, ...], Exported]]:
+    """What ``exported`` makes of the leaf at ``path``, with ``()``; for a dict that maps to
+    nothing whole (and no type asked for), each of its keys whose leaf maps, with its key: a
+    dict value becomes a topic per key (``demo-frame``: ``/demo_frame/seq``, ``/demo_frame/frame``,
+    ...). InvalidArgumentError, as ``exported``'s, if nothing maps."""
+    try:
+        return [((), exported(layout, path, asked, frame_id, compress))]
+    except InvalidArgumentError:
+        if asked is not None or _leaf_kind(layout, path) != "dict":
+            raise
+        found: list[tuple[tuple[str, ...], Exported]] = []
+        for key in _dict_keys(layout, path):
+            try:
+                found.append(((key,), exported(layout, (*path, key), None, frame_id, compress)))
+            except InvalidArgumentError:
+                continue
+        if not found:
+            raise
+        return found
+
+
+def _dict_keys(layout: Layout, path: tuple[str, ...]) -> list[str]:
+    schema: Any = layout.schema
+    for key in path:
+        schema = next(s for k, s in schema[1] if k == ["str", key])
+    return [k[1] for k, _ in schema[1] if k[0] == "str"]
+
+
 def _leaf_kind(layout: Layout, path: tuple[str, ...]) -> str:
     """The schema kind of the leaf at ``path`` ("ndarray", "pose", "int", "dict", ...)."""
     schema: Any = layout.schema
@@ -326,11 +362,12 @@ def _scalar(path: tuple[str, ...], ros_type: str) -> Callable[[Any, int], Any]:
 # ---------------------------------------------------------------------------------------------
 # Import: a message as a value
 # ---------------------------------------------------------------------------------------------
-def decode(data: bytes | memoryview, ros_type: str) -> Any:
+def decode(data: bytes | memoryview, ros_type: str, store: Any = None) -> Any:
     """The message ``data`` (CDR) holds, as a value (see the module's docstring);
-    MessageDecodeError if it does not decode as ``ros_type``."""
+    MessageDecodeError if it does not decode as ``ros_type``. ``store``: the rosbags type store
+    that defines ``ros_type`` (default: ours, Jazzy's; a recording brings its own)."""
     try:
-        message = typestore().deserialize_cdr(bytes(data), ros_type)
+        message = (store or typestore()).deserialize_cdr(bytes(data), ros_type)
         return to_value(message)
     except MessageDecodeError:
         raise
@@ -339,6 +376,8 @@ def decode(data: bytes | memoryview, ros_type: str) -> Any:
         raise MessageDecodeError(msg) from exc
 
 
+#: std_msgs' arrays (Float64MultiArray, Int32MultiArray, ...): received as their data, shaped.
+MULTI_ARRAY = re.compile(r"std_msgs/msg/(Float|Int|UInt|Byte|Char)\w*MultiArray")
 #: std_msgs' wrappers of one value: received as the value itself (Empty: None).
 UNWRAPPED = frozenset(
     f"std_msgs/msg/{t}"
@@ -359,6 +398,8 @@ def to_value(message: Any) -> Any:
         return None
     if ros_type in AS_ARRAYS:
         return np.array([getattr(message, f) for f in AS_ARRAYS[ros_type]], np.float64)
+    if ros_type is not None and MULTI_ARRAY.fullmatch(ros_type):
+        return _multiarray_value(message)
     if ros_type is not None:
         return {
             name: to_value(getattr(message, name))
@@ -370,6 +411,16 @@ def to_value(message: Any) -> Any:
     if isinstance(message, list):
         return [to_value(item) for item in message]
     return message
+
+
+def _multiarray_value(message: Any) -> Any:
+    """A std_msgs MultiArray's data: shaped as its layout's dimensions if they describe it
+    (row-major, their sizes' product the data's length after ``data_offset``), else flat."""
+    data = np.asarray(message.data)[message.layout.data_offset :].copy()
+    sizes = tuple(int(d.size) for d in message.layout.dim)
+    if sizes and int(np.prod(sizes)) == data.size:
+        return data.reshape(sizes)
+    return data
 
 
 def _image_value(image: Any) -> Any:
@@ -430,6 +481,7 @@ __all__ = [
     "check_topic",
     "decode",
     "exported",
+    "exported_leaves",
     "known",
     "msgdef",
     "object_for",
