@@ -108,7 +108,7 @@ if [ "$base" != "$default_base" ]; then
 import re, sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
 dockerfile = open(sys.argv[1].replace("pyproject.toml", "docker/Dockerfile")).read()
-extras = re.search(r'"\.\[([a-z,]+)\]"', dockerfile).group(1).split(",")
+extras = re.search(r'"\.\[([a-z0-9,]+)\]"', dockerfile).group(1).split(",")
 wanted = [*project["dependencies"], *(r for e in extras for r in project["optional-dependencies"][e])]
 print(" ".join(["setuptools>=61", *wanted]))
 PY
