@@ -58,7 +58,8 @@ def record_some(prefix: str, output: Path) -> dict[str, Any]:
                 lambda: recorder.progress()["objects"] == 5, "the recorder to follow all five"
             )
             wait_until(
-                lambda: recorder.progress()["messages"] >= 5, "the first values to be written"
+                lambda: (p := recorder.progress())["messages"] >= 5 and p["skipped"] >= 1,
+                "the first values to be written",
             )
             for i in range(1, CHANGES + 1):
                 cam.assign({"seq": i, "frame": np.full((6, 8, 3), i, np.uint8)})
@@ -67,8 +68,10 @@ def record_some(prefix: str, output: Path) -> dict[str, Any]:
                 mode.assign(f"mode{i}")
                 odd.assign([i, "two"])
                 want = 1 + i  # each object's first value, then i changes
-                wait_until(
-                    lambda want=want: recorder.progress()["messages"] >= 5 * want,
+                wait_until(  # the odd one's change too: skipped, not dropped as coalesced
+                    lambda want=want: (
+                        (p := recorder.progress())["messages"] >= 5 * want and p["skipped"] >= want
+                    ),
                     "the changes to be written",
                 )
         errors = recorder.errors
