@@ -10,6 +10,7 @@ import numbers
 from typing import Final
 
 from ._errors import InvalidArgumentError
+from ._layout import MAX_HISTORY
 
 DEFAULT_INIT_SIZE: Final = 100
 DEFAULT_MODE: Final = 0o600
@@ -64,10 +65,41 @@ def slot_count(value: object, *, dynamic: bool) -> int:
     return int(value)  # 1 or 2, checked above
 
 
+def history(value: object, *, slots: int, dynamic: bool) -> int:
+    """``history=``: None (no ring: 0), or a ring of 2 to MAX_HISTORY values."""
+    if value is None:
+        return 0
+    if dynamic:
+        msg = (
+            "a SharedDynamicObject keeps no history: its value may change size on any assign, and "
+            "a ring of slots of one size cannot hold that (docs/types.md, History)"
+        )
+        raise InvalidArgumentError(msg)
+    if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= MAX_HISTORY:
+        msg = f"history must be a number of values from 2 to {MAX_HISTORY}, or None, not {value!r}"
+        raise InvalidArgumentError(msg)
+    if slots != 2:
+        msg = "history= keeps a ring of slots: it cannot be combined with slots=1"
+        raise InvalidArgumentError(msg)
+    return value
+
+
+def limit(value: object) -> int | None:
+    """``fetch_new(limit=...)``: None (everything), or a positive number of values."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        msg = f"limit must be a positive number of values, or None, not {value!r}"
+        raise InvalidArgumentError(msg)
+    return value
+
+
 __all__ = [
     "DEFAULT_INIT_SIZE",
     "DEFAULT_MODE",
+    "history",
     "init_size",
+    "limit",
     "mode",
     "slot_count",
     "timeout_seconds",

@@ -14,6 +14,7 @@ ClosedError (``_closed_during``). Every call that starts later finds the handle 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import struct
@@ -53,11 +54,17 @@ DECODE_ERRORS: Final = (
 #: A closed handle's buffer and header words: any index raises IndexError.
 CLOSED_BUF: Final = memoryview(b"")
 CLOSED_WORDS: Final = memoryview(b"").cast("Q")
-#: (dtype, shape, writable view of slot 0, of slot 1): the assign fast path of a one-ndarray object.
-ArrayFast = tuple[np.dtype[Any], tuple[int, ...], np.ndarray[Any, Any], np.ndarray[Any, Any]]
-#: (type, pack_into, offset in slot 0, offset in slot 1): the assign fast path of one
-#: bool/int/float.
-ScalarFast = tuple[type[Any], Callable[..., None], int, int]
+#: (dtype, shape, writable view of slot 0, of slot 1, ... of every slot): the assign fast path
+#: of a one-ndarray object.
+ArrayFast = tuple[Any, ...]
+#: (type, pack_into, offset in slot 0, in slot 1, ... in every slot): the assign fast path of
+#: one bool/int/float.
+ScalarFast = tuple[Any, ...]
+#: The scalar fast path of an object that has none: its [0] is no type (``type(x) is None``
+#: never holds), so ``assign`` tests one thing (``type(data) is fast[0]``) on every object.
+NO_FAST: Final[ScalarFast] = (None,)
+#: The slot readers read under a state word, for an object without a ring: its bit 0.
+_BIT_0 = _layout.CURRENT_SLOT.__and__
 
 
 def closed_error(name: str, during: str = "") -> ClosedError:
@@ -144,6 +151,28 @@ def _recycling_copy(
     return copy
 
 
+class History:
+    """What ``fetch_new`` keeps of a handle: the next change it returns, how many values it
+    lost, and how many of those it has not yet added to the segment's count; for a ring, the
+    index in the handle's words of slot 0's change word, and the ring's stride."""
+
+    __slots__ = ("change_word", "lost", "next", "stride", "stride_words", "unpublished")
+
+    def __init__(self, next_change: int, change_word: int, stride: int) -> None:
+        self.next = next_change
+        self.lost = self.unpublished = 0
+        self.change_word, self.stride, self.stride_words = change_word, stride, stride // 8
+
+    def change_word_of(self, slot: int) -> int:
+        """The index of ring slot ``slot``'s change word (its mtime word follows it)."""
+        return self.change_word + slot * self.stride_words
+
+
+def _ring_slot(ring: int, state: int) -> int:
+    """The slot a ring's state word names: its change number mod the ring's size."""
+    return (state >> _layout.CHANGE_SHIFT) % ring
+
+
 def _remember(cache: dict[Any, Any], key: object, value: object, size: int) -> None:
     """``cache[key] = value``, dropping the oldest entries past ``size``."""
     cache.pop(key, None)  # re-inserted below: the newest
@@ -172,6 +201,14 @@ class Handle:
     _lock_free: bool
     _lock_free_fast: bool
     _slots: list[Slot | None]
+    #: History objects: the slots in the ring (0 without one).
+    _ring: int
+    #: ``read_was_whole`` for this object's slots, and the slot a state word names.
+    _whole: Callable[[int, int], bool]
+    _slot_index: Callable[[int], int]
+    #: What fetch_new keeps (few attributes on the handle itself: past 30, CPython stops sharing
+    #: the instances' dict keys, and every attribute load of the hot paths slows down).
+    _history: History
     _nodes: dict[int, _codecs.Node]
     #: schema text -> the id this handle published it under. An id stands for one text for ever
     #: (ids come from a shared counter), so a dynamic value that flips between kinds reuses its
@@ -191,7 +228,7 @@ class Handle:
     _seen: int
     #: A handle whose last copy took more than half the optimistic budget reads under the mutex.
     _slow_reads: bool
-    _fast: ScalarFast | None
+    _fast: ScalarFast
     _fast_array: ArrayFast | None
     _closing: threading.Lock
     _closing_pid: int
@@ -199,8 +236,9 @@ class Handle:
     # -----------------------------------------------------------------------------------------
     # Creation and opening
     # -----------------------------------------------------------------------------------------
-    def _create(self, name: str, data: Any, mode: int, single: bool) -> None:
-        """Make a new segment holding ``data``, publish it under ``name``, and bind to it."""
+    def _create(self, name: str, data: Any, mode: int, single: bool, ring: int = 0) -> None:
+        """Make a new segment holding ``data``, publish it under ``name``, and bind to it.
+        ``ring``: a history object's slots (0: none)."""
         schema = _schema.schema_of(data, self._init_size)
         node = _codecs.build(schema)
         writes: _codecs.Writes = []
@@ -208,27 +246,37 @@ class Handle:
         schema_text = _schema.dumps(schema)
         payload_offset, capacity = _layout.slot_size(len(schema_text), node.size)
         first = _layout.align(_layout.HEADER_SIZE, _layout.slot_alignment(node.size))
-        second = first + (0 if single else capacity)  # single: both entries name one slot
-        entries = ((first, capacity), (second, capacity))
-        size = second + capacity
+        if ring:  # the ring: slot i at first + i * capacity (see _layout, "The ring")
+            entries = tuple((first + i * capacity, capacity) for i in range(ring))
+        else:
+            second = first + (0 if single else capacity)  # single: both entries name one slot
+            entries = ((first, capacity), (second, capacity))
+        size = entries[-1][0] + capacity
         segment = Segment.create_private(name, size, mode)
         try:
             buf = segment.buf
             _layout.write_identity(
-                buf, dynamic=self._dynamic, single_slot=single, lock_abi=lock_abi()
+                buf, dynamic=self._dynamic, single_slot=single, lock_abi=lock_abi(), ring=ring
             )
             WriterMutex(segment.address + _layout.MUTEX_OFFSET).initialize()
+            now = time.time_ns()
             for i, (offset, cap) in enumerate(entries):
-                _layout.SLOT_ENTRY.pack_into(buf, _layout.slot_entry_offset(i), offset, cap)
+                if i < 2:
+                    _layout.SLOT_ENTRY.pack_into(buf, _layout.slot_entry_offset(i), offset, cap)
                 _layout.write_slot_header(
                     buf, offset, _layout.FIXED_SCHEMA_ID, schema_text, payload_offset, node.size
                 )
+                if ring:  # slot 0 holds change 0; the others nothing yet
+                    change = 0 if i == 0 else _layout.NO_CHANGE
+                    _layout.U64.pack_into(buf, offset + 8 * _layout.SLOT_CHANGE_WORD, change)
+                    _layout.U64.pack_into(buf, offset + 8 * _layout.SLOT_MTIME_WORD, now)
             for leaf, value in writes:
                 leaf.write(buf, entries[0][0] + payload_offset, value)
             node.clear_cache()
             words = _layout.header_words(buf)
+            words[_layout.RING_STRIDE_WORD] = capacity if ring else 0
             words[_layout.SCHEMA_COUNTER_WORD] = _layout.FIXED_SCHEMA_ID
-            words[_layout.MTIME_WORD] = time.time_ns()
+            words[_layout.MTIME_WORD] = now
             words[_layout.STATE_WORD] = 0
             words.release()
             segment.publish()
@@ -236,7 +284,7 @@ class Handle:
             segment.discard()
             raise
         log.debug("created %r (%s, %d bytes)", name, node.describe(), size)
-        self._bind(segment, single_slot=single)
+        self._bind(segment, single_slot=single, ring=ring, stride=capacity if ring else 0)
 
     def _open(self, segment: Segment) -> None:
         """Check an existing segment's header and bind to it."""
@@ -246,7 +294,9 @@ class Handle:
             check_mutex_type(
                 segment.buf, _layout.MUTEX_OFFSET, segment.name
             )  # same ABI: checked above
-            self._bind(segment, single_slot=header.single_slot)
+            self._bind(
+                segment, single_slot=header.single_slot, ring=header.ring, stride=header.stride
+            )
         except BaseException:
             segment.close()
             raise
@@ -267,7 +317,7 @@ class Handle:
             )
             raise LayoutError(msg)
 
-    def _bind(self, segment: Segment, *, single_slot: bool) -> None:
+    def _bind(self, segment: Segment, *, single_slot: bool, ring: int = 0, stride: int = 0) -> None:
         self._closing = threading.Lock()  # close() against _remapped(): see _closing_lock
         self._closing_pid = os.getpid()
         self._segment = segment
@@ -275,9 +325,16 @@ class Handle:
         st = os.fstat(segment.fd)
         self._segment_key = (st.st_dev, st.st_ino)
         self._single_slot = single_slot
+        self._ring = ring
         self._lock_free = self._tuning.lock_free_reads and not single_slot
-        self._lock_free_fast = self._lock_free and not self._dynamic
-        self._slots = [None, None]
+        # fetch's inline fast path reads bit 0's slot: objects with a ring have a path of theirs
+        self._lock_free_fast = self._lock_free and not self._dynamic and not ring
+        if ring:
+            self._whole = functools.partial(_layout.read_was_whole, ring=ring)
+            self._slot_index = functools.partial(_ring_slot, ring)
+        else:
+            self._whole, self._slot_index = _layout.read_was_whole, _BIT_0
+        self._slots = [None] * (ring or 2)
         self._nodes = {}
         self._schema_ids = {}
         self._map_ranges = []
@@ -287,42 +344,61 @@ class Handle:
         # so the mutex and futex addresses taken from it stay valid after the file grows.
         self._lock = WriterLock.of(self.name, self._segment_key, segment.buf, segment.address)
         self._futex_address = segment.address + _layout.STATE_OFFSET
-        self._words = _layout.header_words(segment.buf)
+        # A ring's slot headers are written as words too: its words cover the whole mapping
+        # (its size is a multiple of 64), the header's first.
+        self._words = segment.buf.cast("Q") if ring else _layout.header_words(segment.buf)
+        first = _layout.SLOT_ENTRY.unpack_from(segment.buf, _layout.slot_entry_offset(0))[0]
         self._remapped()
-        self._seen = self._words[_layout.STATE_WORD] >> _layout.CHANGE_SHIFT
+        state = self._words[_layout.STATE_WORD]
+        self._seen = state >> _layout.CHANGE_SHIFT
+        # The first fetch_new returns the values held (while a write is under way, the oldest is
+        # being overwritten: it was not held when we came); without a ring, the one value.
+        self._history = History(
+            max(0, self._seen - ring + 1 + (1 if state & _layout.WRITING else 0))
+            if ring
+            else self._seen,
+            first // 8 + _layout.SLOT_CHANGE_WORD,
+            stride,
+        )
         self._slow_reads = False
-        self._fast = None
+        self._fast = NO_FAST
         self._fast_array = None
         if not self._dynamic:
             self._load_fixed_slots()
 
     def _load_fixed_slots(self) -> None:
-        """A fixed object's slots never change: load both once, and the assign fast paths."""
-        first, second = self._load_slot(0), self._load_slot(1)
-        # Reads decode the current slot, assigns check against slot 0 and write either: a schema
+        """A fixed object's slots never change: load them all once, and the assign fast paths."""
+        first = self._load_slot(0)
+        if self._ring:  # the ring's slots share slot 0's node: their schema texts must equal its
+            _remember(self._nodes, first.schema_id, first.node, self._tuning.schema_cache_size)
+        slots = [first, *(self._load_slot(i) for i in range(1, self._ring or 2))]
+        # Reads decode the current slot, assigns check against slot 0 and write any: a schema
         # that differs between them (corruption of one, still valid JSON) would make the value
-        # read refused by assign, or a write land in the other slot's layout.
-        if (
-            first.node.schema != second.node.schema
-            or first.base - first.offset != second.base - second.offset
-        ):
-            msg = (
-                f"segment {self.name!r} is corrupt: its two slots describe different values "
-                f"({first.node.describe()}; {second.node.describe()})"
-            )
-            raise LayoutError(msg)
-        self._slots = [first, second]
+        # read refused by assign, or a write land in another slot's layout.
+        text = self._schema_text(first)
+        for index, other in enumerate(slots[1:], 1):
+            if (
+                other.node.schema != first.node.schema
+                or first.base - first.offset != other.base - other.offset
+                or (self._ring and self._schema_text(other) != text)
+            ):
+                which = "two slots" if not self._ring else f"slots 0 and {index}"
+                msg = (
+                    f"segment {self.name!r} is corrupt: its {which} describe different values "
+                    f"({first.node.describe()}; {other.node.describe()})"
+                )
+                raise LayoutError(msg)
+        self._slots = list(slots)
         node = first.node
         if isinstance(node, _codecs.StructNode) and node.fast_type is not None:
             offset = node.offset
             self._fast = (
                 node.fast_type,
                 node.fmt.pack_into,
-                first.base + offset,
-                second.base + offset,
+                *(slot.base + offset for slot in slots),
             )
         elif isinstance(node, _codecs.ArrayNode):
-            views = node.views(self._buf, first.base)[0], node.views(self._buf, second.base)[0]
+            views = [node.views(self._buf, slot.base)[0] for slot in slots]
             self._fast_array = (node.dtype, node.shape, *views)
 
     # -----------------------------------------------------------------------------------------
@@ -366,7 +442,7 @@ class Handle:
         for slot in self._slots:
             if slot is not None:
                 slot.node.clear_cache()
-        self._slots = [None, None]
+        self._slots = [None] * len(self._slots)
 
     # -----------------------------------------------------------------------------------------
     # The slot cache
@@ -375,8 +451,10 @@ class Handle:
         """Slot ``index``'s (offset, capacity), checked to lie in the file, and whether reaching it
         took mapping the file again (another handle moved the slot past our mapping)."""
         offset, capacity = _layout.SLOT_ENTRY.unpack_from(
-            self._buf, _layout.slot_entry_offset(index)
+            self._buf, _layout.slot_entry_offset(min(index, 1) if self._ring else index)
         )
+        if index > 1:  # the ring: slot 1's entry is slot 0's plus the stride
+            offset += (index - 1) * self._history.stride
         remapped = offset + capacity > len(self._buf) and self._segment.refresh()
         if remapped:
             self._remapped()
@@ -421,6 +499,12 @@ class Handle:
                 )
                 raise LayoutError(msg)
         return Slot(node, buf, offset, payload_offset, schema_id, self._spares, self._tuning)
+
+    def _schema_text(self, slot: Slot) -> bytes:
+        """The schema text in ``slot``'s header, as it lies there."""
+        schema_len = _layout.SLOT_HEADER.unpack_from(self._buf, slot.offset)[1]
+        start = slot.offset + _layout.SLOT_HEADER_SIZE
+        return bytes(self._buf[start : start + schema_len])
 
     def _keep(self, index: int, slot: Slot) -> Slot:
         """Cache ``slot`` as slot ``index``, and its node, once a read proved them whole (see
@@ -512,7 +596,7 @@ class Handle:
             self._lock = ClosedLock(self.name)
             self._forget_views()
             self._spares.clear()  # private copies kept for reuse: free them with the handle
-            self._fast = None
+            self._fast = NO_FAST
             self._fast_array = None
             words = self._words
             self._words = CLOSED_WORDS
@@ -539,7 +623,9 @@ __all__ = [
     "CLOSED_WORDS",
     "DECODE_ERRORS",
     "ArrayFast",
+    "NO_FAST",
     "Handle",
+    "History",
     "ScalarFast",
     "Slot",
     "closed_error",

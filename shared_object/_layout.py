@@ -6,6 +6,9 @@ writes the slot that readers are *not* reading, then publishes it with one 8-byt
 reader never sees a half-written value, and a writer killed mid-write leaves the last complete
 value in place (the next write simply overwrites the abandoned slot).
 
+A *history* object (layout version 2, flag bit 2, ``SharedObject(..., history=N)``) has a ring
+of N slots instead (below, "The ring"): the last N values, each with its change number.
+
 A *single-slot* object (flag bit 1, ``SharedObject(..., slots=1)``) has one slot that both
 table entries point to: half the memory, and a writer's working set no bigger than its value.
 Its readers and writers take turns under the writer mutex. A writer killed mid-write leaves the
@@ -15,9 +18,10 @@ data) until the next write.
 Header (offset, size, field)::
 
     0    6  magic             b"\\x93SHOBJ"
-    6    2  layout version    u16, currently 1; attaching checks both
+    6    2  layout version    u16: 1, or 2 for a history object; attaching checks both
     8    4  header size       u32, 256
-    12   4  flags             u32; bit 0: dynamic, bit 1: single slot; others zero
+    12   4  flags             u32; bit 0: dynamic, bit 1: single slot, bit 2: history (version 2
+                              only, never with bits 0 or 1); others zero
     16   8  state             u64, the publication word (below); bytes 16..19 are the futex word
     24   8  mtime_ns          u64, time.time_ns() of the last assign/trigger
     32   8  waiter_deadline   u64, CLOCK_MONOTONIC ns until which a wait()er may sleep; 0: none
@@ -28,7 +32,11 @@ Header (offset, size, field)::
     128 16  slot 0            u64 offset from the segment start, u64 capacity in bytes
     144 16  slot 1            same for slot 1 (single slot: equal to slot 0)
     160 32  lock ABI          ASCII, NUL padded: the C library that wrote the mutex
-    192 64  reserved          zero
+    192  8  ring              u64, history objects: N, the slots in the ring (2 or more); else 0
+    200  8  ring stride       u64, history objects: bytes from one slot to the next; else 0
+    208  8  lost              u64, history objects: values that readers lost, all readers
+                              together (each adds its own under the writer mutex); else 0
+    216 40  reserved          zero
 
 The state word::
 
@@ -72,6 +80,23 @@ Slot (64-byte aligned; 4096-byte aligned when its payload is 64 KiB or more)::
     64  -  schema           UTF-8 JSON text describing the value's type (see _codecs)
     payload_offset  -  payload, laid out by the schema (see _codecs); arrays 64-byte aligned
 
+The ring (history objects). Slot ``i`` lies at slot 0's offset + ``i`` * stride, all of slot
+0's capacity (the table's two entries are slots 0 and 1). The value of change ``k`` lies in slot
+``k mod N``: every change writes a slot, a trigger too (it copies the current value on), so the
+state word's bit 0 is not used (0), and slot headers use two of their reserved words::
+
+    32  8  change           u64, the change number of the value in the slot; 2**64-1: none yet
+    40  8  mtime_ns         u64, its change time
+
+Writer (holding the mutex), change ``k``: store ``state | WRITING``; write slot ``k mod N``
+(the value, then its change and mtime); store the header's mtime; store ``k << 2``. Reader of
+change ``j`` (the newest, or an older one still held): its slot's change word must be ``j``;
+read the slot; the read is whole if the state, loaded after, shows at most ``j + N - 2``
+changes, or ``j + N - 1`` and no write started (the next write, of change ``j + N``, is the one
+that takes the slot): ``read_was_whole`` with ``ring=N``, which for N = 2 is the two-slot rule.
+A writer killed mid-write leaves WRITING set and the slot of change ``k - N`` partly
+overwritten: the N - 1 newest values stay whole.
+
 A payload of PAGE_ALIGN_MIN bytes or more starts half a page past a 4096-byte boundary (its slot
 starts on one, and its payload_offset is 2048 modulo 4096). Why: copy speed depends on where
 source and destination sit within their pages. numpy's big arrays start 16 bytes past a page
@@ -105,6 +130,10 @@ if TYPE_CHECKING:
 
 MAGIC: Final = b"\x93SHOBJ"
 VERSION: Final = 1
+#: A history object's layout version: what a release that predates rings refuses to attach.
+VERSION_HISTORY: Final = 2
+#: The most slots a ring may have: a minute of a kHz stream. (A handle loads every slot once.)
+MAX_HISTORY: Final = 1 << 16
 HEADER_SIZE: Final = 256
 ALIGN: Final = 64
 PAGE: Final = 4096
@@ -114,11 +143,13 @@ PAGE_ALIGN_MIN: Final = 64 * 1024
 PAGE_HALF: Final = PAGE // 2
 FLAG_DYNAMIC: Final = 1
 FLAG_SINGLE_SLOT: Final = 2
+FLAG_HISTORY: Final = 4
 
 STATE_OFFSET: Final = 16
 MUTEX_OFFSET: Final = 64
 SLOT_TABLE_OFFSET: Final = 128
 ABI_OFFSET: Final = 160
+RING_OFFSET: Final = 192
 
 #: The state word (see above): bit 0 the current slot, bit 1 WRITING, the change counter above.
 CURRENT_SLOT: Final = 1
@@ -143,6 +174,14 @@ WAITER_WORD: Final = 4
 REQUEST_WORD: Final = 5
 SCHEMA_COUNTER_WORD: Final = 6
 WRITER_REQUEST_WORD: Final = 7
+RING_WORD: Final = 24
+RING_STRIDE_WORD: Final = 25
+LOST_WORD: Final = 26
+#: A ring slot's change and mtime words, as word offsets from its slot's first word.
+SLOT_CHANGE_WORD: Final = 4
+SLOT_MTIME_WORD: Final = 5
+#: A ring slot's change word before it first holds a value.
+NO_CHANGE: Final = 2**64 - 1
 
 #: magic, version, header size, flags (the first 16 bytes).
 IDENTITY: Final = struct.Struct("<6sHII")
@@ -158,14 +197,22 @@ def slot_entry_offset(index: int) -> int:
     return SLOT_TABLE_OFFSET + SLOT_ENTRY.size * index
 
 
-def read_was_whole(s1: int, s2: int) -> bool:
+def read_was_whole(s1: int, s2: int, ring: int = 2) -> bool:
     """Did the slot read under state ``s1`` stay untouched until state ``s2`` was loaded?
 
-    True if no change was published since, or exactly one and no write started after it (see
-    "Reader" above). The WRITING bit alone does not matter: with no publication in between, a
-    writer can only be filling the *other* slot.
+    Two slots: true if no change was published since, or exactly one and no write started after
+    it (see "Reader" above). The WRITING bit alone does not matter: with no publication in
+    between, a writer can only be filling the *other* slot. A ring of ``ring`` slots: at most
+    ``ring - 2`` changes since, or ``ring - 1`` and no write started (see "The ring"); ``s1``
+    there may be the state of an older change, ``change << 2``.
     """
-    return s2 >> 2 == s1 >> 2 or (s2 >> 2 == (s1 >> 2) + 1 and not s2 & WRITING)
+    since = (s2 >> 2) - (s1 >> 2)
+    return 0 <= since <= ring - 2 or (since == ring - 1 and not s2 & WRITING)
+
+
+def current_slot(state: int, ring: int) -> int:
+    """The slot readers read under ``state``: bit 0, or for a ring the change number mod N."""
+    return (state >> CHANGE_SHIFT) % ring if ring else state & CURRENT_SLOT
 
 
 def write_slot_header(
@@ -218,26 +265,43 @@ def slot_size(schema_len: int, payload_len: int) -> tuple[int, int]:
 class Header:
     """The static part of a header, as read and checked at attach time."""
 
-    __slots__ = ("dynamic", "lock_abi", "single_slot", "slots")
+    __slots__ = ("dynamic", "lock_abi", "ring", "single_slot", "slots", "stride")
 
     def __init__(
-        self, dynamic: bool, single_slot: bool, lock_abi: str, slots: tuple[tuple[int, int], ...]
+        self,
+        dynamic: bool,
+        single_slot: bool,
+        lock_abi: str,
+        slots: tuple[tuple[int, int], ...],
+        ring: int = 0,
+        stride: int = 0,
     ) -> None:
         self.dynamic = dynamic
         self.single_slot = single_slot
         self.lock_abi = lock_abi
         self.slots = slots
+        #: History objects: the slots in the ring, and the bytes from one to the next; else 0.
+        self.ring = ring
+        self.stride = stride
 
 
-def write_identity(buf: memoryview, *, dynamic: bool, single_slot: bool, lock_abi: str) -> None:
-    """Write the static header fields of a fresh segment (all other bytes are zero)."""
+def write_identity(
+    buf: memoryview, *, dynamic: bool, single_slot: bool, lock_abi: str, ring: int = 0
+) -> None:
+    """Write the static header fields of a fresh segment (all other bytes are zero); a history
+    object's ring size too (its stride is the caller's)."""
     flags = (FLAG_DYNAMIC if dynamic else 0) | (FLAG_SINGLE_SLOT if single_slot else 0)
-    IDENTITY.pack_into(buf, 0, MAGIC, VERSION, HEADER_SIZE, flags)
+    version = VERSION
+    if ring:
+        flags, version = FLAG_HISTORY, VERSION_HISTORY
+        U64.pack_into(buf, RING_OFFSET, ring)
+    IDENTITY.pack_into(buf, 0, MAGIC, version, HEADER_SIZE, flags)
     ABI.pack_into(buf, ABI_OFFSET, lock_abi.encode("ascii"))
 
 
 def check_identity(buf: memoryview | bytes, file_size: int, name: str) -> tuple[bool, bool]:
     """Check the first 16 bytes: magic, layout version, header size, flags; (dynamic, single slot).
+    A history object (version 2) is neither; ``read_header`` reads its ring.
 
     Any inconsistency raises LayoutError naming the segment.
     """
@@ -252,17 +316,18 @@ def check_identity(buf: memoryview | bytes, file_size: int, name: str) -> tuple[
             f"segment {name!r} is not a shared_object segment (magic {magic!r}, expected {MAGIC!r})"
         )
         raise LayoutError(msg)
-    if version != VERSION:
+    if version not in (VERSION, VERSION_HISTORY):
         msg = (
-            f"segment {name!r} has layout version {version}; this shared_object reads version "
-            f"{VERSION}"
+            f"segment {name!r} has layout version {version}; this shared_object reads versions "
+            f"{VERSION} and {VERSION_HISTORY}"
         )
         raise LayoutError(msg)
     single = bool(flags & FLAG_SINGLE_SLOT)
     if (
         header_size != HEADER_SIZE
-        or flags & ~(FLAG_DYNAMIC | FLAG_SINGLE_SLOT)
+        or flags & ~(FLAG_DYNAMIC | FLAG_SINGLE_SLOT | FLAG_HISTORY)
         or (single and flags & FLAG_DYNAMIC)
+        or (version == VERSION_HISTORY) != (flags == FLAG_HISTORY)
     ):
         msg = f"segment {name!r} has a corrupt header (header size {header_size}, flags {flags:#x})"
         raise LayoutError(msg)
@@ -280,7 +345,25 @@ def read_header(buf: memoryview, file_size: int, name: str) -> Header:
     if single and slots[0] != slots[1]:
         msg = f"segment {name!r} is corrupt: a single-slot object whose two slot entries differ"
         raise LayoutError(msg)
-    return Header(dynamic, single, abi, (slots[0], slots[1]))
+    ring = stride = 0
+    if IDENTITY.unpack_from(buf, 0)[1] == VERSION_HISTORY:
+        ring = U64.unpack_from(buf, RING_OFFSET)[0]
+        stride = U64.unpack_from(buf, RING_OFFSET + 8)[0]
+        (first, capacity), (second, capacity_1) = slots
+        if (
+            not 2 <= ring <= MAX_HISTORY
+            or stride < capacity
+            or stride % ALIGN
+            or second != first + stride
+            or capacity_1 != capacity
+            or first + (ring - 1) * stride + capacity > file_size
+        ):
+            msg = (
+                f"segment {name!r} is corrupt or truncated: a ring of {ring} slots of "
+                f"{capacity} bytes, {stride} apart from byte {first}, in a {file_size}-byte file"
+            )
+            raise LayoutError(msg)
+    return Header(dynamic, single, abi, (slots[0], slots[1]), ring, stride)
 
 
 def check_slot(name: str, index: int, offset: int, capacity: int, file_size: int) -> None:
@@ -304,7 +387,18 @@ __all__ = [
     "CHANGE_SHIFT",
     "CURRENT_SLOT",
     "FIXED_SCHEMA_ID",
+    "FLAG_HISTORY",
     "FLAG_SINGLE_SLOT",
+    "LOST_WORD",
+    "MAX_HISTORY",
+    "NO_CHANGE",
+    "RING_OFFSET",
+    "RING_STRIDE_WORD",
+    "RING_WORD",
+    "SLOT_CHANGE_WORD",
+    "SLOT_MTIME_WORD",
+    "VERSION_HISTORY",
+    "current_slot",
     "FUTEX_MASK",
     "HEADER_SIZE",
     "MAGIC",

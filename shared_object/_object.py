@@ -16,14 +16,15 @@ lookup costs about 20 ns on a call of about 700.
 from __future__ import annotations
 
 import errno
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from . import _arguments, _codecs, _layout, _reading, _segment
+from . import _arguments, _codecs, _history, _layout, _reading, _segment
 from ._arguments import DEFAULT_INIT_SIZE, DEFAULT_MODE
 from ._errors import SegmentExistsError, SegmentNotFoundError, TypeMismatchError
 from ._handle import CLOSED_WORDS, DECODE_ERRORS, Handle
@@ -39,6 +40,8 @@ _copyto = np.copyto
 _read_was_whole = _layout.read_was_whole
 _STATE, _MTIME, _WAITER = _layout.STATE_WORD, _layout.MTIME_WORD, _layout.WAITER_WORD
 _WRITER_REQUEST = _layout.WRITER_REQUEST_WORD
+#: How often a stream() without a timeout looks whether its object was removed meanwhile.
+_ORPHAN_CHECK_S = 1.0
 
 
 class SharedObject(Handle):
@@ -67,6 +70,11 @@ class SharedObject(Handle):
         footprint (big arrays assign faster); readers and writers then take turns under the
         writer lock, and a writer that dies mid-assign leaves an IncompleteValueError for
         readers until the next assign. Attaching uses whatever the object was created with.
+    :param history: for an object this call creates: keep the last ``history`` values (2 or
+        more), each with its change number, in a ring of that many slots, so that a reader that
+        falls behind catches up on every value it missed (:meth:`fetch_new`, :meth:`stream`)
+        and counts exactly those it lost (:attr:`lost`). None (default): the newest value only.
+        ``fetch``, ``modified``, ``wait`` and ``view`` keep their meaning: the newest value.
     :param tuning: timeouts, budgets and spins of this handle (:class:`Tuning`); None: defaults.
 
     .. code-block:: python
@@ -85,6 +93,7 @@ class SharedObject(Handle):
         init_size: int = DEFAULT_INIT_SIZE,
         mode: int = DEFAULT_MODE,
         slots: int = 2,
+        history: int | None = None,
         tuning: Tuning | None = None,
     ) -> None:
         _segment.validate_name(name)
@@ -95,12 +104,12 @@ class SharedObject(Handle):
                 self._open(_segment.Segment.open(name))
             except SegmentNotFoundError:
                 try:
-                    self._create_checked(name, None, mode, slots)
+                    self._create_checked(name, None, mode, slots, history)
                 except SegmentExistsError:  # another process created it in between: attach to that
                     self._open(_segment.Segment.open(name))
             return
         try:
-            self._create_checked(name, data, mode, slots)
+            self._create_checked(name, data, mode, slots, history)
         except SegmentExistsError:
             self._open(_segment.Segment.open(name))
             try:
@@ -129,13 +138,14 @@ class SharedObject(Handle):
         init_size: int = DEFAULT_INIT_SIZE,
         mode: int = DEFAULT_MODE,
         slots: int = 2,
+        history: int | None = None,
         tuning: Tuning | None = None,
     ) -> Self:
         """Create a new object holding ``data``; SegmentExistsError if the name is taken."""
         self = cls.__new__(cls)
         self._init_size = _arguments.init_size(init_size)
         self._tuning = tuning_or_default(tuning)
-        self._create_checked(name, data, mode, slots)
+        self._create_checked(name, data, mode, slots, history)
         return self
 
     @classmethod
@@ -176,10 +186,13 @@ class SharedObject(Handle):
         self._open(segment)
         return self
 
-    def _create_checked(self, name: str, data: Any, mode: int, slots: int) -> None:
+    def _create_checked(
+        self, name: str, data: Any, mode: int, slots: int, history: int | None = None
+    ) -> None:
         _segment.validate_name(name)
         single = _arguments.slot_count(slots, dynamic=self._dynamic) == 1
-        self._create(name, data, _arguments.mode(mode), single)
+        ring = _arguments.history(history, slots=slots, dynamic=self._dynamic)
+        self._create(name, data, _arguments.mode(mode), single, ring)
 
     # -----------------------------------------------------------------------------------------
     # Reading
@@ -413,9 +426,61 @@ class SharedObject(Handle):
 
     @property
     def slots(self) -> int:
-        """How many slots the object keeps: 2 (readers never wait for a writer), or 1 (half the
-        memory; readers and writers take turns)."""
-        return 1 if self._single_slot else 2
+        """How many slots the object keeps: 2 (readers never wait for a writer), 1 (half the
+        memory; readers and writers take turns), or its history's (one per value kept)."""
+        return self._ring or (1 if self._single_slot else 2)
+
+    @property
+    def history(self) -> int | None:
+        """How many values the object keeps (``history=`` at creation), or None: the newest only."""
+        return self._ring or None
+
+    @property
+    def lost(self) -> int:
+        """How many values this handle will never see: the writer overwrote them before
+        :meth:`fetch_new` (or :meth:`stream`) could read them. Counted exactly, from the change
+        numbers of what it read; values skipped by ``fetch()`` (the newest only, by choice)
+        are not lost. Without a history, every change ``fetch_new`` skipped is lost."""
+        self._check_open()
+        return self._history.lost
+
+    def fetch_new(self, limit: int | None = None) -> list[Any]:
+        """Every value published since this handle last called ``fetch_new`` or ``fetch``, oldest
+        first, as private copies; the first call after attaching returns the values still held.
+
+        With a history (``history=N``) a reader that falls behind by fewer than N values loses
+        none; values the writer overwrote before they were read are counted in :attr:`lost`.
+        Without one, the newest value if it changed since (the changes in between are lost).
+        ``limit``: at most this many, the oldest; the rest wait for the next call.
+        """
+        return _history.fetch_new(self, _arguments.limit(limit))
+
+    def fetch_new_raw(self, limit: int | None = None) -> list[RawValue]:
+        """:meth:`fetch_new`, as :meth:`fetch_raw` gives values: each value's schema text,
+        payload bytes, change number and change time. For tools that pass every value on."""
+        return _history.fetch_new(self, _arguments.limit(limit), raw=True)
+
+    def stream(self, timeout: float | None = None) -> Iterator[Any]:
+        """Every value, in order, as it comes: :meth:`fetch_new` in a loop, asleep in
+        :meth:`wait` between values::
+
+            for pose in poses.stream(timeout=1.0):
+                log(pose)
+
+        Ends when no value came for ``timeout`` seconds (None: never) and when the object is
+        orphaned (removed, or replaced by a restarted producer: attach again to follow it).
+        """
+        seconds = _arguments.timeout_seconds(timeout, "stream(timeout=...)")
+        while True:
+            values = self.fetch_new()
+            if values:
+                yield from values
+                continue
+            # Without a timeout, look every second whether the object is still there
+            if self.wait(_ORPHAN_CHECK_S if seconds is None else seconds):
+                continue
+            if seconds is not None or self.orphaned:
+                return
 
     @property
     def kind(self) -> str:
@@ -431,7 +496,7 @@ class SharedObject(Handle):
     # -----------------------------------------------------------------------------------------
     # Writing
     # -----------------------------------------------------------------------------------------
-    def assign(self: Self, data: Any) -> Self:  # noqa: PLR0912 - the hottest path, inlined
+    def assign(self: Self, data: Any) -> Self:  # noqa: PLR0912, PLR0915 - the hottest path, inlined
         """Store ``data``, visible to every handle as a whole or not at all; returns self.
 
         Other handles see the change (``modified``, ``triggered``, ``wait``); this one does not,
@@ -443,17 +508,45 @@ class SharedObject(Handle):
         type that cannot be stored.
         """
         # Word indices as literals (see the module docstring): 2 STATE, 3 MTIME, 4 WAITER, 5
-        # REQUEST;
-        # bit 1 of the state is WRITING.
+        # REQUEST; bit 1 of the state is WRITING.
         fast = self._fast
-        array = None
+        if type(data) is fast[0]:
+            # A bool/int/float going into a top-level leaf of exactly its type: the protocol
+            # below once more, without its dispatch (tests/test_object.py pins the two to each
+            # other). An int beyond 64 bits makes pack_into raise struct.error before it writes.
+            words = self._words
+            lock = self._lock
+            rc = -1  # the inline protocol: see WriterLock.take_after_trylock
+            try:
+                lock.inline += 1
+                rc = lock.trylock(lock.ref)
+                if rc:
+                    busy, rc = rc, -1
+                    rc = lock.take_after_trylock(busy, self._tuning)
+                state = words[2]
+                change = (state >> 2) + 1
+                target = (state & 1) ^ 1
+                words[2] = state | 2  # WRITING: the other slot is being filled
+                fast[1](self._buf, fast[2 + target], data)
+                words[3] = _time_ns()
+                words[2] = change << 2 | target  # the publication: one 8-byte store
+            except struct.error:  # an int beyond 64 bits: nothing was written
+                words[2] = state  # we still hold the mutex: unmark, then say why as _prepare does
+                self._prepare(data)
+                raise
+            except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
+                raise self._closed_during("assign", exc)  # noqa: B904 - sets the cause; re-raises exc if open
+            finally:
+                lock.inline -= 1
+                if not rc:
+                    lock.unlock(lock.ref)
+                elif rc == -1:
+                    lock.release_if_abandoned()
+            self._seen = change
+            if words[4] or words[5]:  # a waiter or a starving reader: wake it, let it read
+                lock.after_publish(self._tuning)
+            return self
         if (
-            fast is not None
-            and type(data) is fast[0]
-            and (fast[0] is not int or -(2**63) <= data < 2**63)
-        ):
-            writes = None  # a bool/int/float going into a top-level leaf of exactly its type
-        elif (
             (array := self._fast_array) is not None
             and type(data) is np.ndarray
             and data.shape == array[1]
@@ -477,17 +570,15 @@ class SharedObject(Handle):
                 busy, rc = rc, -1
                 rc = lock.take_after_trylock(busy, self._tuning)
             state = words[2]
+            change = (state >> 2) + 1
             target = (state & 1) ^ 1
             words[2] = state | 2  # WRITING: the other slot is being filled
             if array is not None:
-                _copyto(array[3] if target else array[2], data)
-            elif writes is None:
-                fast[1](buf, fast[2 + target], data)  # type: ignore[index]  # writes is None => fast is set
+                _copyto(array[2 + target], data)
             else:
                 base = slots[target].base  # type: ignore[union-attr]
-                for leaf, value in writes:
+                for leaf, value in writes:  # type: ignore[union-attr]  # array is None => writes
                     leaf.write(buf, base, value)
-            change = (state >> 2) + 1
             words[3] = _time_ns()
             words[2] = change << 2 | target  # the publication: one 8-byte store
         except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
@@ -541,6 +632,12 @@ class SharedObject(Handle):
     # -----------------------------------------------------------------------------------------
     # Lifetime
     # -----------------------------------------------------------------------------------------
+    def _bind(self, segment: _segment.Segment, **layout: Any) -> None:
+        """Bind to a segment; a history object's hot paths are its class's: see _RingObject."""
+        super()._bind(segment, **layout)
+        if self._ring and not isinstance(self, _RingObject):
+            self.__class__ = _with_ring(type(self))
+
     def close(self) -> None:
         """Drop this handle's mapping; the shared object stays for every other handle."""
         self._close(explicit=True)
@@ -578,7 +675,161 @@ class SharedObject(Handle):
         except Exception:  # noqa: BLE001 - a repr never raises (closed meanwhile, corrupt, a lock we hold)
             kind, size = "unreadable", 0
         slots = ", slots=1" if self._single_slot else ""
+        if self._ring:
+            slots = f", history={self._ring}"
         return f"{type(self).__name__}({self.name!r}, type={kind}, size={size} bytes{slots})"
+
+
+class _RingObject(SharedObject):
+    """A SharedObject with a history: the hot paths of a ring of N slots, where change ``k``'s
+    value lies in slot ``k mod N`` (``_layout``, "The ring").
+
+    An object is made one when it binds to a history segment (``SharedObject._bind`` sets its
+    class to ``_with_ring(its class)``, a subclass of this and of the class it was made as), so
+    that neither these paths nor those of an object without a history test which one they are
+    on: each is a method of its own. The same protocol as ``SharedObject``'s, and pinned to it by
+    a test; what differs: the slot written is the ring's next, its change number and time are
+    stored with it, and a trigger copies the value into the next slot (every change has one).
+    """
+
+    #: The class this one was made from (what pickling attaches as).
+    _made_from: ClassVar[type[SharedObject]] = SharedObject
+
+    def fetch(self, fn: FetchFn | None = None, *, out: np.ndarray[Any, Any] | None = None) -> Any:
+        if fn is None and out is None and self._lock_free:
+            # Lock-free: the newest value's slot is its change number mod the ring's size.
+            words = self._words
+            try:
+                s1 = words[2]  # STATE
+                value = self._slots[(s1 >> 2) % self._ring].read()  # type: ignore[union-attr]  # fixed objects: all loaded
+                s2 = words[2]
+                if s2 == s1 or self._whole(s1, s2):
+                    change = s1 >> 2
+                    self._seen = change
+                    self._history.next = change + 1
+                    return value
+                del value  # a lap: see SharedObject.fetch
+            except DECODE_ERRORS:  # closed (ClosedError below), torn or corrupt: slow path
+                self._check_open()
+            except Exception as exc:  # noqa: BLE001 - closed by another thread during the read?
+                raise self._closed_during("fetch", exc)  # noqa: B904 - sets the cause; re-raises exc if open
+        return _reading.fetch_slow(self, fn, out)
+
+    fetch.__doc__ = SharedObject.fetch.__doc__
+
+    def assign(self: Self, data: Any) -> Self:  # noqa: PLR0912, PLR0915 - inlined, as above
+        fast = self._fast
+        array = None
+        if type(data) is fast[0]:
+            writes = None  # an int beyond 64 bits: struct.error below, as in SharedObject.assign
+        elif (
+            (array := self._fast_array) is not None
+            and type(data) is np.ndarray
+            and data.shape == array[1]
+            and (data.dtype is array[0] or data.dtype == array[0])
+        ):
+            writes = None
+        else:
+            array = None
+            writes = self._prepare(data)
+            slots = self._slots
+        buf = self._buf
+        words = self._words
+        lock = self._lock
+        history = self._history
+        rc = -1  # the inline protocol: see WriterLock.take_after_trylock
+        try:
+            lock.inline += 1
+            rc = lock.trylock(lock.ref)
+            if rc:
+                busy, rc = rc, -1
+                rc = lock.take_after_trylock(busy, self._tuning)
+            state = words[2]
+            change = (state >> 2) + 1
+            target = change % self._ring  # the ring's next slot: the oldest value's
+            words[2] = state | 2  # WRITING: the oldest value is being overwritten
+            if array is not None:
+                _copyto(array[2 + target], data)
+            elif writes is None:
+                fast[1](buf, fast[2 + target], data)  # writes is None, array None: a scalar
+            else:
+                base = slots[target].base  # type: ignore[union-attr]
+                for leaf, value in writes:
+                    leaf.write(buf, base, value)
+            now = _time_ns()
+            word = history.change_word + target * history.stride_words
+            words[word] = change  # the slot's change number and time
+            words[word + 1] = now
+            words[3] = now
+            words[2] = change << 2  # the publication (bit 0 unused)
+        except struct.error:
+            words[2] = state
+            self._prepare(data)
+            raise
+        except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
+            raise self._closed_during("assign", exc)  # noqa: B904 - sets the cause; re-raises exc if open
+        finally:
+            lock.inline -= 1
+            if not rc:
+                lock.unlock(lock.ref)
+            elif rc == -1:
+                lock.release_if_abandoned()
+        self._seen = change
+        if words[4] or words[5]:  # a waiter or a starving reader: wake it, let it read
+            lock.after_publish(self._tuning)
+        return self
+
+    assign.__doc__ = SharedObject.assign.__doc__
+
+    def trigger(self: Self) -> Self:
+        self._check_open()
+        words, lock, ring, slots, buf = self._words, self._lock, self._ring, self._slots, self._buf
+        history = self._history
+
+        def publish() -> None:  # every change has its slot: the value goes on into the next one
+            state = words[_STATE]
+            change = (state >> _layout.CHANGE_SHIFT) + 1
+            source, target = slots[(change - 1) % ring], slots[change % ring]
+            size = source.node.size  # type: ignore[union-attr]  # fixed objects: all loaded
+            words[_STATE] = state | _layout.WRITING
+            buf[target.base : target.base + size] = buf[source.base : source.base + size]  # type: ignore[union-attr]
+            word = history.change_word + (change % ring) * history.stride_words
+            now = _time_ns()
+            words[word] = change
+            words[word + 1] = now
+            words[_MTIME] = now
+            words[_STATE] = change << _layout.CHANGE_SHIFT
+
+        try:
+            lock.write(self._tuning, publish)
+        except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
+            raise self._closed_during("trigger", exc)  # noqa: B904 - sets the cause; re-raises exc if open
+        lock.after_publish(self._tuning)
+        return self
+
+    trigger.__doc__ = SharedObject.trigger.__doc__
+
+    def __reduce__(self) -> tuple[Callable[..., SharedObject], tuple[type[SharedObject], str]]:
+        return _attach_by_name, (self._made_from, self.name)
+
+
+#: class -> the same with a ring's hot paths (see _with_ring).
+_RING_CLASSES: dict[type[SharedObject], type[SharedObject]] = {}
+
+
+def _with_ring(cls: type[SharedObject]) -> type[SharedObject]:
+    """``cls`` with a ring's hot paths: a subclass of _RingObject and of ``cls``, of its name."""
+    made = _RING_CLASSES.get(cls)
+    if made is not None:
+        return made
+    namespace = {
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+        "_made_from": cls,
+    }
+    bases = (_RingObject,) if cls is SharedObject else (_RingObject, cls)
+    return _RING_CLASSES.setdefault(cls, type(cls.__name__, bases, namespace))
 
 
 def _attach_by_name(cls: type[SharedObject], name: str) -> SharedObject:

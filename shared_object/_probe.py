@@ -27,6 +27,8 @@ class HeaderState:
         "current_slot",
         "dynamic",
         "file_size",
+        "history",
+        "lost",
         "mtime_ns",
         "name",
         "single_slot",
@@ -42,6 +44,8 @@ class HeaderState:
         state: int,
         mtime_ns: int,
         file_size: int,
+        history: int = 0,
+        lost: int = 0,
     ) -> None:
         self.name = name
         self.dynamic = dynamic
@@ -50,8 +54,10 @@ class HeaderState:
         self.changes = state >> _layout.CHANGE_SHIFT
         #: A writer is filling a slot (or, for a single-slot object, died doing so).
         self.writing = bool(state & _layout.WRITING)
+        #: The values a history object keeps (0: none), and the values its readers lost.
+        self.history, self.lost = history, lost
         #: The slot readers read now.
-        self.current_slot = state & _layout.CURRENT_SLOT
+        self.current_slot = _layout.current_slot(state, history)
         #: time.time_ns() of the last change.
         self.mtime_ns = mtime_ns
         self.file_size = file_size
@@ -85,14 +91,18 @@ def read_state(name: str) -> HeaderState:
                 dynamic, single = _layout.check_identity(view, size, name)
                 words = _layout.header_words(view)
                 state, mtime = words[_layout.STATE_WORD], words[_layout.MTIME_WORD]
+                history = lost = 0
+                if not dynamic and not single and words[_layout.RING_WORD]:  # version 2: a ring
+                    history, lost = words[_layout.RING_WORD], words[_layout.LOST_WORD]
                 words.release()
             finally:
                 view.release()
     finally:
         os.close(fd)
     return HeaderState(
-        name, dynamic=dynamic, single_slot=single, state=state, mtime_ns=mtime, file_size=size
-    )
+        name, dynamic=dynamic, single_slot=single, state=state, mtime_ns=mtime, file_size=size,
+        history=history, lost=lost,
+    )  # fmt: skip
 
 
 def health(name: str, max_age_s: float) -> tuple[bool, str]:

@@ -60,12 +60,13 @@ def read_lock_free(h: Handle, attempt: Callable[[int], Any], tries: int | None =
     answers LAPPED if not.
     """
     words = h._words
+    whole = h._whole
     for _ in range(h._tuning.header_read_tries if tries is None else tries):
         state = words[_STATE]
         try:
             value = attempt(state)
         except DECODE_ERRORS as exc:
-            if _read_was_whole(state, words[_STATE]):
+            if whole(state, words[_STATE]):
                 raise h._as_layout_error(exc) from exc
             continue
         if value is not LAPPED:
@@ -127,9 +128,10 @@ def _read_once(h: Handle, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) 
     exceptions propagate as they are. An error on torn data is just a lap.
     """
     words = h._words
+    whole = h._whole
     s1 = words[_STATE]
     try:
-        slot = h._slot_for_read(s1 & _layout.CURRENT_SLOT)
+        slot = h._slot_for_read(h._slot_index(s1))
         buf = h._buf  # after the lookup: it may have remapped a grown segment
         if out is not None:
             value = copy_into(out, slot.node, buf, slot.base)
@@ -138,21 +140,23 @@ def _read_once(h: Handle, fn: FetchFn | None, out: np.ndarray[Any, Any] | None) 
         else:
             value = slot.read()
     except DECODE_ERRORS as exc:
-        if _read_was_whole(s1, words[_STATE]):
+        if whole(s1, words[_STATE]):
             raise h._as_layout_error(exc) from exc
         return False, None
     if fn is not None:
         try:
             value = apply(h, fn, views)
         except Exception:  # fn on torn data may raise anything: a lap, unless the data was whole
-            if _read_was_whole(s1, words[_STATE]):
+            if whole(s1, words[_STATE]):
                 raise
             return False, None
-    if not _read_was_whole(s1, words[_STATE]):
+    if not whole(s1, words[_STATE]):
         return False, None
     if h._dynamic:
-        h._keep(s1 & _layout.CURRENT_SLOT, slot)
+        h._keep(h._slot_index(s1), slot)
     h._seen = s1 >> _layout.CHANGE_SHIFT
+    if h._ring:
+        h._history.next = h._seen + 1
     return True, value
 
 
@@ -164,9 +168,8 @@ def fetch_locked(h: Handle, fn: FetchFn | None, out: np.ndarray[Any, Any] | None
     def section() -> tuple[int, Any]:
         state = locked_state(h)
         try:
-            slot = h._keep(
-                state & _layout.CURRENT_SLOT, h._slot_for_read(state & _layout.CURRENT_SLOT)
-            )
+            index = h._slot_index(state)
+            slot = h._keep(index, h._slot_for_read(index))
             timed = (
                 h._lock_free
             )  # only lock-free handles use _slow_reads: no clock reads for the others
@@ -187,6 +190,8 @@ def fetch_locked(h: Handle, fn: FetchFn | None, out: np.ndarray[Any, Any] | None
 
     state, value = lock.read(h._tuning, section)
     h._seen = state >> _layout.CHANGE_SHIFT
+    if h._ring:
+        h._history.next = h._seen + 1
     return value
 
 
@@ -219,10 +224,10 @@ def current_node(h: Handle) -> _codecs.Node:
     if h._lock_free:
 
         def attempt(state: int) -> Any:
-            slot = h._slot_for_read(state & _layout.CURRENT_SLOT)
-            if not _read_was_whole(state, h._words[_STATE]):
+            slot = h._slot_for_read(h._slot_index(state))
+            if not h._whole(state, h._words[_STATE]):
                 return LAPPED
-            return h._keep(state & _layout.CURRENT_SLOT, slot).node
+            return h._keep(h._slot_index(state), slot).node
 
         node = read_lock_free(h, attempt)
         if node is not LAPPED:
@@ -231,9 +236,8 @@ def current_node(h: Handle) -> _codecs.Node:
     def section() -> _codecs.Node:
         state = locked_state(h)
         try:
-            return h._keep(
-                state & _layout.CURRENT_SLOT, h._slot_for_read(state & _layout.CURRENT_SLOT)
-            ).node
+            index = h._slot_index(state)
+            return h._keep(index, h._slot_for_read(index)).node
         except DECODE_ERRORS as exc:  # nobody writes while we hold the mutex: this is corruption
             raise h._as_layout_error(exc) from exc
 
@@ -287,6 +291,7 @@ def fetch_raw(h: Handle, into: bytearray | None = None) -> RawValue:
     except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
         raise h._closed_during("fetch", exc, started_open=True)  # noqa: B904 - sets the cause
     h._seen = raw.change
+    h._history.next = raw.change + 1
     return raw
 
 
@@ -314,7 +319,7 @@ def _raw_lock_free(h: Handle, into: bytearray | None) -> RawValue | None:
 
 
 def _copy_slot(h: Handle, state: int, mtime_ns: int, into: bytearray | None) -> RawValue:
-    slot = h._slot_for_read(state & _layout.CURRENT_SLOT)
+    slot = h._slot_for_read(h._slot_index(state))
     buf = h._buf
     schema_len = _layout.SLOT_HEADER.unpack_from(buf, slot.offset)[1]
     start = slot.offset + _layout.SLOT_HEADER_SIZE
@@ -471,9 +476,9 @@ class ZeroCopyView:
                     None  # nested in a read block of this thread: the lock stays with that block
                 )
             self._state = locked_state(h)
-            slot = h._slot_for_read(self._state & _layout.CURRENT_SLOT)
+            slot = h._slot_for_read(h._slot_index(self._state))
             if h._dynamic:
-                h._keep(self._state & _layout.CURRENT_SLOT, slot)  # under the mutex: whole
+                h._keep(h._slot_index(self._state), slot)  # under the mutex: whole
             self.value = slot.node.view(h._buf, slot.base)
         except BaseException as exc:
             held = self._lock
@@ -500,7 +505,7 @@ class ZeroCopyView:
         self._words = h._words
 
         def attempt(state: int) -> Any:
-            slot = h._slot_for_read(state & _layout.CURRENT_SLOT)
+            slot = h._slot_for_read(h._slot_index(state))
             self.value = slot.node.view(h._buf, slot.base)
             self._state = state
             return slot  # whole or not, __exit__ says (``torn``)
@@ -531,10 +536,10 @@ class ZeroCopyView:
             # The words from __enter__: they keep the mapping, so this holds even if the handle
             # was closed inside the block.
             words = self._words
-            self.torn = words is None or not _read_was_whole(self._state, words[_STATE])
+            self.torn = words is None or not h._whole(self._state, words[_STATE])
             slot, self._slot = self._slot, None
             if not self.torn and slot is not None and h._dynamic and not h.closed:
-                h._keep(self._state & _layout.CURRENT_SLOT, slot)
+                h._keep(h._slot_index(self._state), slot)
         self._words = None
         if not self.torn:
             h._seen = self._state >> _layout.CHANGE_SHIFT

@@ -7,7 +7,8 @@ The layout of a recording:
 
 - one channel per object and kind, its topic the object's name (a SharedDynamicObject whose kind
   changed has one channel per kind, all on its topic); channel metadata ``dynamic``
-  ("true"/"false") and ``slots`` ("1"/"2") say how to re-create it;
+  ("true"/"false"), ``slots`` ("1"/"2", or the ring's size) and, for an object with a history,
+  ``history`` (its size) say how to re-create it;
 - the channel's schema: encoding ``shared_object.schema``, name the kind it describes
   (``ndarray[uint8, (480, 848, 3)]``), data our schema JSON text (see ``_schema``);
 - one message per recorded change, encoding ``shared_object.payload``: the raw payload as it lay
@@ -71,6 +72,7 @@ class _Copied(NamedTuple):
     raw: RawValue
     dynamic: str  # channel metadata: see the module's docstring
     slots: str
+    history: str  # the object's history ("" without one)
     missed: int  # changes of this object that came and went before this one was copied
 
 
@@ -92,7 +94,9 @@ class Recorder:
     came and went meanwhile is counted as dropped (the gap in the change counter). A producer
     that restarts (its object removed and created again) is followed into its new object. A
     change copied but not written yet is lost with the process (SIGKILL); Ctrl-C and SIGTERM
-    write the queue out first.
+    write the queue out first. An object with a history (``history=N``) is read with
+    ``fetch_new``: every value it holds since the last copy, so a stall shorter than its history
+    loses nothing; what it overwrote meanwhile (``lost``) is counted as dropped.
     """
 
     def __init__(
@@ -298,7 +302,11 @@ class Recorder:
                 topic=name,
                 message_encoding=MESSAGE_ENCODING,
                 schema_id=schema,
-                metadata={"dynamic": copied.dynamic, "slots": copied.slots},
+                metadata={
+                    "dynamic": copied.dynamic,
+                    "slots": copied.slots,
+                    **({"history": copied.history} if copied.history else {}),
+                },
             )
         self.writer.add_message(
             channel_id=channel,
@@ -346,11 +354,28 @@ class _Copier:
         self.last_change: int | None = None
         self.dynamic = "true" if isinstance(obj, SharedDynamicObject) else "false"
         self.slots = str(obj.slots)
+        self.history = str(obj.history or "")
 
     def changed(self) -> None:
         recorder, obj = self.recorder, self.obj
         buffer = recorder._room_for_a_copy(obj.name)
         if buffer is None:  # stopping
+            return
+        if obj.history and not recorder.rate_limited:
+            # Every value the ring still holds since the last: what it no longer held is lost
+            with recorder.lock:
+                recorder._give_back(obj.name, buffer)
+            lost = obj.lost
+            raws = obj.fetch_new_raw()
+            missed = obj.lost - lost
+            for raw in raws:
+                recorder._enqueue(
+                    _Copied(obj.name, raw, self.dynamic, self.slots, self.history, missed)
+                )
+                missed = 0
+            if missed:  # every one of them lost: still counted
+                with recorder.lock:
+                    recorder.dropped += missed
             return
         raw = obj.fetch_raw(into=buffer)
         if raw.change == self.last_change:
@@ -360,7 +385,7 @@ class _Copier:
         missed = 0
         if self.last_change is not None and not recorder.rate_limited:
             missed = max(0, raw.change - self.last_change - 1)
-        recorder._enqueue(_Copied(obj.name, raw, self.dynamic, self.slots, missed))
+        recorder._enqueue(_Copied(obj.name, raw, self.dynamic, self.slots, self.history, missed))
         self.last_change = raw.change
 
     def close(self) -> None:
@@ -568,6 +593,8 @@ class Player:
         kinds = len(self.recording.topics().get(channel.topic, []))
         dynamic = channel.metadata.get("dynamic") == "true" or kinds > 1
         slots = 1 if channel.metadata.get("slots") == "1" and not dynamic else 2
+        history = str(channel.metadata.get("history", ""))
+        history_n = int(history) if history.isdigit() and not dynamic else None
         for other_id, other in self.objects.items():  # the topic's other channels share one object
             if self.recording.channels[other_id].topic == channel.topic:
                 self.objects[channel_id] = other
@@ -576,7 +603,7 @@ class Player:
             obj = SharedDynamicObject(name, data=value)
         else:
             try:
-                obj = SharedObject.create(name, value, slots=slots)
+                obj = SharedObject.create(name, value, slots=slots, history=history_n)
                 self.created.add(name)
             except SharedObjectError:
                 obj = SharedObject(name, data=value)  # exists: attach and assign (same kind only)

@@ -356,3 +356,58 @@ def produce(prefix: str, count: int, period: float, started: Any) -> None:
             pose.assign(np.full(7, float(i)))
             dyn.assign(i if i % 2 else "x" * i)  # another kind every other time
             time.sleep(period)
+
+
+# -- history: numbered values, every one accounted for ------------------------------------------
+def joint_state(i: int) -> np.ndarray[Any, Any]:
+    """Value number ``i`` of a 7-float64 stream: every element is ``i`` (whole, or torn)."""
+    return np.full(7, float(i))
+
+
+def write_numbered(name: str, count: int, burst: int, caught_up: Any, started: Any) -> None:
+    """Assign joint_state(1) to (count), ``burst`` at a time as fast as it can, then wait for
+    the reader to have caught up (``caught_up.value``) before the next burst; 0: never wait."""
+    with SharedObject.attach(name, timeout=30) as obj:
+        started.set()
+        for i in range(1, count + 1):
+            obj.assign(joint_state(i))
+            if burst and i % burst == 0:
+                deadline = time.monotonic() + PROCESS_DEADLINE
+                while caught_up.value < i and time.monotonic() < deadline:
+                    time.sleep(0.001)
+
+
+def read_new_until(name: str, last: int, nap_s: float, caught_up: Any, out: Any) -> None:
+    """fetch_new() every ``nap_s`` until value ``last``: report how many arrived, whether each
+    was whole and one more than the one before (or after a gap), the gaps, and ``lost``."""
+    with SharedObject.attach(name, timeout=30) as obj:
+        out.put("ready")
+        received = whole = in_order = gaps = 0
+        previous = first = None
+        deadline = time.monotonic() + PROCESS_DEADLINE
+        while previous != last and time.monotonic() < deadline:
+            for value in obj.fetch_new():
+                number = int(value[0])
+                received += 1
+                whole += bool((value == value[0]).all())
+                if previous is not None:
+                    in_order += number > previous
+                    gaps += number - previous - 1
+                else:
+                    first = number
+                previous = number
+                caught_up.value = number
+            time.sleep(nap_s)
+        out.put({"received": received, "whole": whole, "in_order": in_order, "gaps": gaps,
+                 "first": first, "last": previous, "lost": obj.lost})  # fmt: skip
+
+
+def read_new_and_check(name: str, kind: str, stop: Any, results: Any) -> None:
+    """fetch_new() and verify every value until ``stop``; report (values, torn, lost)."""
+    with SharedObject.attach(name, timeout=30) as obj:
+        values = torn = 0
+        while not stop.is_set():
+            for value in obj.fetch_new():
+                values += 1
+                torn += not payload_ok(kind, value)
+        results.put((values, torn, obj.lost))

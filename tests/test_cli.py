@@ -48,6 +48,35 @@ def test_inspect_decodes_header_and_value(
     assert info["value"] == "{'cmd': 'stop', 'gain': 1.0}"
 
 
+def test_ls_inspect_and_top_show_a_history_and_what_its_readers_lost(
+    shm_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (
+        SharedObject.create(shm_name, 0, history=8) as writer,
+        SharedObject.attach(shm_name) as reader,
+    ):
+        reader.fetch_new()
+        for i in range(1, 21):  # 20 values, 8 kept: the reader loses 12
+            writer.assign(i)
+        assert reader.fetch_new() == list(range(13, 21))
+        code, out = run(capsys, "ls", "--json")
+        row = next(r for r in json.loads(out) if r["name"] == shm_name)
+        assert (row["history"], row["lost"]) == (8, 12)
+        code, out = run(capsys, "ls")
+        assert "8 (12 lost)" in out
+        code, out = run(capsys, "inspect", shm_name, "--json")
+        ring = json.loads(out)["header"]["ring"]
+        assert (
+            ring["slots"] == 8
+            and ring["holds_changes"] == [13, 20]
+            and ring["lost_by_readers"] == 12
+        )
+        assert json.loads(out)["header"]["current_slot"] == 20 % 8
+        code, out = run(capsys, "top", "--once", "--json", "--interval", "0.1", shm_name)
+        (row,) = json.loads(out)
+        assert (row["history"], row["lost"]) == (8, 12)
+
+
 @pytest.mark.parametrize(
     ("value", "preview"),
     [

@@ -17,6 +17,7 @@ from shared_object import (
     SharedDynamicObject,
     SharedObject,
     Tuning,
+    _object,
     _reading,
     _writer_lock,
     attach,
@@ -187,28 +188,82 @@ RELEASE = [
 ]
 
 
+def _sections(code: object) -> list[list[str]]:
+    """The lines of each hold of the mutex in ``code``: from each ``rc = -1`` to the next."""
+    lines = _lines(code)
+    starts = [
+        i
+        for i, line in enumerate(lines)
+        if line.startswith("rc = -1") and i + 1 < len(lines) and lines[i + 1] == "try:"
+    ]
+    return [lines[a:b] for a, b in zip(starts, [*starts[1:], len(lines)], strict=True)]
+
+
 @pytest.mark.parametrize(
-    "code",
-    [_writer_lock.WriterLock.write, SharedObject.assign, SharedObject.fetch],
-    ids=["WriterLock.write", "assign (inline)", "fetch of one slot (inline)"],
+    ("code", "holds"),
+    [
+        (_writer_lock.WriterLock.write, 1),
+        (SharedObject.assign, 2),  # a scalar's, and everything else's
+        (SharedObject.fetch, 1),
+        (_object._RingObject.assign, 1),
+    ],
+    ids=["WriterLock.write", "assign (inline)", "fetch of one slot (inline)", "a ring's assign"],
 )
-def test_every_hold_of_the_writer_mutex_follows_the_documented_protocol(code: object) -> None:
+def test_every_hold_of_the_writer_mutex_follows_the_documented_protocol(
+    code: object, holds: int
+) -> None:
     documented = inspect.getdoc(_writer_lock.WriterLock.take_after_trylock) or ""
     spelled = [line.split("#", 1)[0].strip() for line in documented.splitlines()]
     assert _contains_in_order(spelled, TAKE + RELEASE)  # the docstring is the reference
-    lines = _lines(code)
-    assert _contains_in_order(lines, TAKE), code
-    assert _contains_in_order(lines, RELEASE), code
+    sections = _sections(code)
+    assert len(sections) == holds, code
+    for lines in sections:  # each copy in full, not the first one found
+        assert _contains_in_order(lines, TAKE), code
+        assert _contains_in_order(lines, RELEASE), code
+
+
+#: The write protocol's steps (_layout, "Writer"), as the inline copies spell them.
+WRITE = [
+    "state = words[2]",
+    "change = (state >> 2) + 1",
+    "words[2] = state | 2",
+    "words[2] = change << 2 | target",
+    "lock._seen = change",  # _lines spells self as lock: see above
+    "if words[4] or words[5]:",
+    "lock.after_publish(lock._tuning)",
+]
+RING_WRITE = [
+    "state = words[2]",
+    "change = (state >> 2) + 1",
+    "target = change % lock._ring",
+    "words[2] = state | 2",
+    "words[word] = change",
+    "words[word + 1] = now",
+    "words[3] = now",
+    "words[2] = change << 2",
+    "lock._seen = change",
+    "if words[4] or words[5]:",
+]
+
+
+def test_the_inline_writes_are_the_same_protocol_step_for_step() -> None:
+    """assign's two copies (a scalar's and the rest's) and the ring's: the same steps in order."""
+    for lines in _sections(SharedObject.assign):
+        assert _contains_in_order(lines, WRITE), lines
+        assert "target = (state & 1) ^ 1" in lines and "words[3] = _time_ns()" in lines
+    (ring,) = _sections(_object._RingObject.assign)
+    assert _contains_in_order(ring, RING_WRITE), ring
 
 
 def test_fetchs_inline_lock_free_read_is_read_once_s() -> None:
     """SharedObject.fetch reads lock-free as _reading._read_once does: the state, the slot it
-    names, the state again through read_was_whole, and the change it saw."""
+    names, the state again through read_was_whole (the handle's, for a ring), and the change it
+    saw."""
     inline = " ".join(_lines(SharedObject.fetch))
     once = " ".join(_lines(_reading._read_once))
     for twin, state in ((inline, r"words\[2\]"), (once, r"words\[_STATE\]")):
         assert re.search(rf"s1 = {state}", twin), twin
-        assert re.search(r"_read_was_whole\(\s*s1, (s2|words\[_STATE\])\s*\)", twin), twin
+        assert re.search(r"(_read_was_whole|whole)\(\s*s1, (s2|words\[_STATE\])\s*\)", twin), twin
         assert re.search(r"_seen = s1 >> (2|_layout.CHANGE_SHIFT)", twin), twin
     # And every other lock-free read retries through the one loop, read_lock_free.
     for code in (

@@ -58,10 +58,12 @@ class StallingFile(io.BufferedWriter):
         return super().write(data)
 
 
-def record_through_a_stall(name: str, path: Path, buffer_bytes: int) -> Recorder:
+def record_through_a_stall(
+    name: str, path: Path, buffer_bytes: int, history: int | None = None
+) -> Recorder:
     """Record ``CHANGES`` frames, 5 ms apart, while the file's first write after the first frame
     blocks for half a second."""
-    with SharedObject.create(name, np.zeros(FRAME, np.uint8)) as obj:
+    with SharedObject.create(name, np.zeros(FRAME, np.uint8), history=history) as obj:
         output = StallingFile(path, seconds=0.5)
         recorder = Recorder(output, [name], buffer_bytes=buffer_bytes)
         recorder.scan()
@@ -108,6 +110,33 @@ def test_what_a_full_buffer_cannot_hold_is_counted_as_dropped(
     assert values == sorted(values) and values[0] == 0 and values[-1] == CHANGES
     assert recorder.dropped > 0
     assert len(values) + recorder.dropped == CHANGES + 1  # each change recorded or counted
+
+
+def test_an_object_with_a_history_loses_nothing_to_a_stall_its_history_covers(
+    shm_name: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "run.mcap"
+    # The copying thread waits for room all through the stall (a 1-byte buffer), while all 40
+    # changes come and go: the ring of 64 still holds them when it reads again.
+    recorder = record_through_a_stall(shm_name, path, buffer_bytes=1, history=64)
+    assert recorded_values(path) == list(range(CHANGES + 1))
+    assert recorder.dropped == 0 and not recorder.errors
+
+
+def test_what_the_history_did_not_cover_is_dropped_and_counted_exactly(
+    shm_name: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "run.mcap"
+    recorder = record_through_a_stall(shm_name, path, buffer_bytes=1, history=4)
+    values = recorded_values(path)
+    assert values == sorted(values) and values[-1] == CHANGES
+    assert recorder.dropped > 0
+    assert len(values) + recorder.dropped == CHANGES + 1  # each change recorded or counted
+    from mcap.reader import make_reader
+
+    with open(path, "rb") as f:  # and the file says how to re-create it: with its history
+        (channel,) = make_reader(f).get_summary().channels.values()  # type: ignore[union-attr]
+    assert channel.metadata["history"] == "4"
 
 
 def test_the_buffer_must_hold_something(tmp_path: Path) -> None:

@@ -105,6 +105,9 @@ def describe_segment(name: str, *, detail: bool = False) -> dict[str, Any]:
         with open_any(name) as obj:
             info["kind"] = obj.kind
             info["dynamic"] = isinstance(obj, SharedDynamicObject)
+            info["history"] = obj.history
+            if obj.history:  # the values its readers lost, all together (see fetch_new)
+                info["lost"] = _probe.read_state(name).lost
             info["age_s"] = round((time.time_ns() - obj.mtime) / 1e9, 3)
             if detail:
                 info["header"] = _header_facts(name)
@@ -143,14 +146,18 @@ def run_ls(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no shared_object segments in {_segment.SHM_DIR}")
         return 0
-    print(f"{'NAME':28} {'KIND':36} {'MEMORY':>10} {'AGE':>8} {'MODE':>6} {'OWNER':8} HELD")
+    print(
+        f"{'NAME':28} {'KIND':36} {'HISTORY':>12} {'MEMORY':>10} {'AGE':>8} {'MODE':>6} "
+        f"{'OWNER':8} HELD"
+    )
     for r in rows:
         age = f"{r['age_s']:.1f}s" if "age_s" in r else "?"
         kind = r.get("kind", r.get("error", "?"))[:36]
         held = {True: "yes", False: "no (stale)", None: "?"}[r["held"]]
+        history = f"{r['history']} ({r['lost']} lost)" if r.get("history") else "-"
         print(
-            f"{r['name']:28} {kind:36} {r['memory']:>10} {age:>8} {r['mode']:>6} {r['owner']:8} "
-            f"{held}"
+            f"{r['name']:28} {kind:36} {history:>12} {r['memory']:>10} {age:>8} {r['mode']:>6} "
+            f"{r['owner']:8} {held}"
         )
     return 0
 
@@ -161,20 +168,29 @@ def _header_facts(name: str) -> dict[str, Any]:
     try:
         header = _layout.read_header(segment.buf, segment.file_size(), name)
         words = _layout.header_words(segment.buf)
-        state = words[_layout.STATE_WORD]
+        state, lost = words[_layout.STATE_WORD], words[_layout.LOST_WORD]
         words.release()
     finally:
         segment.close()
-    return {
-        "layout_version": _layout.VERSION,
+    facts: dict[str, Any] = {
+        "layout_version": _layout.VERSION_HISTORY if header.ring else _layout.VERSION,
         "dynamic": header.dynamic,
         "single_slot": header.single_slot,
         "lock_abi": header.lock_abi,
         "changes": state >> _layout.CHANGE_SHIFT,
-        "current_slot": state & _layout.CURRENT_SLOT,
+        "current_slot": _layout.current_slot(state, header.ring),
         "writing": bool(state & _layout.WRITING),
         "slots": [{"offset": o, "capacity": c} for o, c in header.slots],
     }
+    if header.ring:
+        changes = state >> _layout.CHANGE_SHIFT
+        facts["ring"] = {
+            "slots": header.ring,
+            "stride": header.stride,
+            "holds_changes": [max(0, changes - header.ring + 1), changes],
+            "lost_by_readers": lost,
+        }
+    return facts
 
 
 def run_inspect(args: argparse.Namespace) -> int:

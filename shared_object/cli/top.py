@@ -8,7 +8,9 @@ a payload, so ``top`` never slows a writer or a reader down:
 - age: now minus the header's mtime;
 - handles: the shared ``flock`` each open handle holds on its segment, as the kernel lists them
   in /proc/locks (any process, any container sharing this /dev/shm);
-- kind and size: from the current slot's schema, parsed once per schema.
+- kind and size: from the current slot's schema, parsed once per schema;
+- history (lost): a history object's ring size, and the values its readers lost (all of them
+  together: each reader adds its own to the header).
 
 Keys while it runs in a terminal: ``n`` name, ``r`` updates/s, ``b`` MB/s, ``a`` age, ``h``
 handles, ``s`` size (sort by it; again to reverse), ``q`` quit.
@@ -61,9 +63,9 @@ class _Kinds:
         try:
             with open(segment_path(name), "rb") as f:
                 table = os.pread(f.fileno(), 2 * _layout.SLOT_ENTRY.size, _layout.SLOT_TABLE_OFFSET)
-                offset, _ = _layout.SLOT_ENTRY.unpack_from(
-                    table, _layout.SLOT_ENTRY.size * state.current_slot
-                )
+                # A ring's slots all hold the same kind: slot 0 says it
+                slot = 0 if state.history else state.current_slot
+                offset, _ = _layout.SLOT_ENTRY.unpack_from(table, _layout.SLOT_ENTRY.size * slot)
                 header = os.pread(f.fileno(), _layout.SLOT_HEADER_SIZE, offset)
                 schema_id, schema_len, _, _, payload_len = _layout.SLOT_HEADER.unpack_from(
                     header, 0
@@ -152,6 +154,8 @@ class Sampler:
                     "handles": locks.get((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino), 0),
                     "dynamic": state.dynamic,
                     "single_slot": state.single_slot,
+                    "history": state.history or None,
+                    "lost": state.lost if state.history else None,
                 }
             )
         self.last = seen
@@ -185,14 +189,15 @@ def render(rows: list[dict[str, Any]], sort: str, interval: float) -> str:
         f"shared-object top: {len(rows)} objects, {total_rate:.1f} updates/s, {total_mb:.2f} MB/s"
         f" (every {interval:g} s; sort: {sort}; keys n r b a h s, q quits)",
         f"{'NAME':{width}} {'UPDATES/S':>10} {'MB/S':>9} {'AGE':>9} {'HANDLES':>7} "
-        f"{'SIZE':>10}  KIND",
+        f"{'SIZE':>10} {'HISTORY (LOST)':>16}  KIND",
     ]
     for r in rows:
         rate = "-" if r["updates_per_s"] is None else f"{r['updates_per_s']:.1f}"
         mb = "-" if r["mb_per_s"] is None else f"{r['mb_per_s']:.2f}"
+        history = f"{r['history']} ({r['lost']})" if r.get("history") else "-"
         lines.append(
             f"{r['name'][:width]:{width}} {rate:>10} {mb:>9} {r['age_s']:>8.1f}s {r['handles']:>7} "
-            f"{_human(r['size']):>10}  {r['kind'][:60]}"
+            f"{_human(r['size']):>10} {history:>16}  {r['kind'][:60]}"
         )
     return "\n".join(lines)
 
