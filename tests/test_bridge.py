@@ -158,6 +158,43 @@ def test_frames_cross_whole_and_in_order_into_a_renamed_object(
     exporter.terminate()
 
 
+def test_every_value_of_an_object_with_a_history_crosses_in_order(
+    hosts: Callable[[str], Host],
+) -> None:
+    """A burst of 800 commands assigned back to back on host A: with a history, host B's object
+    (created with the same history) gets every one of them, in order, none lost."""
+    a, b = hosts("a"), hosts("b")
+    port = free_port()
+    a.run(
+        "import numpy as np; from shared_object import SharedObject\n"
+        "SharedObject.create('cmd', np.zeros(7), history=1024).close()"
+    )
+    a.bridge("--export", "cmd", "--listen", f"tcp/127.0.0.1:{port}")
+    b.bridge("--import", "cmd", "--connect", f"tcp/127.0.0.1:{port}")
+    consumer = b.python("""
+from shared_object import SharedObject
+cmd = SharedObject.attach('cmd', timeout=60)
+print('READY', cmd.history, flush=True)
+numbers = []
+for value in cmd.stream(timeout=30):
+    numbers.append(int(value[0]))
+    if not (value == value[0]).all():
+        print('TORN', flush=True)
+    if numbers[-1] == 800:
+        break
+print(len(numbers), numbers == sorted(set(numbers)), numbers[0], numbers[-1], cmd.lost)
+""")
+    assert consumer.stdout is not None
+    assert consumer.stdout.readline().split() == ["READY", "1024"]  # created with its history
+    a.run(
+        "import numpy as np; from shared_object import SharedObject\n"
+        "cmd = SharedObject.attach('cmd')\n"
+        "for i in range(1, 801): cmd.assign(np.full(7, float(i)))"
+    )
+    out, err = consumer.communicate(timeout=DEADLINE)
+    assert out.split() == ["801", "True", "0", "800", "0"], out + err
+
+
 def test_a_trigger_crosses_and_wakes_a_waiter_on_the_other_host(
     hosts: Callable[[str], Host],
 ) -> None:

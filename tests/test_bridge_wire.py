@@ -84,17 +84,43 @@ def test_the_header_is_as_the_module_docstring_says() -> None:
     [
         (lambda m: m[:40], "shorter than the 56-byte header"),
         (lambda m: b"XXXX" + m[4:], "not a bridge message"),
-        (lambda m: m[:4] + b"\x02" + m[5:], "version 2"),
+        (lambda m: m[:4] + b"\x03" + m[5:], "version 3"),
+        (lambda m: m[:4] + b"\x02" + m[5:], "version 2, history 0"),
         (lambda m: m[:5] + b"\x01" + m[6:], "corrupt header"),
         (lambda m: m[:6] + b"\x08\x00" + m[8:], "corrupt header"),
         (lambda m: m[:48] + struct.pack("<I", 10_000) + m[52:], "a schema of 10000 bytes"),
         (lambda m: m[:52] + b"\x01\x00\x00\x00" + m[56:], "corrupt header"),
     ],
-    ids=["short", "magic", "version", "reserved", "flags", "schema length", "reserved 2"],
+    ids=[
+        "short",
+        "magic",
+        "version",
+        "history without one",
+        "reserved",
+        "flags",
+        "schema length",
+        "a history in version 1",
+    ],  # fmt: skip
 )
 def test_a_malformed_header_is_a_message_error_naming_the_problem(mutate: Any, error: str) -> None:
     with pytest.raises(wire.MessageError, match=error):
         wire.decode(bytes(mutate(bytes(message_for(np.arange(3.0))))))
+
+
+def test_an_object_with_a_history_goes_as_version_2_with_its_history() -> None:
+    raw = message_for(np.arange(7.0), history=256)
+    version, history = raw[4], struct.unpack_from("<I", raw, 52)[0]
+    assert (version, history) == (2, 256)
+    message = wire.decode(raw)
+    assert message.history == 256 and not message.dynamic
+    assert wire.decode(message_for(7)).history == 0
+    for bad, error in (
+        (message_for(7, history=256, dynamic=True), "history 256, flags 0x1"),
+        (raw[:52] + struct.pack("<I", 1) + raw[56:], "history 1"),
+        (raw[:52] + struct.pack("<I", 1 << 20) + raw[56:], f"history {1 << 20}"),
+    ):
+        with pytest.raises(wire.MessageError, match=error):
+            wire.decode(bytes(bad))
 
 
 def test_a_schema_or_payload_that_disagree_is_a_layout_error() -> None:

@@ -53,6 +53,7 @@ from .. import (
     CapacityError,
     InvalidArgumentError,
     LayoutError,
+    RawValue,
     SegmentExistsError,
     SegmentNotFoundError,
     SharedDynamicObject,
@@ -170,7 +171,9 @@ class Bridge:
         self.stats = Stats()
         self.stop_event = threading.Event()
         self._name_locks: dict[str, threading.Lock] = {}
-        self._imported: dict[str, int] = {}  # local name -> the change our last import made
+        # local name -> the changes our imports made (as keys of a dict: an ordered set), the
+        # last few: an object with a history exports several at once, and skips each of ours
+        self._imported: dict[str, dict[int, None]] = {}
         self._follower = Follower(
             self.exports,
             lambda obj: _Exporter(self, obj),
@@ -308,7 +311,9 @@ class Bridge:
                 if message.source == last.source:
                     self.stats.count("dropped", message.sequence - last.sequence - 1)
             slots = 1 if message.single_slot else 2
-            if not self.store(local, value, dynamic=message.dynamic, slots=slots):
+            if not self.store(
+                local, value, dynamic=message.dynamic, slots=slots, history=message.history
+            ):
                 return
             self._last[name] = _Last(message)
         self.stats.received(
@@ -351,14 +356,18 @@ class Bridge:
             )
             self.stats.count("errors")
 
-    def store(self, local: str, value: Any, *, dynamic: bool = False, slots: int = 2) -> bool:
+    def store(
+        self, local: str, value: Any, *, dynamic: bool = False, slots: int = 2, history: int = 0
+    ) -> bool:
         """Assign ``value`` to the local object, creating it if needed (a SharedDynamicObject if
-        ``dynamic``, else a SharedObject of ``slots``); False if it cannot be stored. Call it
-        under ``lock_for(local)``."""
+        ``dynamic``, else a SharedObject of ``slots``, or with ``history``); False if it cannot
+        be stored. Call it under ``lock_for(local)``."""
         obj = self._objects.get(local)
         try:
             if obj is None:
-                obj = self._objects[local] = self._open_or_create(local, value, dynamic, slots)
+                obj = self._objects[local] = self._open_or_create(
+                    local, value, dynamic, slots, history
+                )
             else:
                 obj.assign(value)
         except (TypeMismatchError, CapacityError) as exc:
@@ -381,17 +390,27 @@ class Bridge:
             log.warning("cannot import into %r: %s", local, exc)
             self.stats.count("errors")
             return False
-        self._imported[local] = obj.seen_change  # the change this assign made: never exported
+        # The change this assign made: never exported back
+        marks = self._imported.setdefault(local, {})
+        marks[obj.seen_change] = None
+        while len(marks) > max(1, obj.history or 0):
+            del marks[next(iter(marks))]
         return True
 
-    def _open_or_create(self, local: str, value: Any, dynamic: bool, slots: int) -> SharedObject:
+    def imported(self, local: str, change: int) -> bool:
+        """Whether change ``change`` of ``local`` is one an import of ours made."""
+        return change in self._imported.get(local, ())
+
+    def _open_or_create(
+        self, local: str, value: Any, dynamic: bool, slots: int, history: int
+    ) -> SharedObject:
         try:
             obj = attach(local)
         except SegmentNotFoundError:
             cls = SharedDynamicObject if dynamic else SharedObject
             slots = 2 if dynamic else slots
             try:
-                obj = cls.create(local, value, mode=self.mode, slots=slots)
+                obj = cls.create(local, value, mode=self.mode, slots=slots, history=history or None)
             except SegmentExistsError:  # created meanwhile by someone else: attach to theirs
                 obj = attach(local)
                 obj.assign(value)
@@ -416,6 +435,7 @@ class _Exporter:
         rule = encoding.rule_for(self.name, bridge.encodings)
         self.codec = rule.codec() if rule is not None else None
         self.dynamic = isinstance(obj, SharedDynamicObject)
+        self.history = obj.history or 0
         self.plans: dict[bytes, encoding.Plan | None] = {}  # schema text -> plan; None: raw
         self.refused: set[bytes] = set()  # schema texts the codec does not fit
         self.decoder = Decoder(cache_size=4)
@@ -427,10 +447,21 @@ class _Exporter:
 
     def changed(self) -> None:
         bridge, obj = self.bridge, self.obj
+        if self.history:  # every value since the last, in order (BLOCK: none is dropped)
+            with bridge.lock_for(self.name):
+                raws = obj.fetch_new_raw()
+            for raw in raws:
+                if not bridge.imported(self.name, raw.change):  # ours, imported: never sent back
+                    self._send(raw)
+            return
         with bridge.lock_for(self.name):
             raw = obj.fetch_raw(into=self.payload)
-            if bridge._imported.get(self.name) == raw.change:
+            if bridge.imported(self.name, raw.change):
                 return  # the value we imported: never sent back
+        self._send(raw)
+
+    def _send(self, raw: RawValue) -> None:
+        bridge, obj = self.bridge, self.obj
         plan = self._plan(raw.schema_text)
         if raw.schema_text in self.refused:
             return  # its codec does not fit it (logged once): nothing of it is sent
@@ -447,6 +478,7 @@ class _Exporter:
             payload=body,
             encoded=plan is not None,
             reuse=self.message,
+            history=self.history,
         )
         # BLOCK: returns once Zenoh queued it all; it copied the buffer, which is ours again.
         self._publisher(len(raw.payload)).put(self.message)

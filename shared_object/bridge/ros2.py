@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .. import InvalidArgumentError, SharedObject
+from .. import InvalidArgumentError, RawValue, SharedObject
 from .._errors import LayoutError
 from .._names import validate_name
 from ..follow import Follower
@@ -319,7 +319,13 @@ class _Publishers:
         return self.made[key]
 
     def changed(self) -> None:
-        raw = self.obj.fetch_raw(into=self.payload)
+        if self.obj.history:  # every value since the last, in order
+            for raw in self.obj.fetch_new_raw():
+                self._publish(raw)
+        else:
+            self._publish(self.obj.fetch_raw(into=self.payload))
+
+    def _publish(self, raw: RawValue) -> None:
         value = None
         for index, (rule, _) in enumerate(self.rules):
             for subpath, made in self._exported(raw.schema_text, index):

@@ -8,7 +8,8 @@ header, the value's schema, padding, and the value's payload, laid out as in a s
 Header (offset, size, field)::
 
     0    4  magic          b"SOBM"
-    4    1  version        1; a receiver refuses others (a newer bridge's)
+    4    1  version        1, or 2 for an object with a history; a receiver refuses others (a
+                           newer bridge's), and a bridge that predates histories refuses 2
     5    1  reserved       zero
     6    2  flags          bit 0: the source is a SharedDynamicObject; bit 1: it has one slot;
                            bit 2: the payload is encoded (``encoding``'s docstring says how);
@@ -19,7 +20,8 @@ Header (offset, size, field)::
     24   8  change         u64: the source object's change counter (see _layout's state word)
     32  16  source         16 random bytes naming the sending bridge process
     48   4  schema_len     u32: bytes of schema text
-    52   4  reserved       zero
+    52   4  history        u32, version 2: the source object's history (2 or more), which the
+                           receiver creates its object with; version 1: zero
     56   -  schema         UTF-8 JSON text (see shared_object._schema)
     payload_offset  -  payload: the rest, exactly the schema's payload size; or, with flag bit
                        2, the encoded payload, whose sizes add up to the rest exactly
@@ -41,6 +43,10 @@ from .._errors import LayoutError
 
 MAGIC: Final = b"SOBM"
 VERSION: Final = 1
+VERSION_HISTORY: Final = 2
+#: The most values a history may keep (``_layout.MAX_HISTORY``; not imported: the wire stands
+#: alone).
+MAX_HISTORY: Final = 1 << 16
 FLAG_DYNAMIC: Final = 1
 FLAG_SINGLE_SLOT: Final = 2
 FLAG_ENCODED: Final = 4
@@ -65,6 +71,8 @@ class Message(NamedTuple):
     #: The payload, or with ``encoded`` its encoded form (``encoding.decode`` restores it).
     payload: memoryview
     encoded: bool = False
+    #: The source object's history (0: none).
+    history: int = 0
 
 
 def payload_offset(schema_len: int) -> int:
@@ -83,6 +91,7 @@ def encode(
     payload: bytes | bytearray | memoryview,
     encoded: bool = False,
     reuse: bytearray | None = None,
+    history: int = 0,
 ) -> bytearray:
     """One message, in one buffer (the payload copied once, into its place).
 
@@ -102,7 +111,7 @@ def encode(
         message,
         0,
         MAGIC,
-        VERSION,
+        VERSION_HISTORY if history else VERSION,
         0,
         flags,
         sequence,
@@ -110,7 +119,7 @@ def encode(
         change,
         source,
         len(schema_text),
-        0,
+        history,
     )
     message[HEADER_SIZE : HEADER_SIZE + len(schema_text)] = schema_text
     message[HEADER_SIZE + len(schema_text) : start] = bytes(start - HEADER_SIZE - len(schema_text))
@@ -128,17 +137,26 @@ def decode(message: bytes | bytearray | memoryview) -> Message:
     if len(view) < HEADER_SIZE:
         msg = f"a message of {len(view)} bytes: shorter than the {HEADER_SIZE}-byte header"
         raise MessageError(msg)
-    magic, version, reserved, flags, sequence, mtime, change, source, schema_len, reserved2 = (
+    magic, version, reserved, flags, sequence, mtime, change, source, schema_len, history = (
         HEADER.unpack_from(view, 0)
     )
     if magic != MAGIC:
         msg = f"not a bridge message (magic {magic!r}, expected {MAGIC!r})"
         raise MessageError(msg)
-    if version != VERSION:
-        msg = f"a bridge message of version {version}; this bridge reads version {VERSION}"
+    if version not in (VERSION, VERSION_HISTORY):
+        msg = (
+            f"a bridge message of version {version}; this bridge reads versions {VERSION} and "
+            f"{VERSION_HISTORY}"
+        )
         raise MessageError(msg)
-    if reserved or reserved2 or flags & ~_FLAGS:
-        msg = f"a corrupt header (reserved bytes {reserved}, {reserved2}; flags {flags:#x})"
+    if reserved or flags & ~_FLAGS:
+        msg = f"a corrupt header (reserved byte {reserved}, flags {flags:#x})"
+        raise MessageError(msg)
+    if (version == VERSION and history) or (
+        version == VERSION_HISTORY
+        and (not 2 <= history <= MAX_HISTORY or flags & (FLAG_DYNAMIC | FLAG_SINGLE_SLOT))
+    ):
+        msg = f"a corrupt header (version {version}, history {history}, flags {flags:#x})"
         raise MessageError(msg)
     start = payload_offset(schema_len)
     if start > len(view):
@@ -157,6 +175,7 @@ def decode(message: bytes | bytearray | memoryview) -> Message:
         bytes(view[HEADER_SIZE : HEADER_SIZE + schema_len]),
         view[start:],
         bool(flags & FLAG_ENCODED),
+        history,
     )
 
 
@@ -166,6 +185,7 @@ __all__ = [
     "MAGIC",
     "SOURCE_SIZE",
     "VERSION",
+    "VERSION_HISTORY",
     "Message",
     "MessageError",
     "decode",
