@@ -110,7 +110,9 @@ def test_compose_demo_sensor_and_policy(
         if "b-bridge" in services:  # the policy has no network: every frame came through b-bridge
             assert not re.search(r"malformed [1-9]|errors [1-9]", out), out[-4000:]
             # ... as JPEG (compose.multihost.yaml's default), a tenth of its raw size or less
-            sizes = re.findall(r"demo-frame: out [\d.]+/s, ([\d.]+) kB a message \(jpeg:90", out)
+            sizes = re.findall(
+                r"demo-frame: out [\d.]+/s, ([\d.]+) kB \(jpeg:90, [\d.]+ MB raw\)", out
+            )
             assert sizes and max(map(float, sizes)) < 122, out[-4000:]
     finally:
         compose(project, file, override, "down", "-v", "--remove-orphans")
