@@ -154,18 +154,18 @@ def _recycling_copy(
 class History:
     """What ``fetch_new`` keeps of a handle: the next change it returns, how many values it
     lost, and how many of those it has not yet added to the segment's count; for a ring, the
-    index in the handle's words of slot 0's change word, and the ring's stride."""
+    index in the handle's words of slot 0's mtime word, and the ring's stride."""
 
-    __slots__ = ("change_word", "lost", "next", "stride", "stride_words", "unpublished")
+    __slots__ = ("lost", "mtime_word", "next", "stride", "stride_words", "unpublished")
 
-    def __init__(self, next_change: int, change_word: int, stride: int) -> None:
+    def __init__(self, next_change: int, mtime_word: int, stride: int) -> None:
         self.next = next_change
         self.lost = self.unpublished = 0
-        self.change_word, self.stride, self.stride_words = change_word, stride, stride // 8
+        self.mtime_word, self.stride, self.stride_words = mtime_word, stride, stride // 8
 
-    def change_word_of(self, slot: int) -> int:
-        """The index of ring slot ``slot``'s change word (its mtime word follows it)."""
-        return self.change_word + slot * self.stride_words
+    def mtime_word_of(self, slot: int) -> int:
+        """The index in the handle's words of ring slot ``slot``'s mtime word."""
+        return self.mtime_word + slot * self.stride_words
 
 
 def _ring_slot(ring: int, state: int) -> int:
@@ -266,9 +266,7 @@ class Handle:
                 _layout.write_slot_header(
                     buf, offset, _layout.FIXED_SCHEMA_ID, schema_text, payload_offset, node.size
                 )
-                if ring:  # slot 0 holds change 0; the others nothing yet
-                    change = 0 if i == 0 else _layout.NO_CHANGE
-                    _layout.U64.pack_into(buf, offset + 8 * _layout.SLOT_CHANGE_WORD, change)
+                if ring and i == 0:  # slot 0 holds change 0; the others nothing yet
                     _layout.U64.pack_into(buf, offset + 8 * _layout.SLOT_MTIME_WORD, now)
             for leaf, value in writes:
                 leaf.write(buf, entries[0][0] + payload_offset, value)
@@ -357,7 +355,7 @@ class Handle:
             max(0, self._seen - ring + 1 + (1 if state & _layout.WRITING else 0))
             if ring
             else self._seen,
-            first // 8 + _layout.SLOT_CHANGE_WORD,
+            first // 8 + _layout.SLOT_MTIME_WORD,
             stride,
         )
         self._slow_reads = False
@@ -392,10 +390,16 @@ class Handle:
         node = first.node
         if isinstance(node, _codecs.StructNode) and node.fast_type is not None:
             offset = node.offset
+            # A ring's: each slot's mtime word index too, after the offsets (its assign reads
+            # fast[2 + ring + slot], one subscript where arithmetic on the History would be four)
+            mtime_words = (
+                [self._history.mtime_word_of(i) for i in range(self._ring)] if self._ring else []
+            )
             self._fast = (
                 node.fast_type,
                 node.fmt.pack_into,
                 *(slot.base + offset for slot in slots),
+                *mtime_words,
             )
         elif isinstance(node, _codecs.ArrayNode):
             views = [node.views(self._buf, slot.base)[0] for slot in slots]

@@ -118,15 +118,12 @@ def _raw_entry(h: Handle, change: int) -> RawValue:
     """Change ``change``'s value as it lies in its ring slot (the caller checks it stayed)."""
     slot = h._slots[change % h._ring]
     buf = h._buf
-    word = h._history.change_word_of(change % h._ring)
-    if h._words[word] != change:
-        msg = f"ring slot {change % h._ring} holds change {h._words[word]}, not {change}"
-        raise ValueError(msg)
+    word = h._history.mtime_word_of(change % h._ring)
     schema_len = _layout.SLOT_HEADER.unpack_from(buf, slot.offset)[1]  # type: ignore[union-attr]
     start = slot.offset + _layout.SLOT_HEADER_SIZE  # type: ignore[union-attr]
     text = bytes(buf[start : start + schema_len])
     payload = bytes(buf[slot.base : slot.base + slot.node.size])  # type: ignore[union-attr]
-    return RawValue(text, payload, change, h._words[word + 1])
+    return RawValue(text, payload, change, h._words[word])
 
 
 def _publish_lost(h: Handle) -> None:

@@ -83,19 +83,18 @@ Slot (64-byte aligned; 4096-byte aligned when its payload is 64 KiB or more)::
 The ring (history objects). Slot ``i`` lies at slot 0's offset + ``i`` * stride, all of slot
 0's capacity (the table's two entries are slots 0 and 1). The value of change ``k`` lies in slot
 ``k mod N``: every change writes a slot, a trigger too (it copies the current value on), so the
-state word's bit 0 is not used (0), and slot headers use two of their reserved words::
+state word's bit 0 is not used (0), and under state ``c`` the ring holds changes ``c - N + 1``
+to ``c`` (those of them that happened: from 0). A slot header uses one of its reserved words::
 
-    32  8  change           u64, the change number of the value in the slot; 2**64-1: none yet
-    40  8  mtime_ns         u64, its change time
+    32  8  mtime_ns         u64, the change time of the value in the slot
 
 Writer (holding the mutex), change ``k``: store ``state | WRITING``; write slot ``k mod N``
-(the value, then its change and mtime); store the header's mtime; store ``k << 2``. Reader of
-change ``j`` (the newest, or an older one still held): its slot's change word must be ``j``;
-read the slot; the read is whole if the state, loaded after, shows at most ``j + N - 2``
-changes, or ``j + N - 1`` and no write started (the next write, of change ``j + N``, is the one
-that takes the slot): ``read_was_whole`` with ``ring=N``, which for N = 2 is the two-slot rule.
-A writer killed mid-write leaves WRITING set and the slot of change ``k - N`` partly
-overwritten: the N - 1 newest values stay whole.
+(the value, then its mtime); store the header's mtime; store ``k << 2``. Reader of change ``j``
+(the newest, or an older one still held): read slot ``j mod N``; the read is whole if the
+state, loaded after, shows at most ``j + N - 2`` changes, or ``j + N - 1`` and no write started
+(the next write, of change ``j + N``, is the one that takes the slot): ``read_was_whole`` with
+``ring=N``, which for N = 2 is the two-slot rule. A writer killed mid-write leaves WRITING set
+and the slot of change ``k - N`` partly overwritten: the N - 1 newest values stay whole.
 
 A payload of PAGE_ALIGN_MIN bytes or more starts half a page past a 4096-byte boundary (its slot
 starts on one, and its payload_offset is 2048 modulo 4096). Why: copy speed depends on where
@@ -177,11 +176,8 @@ WRITER_REQUEST_WORD: Final = 7
 RING_WORD: Final = 24
 RING_STRIDE_WORD: Final = 25
 LOST_WORD: Final = 26
-#: A ring slot's change and mtime words, as word offsets from its slot's first word.
-SLOT_CHANGE_WORD: Final = 4
-SLOT_MTIME_WORD: Final = 5
-#: A ring slot's change word before it first holds a value.
-NO_CHANGE: Final = 2**64 - 1
+#: A ring slot's mtime word, as a word offset from its slot's first word.
+SLOT_MTIME_WORD: Final = 4
 
 #: magic, version, header size, flags (the first 16 bytes).
 IDENTITY: Final = struct.Struct("<6sHII")
@@ -391,11 +387,9 @@ __all__ = [
     "FLAG_SINGLE_SLOT",
     "LOST_WORD",
     "MAX_HISTORY",
-    "NO_CHANGE",
     "RING_OFFSET",
     "RING_STRIDE_WORD",
     "RING_WORD",
-    "SLOT_CHANGE_WORD",
     "SLOT_MTIME_WORD",
     "VERSION_HISTORY",
     "current_slot",

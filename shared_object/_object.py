@@ -16,6 +16,7 @@ lookup costs about 20 ns on a call of about 700.
 from __future__ import annotations
 
 import errno
+import os
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -85,6 +86,16 @@ class SharedObject(Handle):
             image = frame.fetch()
     """
 
+    def __new__(
+        cls: type[Self], name: str = "", *args: Any, history: int | None = None, **kwargs: Any
+    ) -> Self:
+        """An instance of ``cls``, or of ``cls`` with a ring's hot paths (``_with_ring``) if it
+        will have a history: made so from the start, since CPython shares the attribute keys of
+        a class's instances, and an object whose class changes later loses that (its attribute
+        loads took 2.3x as long)."""
+        ring = not cls._dynamic and (history is not None or _is_ring(name))
+        return object.__new__(_with_ring(cls) if ring else cls)
+
     def __init__(
         self,
         name: str,
@@ -142,7 +153,7 @@ class SharedObject(Handle):
         tuning: Tuning | None = None,
     ) -> Self:
         """Create a new object holding ``data``; SegmentExistsError if the name is taken."""
-        self = cls.__new__(cls)
+        self = object.__new__(_with_ring(cls) if history is not None and not cls._dynamic else cls)
         self._init_size = _arguments.init_size(init_size)
         self._tuning = tuning_or_default(tuning)
         self._create_checked(name, data, mode, slots, history)
@@ -180,7 +191,8 @@ class SharedObject(Handle):
                     pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
                 )
                 pause = min(pause * 2, chosen.attach_poll_max_s)
-        self = cls.__new__(cls)
+        ring = _layout.IDENTITY.unpack_from(segment.buf, 0)[1] == _layout.VERSION_HISTORY
+        self = object.__new__(_with_ring(cls) if ring and not cls._dynamic else cls)
         self._init_size = DEFAULT_INIT_SIZE
         self._tuning = chosen
         self._open(segment)
@@ -633,10 +645,15 @@ class SharedObject(Handle):
     # Lifetime
     # -----------------------------------------------------------------------------------------
     def _bind(self, segment: _segment.Segment, **layout: Any) -> None:
-        """Bind to a segment; a history object's hot paths are its class's: see _RingObject."""
+        """Bind to a segment; a history object's hot paths are its class's: see _RingObject.
+        Its class was chosen when it was made (``__new__``); should the segment under the name
+        have been replaced meanwhile by one of the other kind, it changes now, and its
+        attributes move into a dict of their own (see ``__new__``)."""
         super()._bind(segment, **layout)
-        if self._ring and not isinstance(self, _RingObject):
-            self.__class__ = _with_ring(type(self))
+        if bool(self._ring) != isinstance(self, _RingObject):
+            made_from = type(self)._made_from if isinstance(self, _RingObject) else type(self)
+            self.__class__ = _with_ring(made_from) if self._ring else made_from
+            self.__dict__ = dict(self.__dict__)
 
     def close(self) -> None:
         """Drop this handle's mapping; the shared object stays for every other handle."""
@@ -688,8 +705,8 @@ class _RingObject(SharedObject):
     class to ``_with_ring(its class)``, a subclass of this and of the class it was made as), so
     that neither these paths nor those of an object without a history test which one they are
     on: each is a method of its own. The same protocol as ``SharedObject``'s, and pinned to it by
-    a test; what differs: the slot written is the ring's next, its change number and time are
-    stored with it, and a trigger copies the value into the next slot (every change has one).
+    a test; what differs: the slot written is the ring's next, its change time is stored with
+    it, and a trigger copies the value into the next slot (every change has one).
     """
 
     #: The class this one was made from (what pickling attaches as).
@@ -719,10 +736,46 @@ class _RingObject(SharedObject):
 
     def assign(self: Self, data: Any) -> Self:  # noqa: PLR0912, PLR0915 - inlined, as above
         fast = self._fast
-        array = None
         if type(data) is fast[0]:
-            writes = None  # an int beyond 64 bits: struct.error below, as in SharedObject.assign
-        elif (
+            # A bool/int/float, as in SharedObject.assign. A ring's fast tuple holds each slot's
+            # offset, then each slot's mtime word index (see Handle._load_fixed_slots).
+            words = self._words
+            lock = self._lock
+            ring = self._ring
+            rc = -1  # the inline protocol: see WriterLock.take_after_trylock
+            try:
+                lock.inline += 1
+                rc = lock.trylock(lock.ref)
+                if rc:
+                    busy, rc = rc, -1
+                    rc = lock.take_after_trylock(busy, self._tuning)
+                state = words[2]
+                change = (state >> 2) + 1
+                target = change % ring  # the ring's next slot: the oldest value's
+                words[2] = state | 2  # WRITING: the oldest value is being overwritten
+                fast[1](self._buf, fast[2 + target], data)
+                now = _time_ns()
+                words[fast[2 + ring + target]] = now  # the slot's change time
+                words[3] = now
+                words[2] = change << 2  # the publication (bit 0 unused)
+            except struct.error:  # an int beyond 64 bits: nothing was written
+                words[2] = state
+                self._prepare(data)
+                raise
+            except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
+                raise self._closed_during("assign", exc)  # noqa: B904 - sets the cause; re-raises exc if open
+            finally:
+                lock.inline -= 1
+                if not rc:
+                    lock.unlock(lock.ref)
+                elif rc == -1:
+                    lock.release_if_abandoned()
+            self._seen = change
+            if words[4] or words[5]:  # a waiter or a starving reader: wake it, let it read
+                lock.after_publish(self._tuning)
+            return self
+        array = None
+        if (
             (array := self._fast_array) is not None
             and type(data) is np.ndarray
             and data.shape == array[1]
@@ -737,6 +790,7 @@ class _RingObject(SharedObject):
         words = self._words
         lock = self._lock
         history = self._history
+        ring = self._ring
         rc = -1  # the inline protocol: see WriterLock.take_after_trylock
         try:
             lock.inline += 1
@@ -746,26 +800,18 @@ class _RingObject(SharedObject):
                 rc = lock.take_after_trylock(busy, self._tuning)
             state = words[2]
             change = (state >> 2) + 1
-            target = change % self._ring  # the ring's next slot: the oldest value's
+            target = change % ring  # the ring's next slot: the oldest value's
             words[2] = state | 2  # WRITING: the oldest value is being overwritten
             if array is not None:
                 _copyto(array[2 + target], data)
-            elif writes is None:
-                fast[1](buf, fast[2 + target], data)  # writes is None, array None: a scalar
             else:
                 base = slots[target].base  # type: ignore[union-attr]
-                for leaf, value in writes:
+                for leaf, value in writes:  # type: ignore[union-attr]  # array is None => writes
                     leaf.write(buf, base, value)
             now = _time_ns()
-            word = history.change_word + target * history.stride_words
-            words[word] = change  # the slot's change number and time
-            words[word + 1] = now
+            words[history.mtime_word + target * history.stride_words] = now  # the slot's time
             words[3] = now
             words[2] = change << 2  # the publication (bit 0 unused)
-        except struct.error:
-            words[2] = state
-            self._prepare(data)
-            raise
         except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
             raise self._closed_during("assign", exc)  # noqa: B904 - sets the cause; re-raises exc if open
         finally:
@@ -793,10 +839,8 @@ class _RingObject(SharedObject):
             size = source.node.size  # type: ignore[union-attr]  # fixed objects: all loaded
             words[_STATE] = state | _layout.WRITING
             buf[target.base : target.base + size] = buf[source.base : source.base + size]  # type: ignore[union-attr]
-            word = history.change_word + (change % ring) * history.stride_words
             now = _time_ns()
-            words[word] = change
-            words[word + 1] = now
+            words[history.mtime_word + (change % ring) * history.stride_words] = now
             words[_MTIME] = now
             words[_STATE] = change << _layout.CHANGE_SHIFT
 
@@ -814,12 +858,12 @@ class _RingObject(SharedObject):
 
 
 #: class -> the same with a ring's hot paths (see _with_ring).
-_RING_CLASSES: dict[type[SharedObject], type[SharedObject]] = {}
+_RING_CLASSES: dict[type[Any], type[Any]] = {}
 
 
-def _with_ring(cls: type[SharedObject]) -> type[SharedObject]:
+def _with_ring(cls: type[Self]) -> type[Self]:
     """``cls`` with a ring's hot paths: a subclass of _RingObject and of ``cls``, of its name."""
-    made = _RING_CLASSES.get(cls)
+    made: type[Self] | None = _RING_CLASSES.get(cls)
     if made is not None:
         return made
     namespace = {
@@ -830,6 +874,27 @@ def _with_ring(cls: type[SharedObject]) -> type[SharedObject]:
     }
     bases = (_RingObject,) if cls is SharedObject else (_RingObject, cls)
     return _RING_CLASSES.setdefault(cls, type(cls.__name__, bases, namespace))
+
+
+def _is_ring(name: object) -> bool:
+    """Whether a segment named ``name`` exists and is a history object's (its layout version).
+    False when it cannot tell: ``_bind`` makes sure."""
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        fd = os.open(_segment.segment_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, ValueError):
+        return False
+    try:
+        head = os.pread(fd, _layout.IDENTITY.size, 0)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return len(head) == _layout.IDENTITY.size and _layout.IDENTITY.unpack_from(head, 0)[:2] == (
+        _layout.MAGIC,
+        _layout.VERSION_HISTORY,
+    )
 
 
 def _attach_by_name(cls: type[SharedObject], name: str) -> SharedObject:
