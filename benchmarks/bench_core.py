@@ -402,6 +402,122 @@ def cpu_share(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def bench_history(rows: list[tuple[str, ...]], quick: bool) -> None:
+    """History objects: what assign costs beside a two-slot object's, what catching up on 64
+    missed values costs beside 64 fetches, and (``history_stream``) a 10 kHz stream."""
+    scalar_n, scalar_rounds = (20_000, 7) if quick else (100_000, 15)
+    frame_n, frame_rounds = (100, 5) if quick else (400, 9)
+    for label, value, n, rounds in (
+        ("float", 2.5, scalar_n, scalar_rounds),
+        ("uint8 480x848x3", np.full(FRAME, 3, np.uint8), frame_n, frame_rounds),
+    ):
+        with (
+            SharedObject.create(unique_name("bench-hist"), value, history=8) as ring,
+            SharedObject.create(unique_name("bench-two"), value) as two,
+        ):
+            assign = compare(lambda: ring.assign(value), lambda: two.assign(value), n, rounds)
+            row(rows, "assign, history=8", label, assign, 1.10, "assign, two slots")
+            ring.unlink()
+            two.unlink()
+    # Catching up: 64 values a reader missed, in one fetch_new, beside 64 fetch() of the newest
+    kib = np.zeros(1024, np.uint8)
+    batches, batch_rounds = (100, 7) if quick else (400, 15)
+    with (
+        SharedObject.create(unique_name("bench-catch"), kib, history=128) as writer,
+        SharedObject.attach(writer.name) as reader,
+    ):
+        values = [np.full(1024, i, np.uint8) for i in range(64)]
+        reader.fetch_new()  # the first value
+        ratios, ours_t, floor_t = [], [], []
+        for _ in range(batch_rounds):
+            catch_up = fetches = 0.0
+            for _ in range(batches):
+                for v in values:
+                    writer.assign(v)
+                t0 = time.perf_counter()
+                caught = reader.fetch_new()
+                t1 = time.perf_counter()
+                for _ in range(64):
+                    reader.fetch()
+                t2 = time.perf_counter()
+                assert len(caught) == 64
+                catch_up, fetches = catch_up + t1 - t0, fetches + t2 - t1
+            ours_t.append(catch_up / batches)
+            floor_t.append(fetches / batches)
+            ratios.append(catch_up / fetches)
+        writer.unlink()
+    timing = Timing(
+        statistics.median(ours_t), statistics.median(floor_t), statistics.median(ratios)
+    )
+    row(rows, "fetch_new: 64 values missed", "uint8 1 KiB", timing, 1.2, "64 fetch()")
+
+
+def history_reader(name: str, seconds: float, out: Any) -> None:
+    """Every 10 ms, fetch_new(): (values received, torn or out of order, gaps between values
+    received, lost) at the end."""
+    with SharedObject.attach(name, timeout=60) as obj:
+        obj.fetch_new()  # value 0, there before the writer started
+        out.put("ready")
+        received = bad = gaps = 0
+        previous = 0
+        end = time.monotonic() + seconds + 1.0
+        while time.monotonic() < end:
+            for value in obj.fetch_new():
+                number = int(value[0])
+                received += 1
+                bad += number <= previous or not (value == value[0]).all()
+                gaps += max(0, number - previous - 1)
+                previous = number
+            time.sleep(0.010)
+        out.put((received, bad, gaps, obj.lost))
+
+
+def bench_history_stream(rows: list[tuple[str, ...]], quick: bool) -> None:
+    """A writer assigning a 7-float64 joint state at 10 kHz, a reader that wakes every 10 ms and
+    calls fetch_new: with history=256 nothing is lost (all in order); with history=8, ``lost``
+    is exactly the values it never received (the gaps in what it received)."""
+    seconds = 5.0 if quick else 60.0
+    ctx = mp.get_context("spawn")
+    for history in (256, 8):
+        name = unique_name("bench-stream")
+        out = ctx.Queue()
+        with SharedObject.create(name, np.zeros(7), history=history) as obj:
+            reader = ctx.Process(target=history_reader, args=(name, seconds, out))
+            reader.start()
+            assert out.get(timeout=60) == "ready"
+            sent = 0
+            period = 1e-4
+            next_t = time.perf_counter()
+            end = next_t + seconds
+            while (now := time.perf_counter()) < end:  # paced: a sleep when far ahead, else spin
+                if now >= next_t:
+                    sent += 1
+                    obj.assign(np.full(7, float(sent)))
+                    next_t += period
+                elif next_t - now > 3e-4:
+                    time.sleep(next_t - now - 2e-4)
+            received, bad, gaps, lost = out.get(timeout=120)
+            reader.join(30)
+            obj.unlink()
+        accounted = received + lost == sent and gaps == lost and bad == 0
+        if history == 256:
+            target, verdict = "0 lost", "ok" if accounted and lost == 0 else "MISSED"
+        else:
+            target, verdict = "lost exact", "ok" if accounted else "MISSED"
+        rows.append(
+            (
+                f"10 kHz writer, fetch_new every 10 ms, history={history}, {seconds:g} s",
+                "7 float64",
+                f"{sent} sent",
+                f"{received} received",
+                f"{lost} lost, {gaps} gaps",
+                f"{bad} torn/out of order",
+                target,
+                verdict,
+            )
+        )
+
+
 def bench_idle_cpu(rows: list[tuple[str, ...]], quick: bool) -> None:
     """CPU used by a consumer waiting for a change that does not come: wait() vs polling."""
     seconds = 2.0 if quick else 5.0
@@ -451,9 +567,11 @@ def main() -> int:
     args = parser.parse_args()
     rows: list[tuple[str, ...]] = []
     bench_in_process(rows, args.quick)
+    bench_history(rows, args.quick)
     bench_100mb(rows, args.quick)
     if not args.skip_cross_process:
         bench_cross_process(rows, args.quick)
+        bench_history_stream(rows, args.quick)
         bench_idle_cpu(rows, args.quick)
     header = ("operation", "payload", "ours us", "floor us", "floor", "ratio", "target", "")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]

@@ -11,6 +11,9 @@ Two measurements, with a producer process publishing a 480x848x3 uint8 frame and
    write of the same bytes (a loop of ``f.write`` of a frame) while the same producer runs, so
    that both compete with it for the same cores and memory bandwidth; alternated round by round.
    Target: at least 0.8x.
+3. A 7-float64 joint state at 1 kHz for ``--joint-seconds`` (60 by default): the messages in the
+   file, beside the values the producer assigned, without a history and with ``history=64``
+   (the recorder reads it with ``fetch_new``). Target, with the history: every one of them.
 
 The files go to ``--dir`` (default: the system's temporary directory, usually on disk, through the
 page cache) and are removed after each round.
@@ -61,6 +64,61 @@ def produce(prefix: str, rate: float, seconds: float, started: Any, sent: Any) -
                 next_t = max(next_t + period, time.monotonic())
                 time.sleep(max(0.0, next_t - time.monotonic()))
         sent.put((n, longest_gap))
+
+
+def produce_joints(
+    name: str, history: int | None, rate: float, seconds: float, started: Any, sent: Any
+) -> None:
+    """A 7-float64 joint state, numbered, at ``rate`` Hz for ``seconds`` (keeping its period
+    after a stall, as ``produce`` does); its last value number."""
+    with SharedObject.create(name, np.zeros(7), history=history) as joints:
+        started.wait(60)
+        period = 1 / rate
+        n = 0
+        next_t = time.monotonic()
+        end = next_t + seconds
+        while time.monotonic() < end:
+            n += 1
+            joints.assign(np.full(7, float(n)))
+            next_t = max(next_t + period, time.monotonic() - period)
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        sent.put(n)
+
+
+def joints_round(history: int | None, seconds: float, directory: str) -> tuple[int, int, int]:
+    """(values assigned, messages in the file, dropped as the recorder counted them)."""
+    from mcap.reader import make_reader
+
+    ctx = mp.get_context("spawn")
+    name = unique_name("bench-joints")
+    started, sent = ctx.Event(), ctx.Queue()
+    producer = ctx.Process(
+        target=produce_joints, args=(name, history, 1000.0, seconds, started, sent)
+    )
+    producer.start()
+    path = os.path.join(directory, name + ".mcap")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(f"/dev/shm/{name}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with open(path, "wb") as output:
+        recorder = Recorder(output, [name])
+        recorder.scan()
+        time.sleep(0.2)  # its thread waits on the object, and has recorded the first value
+        started.set()
+        n = sent.get(timeout=seconds + 120)
+        time.sleep(0.5)  # the last values reach the file
+        recorder.finish()
+    producer.join(30)
+    with open(path, "rb") as f:
+        numbers = [
+            int(np.frombuffer(message.data, np.float64)[0])
+            for _, _, message in make_reader(f).iter_messages()
+        ]
+    os.unlink(path)
+    recorded = len([v for v in numbers if v >= 1])  # the assigned values (0 is the first value)
+    return n, recorded, recorder.dropped
 
 
 def wait_for_producer(prefix: str) -> None:
@@ -139,6 +197,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", default=tempfile.gettempdir())
+    parser.add_argument("--joint-seconds", type=float, default=60.0, help="section 3's length")
     args = parser.parse_args()
     print(
         f"# {os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}; files in {args.dir}"
@@ -169,6 +228,18 @@ def main() -> int:
         f"| record (no compression) | {statistics.median(ours):.0f} | {statistics.median(floors):.0f} | "
         f"{ratio:.2f}x | >= 0.8x {'ok' if ratio >= 0.8 else 'MISSED'} |"
     )
+    print()
+    print(
+        f"| a 7-float64 joint state at 1 kHz for {args.joint_seconds:g} s | assigned | in the file | dropped | target |"
+    )
+    print("| --- | --- | --- | --- | --- |")
+    for history in (None, 64):
+        n, recorded, dropped = joints_round(history, args.joint_seconds, args.dir)
+        if history:
+            label, target = f"history={history}", "all " + ("(ok)" if recorded == n else "MISSED")
+        else:
+            label, target = "no history", "(info)"
+        print(f"| {label} | {n} | {recorded} | {dropped} | {target} |")
     return 0
 
 

@@ -87,3 +87,21 @@ def test_the_view_benchmark_runs_and_prints_every_mode() -> None:
         assert re.search(rf"^   {re.escape(mode)} +[\d.]+ ms +[\d.]+x", result.stdout, re.M), (
             result.stdout
         )
+
+
+def test_the_record_benchmark_runs_and_prints_the_joint_state_rows() -> None:
+    """A short run of bench_record: its rows are printed, and with a history no value assigned
+    is missing from the file (the joint state is numbered: 'in the file' counts them)."""
+    pytest.importorskip("mcap", reason="recording needs the mcap extra: pip install -e '.[mcap]'")
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_record.py"), "--seconds", "0.5", "--rounds", "1",
+         "--joint-seconds", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^\| record \(no compression\) \| \d+ \| \d+ \| [\d.]+x", result.stdout, re.M)
+    assert re.search(r"^\| no history \| \d+ \| \d+ \| \d+ \|", result.stdout, re.M)
+    row = re.search(r"^\| history=64 \| (\d+) \| (\d+) \| (\d+) \|", result.stdout, re.M)
+    assert row, result.stdout
+    assigned, recorded, dropped = map(int, row.groups())
+    assert assigned > 0 and recorded == assigned and dropped == 0, result.stdout
