@@ -111,6 +111,8 @@ def joints_round(history: int | None, seconds: float, directory: str) -> tuple[i
         time.sleep(0.5)  # the last values reach the file
         recorder.finish()
     producer.join(30)
+    with SharedObject.attach(name) as joints:  # the producer closed it; nothing else removes it
+        joints.unlink()
     with open(path, "rb") as f:
         numbers = [
             int(np.frombuffer(message.data, np.float64)[0])

@@ -1,7 +1,7 @@
 """History objects: catching up on every value since the last read (``fetch_new``), and
 counting exactly the values lost.
 
-A history object keeps its last N values in a ring of N slots, each with its change number
+A history object keeps its last N values in a ring of N slots, change k in slot k mod N
 (``_layout``, "The ring"); its hot paths (assign, fetch, trigger) are ``_object._RingObject``'s.
 Here: reading every value from the one a handle wants next (``History.next``) to the newest,
 lock-free where reads are (read them all, load the state again, keep those the writer cannot

@@ -154,3 +154,21 @@ def test_estop_stops_the_control_loop_once() -> None:
     assert re.fullmatch(
         r"stopped after [1-9]\d* control cycles; triggered on the next read: False\n", output
     )
+
+
+def test_joint_history_logs_every_sample_or_counts_it_lost() -> None:
+    code, output = run_example("examples.joint_history")
+    assert code == 0, output
+    lines = output.splitlines()
+    assert len(lines) == 2, output
+    for line, history in zip(lines, (64, 8), strict=True):
+        match = re.fullmatch(
+            rf"history={history}: (\d+) samples logged \+ (\d+) lost = (\d+) of 500, "
+            r"in order: True",
+            line,
+        )
+        assert match, output
+        logged, lost, total = map(int, match.groups())
+        assert logged + lost == total == 500, output
+    # The logger wakes every 20 ms, 20 samples behind: 64 values cover that, 8 do not
+    assert lines[1].split(": ")[1].split()[0] != "500", output
