@@ -69,22 +69,21 @@ def produce(prefix: str, rate: float, seconds: float, started: Any, sent: Any) -
 def produce_joints(
     name: str, history: int | None, rate: float, seconds: float, started: Any, sent: Any
 ) -> None:
-    """A 7-float64 joint state, numbered, at ``rate`` Hz for ``seconds`` (keeping its period
-    after a stall, as ``produce`` does); its last value number."""
+    """A 7-float64 joint state, numbered from 1, ``rate * seconds`` values at ``rate`` Hz: after
+    a stall it catches up (a burst), as a controller that must deliver every sample does; the
+    number of values assigned."""
     with SharedObject.create(name, np.zeros(7), history=history) as joints:
         started.wait(60)
         period = 1 / rate
-        n = 0
+        count = round(rate * seconds)
         next_t = time.monotonic()
-        end = next_t + seconds
-        while time.monotonic() < end:
-            n += 1
+        for n in range(1, count + 1):
             joints.assign(np.full(7, float(n)))
-            next_t = max(next_t + period, time.monotonic() - period)
+            next_t += period
             delay = next_t - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        sent.put(n)
+        sent.put(count)
 
 
 def joints_round(history: int | None, seconds: float, directory: str) -> tuple[int, int, int]:
