@@ -1,16 +1,15 @@
 """History objects (``history=N``): a reader that falls behind catches up on every value it
 missed, and counts exactly the ones the writer overwrote before it could read them.
 
-The ring keeps the last N values with their change numbers; ``fetch_new`` returns every one
-since the handle's last ``fetch``/``fetch_new``, oldest first; ``lost`` is exact; a writer killed
-mid-assign leaves nothing torn; a damaged ring is refused on attach."""
+The ring keeps the last N values; ``fetch_new`` returns every one since the handle's last
+``fetch``/``fetch_new``, oldest first; ``lost`` is exact; a damaged ring is refused on attach.
+A writer killed mid-assign leaves nothing torn: test_torture kills writers of history objects
+too."""
 
 from __future__ import annotations
 
 import os
 import pickle
-import random
-import signal
 import struct
 import time
 from typing import Any
@@ -29,8 +28,6 @@ from shared_object import (
     _segment,
     attach,
 )
-
-from .markers import needs_robust_locks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,38 +221,8 @@ def test_a_reader_that_falls_behind_loses_nothing_the_ring_covers_and_counts_the
 
 
 # ---------------------------------------------------------------------------------------------
-# Crashes and damage
+# Damage
 # ---------------------------------------------------------------------------------------------
-@needs_robust_locks
-@pytest.mark.parametrize("kind", ["array", "compound"])
-def test_a_writer_killed_mid_assign_leaves_no_torn_value_in_the_ring(
-    shm_name: str, spawn: Any, torture: bool, kind: str
-) -> None:
-    rounds = 100 if torture else 6
-    rng = random.Random(7)
-    stop, results = SPAWN.Event(), SPAWN.Queue()
-    with SharedObject.create(shm_name, helpers.payload(kind, 0), history=4) as obj:
-        readers = [
-            spawn(helpers.read_new_and_check, shm_name, kind, stop, results) for _ in range(2)
-        ]
-        for round_ in range(rounds):
-            started = SPAWN.Event()
-            writer = spawn(helpers.write_payloads_forever, shm_name, kind, started)
-            assert started.wait(PROCESS_DEADLINE)
-            time.sleep(rng.uniform(0.0, 0.05))
-            os.kill(writer.pid, signal.SIGKILL)
-            writer.join(PROCESS_DEADLINE)
-            assert helpers.payload_ok(kind, obj.fetch())
-            with attach(shm_name) as late:  # what the ring holds after the kill: all whole
-                assert all(helpers.payload_ok(kind, v) for v in late.fetch_new())
-            obj.assign(helpers.payload(kind, 1000 + round_))
-            assert helpers.payload_ok(kind, obj.fetch())
-        stop.set()
-        reports = [results.get(timeout=PROCESS_DEADLINE) for _ in readers]
-    assert sum(values for values, _, _ in reports) > 0
-    assert sum(torn for _, torn, _ in reports) == 0, reports
-
-
 def _corrupt(name: str, offset: int, fmt: str, value: int) -> None:
     path = os.path.join(_segment.SHM_DIR, name)
     with open(path, "r+b") as f:

@@ -2,7 +2,8 @@
 
 * crash: a writer is killed with SIGKILL at a random point of a tight assign loop (a 4 MiB
   checksummed array, or a nested compound value), round after round, while reader processes
-  check every value they fetch. Zero torn reads, zero hangs, and the object is assignable
+  check every value they fetch; on a two-slot object and on one with a history, whose readers
+  take every value with fetch_new. Zero torn reads, zero hangs, and the object is assignable
   again after every round.
 * dynamic: two writers assign values that change kind, size and type every time to a
   SharedDynamicObject, one of them killed with SIGKILL round after round, while readers fetch,
@@ -24,7 +25,7 @@ import helpers
 import pytest
 from helpers import PROCESS_DEADLINE, SPAWN
 
-from shared_object import SharedDynamicObject, SharedObject, Tuning, testing
+from shared_object import SharedDynamicObject, SharedObject, Tuning, attach, testing
 
 from .markers import needs_robust_locks
 
@@ -33,15 +34,19 @@ WAKE_BOUND_S = 0.5
 
 
 @needs_robust_locks
+@pytest.mark.parametrize("history", [None, 4], ids=["two slots", "history=4"])
 @pytest.mark.parametrize("kind", ["array", "compound"])
 def test_writer_killed_at_random_points(
-    shm_name: str, spawn: Any, torture: bool, kind: str
+    shm_name: str, spawn: Any, torture: bool, kind: str, history: int | None
 ) -> None:
     rounds = 200 if torture else 8
     rng = random.Random(42)
     stop, results = SPAWN.Event(), SPAWN.Queue()
-    with SharedObject.create(shm_name, helpers.payload(kind, 0)) as obj:
-        readers = [spawn(helpers.read_and_check, shm_name, kind, stop, results) for _ in range(2)]
+    # With a history, the readers take every value with fetch_new, and a late reader checks
+    # what the ring holds after each kill: whole, every one
+    reader = helpers.read_new_and_check if history else helpers.read_and_check
+    with SharedObject.create(shm_name, helpers.payload(kind, 0), history=history) as obj:
+        readers = [spawn(reader, shm_name, kind, stop, results) for _ in range(2)]
         for round_ in range(rounds):
             started = SPAWN.Event()
             writer = spawn(helpers.write_payloads_forever, shm_name, kind, started)
@@ -50,19 +55,24 @@ def test_writer_killed_at_random_points(
             os.kill(writer.pid, signal.SIGKILL)
             writer.join(PROCESS_DEADLINE)
             assert helpers.payload_ok(kind, obj.fetch())
+            if history:
+                with attach(shm_name) as late:
+                    held = late.fetch_new()
+                assert held and all(helpers.payload_ok(kind, v) for v in held)
             value = helpers.payload(kind, 1000 + round_)
             obj.assign(value)  # assignable again, even if the kill landed while the lock was held
             assert helpers.payload_ok(kind, obj.fetch())
         stop.set()
         reports = [results.get(timeout=PROCESS_DEADLINE) for _ in readers]
         recovered = testing.writer_mutex(obj).owner_died_count
-    reads = sum(r for r, _ in reports)
-    torn = sum(t for _, t in reports)
+    reads = sum(r[0] for r in reports)
+    torn = sum(r[1] for r in reports)
     print(
-        f"{kind}: {rounds} kills, {reads} reads checked, {torn} torn, {recovered} dead lock holders recovered"
+        f"{kind}, history={history}: {rounds} kills, {reads} reads checked, {torn} torn, "
+        f"{recovered} dead lock holders recovered"
     )
     assert torn == 0
-    assert all(r > 0 for r, _ in reports)
+    assert all(r[0] > 0 for r in reports)
 
 
 @needs_robust_locks
