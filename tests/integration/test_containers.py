@@ -517,6 +517,29 @@ def test_unit_tests_pass_inside_the_image(containers: Containers) -> None:
     assert " passed" in out
 
 
+def test_the_images_healthcheck_imports_only_what_it_needs(containers: Containers) -> None:
+    """The HEALTHCHECK runs `shared-object health` every 2 s for the container's whole life: the
+    command as installed in the image (its console script included) must not load argparse,
+    numpy or re (the `re` of an old pip's console script was a third of its CPU)."""
+    container = containers.run(
+        command=[
+            "sh",
+            "-c",
+            'python3 -c "from shared_object import SharedObject; '
+            "SharedObject.create('hc-probe', 1)\" && "
+            'python3 -X importtime "$(command -v shared-object)" health hc-probe',
+        ],
+        shm_size="64m",
+    )
+    code, out = finish(container)
+    assert code == 0 and "healthy" in out, out
+    imported = {
+        line.rsplit("|", 1)[1].strip() for line in out.splitlines() if "import time:" in line
+    }
+    assert "shared_object.cli.health" in imported, out  # what was timed is the probe
+    assert not imported & {"argparse", "numpy", "re"}, sorted(imported)
+
+
 def test_gc_sees_handles_held_in_another_container(containers: Containers) -> None:
     """Liveness works without PIDs: a handle open in a container keeps gc on the host away."""
     import json
