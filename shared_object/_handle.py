@@ -542,6 +542,15 @@ class Handle:
             and _layout.U64.unpack_from(buf, offset)[0] == slot.schema_id
         )
 
+    def _prepare(self, data: Any) -> _codecs.Writes:
+        """Check ``data`` against the stored kind; what to write, or an error naming both kinds."""
+        slot = self._slots[0]
+        if slot is None:
+            self._check_open()
+        writes: _codecs.Writes = []
+        slot.node.prepare(data, "", writes)  # type: ignore[union-attr]
+        return writes
+
     # -----------------------------------------------------------------------------------------
     # Errors and closing
     # -----------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 counting exactly the values lost.
 
 A history object keeps its last N values in a ring of N slots, change k in slot k mod N
-(``_layout``, "The ring"); its hot paths (assign, fetch, trigger) are ``_object._RingObject``'s.
+(``_layout``, "The ring"); its hot paths (assign, fetch, trigger) are in ``_ring``.
 Here: reading every value from the one a handle wants next (``History.next``) to the newest,
 lock-free where reads are (read them all, load the state again, keep those the writer cannot
 have reached meanwhile), and the count of the values a writer overwrote before they were read:

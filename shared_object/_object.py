@@ -16,16 +16,15 @@ lookup costs about 20 ns on a call of about 700.
 from __future__ import annotations
 
 import errno
-import os
 import struct
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from . import _arguments, _codecs, _history, _layout, _reading, _segment
+from . import _arguments, _history, _layout, _reading, _ring, _segment
 from ._arguments import DEFAULT_INIT_SIZE, DEFAULT_MODE
 from ._errors import SegmentExistsError, SegmentNotFoundError, TypeMismatchError
 from ._handle import CLOSED_WORDS, DECODE_ERRORS, Handle
@@ -93,8 +92,8 @@ class SharedObject(Handle):
         will have a history: made so from the start, since CPython shares the attribute keys of
         a class's instances, and an object whose class changes later loses that (its attribute
         loads took 2.3x as long)."""
-        ring = not cls._dynamic and (history is not None or _is_ring(name))
-        return object.__new__(_with_ring(cls) if ring else cls)
+        ring = not cls._dynamic and (history is not None or _ring.is_ring(name))
+        return object.__new__(_class_for(cls, ring))
 
     def __init__(
         self,
@@ -153,7 +152,7 @@ class SharedObject(Handle):
         tuning: Tuning | None = None,
     ) -> Self:
         """Create a new object holding ``data``; SegmentExistsError if the name is taken."""
-        self = object.__new__(_with_ring(cls) if history is not None and not cls._dynamic else cls)
+        self = object.__new__(_class_for(cls, history is not None))
         self._init_size = _arguments.init_size(init_size)
         self._tuning = tuning_or_default(tuning)
         self._create_checked(name, data, mode, slots, history)
@@ -191,8 +190,7 @@ class SharedObject(Handle):
                     pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
                 )
                 pause = min(pause * 2, chosen.attach_poll_max_s)
-        ring = _layout.IDENTITY.unpack_from(segment.buf, 0)[1] == _layout.VERSION_HISTORY
-        self = object.__new__(_with_ring(cls) if ring and not cls._dynamic else cls)
+        self = object.__new__(_class_for(cls, _ring.is_history_header(segment.buf)))
         self._init_size = DEFAULT_INIT_SIZE
         self._tuning = chosen
         self._open(segment)
@@ -606,15 +604,6 @@ class SharedObject(Handle):
             lock.after_publish(self._tuning)
         return self
 
-    def _prepare(self, data: Any) -> _codecs.Writes:
-        """Check ``data`` against the stored kind; what to write, or an error naming both kinds."""
-        slot = self._slots[0]
-        if slot is None:
-            self._check_open()
-        writes: _codecs.Writes = []
-        slot.node.prepare(data, "", writes)  # type: ignore[union-attr]
-        return writes
-
     def trigger(self: Self) -> Self:
         """Mark the object changed without changing its value (wakes waiters); returns self.
 
@@ -645,14 +634,13 @@ class SharedObject(Handle):
     # Lifetime
     # -----------------------------------------------------------------------------------------
     def _bind(self, segment: _segment.Segment, **layout: Any) -> None:
-        """Bind to a segment; a history object's hot paths are its class's: see _RingObject.
+        """Bind to a segment; a history object's hot paths are its class's: see ``_ring``.
         Its class was chosen when it was made (``__new__``); should the segment under the name
         have been replaced meanwhile by one of the other kind, it changes now, and its
         attributes move into a dict of their own (see ``__new__``)."""
         super()._bind(segment, **layout)
-        if bool(self._ring) != isinstance(self, _RingObject):
-            made_from = type(self)._made_from if isinstance(self, _RingObject) else type(self)
-            self.__class__ = _with_ring(made_from) if self._ring else made_from
+        if bool(self._ring) != isinstance(self, _ring.RingPaths):
+            self.__class__ = _class_for(type(self), bool(self._ring))
             self.__dict__ = dict(self.__dict__)
 
     def close(self) -> None:
@@ -681,7 +669,7 @@ class SharedObject(Handle):
 
     def __reduce__(self) -> tuple[Callable[..., SharedObject], tuple[type[SharedObject], str]]:
         """Pickle as "attach by name": the receiving process opens the same object."""
-        return _attach_by_name, (type(self), self.name)
+        return _attach_by_name, (_class_for(type(self), ring=False), self.name)
 
     def __repr__(self) -> str:
         if self.closed:
@@ -697,172 +685,24 @@ class SharedObject(Handle):
         return f"{type(self).__name__}({self.name!r}, type={kind}, size={size} bytes{slots})"
 
 
-class _RingObject(SharedObject):
-    """A SharedObject with a history: the hot paths of a ring of N slots, where change ``k``'s
-    value lies in slot ``k mod N`` (``_layout``, "The ring").
-
-    An object is made one when it binds to a history segment (``SharedObject._bind`` sets its
-    class to ``_with_ring(its class)``, a subclass of this and of the class it was made as), so
-    that neither these paths nor those of an object without a history test which one they are
-    on: each is a method of its own. The same protocol as ``SharedObject``'s, and pinned to it by
-    a test; what differs: the slot written is the ring's next, its change time is stored with
-    it, and a trigger copies the value into the next slot (every change has one).
-    """
-
-    #: The class this one was made from (what pickling attaches as).
-    _made_from: ClassVar[type[SharedObject]] = SharedObject
-
-    def fetch(self, fn: FetchFn | None = None, *, out: np.ndarray[Any, Any] | None = None) -> Any:
-        if fn is None and out is None and self._lock_free:
-            # Lock-free: the newest value's slot is its change number mod the ring's size.
-            words = self._words
-            try:
-                s1 = words[2]  # STATE
-                value = self._slots[(s1 >> 2) % self._ring].read()  # type: ignore[union-attr]  # fixed objects: all loaded
-                s2 = words[2]
-                if s2 == s1 or self._whole(s1, s2):
-                    change = s1 >> 2
-                    self._seen = change
-                    self._history.next = change + 1
-                    return value
-                del value  # a lap: see SharedObject.fetch
-            except DECODE_ERRORS:  # closed (ClosedError below), torn or corrupt: slow path
-                self._check_open()
-            except Exception as exc:  # noqa: BLE001 - closed by another thread during the read?
-                raise self._closed_during("fetch", exc)  # noqa: B904 - sets the cause; re-raises exc if open
-        return _reading.fetch_slow(self, fn, out)
-
-    fetch.__doc__ = SharedObject.fetch.__doc__
-
-    def assign(self: Self, data: Any) -> Self:  # noqa: PLR0912, PLR0915 - inlined, as above
-        fast = self._fast
-        if type(data) is fast[0]:
-            # A bool/int/float, as in SharedObject.assign. A ring's fast tuple holds each slot's
-            # offset, then each slot's mtime word index (see Handle._load_fixed_slots).
-            words = self._words
-            lock = self._lock
-            ring = self._ring
-            rc = -1  # the inline protocol: see WriterLock.take_after_trylock
-            try:
-                lock.inline += 1
-                rc = lock.trylock(lock.ref)
-                if rc:
-                    busy, rc = rc, -1
-                    rc = lock.take_after_trylock(busy, self._tuning)
-                state = words[2]
-                change = (state >> 2) + 1
-                target = change % ring  # the ring's next slot: the oldest value's
-                words[2] = state | 2  # WRITING: the oldest value is being overwritten
-                fast[1](self._buf, fast[2 + target], data)
-                now = _time_ns()
-                words[fast[2 + ring + target]] = now  # the slot's change time
-                words[3] = now
-                words[2] = change << 2  # the publication (bit 0 unused)
-            except struct.error:  # an int beyond 64 bits: nothing was written
-                words[2] = state
-                self._prepare(data)
-                raise
-            except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
-                raise self._closed_during("assign", exc)  # noqa: B904 - sets the cause; re-raises exc if open
-            finally:
-                lock.inline -= 1
-                if not rc:
-                    lock.unlock(lock.ref)
-                elif rc == -1:
-                    lock.release_if_abandoned()
-            self._seen = change
-            if words[4] or words[5]:  # a waiter or a starving reader: wake it, let it read
-                lock.after_publish(self._tuning)
-            return self
-        array = None
-        if (
-            (array := self._fast_array) is not None
-            and type(data) is np.ndarray
-            and data.shape == array[1]
-            and (data.dtype is array[0] or data.dtype == array[0])
-        ):
-            writes = None
-        else:
-            array = None
-            writes = self._prepare(data)
-            slots = self._slots
-        buf = self._buf
-        words = self._words
-        lock = self._lock
-        history = self._history
-        ring = self._ring
-        rc = -1  # the inline protocol: see WriterLock.take_after_trylock
-        try:
-            lock.inline += 1
-            rc = lock.trylock(lock.ref)
-            if rc:
-                busy, rc = rc, -1
-                rc = lock.take_after_trylock(busy, self._tuning)
-            state = words[2]
-            change = (state >> 2) + 1
-            target = change % ring  # the ring's next slot: the oldest value's
-            words[2] = state | 2  # WRITING: the oldest value is being overwritten
-            if array is not None:
-                _copyto(array[2 + target], data)
-            else:
-                base = slots[target].base  # type: ignore[union-attr]
-                for leaf, value in writes:  # type: ignore[union-attr]  # array is None => writes
-                    leaf.write(buf, base, value)
-            now = _time_ns()
-            words[history.mtime_word + target * history.stride_words] = now  # the slot's time
-            words[3] = now
-            words[2] = change << 2  # the publication (bit 0 unused)
-        except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
-            raise self._closed_during("assign", exc)  # noqa: B904 - sets the cause; re-raises exc if open
-        finally:
-            lock.inline -= 1
-            if not rc:
-                lock.unlock(lock.ref)
-            elif rc == -1:
-                lock.release_if_abandoned()
-        self._seen = change
-        if words[4] or words[5]:  # a waiter or a starving reader: wake it, let it read
-            lock.after_publish(self._tuning)
-        return self
-
-    assign.__doc__ = SharedObject.assign.__doc__
-
-    def trigger(self: Self) -> Self:
-        self._check_open()
-        words, lock, ring, slots, buf = self._words, self._lock, self._ring, self._slots, self._buf
-        history = self._history
-
-        def publish() -> None:  # every change has its slot: the value goes on into the next one
-            state = words[_STATE]
-            change = (state >> _layout.CHANGE_SHIFT) + 1
-            source, target = slots[(change - 1) % ring], slots[change % ring]
-            size = source.node.size  # type: ignore[union-attr]  # fixed objects: all loaded
-            words[_STATE] = state | _layout.WRITING
-            buf[target.base : target.base + size] = buf[source.base : source.base + size]  # type: ignore[union-attr]
-            now = _time_ns()
-            words[history.mtime_word + (change % ring) * history.stride_words] = now
-            words[_MTIME] = now
-            words[_STATE] = change << _layout.CHANGE_SHIFT
-
-        try:
-            lock.write(self._tuning, publish)
-        except Exception as exc:  # noqa: BLE001 - closed by another thread meanwhile?
-            raise self._closed_during("trigger", exc)  # noqa: B904 - sets the cause; re-raises exc if open
-        lock.after_publish(self._tuning)
-        return self
-
-    trigger.__doc__ = SharedObject.trigger.__doc__
-
-    def __reduce__(self) -> tuple[Callable[..., SharedObject], tuple[type[SharedObject], str]]:
-        return _attach_by_name, (self._made_from, self.name)
-
+# The ring's hot paths are SharedObject's, documented as such (help() on a history object's)
+for _verb in ("fetch", "assign", "trigger"):
+    getattr(_ring.RingPaths, _verb).__doc__ = getattr(SharedObject, _verb).__doc__
 
 #: class -> the same with a ring's hot paths (see _with_ring).
 _RING_CLASSES: dict[type[Any], type[Any]] = {}
 
 
+def _class_for(cls: type[Self], ring: bool) -> type[Self]:
+    """The class of an object of ``cls`` (or of what ``cls`` was made from), with a ring's hot
+    paths if it has a history (never a dynamic one), without them if not."""
+    plain: type[Self] = cls._made_from if issubclass(cls, _ring.RingPaths) else cls
+    return _with_ring(plain) if ring and not plain._dynamic else plain
+
+
 def _with_ring(cls: type[Self]) -> type[Self]:
-    """``cls`` with a ring's hot paths: a subclass of _RingObject and of ``cls``, of its name."""
+    """``cls`` with a ring's hot paths: a subclass of ``_ring.RingPaths`` and of ``cls``, of its
+    name."""
     made: type[Self] | None = _RING_CLASSES.get(cls)
     if made is not None:
         return made
@@ -872,29 +712,8 @@ def _with_ring(cls: type[Self]) -> type[Self]:
         "__doc__": cls.__doc__,
         "_made_from": cls,
     }
-    bases = (_RingObject,) if cls is SharedObject else (_RingObject, cls)
-    return _RING_CLASSES.setdefault(cls, type(cls.__name__, bases, namespace))
-
-
-def _is_ring(name: object) -> bool:
-    """Whether a segment named ``name`` exists and is a history object's (its layout version).
-    False when it cannot tell: ``_bind`` makes sure."""
-    if not isinstance(name, str) or not name:
-        return False
-    try:
-        fd = os.open(_segment.segment_path(name), os.O_RDONLY | os.O_CLOEXEC)
-    except (OSError, ValueError):
-        return False
-    try:
-        head = os.pread(fd, _layout.IDENTITY.size, 0)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return len(head) == _layout.IDENTITY.size and _layout.IDENTITY.unpack_from(head, 0)[:2] == (
-        _layout.MAGIC,
-        _layout.VERSION_HISTORY,
-    )
+    made = type(cls.__name__, (_ring.RingPaths, cls), namespace)
+    return _RING_CLASSES.setdefault(cls, made)
 
 
 def _attach_by_name(cls: type[SharedObject], name: str) -> SharedObject:

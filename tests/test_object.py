@@ -17,8 +17,8 @@ from shared_object import (
     SharedDynamicObject,
     SharedObject,
     Tuning,
-    _object,
     _reading,
+    _ring,
     _writer_lock,
     attach,
 )
@@ -205,7 +205,7 @@ def _sections(code: object) -> list[list[str]]:
         (_writer_lock.WriterLock.write, 1),
         (SharedObject.assign, 2),  # a scalar's, and everything else's
         (SharedObject.fetch, 1),
-        (_object._RingObject.assign, 2),
+        (_ring.RingPaths.assign, 2),
     ],
     ids=["WriterLock.write", "assign (inline)", "fetch of one slot (inline)", "a ring's assign"],
 )
@@ -250,7 +250,7 @@ def test_the_inline_writes_are_the_same_protocol_step_for_step() -> None:
     for lines in _sections(SharedObject.assign):
         assert _contains_in_order(lines, WRITE), lines
         assert "target = (state & 1) ^ 1" in lines and "words[3] = _time_ns()" in lines
-    for ring in _sections(_object._RingObject.assign):
+    for ring in _sections(_ring.RingPaths.assign):
         assert _contains_in_order(ring, RING_WRITE), ring
 
 
