@@ -15,7 +15,7 @@ from typing import Any
 
 from . import _layout
 from ._handle import DECODE_ERRORS, Handle
-from ._reading import RawValue, fetch_raw, fetch_slow
+from ._reading import LAPPED, RawValue, fetch_raw, fetch_slow, read_lock_free
 
 _STATE = _layout.STATE_WORD
 
@@ -59,23 +59,18 @@ def _fetch_newest(h: Handle, raw: bool) -> list[Any]:
 
 def _ring_lock_free(h: Handle, limit: int | None, raw: bool) -> list[Any]:
     words = h._words
-    for _ in range(h._tuning.header_read_tries):
-        try:
-            return _ring_read(h, words[_STATE], limit, raw, words)
-        except _TornError:
-            continue  # a value that stayed whole did not decode: read again, or take the lock
-    return h._lock.read(h._tuning, lambda: _ring_read(h, words[_STATE], limit, raw))
-
-
-class _TornError(Exception):
-    """A value that was being overwritten raised while it was read: read the ring again."""
+    values = read_lock_free(h, lambda state: _ring_read(h, state, limit, raw, words))
+    if values is LAPPED:  # overtaken mid-value at every try: under the lock
+        values = h._lock.read(h._tuning, lambda: _ring_read(h, words[_STATE], limit, raw))
+    return values  # type: ignore[no-any-return]
 
 
 def _ring_read(
     h: Handle, state: int, limit: int | None, raw: bool, words: memoryview | None = None
 ) -> list[Any]:
     """The values from ``history.next`` on, read under ``state``; ``words``: lock-free, so check
-    with them after reading which values stayed whole (under the lock, all did)."""
+    with them after reading which values stayed whole (under the lock, all did), and LAPPED if
+    a value the writer was overwriting failed to decode."""
     ring, slots = h._ring, h._slots
     newest = state >> _layout.CHANGE_SHIFT
     history = h._history
@@ -93,10 +88,11 @@ def _ring_read(
     except DECODE_ERRORS as exc:
         if words is None:  # under the lock: nothing moved
             raise h._as_layout_error(exc) from exc
-        # Torn if a writer started meanwhile (it may have reached the value that raised); else
-        # the value was whole, and corrupt
+        # Torn if a writer started meanwhile (it may have reached the value that raised): read
+        # again; else the value was whole, and corrupt. (Not read_lock_free's test, whether the
+        # newest value stayed whole: any write may overwrite the oldest value read.)
         if words[_STATE] != state:
-            raise _TornError from exc
+            return LAPPED  # type: ignore[no-any-return]
         raise h._as_layout_error(exc) from exc
     if words is not None:
         # The oldest value still whole under the state now (see _layout.read_was_whole)

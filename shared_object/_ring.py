@@ -163,7 +163,7 @@ class RingPaths(Handle):
             words[_STATE] = state | _layout.WRITING
             buf[target.base : target.base + size] = buf[source.base : source.base + size]  # type: ignore[union-attr]
             now = _time_ns()
-            words[history.mtime_word + (change % ring) * history.stride_words] = now
+            words[history.mtime_word_of(change % ring)] = now
             words[_MTIME] = now
             words[_STATE] = change << _layout.CHANGE_SHIFT
 
