@@ -39,7 +39,6 @@ from ..payload import Decoder
 from ..ros2 import messages, rmw_zenoh
 from . import encoding
 from .core import Bridge, _direct
-from .defaults import BIG_PAYLOAD
 from .session import _zenoh
 
 log = logging.getLogger("shared_object.bridge.ros2")
@@ -351,7 +350,7 @@ class _Publishers:
         zenoh = _zenoh()
         side = self.side
         key = rmw_zenoh.topic_key(side.domain, topic, ros_type, messages.type_hash(ros_type))
-        big = size >= BIG_PAYLOAD
+        big = size >= side.bridge.big_payload  # as the native exporter decides it
         publisher = side.bridge.session.declare_publisher(
             key,
             priority=zenoh.Priority.DATA if big else zenoh.Priority.REAL_TIME,
