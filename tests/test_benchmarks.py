@@ -25,6 +25,18 @@ sys.path.insert(0, str(BENCHMARKS))
 import bench_core  # noqa: E402
 
 
+def run_benchmark(script: str, *args: str) -> str:
+    """Run ``benchmarks/<script> args`` to its end; what it printed (it must exit 0)."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 def test_the_inlined_protocol_is_a_whole_assign(shm_name: str) -> None:
     """bench_core's "protocol alone" row claims to time what assign does: readers must agree."""
     first = np.zeros((4, 8, 3), np.uint8)
@@ -59,49 +71,35 @@ def test_the_bridge_benchmark_runs_and_prints_every_row() -> None:
     pytest.importorskip(
         "zenoh", reason="the bridge needs the zenoh extra: pip install -e '.[zenoh]'"
     )
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_bridge.py"), "--rounds", "1", "--messages", "5",
-         "--seconds", "0.3"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    out = run_benchmark("bench_bridge.py", "--rounds", "1", "--messages", "5", "--seconds", "0.3")
     for size in ("100B", "1.22MB"):
-        assert re.search(rf"^   {re.escape(size)} +[\d.]+ / +[\d.]+ .*x", result.stdout, re.M)
+        assert re.search(rf"^   {re.escape(size)} +[\d.]+ / +[\d.]+ .*x", out, re.M)
         for mode in ("free", "offered"):
-            assert f"{size:8} {mode}: delivered, bridge / raw zenoh" in result.stdout
-    assert "peak RSS: exporter" in result.stdout
+            assert f"{size:8} {mode}: delivered, bridge / raw zenoh" in out
+    assert "peak RSS: exporter" in out
     if importlib.util.find_spec("rosbags") is not None:  # the ros2 extra: section 3
-        assert re.search(r"ROS 2 / native [\d.]+x", result.stdout), result.stdout
+        assert re.search(r"ROS 2 / native [\d.]+x", out), out
 
 
 def test_the_view_benchmark_runs_and_prints_every_mode() -> None:
     pytest.importorskip(
         "rerun", reason="the live view needs the view extra: pip install -e '.[view]'"
     )
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_view.py"), "--seconds", "1", "--rounds", "1"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    out = run_benchmark("bench_view.py", "--seconds", "1", "--rounds", "1")
     for mode in ("web", "web --jpeg 80", "save .rrd"):
-        assert re.search(rf"^   {re.escape(mode)} +[\d.]+ ms +[\d.]+x", result.stdout, re.M), (
-            result.stdout
-        )
+        assert re.search(rf"^   {re.escape(mode)} +[\d.]+ ms +[\d.]+x", out, re.M), out
 
 
 def test_the_record_benchmark_runs_and_prints_the_joint_state_rows() -> None:
     """A short run of bench_record: its rows are printed, and with a history no value assigned
     is missing from the file (the joint state is numbered: 'in the file' counts them)."""
     pytest.importorskip("mcap", reason="recording needs the mcap extra: pip install -e '.[mcap]'")
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_record.py"), "--seconds", "0.5", "--rounds", "1",
-         "--joint-seconds", "1"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"^\| record \(no compression\) \| \d+ \| \d+ \| [\d.]+x", result.stdout, re.M)
-    assert re.search(r"^\| no history \| \d+ \| \d+ \| \d+ \|", result.stdout, re.M)
-    row = re.search(r"^\| history=64 \| (\d+) \| (\d+) \| (\d+) \|", result.stdout, re.M)
-    assert row, result.stdout
+    out = run_benchmark(
+        "bench_record.py", "--seconds", "0.5", "--rounds", "1", "--joint-seconds", "1"
+    )
+    assert re.search(r"^\| record \(no compression\) \| \d+ \| \d+ \| [\d.]+x", out, re.M)
+    assert re.search(r"^\| no history \| \d+ \| \d+ \| \d+ \|", out, re.M)
+    row = re.search(r"^\| history=64 \| (\d+) \| (\d+) \| (\d+) \|", out, re.M)
+    assert row, out
     assigned, recorded, dropped = map(int, row.groups())
-    assert assigned > 0 and recorded == assigned and dropped == 0, result.stdout
+    assert assigned > 0 and recorded == assigned and dropped == 0, out
