@@ -26,7 +26,9 @@ they came in order, each bridge's CPU per frame, and the decoded frame's PSNR. T
 4. loopback and 1 Gbit/s, raw: bench_bridge.py's rows unchanged (run it beside this one).
 
 Each bridge is given ``--link-rate`` of its link, as docs/bridge.md says to; ``--default-buffers``
-measures them without it.
+measures them without it. ``--command-history N`` makes the command an object with a history
+(``history=N``): the consumer then reads every command with ``fetch_new()``, the bridges carry
+each one, and the row adds how many the consumer lost (target: none, and all 100 a second).
 
 Needs root (namespaces, tc, mounts) and the zenoh extra, and scikit-image for the image.
 """
@@ -86,14 +88,16 @@ def psnr(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
 # ---------------------------------------------------------------------------------------------
 # The producer (host A) and the consumer (host B)
 # ---------------------------------------------------------------------------------------------
-def produce(seconds: float) -> None:
+def produce(seconds: float, command_history: int) -> None:
     from shared_object import SharedObject
 
     frames = variants()
     frame = SharedObject.create(
         "lk-frame", {"seq": 0, "stamp_ns": time.time_ns(), "frame": frames[0]}
     )
-    command = SharedObject.create("lk-cmd", np.zeros(16, np.float64))
+    command = SharedObject.create(
+        "lk-cmd", np.zeros(16, np.float64), history=command_history or None
+    )
     print(json.dumps({"ready": True}), flush=True)
     start = time.monotonic()
     next_frame = next_command = start
@@ -124,7 +128,8 @@ def produce(seconds: float) -> None:
 
 
 def consume(what: str, warmup: float, seconds: float, psnr_every: int = 5) -> None:
-    """Follow one object (a process each: the frame's PSNR must not delay the commands' reader)."""
+    """Follow one object (a process each: the frame's PSNR must not delay the commands' reader);
+    every value of one with a history (``fetch_new``), else the newest at each change."""
     from shared_object import SharedObject
 
     frames = variants() if what == "frame" else []
@@ -135,22 +140,29 @@ def consume(what: str, warmup: float, seconds: float, psnr_every: int = 5) -> No
     seen: list[tuple[float, float]] = []  # (seq, age ms)
     psnrs: list[float] = []
     errors: list[str] = []
+    if obj.history:
+        obj.fetch_new()  # what the ring held when it came: before the window
+    lost_before = obj.lost
     while time.time() < end:
         if not obj.wait(0.2):
             continue
-        value = obj.fetch()
+        values = obj.fetch_new() if obj.history else [obj.fetch()]
         now = time.time()
-        if what == "frame":
-            seq, sent = value["seq"], value["stamp_ns"] / 1e9
-            if value["frame"].shape != FRAME_SHAPE or value["frame"].dtype != np.uint8:
-                errors.append(f"frame {value['frame'].dtype}{value['frame'].shape}")
-            elif now >= begin and seq % psnr_every == 0:
-                psnrs.append(psnr(value["frame"], frames[seq % VARIANTS]))
-        else:
-            seq, sent = float(value[0]), float(value[1])
-        if now >= begin:
-            seen.append((seq, (now - sent) * 1e3))
-    print(json.dumps({"seen": seen, "psnr": psnrs, "errors": errors}), flush=True)
+        for value in values:
+            if what == "frame":
+                seq, sent = value["seq"], value["stamp_ns"] / 1e9
+                if value["frame"].shape != FRAME_SHAPE or value["frame"].dtype != np.uint8:
+                    errors.append(f"frame {value['frame'].dtype}{value['frame'].shape}")
+                elif now >= begin and seq % psnr_every == 0:
+                    psnrs.append(psnr(value["frame"], frames[seq % VARIANTS]))
+            else:
+                seq, sent = float(value[0]), float(value[1])
+            if now >= begin:
+                seen.append((seq, (now - sent) * 1e3))
+        if now < begin:
+            lost_before = obj.lost  # the window counts from its beginning
+    lost = obj.lost - lost_before
+    print(json.dumps({"seen": seen, "psnr": psnrs, "errors": errors, "lost": lost}), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,6 +178,7 @@ class Cell:
     warmup: float = 3.0
     link_rate: bool = True  # give the bridges --link-rate (what docs/bridge.md says to do)
     bridge_args: tuple[str, ...] = ()
+    command_history: int = 0  # the command's history= (0: none, the newest only)
 
 
 @dataclass
@@ -175,6 +188,7 @@ class Result:
     cmds: float  # distinct commands seen a second
     cmd_age: tuple[float, float]
     in_order: bool
+    cmd_lost: int  # commands the consumer's fetch_new() lost (with a history; else 0)
     cpu_ms: tuple[float, float]  # exporter, importer: CPU per frame
     psnr: float
     errors: list[str]
@@ -234,7 +248,12 @@ def run_cell(hosts: TwoHosts, cell: Cell) -> Result:
     exporter = hosts.popen("a", [*bridge, "--export", "lk-*", "--listen", endpoint], **piped)
     importer = hosts.popen("b", [*bridge, "--import", "lk-*", "--connect", endpoint], **piped)
     total = cell.warmup + cell.seconds + 15  # the producer outlives the window
-    producer = hosts.popen("a", [*me, "--role", "producer", "--total", str(total)], **piped)
+    producer = hosts.popen(
+        "a",
+        [*me, "--role", "producer", "--total", str(total),
+         "--command-history", str(cell.command_history)],
+        **piped,
+    )  # fmt: skip
     consumers: dict[str, subprocess.Popen[str]] = {}
     started = [exporter, importer, producer]
     try:
@@ -273,6 +292,7 @@ def run_cell(hosts: TwoHosts, cell: Cell) -> Result:
         cmds=len(set(command_seqs)) / cell.seconds,
         cmd_age=(p([a for _, a in commands], 0.5), p([a for _, a in commands], 0.99)),
         in_order=increasing(command_seqs) and increasing(frame_seqs),
+        cmd_lost=seen["cmd"]["lost"],
         cpu_ms=(
             1e3 * (cpu1[0] - cpu0[0]) / max(1, len(frames)),
             1e3 * (cpu1[1] - cpu0[1]) / max(1, len(frames)),
@@ -286,6 +306,8 @@ def run_cell(hosts: TwoHosts, cell: Cell) -> Result:
 def verdict(cell: Cell, r: Result) -> bool:
     """The issue's targets for this cell (see the module's docstring)."""
     checks = [r.cmds >= 99 and r.cmd_age[1] <= 25 and r.in_order and not r.errors]
+    if cell.command_history:  # every command, none lost
+        checks.append(r.cmd_lost == 0)
     if cell.codec == "raw":
         capacity = cell.rate * 1e6 / FRAME_BITS
         checks.append(r.fps >= min(0.8 * capacity, 0.98 * FRAME_HZ))
@@ -343,12 +365,18 @@ def main() -> int:
         action="store_true",
         help="run the bridges without --link-rate (by default each is given the link's rate)",
     )
+    parser.add_argument(
+        "--command-history",
+        type=int,
+        default=0,
+        help="make the command an object with this history: every command crosses (0: none)",
+    )
     parser.add_argument("--role", choices=["producer", "consumer"], help=argparse.SUPPRESS)
     parser.add_argument("--total", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--object", choices=["frame", "cmd"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "producer":
-        produce(args.total)
+        produce(args.total, args.command_history)
         return 0
     if args.role == "consumer":
         consume(args.object, args.warmup, args.seconds)
@@ -367,6 +395,7 @@ def main() -> int:
         f"{args.congestion_control or 'the system default'}; "
         + ("default buffers" if args.default_buffers else "--link-rate set to the link's rate")
         + (f"; bridge options {args.bridge_args}" if args.bridge_args else "")
+        + (f"; commands with history={args.command_history}" if args.command_history else "")
     )
     print(
         f"{'link':>10} {'codec':8} {'fps':>6} {'frame age p50/p99':>18} {'cmds/s':>7} "
@@ -378,7 +407,7 @@ def main() -> int:
             for codec in args.codecs:
                 cell = Cell(
                     rate, codec, args.seconds, args.warmup, not args.default_buffers,
-                    tuple(shlex.split(args.bridge_args)),
+                    tuple(shlex.split(args.bridge_args)), args.command_history,
                 )  # fmt: skip
                 r = run_cell(hosts, cell)
                 print(
@@ -387,6 +416,7 @@ def main() -> int:
                     f"{r.cmd_age[0]:7.1f} /{r.cmd_age[1]:6.1f} {'yes' if r.in_order else 'NO':>5} "
                     f"{r.cpu_ms[0]:8.2f} /{r.cpu_ms[1]:6.2f} {r.psnr:5.1f}  "
                     f"{'met' if verdict(cell, r) else 'MISSED'}"
+                    + (f"  commands lost {r.cmd_lost}" if cell.command_history else "")
                     + (f"  errors {r.errors[:3]}" if r.errors else ""),
                     flush=True,
                 )  # fmt: skip
