@@ -29,6 +29,9 @@ Each bridge is given ``--link-rate`` of its link, as docs/bridge.md says to; ``-
 measures them without it. ``--command-history N`` makes the command an object with a history
 (``history=N``): the consumer then reads every command with ``fetch_new()``, the bridges carry
 each one, and the row adds how many the consumer lost (target: none, and all 100 a second).
+``--ros2-commands`` sends the command as a ROS 2 topic instead (``--ros2-export lk-cmd=/lk_cmd``
+on A, ``--ros2-import /lk_cmd:std_msgs/msg/Float64MultiArray=lk-cmd`` on B: rmw_zenoh's
+messages, at the priority the native ones get), the frame as before.
 
 Needs root (namespaces, tc, mounts) and the zenoh extra, and scikit-image for the image.
 """
@@ -58,6 +61,7 @@ FRAME_SHAPE = (480, 848, 3)
 FRAME_HZ = 30.0
 COMMAND_HZ = 100.0
 PORT = 7447
+FLOATS = "std_msgs/msg/Float64MultiArray"
 #: Frames the producer cycles through: the image shifted by a few pixels each.
 VARIANTS = 8
 
@@ -179,6 +183,7 @@ class Cell:
     link_rate: bool = True  # give the bridges --link-rate (what docs/bridge.md says to do)
     bridge_args: tuple[str, ...] = ()
     command_history: int = 0  # the command's history= (0: none, the newest only)
+    ros2_commands: bool = False  # the command as a ROS 2 topic (Float64MultiArray)
 
 
 @dataclass
@@ -245,8 +250,12 @@ def run_cell(hosts: TwoHosts, cell: Cell) -> Result:
     endpoint = f"tcp/{hosts.address['a']}:{PORT}"
     env = {**os.environ, "PYTHONPATH": ROOT}
     piped: dict[str, Any] = {"env": env, "stdout": subprocess.PIPE, "text": True}
-    exporter = hosts.popen("a", [*bridge, "--export", "lk-*", "--listen", endpoint], **piped)
-    importer = hosts.popen("b", [*bridge, "--import", "lk-*", "--connect", endpoint], **piped)
+    exports, imports = ["--export", "lk-*"], ["--import", "lk-*"]
+    if cell.ros2_commands:
+        exports = ["--export", "lk-frame", "--ros2-export", "lk-cmd=/lk_cmd"]
+        imports = ["--import", "lk-frame", "--ros2-import", f"/lk_cmd:{FLOATS}=lk-cmd"]
+    exporter = hosts.popen("a", [*bridge, *exports, "--listen", endpoint], **piped)
+    importer = hosts.popen("b", [*bridge, *imports, "--connect", endpoint], **piped)
     total = cell.warmup + cell.seconds + 15  # the producer outlives the window
     producer = hosts.popen(
         "a",
@@ -371,6 +380,11 @@ def main() -> int:
         default=0,
         help="make the command an object with this history: every command crosses (0: none)",
     )
+    parser.add_argument(
+        "--ros2-commands",
+        action="store_true",
+        help="send the command as a ROS 2 topic (needs the ros2 extra), the frame natively",
+    )
     parser.add_argument("--role", choices=["producer", "consumer"], help=argparse.SUPPRESS)
     parser.add_argument("--total", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--object", choices=["frame", "cmd"], help=argparse.SUPPRESS)
@@ -396,6 +410,7 @@ def main() -> int:
         + ("default buffers" if args.default_buffers else "--link-rate set to the link's rate")
         + (f"; bridge options {args.bridge_args}" if args.bridge_args else "")
         + (f"; commands with history={args.command_history}" if args.command_history else "")
+        + ("; commands as a ROS 2 topic" if args.ros2_commands else "")
     )
     print(
         f"{'link':>10} {'codec':8} {'fps':>6} {'frame age p50/p99':>18} {'cmds/s':>7} "
@@ -408,6 +423,7 @@ def main() -> int:
                 cell = Cell(
                     rate, codec, args.seconds, args.warmup, not args.default_buffers,
                     tuple(shlex.split(args.bridge_args)), args.command_history,
+                    args.ros2_commands,
                 )  # fmt: skip
                 r = run_cell(hosts, cell)
                 print(
